@@ -1,0 +1,36 @@
+# The two commands a newcomer runs (see README): `make demo` and `make test`.
+# Both set everything up first; `setup` is idempotent and cheap when nothing changed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-tools demo test lint clean
+
+setup: $(STAMP) system-tools
+
+# torch first, pinned to the CPU build, so that nothing later pulls a CUDA build.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Independent references used by the tests and the demo's data generator (Debian packages).
+system-tools:
+	@command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null && command -v bart >/dev/null || \
+	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ismrmrd-tools bart )
+
+demo: setup
+	$(BIN)/mrzero demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,0 +1,47 @@
+"""The pipeline contract shared by the server, offline reprocessing and the Gadgetron adapter.
+
+A *stage* is a generator function ``stage(items, ctx) -> iterator`` that consumes an iterator
+of items (MRD acquisitions, waveforms, buffers, images) and yields items, in the spirit of
+Gadgetron's gadgets. A *pipeline* is a stage whose input is the raw MRD stream (acquisitions
+and waveforms, in arrival order) and whose output is ``ismrmrd.Image`` objects, yielded as soon
+as they are ready. ``chain`` composes stages left to right.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import ismrmrd
+
+Stage = Callable[[Iterable[Any], "Context"], Iterator[Any]]
+
+
+class PipelineError(RuntimeError):
+    """A pipeline cannot process its input; the message is sent to the client as it is."""
+
+
+@dataclass
+class Context:
+    """What a pipeline knows about its connection besides the data items."""
+
+    header: ismrmrd.xsd.ismrmrdHeader
+    #: The client's JSON parameters (FIRE: ``{"parameters": {...}}`` flattened to the inner dict).
+    parameters: dict[str, Any] = field(default_factory=dict)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("pipelines"))
+    #: Sends a text (log) message to the client; a no-op offline.
+    notify: Callable[[str], None] = lambda text: None
+    #: Name the pipeline was selected by (after aliasing/overrides), for image meta and logs.
+    pipeline_name: str = ""
+
+
+def chain(*stages: Stage) -> Stage:
+    """Compose stages so that each one's output feeds the next."""
+    def run(items: Iterable[Any], ctx: Context) -> Iterator[Any]:
+        stream: Iterable[Any] = items
+        for stage in stages:
+            stream = stage(stream, ctx)
+        yield from stream
+    return run

@@ -1,0 +1,68 @@
+"""The explicit registry of named pipelines: the only names a network client can reach.
+
+Pipelines register themselves with ``@register(name, description)`` in their own modules, and
+``pipelines/catalog.py`` imports each of those modules by its fixed name. A client's config
+name is only ever looked up in this dictionary: nothing it sends imports a module or reads a
+path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipelines.base import Stage
+
+#: The pipeline an empty or absent config name selects.
+DEFAULT_PIPELINE = "cartesian"
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    description: str
+    run: Stage
+
+
+class UnknownPipelineError(KeyError):
+    """A config name that is not in the registry; the message names the known pipelines."""
+
+    def __init__(self, name: str, known: list[str]):
+        super().__init__(name)
+        self.name, self.known = name, known
+
+    def __str__(self) -> str:
+        return f"unknown pipeline {self.name!r}; known pipelines: {', '.join(self.known)}"
+
+
+_REGISTRY: dict[str, PipelineSpec] = {}
+
+
+def register(name: str, description: str) -> Callable[[Stage], Stage]:
+    """Decorator: make ``run`` reachable under ``name``."""
+    def add(run: Stage) -> Stage:
+        if name in _REGISTRY:
+            raise ValueError(f"pipeline {name!r} registered twice")
+        _REGISTRY[name] = PipelineSpec(name, description, run)
+        return run
+    return add
+
+
+def _load_catalog() -> None:
+    import pipelines.catalog  # noqa: F401  (fixed module: registers the shipped pipelines)
+
+
+def names() -> list[str]:
+    """Registered pipeline names, sorted."""
+    _load_catalog()
+    return sorted(_REGISTRY)
+
+
+def get(name: str | None) -> PipelineSpec:
+    """The pipeline for a client's config name; empty/None selects ``DEFAULT_PIPELINE``."""
+    _load_catalog()
+    key = (name or "").strip() or DEFAULT_PIPELINE
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        raise UnknownPipelineError(key, sorted(_REGISTRY)) from None

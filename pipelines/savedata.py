@@ -1,0 +1,18 @@
+"""``savedataonly``: the server journals the raw data; this pipeline returns no images."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pipelines.base import Context
+from pipelines.registry import register
+
+
+@register("savedataonly", "journal the raw data only; no reconstruction, no images")
+def save_data_only(items: Iterable[Any], ctx: Context) -> Iterator[Any]:
+    n = 0
+    for _ in items:
+        n += 1
+    ctx.logger.info("savedataonly: %d items journaled, no reconstruction", n)
+    yield from ()

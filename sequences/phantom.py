@@ -1,0 +1,96 @@
+"""Phantoms: per-voxel tissue parameters on a 2D (or 3D) grid, SI units.
+
+Maps are ``[ny, nx]`` (or ``[nz, ny, nx]``) float tensors: proton density (arbitrary units),
+T1, T2, T2' (s), B0 off-resonance (Hz), B1 (relative transmit scale, 1 = nominal), and
+optionally complex coil sensitivities ``[coil, ...map shape]``. Voxel positions follow
+``pipelines/ops/units.py``: FOV units, pixel ``i`` of ``n`` at ``(i - n//2) / n``.
+Loaders (NIfTI, the embedded brain phantom, sparse synthetic samples) live beside this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+MAP_FIELDS = ("pd", "t1", "t2", "t2dash", "b0", "b1")
+
+
+class PhantomError(ValueError):
+    """A phantom is malformed: mismatched shapes, NaN, non-positive relaxation times, ..."""
+
+
+@dataclass
+class Phantom:
+    """Tissue maps of one object; see the module docstring for units and layout."""
+
+    pd: torch.Tensor
+    t1: torch.Tensor
+    t2: torch.Tensor
+    t2dash: torch.Tensor
+    b0: torch.Tensor
+    b1: torch.Tensor
+    fov: tuple[float, float, float] = (0.2, 0.2, 0.005)  # m (x, y, z)
+    coil_sens: torch.Tensor | None = None  # complex [coil, *shape]
+    name: str = "phantom"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.pd.shape)
+
+    @property
+    def n_coils(self) -> int:
+        return 1 if self.coil_sens is None else int(self.coil_sens.shape[0])
+
+    def validate(self) -> None:
+        """Raise ``PhantomError`` naming the map when shapes or values are impossible."""
+        if self.pd.ndim not in (2, 3):
+            raise PhantomError(f"pd must be [ny, nx] or [nz, ny, nx], got shape {self.shape}")
+        for name in MAP_FIELDS:
+            t = getattr(self, name)
+            if tuple(t.shape) != self.shape:
+                raise PhantomError(f"{name} has shape {tuple(t.shape)}, pd has {self.shape}")
+            if not bool(torch.isfinite(t).all()):
+                raise PhantomError(f"{name} contains NaN or inf")
+        tissue = self.pd > 0
+        for name in ("t1", "t2"):
+            if bool((getattr(self, name)[tissue] <= 0).any()):
+                raise PhantomError(f"{name} must be positive wherever pd > 0 (seconds)")
+        if bool((self.t2dash[tissue] < 0).any()):
+            raise PhantomError("t2dash must be non-negative (0 means no T2' dephasing)")
+        if bool((self.pd < 0).any()):
+            raise PhantomError("pd must be non-negative")
+        if self.coil_sens is not None and tuple(self.coil_sens.shape[1:]) != self.shape:
+            raise PhantomError(f"coil_sens must be [coil, {', '.join(map(str, self.shape))}], "
+                               f"got {tuple(self.coil_sens.shape)}")
+        if any(f <= 0 for f in self.fov):
+            raise PhantomError(f"fov must be positive in metres, got {self.fov}")
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Phantom:
+        """A copy on ``device`` with real maps cast to ``dtype`` when given."""
+        maps = {n: getattr(self, n).to(device=device, dtype=dtype) for n in MAP_FIELDS}
+        coils = None if self.coil_sens is None else self.coil_sens.to(device)
+        return replace(self, coil_sens=coils, **maps)
+
+    def positions(self) -> torch.Tensor:
+        """Voxel centre positions in FOV units, ``[*shape, 3]`` as (x, y, z)."""
+        axes = [(torch.arange(n, dtype=self.pd.dtype, device=self.pd.device) - n // 2) / n
+                for n in self.shape]
+        if self.pd.ndim == 2:
+            y, x = torch.meshgrid(axes[0], axes[1], indexing="ij")
+            z = torch.zeros_like(x)
+        else:
+            z, y, x = torch.meshgrid(axes[0], axes[1], axes[2], indexing="ij")
+        return torch.stack([x, y, z], dim=-1)
+
+    def voxel_size(self) -> torch.Tensor:
+        """Voxel extent in FOV units (x, y, z): 1/n in-plane; 1 along z for a 2D phantom."""
+        n = list(reversed(self.shape)) + [1] * (3 - self.pd.ndim)
+        return torch.tensor([1.0 / k for k in n], dtype=self.pd.dtype, device=self.pd.device)
+
+    def mask(self) -> torch.Tensor:
+        """Voxels that contribute signal (pd > 0)."""
+        return self.pd > 0
