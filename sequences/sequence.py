@@ -184,6 +184,7 @@ class Sequence:
     def summary(self) -> str:
         """One line for logs: size, samples, duration and the flip-angle range in degrees."""
         flips = self.flip.detach() * 180 / math.pi
+        lo, hi = float(flips.min()), float(flips.max())
         return (f"{self.name}: {self.n_rep} reps x {self.n_event} events, {self.n_samples} ADC samples, "
-                f"{float(self.total_duration()):.3f} s, flip {float(flips.min()):.1f}..{float(flips.max()):.1f} deg")
+                f"{float(self.total_duration()):.3f} s, flip {lo:.1f}..{hi:.1f} deg")
 
