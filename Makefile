@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-tools demo test lint clean
+.PHONY: setup system-tools demo test lint image image-cuda fire-chroot clean
 
 setup: $(STAMP) system-tools
 
@@ -31,6 +31,17 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Container images (where a Docker engine exists; none runs on the development machines).
+image:
+	docker build -f docker/Dockerfile -t mrzero-server:cpu .
+
+image-cuda:
+	docker build -f docker/Dockerfile.cuda -t mrzero-server:cuda .
+
+# The chroot archive a Siemens FIRE installation loads, from the CPU image.
+fire-chroot: image
+	deploy/fire/make_chroot.sh --image mrzero-server:cpu -o mrzero-chroot.img.zip
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
