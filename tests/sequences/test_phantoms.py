@@ -1,0 +1,127 @@
+"""Phantom sources: embedded brain, resampling, tissue mixing, NIfTI, arrays, sparse samples, coils."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sequences.phantoms import (
+    BRAIN_TISSUES_3T,
+    N_BRAIN_SLICES,
+    Tissue,
+    brain_b0_dz,
+    brain_phantom,
+    brain_tissue_fractions,
+    t2dash_from_t2star,
+)
+from sequences.phantoms.resample import area_resample, area_weights
+from sequences.phantoms.tissue import mix_tissues
+
+
+# ------------------------------------------------------------------ embedded brain
+def test_brain_phantom_shapes_units_and_fov():
+    p = brain_phantom((48, 40))
+    assert p.shape == (48, 40)
+    assert p.fov == pytest.approx((0.2, 0.2, 0.004))
+    assert p.pd.dtype == torch.float32
+    assert 0 < float(p.pd.max()) <= 1.0
+    assert float(p.t1[p.mask()].min()) == pytest.approx(BRAIN_TISSUES_3T["wm"].t1, rel=1e-5)
+    assert -100 < float(p.b0.min()) < float(p.b0.max()) < 100  # Hz, shimmed
+    assert 0.7 < float(p.b1.min()) and float(p.b1.max()) < 1.3
+
+
+def test_pure_tissue_voxels_carry_the_tissue_values():
+    size = (100, 100)  # 2 mm pixels: many voxels hold one tissue only
+    p = brain_phantom(size)
+    f = brain_tissue_fractions(size)
+    for name, tissue in BRAIN_TISSUES_3T.items():
+        pure = f[name] > 0.999
+        assert int(pure.sum()) > 20, name
+        assert torch.allclose(p.pd[pure], torch.tensor(tissue.pd), atol=1e-4)
+        assert torch.allclose(p.t1[pure], torch.tensor(tissue.t1), rtol=1e-4)
+        assert torch.allclose(p.t2[pure], torch.tensor(tissue.t2), rtol=1e-4)
+        assert torch.allclose(p.t2dash[pure], torch.tensor(tissue.t2dash), rtol=1e-4)
+
+
+def test_partial_volume_fractions_are_continuous_and_sum_to_at_most_one():
+    f = brain_tissue_fractions((64, 64), slice=5)
+    total = f["gm"] + f["wm"] + f["csf"]
+    assert float(total.max()) <= 1 + 1e-6 and float(total.min()) >= 0
+    mixed = (total > 0.01) & (total < 0.99)  # the brain's edge
+    assert int(mixed.sum()) > 50
+    between = ((f["gm"] > 0.05) & (f["gm"] < 0.95)).sum()
+    assert int(between) > 100  # GM/WM borders are partial, not binary
+
+
+def test_resampling_conserves_pd_mass_and_tissue_volume():
+    def mass(p):
+        return float(p.pd.double().sum()) * p.fov[0] * p.fov[1] / p.pd.numel()
+
+    reference = mass(brain_phantom((200, 200)))
+    for size in [(32, 32), (64, 64), (37, 91), (128, 128)]:
+        assert mass(brain_phantom(size)) == pytest.approx(reference, rel=1e-5), size
+        f = brain_tissue_fractions(size, dtype=torch.float64)
+        f_ref = brain_tissue_fractions((200, 200), dtype=torch.float64)
+        for name in f:
+            area = f[name].sum() / f[name].numel()
+            assert float(area) == pytest.approx(float(f_ref[name].sum() / 200 ** 2), rel=1e-9)
+
+
+def test_slices_differ_and_out_of_range_slice_is_named():
+    a, b = brain_phantom((32, 32), slice=0), brain_phantom((32, 32), slice=7)
+    assert float((a.pd - b.pd).abs().max()) > 0.3
+    assert brain_phantom((32, 32), slice=-1).name == b.name
+    with pytest.raises(IndexError, match="slice 8 out of range"):
+        brain_phantom(slice=N_BRAIN_SLICES)
+    with pytest.raises(ValueError, match="size must be"):
+        brain_phantom(size=(0, 4))
+
+
+def test_b0_through_slice_gradient_is_a_smooth_map_in_hz_per_m():
+    g = brain_b0_dz((32, 32), slice=0)
+    assert g.shape == (32, 32)
+    assert 100 < float(g.abs().max()) < 10_000  # frontal air-tissue gradients, Hz/m
+
+
+def test_tissue_override_changes_only_that_tissue():
+    slow_wm = Tissue(pd=0.7, t1=2.0, t2=0.08, t2star=0.05)
+    f = brain_tissue_fractions((64, 64))
+    p = brain_phantom((64, 64), tissues={"wm": slow_wm})
+    assert torch.allclose(p.t1[f["wm"] > 0.999], torch.tensor(2.0), rtol=1e-2)
+    assert torch.allclose(p.t1[f["gm"] > 0.999], torch.tensor(BRAIN_TISSUES_3T["gm"].t1), rtol=1e-2)
+
+
+def test_brain_phantom_on_float64_and_device():
+    p = brain_phantom((16, 16), dtype=torch.float64, device="cpu")
+    assert p.t1.dtype == torch.float64 and p.b0.device.type == "cpu"
+
+
+# ------------------------------------------------------------------ tissue maths and resampling
+def test_t2dash_from_t2star_and_tissue_property():
+    t2 = torch.tensor([0.1, 0.08, 0.05, 0.0])
+    t2s = torch.tensor([0.05, 0.08, 0.0, 0.03])
+    out = t2dash_from_t2star(t2, t2s)
+    assert float(out[0]) == pytest.approx(0.1)  # 1/0.05 - 1/0.1 = 10 /s
+    assert out[1:].tolist() == [0.0, 0.0, 0.0]  # no reversible decay / invalid input
+    assert Tissue(1, 1, 0.1, 0.05).t2dash == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="cannot exceed T2"):
+        Tissue(1, 1, 0.05, 0.1)
+
+
+def test_mixing_averages_rates_weighted_by_proton_density():
+    a, b = Tissue(1.0, 1.0, 0.1, 0.05), Tissue(0.5, 2.0, 0.2, 0.1)
+    maps = mix_tissues(torch.tensor([[0.5], [0.5]], dtype=torch.float64), [a, b])
+    assert float(maps["pd"][0]) == pytest.approx(0.75)
+    w_a, w_b = 0.5 / 0.75, 0.25 / 0.75
+    assert float(maps["t1"][0]) == pytest.approx(1 / (w_a / 1.0 + w_b / 2.0))
+    empty = mix_tissues(torch.zeros(2, 1), [a, b])
+    assert float(empty["pd"][0]) == 0 and float(empty["t1"][0]) == 1.0 and float(empty["t2dash"][0]) == 0
+
+
+def test_area_weights_rows_are_averages_and_resample_keeps_constants():
+    w = area_weights(7, 3)
+    assert torch.allclose(w.sum(1), torch.ones(3, dtype=torch.float64))
+    assert torch.allclose(area_resample(torch.full((5, 9), 2.5, dtype=torch.float64), (4, 3)),
+                          torch.full((4, 3), 2.5, dtype=torch.float64))
+    up = area_resample(torch.tensor([[1.0, 3.0]], dtype=torch.float64), (1, 4))
+    assert up.tolist() == [[1.0, 1.0, 3.0, 3.0]]
