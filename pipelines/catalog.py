@@ -1,3 +1,4 @@
 """Imports every module that registers a pipeline. Add new pipeline modules here."""
 
+import pipelines.cartesian  # noqa: F401
 import pipelines.savedata  # noqa: F401

@@ -1,0 +1,29 @@
+"""``cartesian``: the faithful inline Cartesian reconstruction (Gadgetron's default chain).
+
+Noise prewhitening -> imaging lines only (waveforms ignored) -> readout oversampling removal
+-> accumulation into zero-filled k-space per image -> centred orthonormal inverse FFT -> coil
+combination -> crop to the recon matrix -> scaling -> 16-bit (or float) MRD images.
+JSON parameters (all optional): ``prewhiten`` (true), ``trigger`` ("repetition"), ``combine``
+("rss" | "adaptive"), ``adaptive_kernel`` (7), ``scale`` (number | "auto" | "dft"),
+``output`` ("uint16" | "float"), ``series_index`` (1). See ``docs/pipelines.md``.
+"""
+
+from __future__ import annotations
+
+from pipelines.base import chain
+from pipelines.registry import register
+from pipelines.stages.accumulate import accumulate_stage
+from pipelines.stages.combine import combine_stage
+from pipelines.stages.crop import crop_stage
+from pipelines.stages.lines import imaging_lines_stage
+from pipelines.stages.noise import prewhiten_stage
+from pipelines.stages.output import output_stage
+from pipelines.stages.oversampling import oversampling_stage
+from pipelines.stages.scale import scale_stage
+from pipelines.stages.transform import kspace_to_image_stage
+
+cartesian = register(
+    "cartesian",
+    "Cartesian 2D/3D: prewhitening, oversampling removal, zero-filled FFT, rss/adaptive coil combination",
+)(chain(prewhiten_stage, imaging_lines_stage, oversampling_stage, accumulate_stage,
+        kspace_to_image_stage, combine_stage, crop_stage, scale_stage, output_stage))

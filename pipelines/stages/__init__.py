@@ -1,0 +1,1 @@
+"""Small reconstruction stages (generator functions ``stage(items, ctx)``, see ``pipelines/base.py``)."""

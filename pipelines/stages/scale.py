@@ -1,0 +1,61 @@
+"""Scaling stage: one factor for all images of a connection, so a series stays comparable.
+
+JSON parameter ``"scale"``:
+
+* a positive number: multiply by it;
+* ``"auto"`` (default for 16-bit output): chosen on the first image so that its 99th
+  percentile of magnitude becomes ``AUTO_TARGET`` (2048, as Gadgetron's AutoScale), leaving
+  headroom below the 16-bit ceiling for brighter pixels and later images;
+* ``"dft"``: ``sqrt(number of encoded k-space points)`` (readout oversampling included), which
+  turns the orthonormal image into that of an unnormalised inverse DFT, the convention of
+  ISMRMRD's ``ismrmrd_recon_cartesian_2d`` and of BART's ``fft -i`` without ``-u``.
+
+With ``{"output": "float"}`` the default is 1 (the orthonormal image as it is).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+import torch
+
+from pipelines.base import Context, PipelineError
+from pipelines.header import geometry
+from pipelines.stages.buffer import ReconBuffer
+from pipelines.stages.output import output_kind
+
+AUTO_TARGET = 2048.0
+AUTO_PERCENTILE = 0.99
+
+
+def scale_setting(ctx: Context) -> str | float:
+    """The validated ``"scale"`` parameter (with its output-dependent default)."""
+    value = ctx.parameters.get("scale", "auto" if output_kind(ctx) == "uint16" else 1.0)
+    if value in ("auto", "dft"):
+        return value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
+        raise PipelineError(f"scale must be a positive number, 'auto' or 'dft', got {value!r}")
+    return float(value)
+
+
+def scale_factor(setting: str | float, buf: ReconBuffer, ctx: Context) -> float:
+    """The factor that ``setting`` gives for the (first) image ``buf``."""
+    if setting == "dft":
+        return math.sqrt(math.prod(geometry(ctx.header, buf.encoding).encoded_matrix))
+    if setting == "auto":
+        mag = buf.data.abs().flatten().to(torch.float64)
+        level = float(torch.quantile(mag, AUTO_PERCENTILE)) if mag.numel() else 0.0
+        return AUTO_TARGET / level if level > 0 else 1.0
+    return float(setting)
+
+
+def scale_stage(items: Iterable[ReconBuffer], ctx: Context) -> Iterator[ReconBuffer]:
+    setting = scale_setting(ctx)
+    factor: float | None = None
+    for buf in items:
+        if factor is None:
+            factor = scale_factor(setting, buf, ctx)
+            ctx.logger.info("image scale %s: factor %.6g", setting, factor)
+        yield buf.with_data(buf.data * factor)

@@ -1,0 +1,14 @@
+"""k-space to coil images: the centred orthonormal inverse FFT over (kz, ky, kx)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from pipelines.base import Context
+from pipelines.ops.fft import ifftc
+from pipelines.stages.buffer import ReconBuffer
+
+
+def kspace_to_image_stage(items: Iterable[ReconBuffer], ctx: Context) -> Iterator[ReconBuffer]:
+    for buf in items:
+        yield buf.with_data(ifftc(buf.data, ndim=3))
