@@ -1,0 +1,269 @@
+"""One client connection: read and journal its stream, route it to a pipeline, send images back.
+
+The connection's thread reads messages (``server.protocol``), writes each one to the journal
+*before* anything else looks at it, validates acquisitions, and forwards them to the pipeline
+worker process. A relay thread sends the worker's images to the client as they come. When
+the reconstruction fails (unknown pipeline, invalid data, a pipeline that raises, hangs or runs
+out of memory) the client gets an ``ERROR: ...`` text at once, and the connection keeps reading
+and journaling until the client closes, so the raw data of a failed reconstruction are kept
+for reprocessing. Only errors that break the framing (truncated or unknown messages, a size
+over the limit) end the reading. At the end: the pipeline's texts, a summary text, close.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from pipelines.registry import UnknownPipelineError, get
+from server.journal import Journal, JournalError
+from server.limits import Settings
+from server.protocol import (
+    Message,
+    MessageId,
+    MessageReader,
+    ProtocolError,
+    close_message,
+    config_override,
+    parse_header,
+    parse_parameters,
+    serialized,
+)
+from server.validation import AcquisitionChecker, InvalidData
+from server.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+class _Prefixed(logging.LoggerAdapter):
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['id']}] {msg}", kwargs
+
+
+class Connection:
+    """Serves one accepted socket; :meth:`run` returns when the connection is over."""
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, int], settings: Settings, number: int):
+        self.sock = sock
+        self.peer = f"{peer[0]}:{peer[1]}"
+        self.settings = settings
+        self.limits = settings.limits
+        self.id = f"c{number:05d}"
+        self.log = _Prefixed(log, {"id": self.id})
+        self._rfile = sock.makefile("rb", buffering=1 << 20)
+        self._send_lock = threading.Lock()
+        self._fail_lock = threading.Lock()
+        self.client_gone = False
+        self.failure: str | None = None
+        self.journal: Journal | None = None
+        self.header_xml: str | None = None
+        self.checker: AcquisitionChecker | None = None
+        self.config_name: str | None = None
+        self.parameters: dict[str, Any] = {}
+        self.pipeline: str | None = None
+        self.worker: Worker | None = None
+        self._relay: threading.Thread | None = None
+        self.texts_out: list[str] = []
+        self.acquisitions = 0
+        self.images_sent = 0
+        self.started = time.monotonic()
+
+    # -- sending -------------------------------------------------------------------------
+    def _send(self, wire: bytes) -> None:
+        if self.client_gone:
+            return
+        try:
+            with self._send_lock:
+                self.sock.sendall(wire)
+        except OSError as exc:
+            self.client_gone = True
+            self.log.warning("client %s gone while sending: %s", self.peer, exc)
+            if self.worker is not None:
+                self.worker.stop()
+
+    def fail(self, text: str) -> None:
+        """End the reconstruction (not the journal) with an error text to the client."""
+        with self._fail_lock:
+            if self.failure is not None:
+                return
+            self.failure = text
+        self.log.error("%s", text)
+        self._send(serialized(f"ERROR: {text}"))
+        if self.worker is not None:
+            self.worker.stop()
+
+    # -- the connection's life -------------------------------------------------------------
+    def run(self) -> None:
+        self.log.info("connection from %s", self.peer)
+        self.sock.settimeout(self.limits.idle_timeout_s)
+        ended = "close"
+        try:
+            ended = self._read_all()
+        except ProtocolError as exc:
+            ended = f"protocol error: {exc}"
+            self.fail(f"protocol error: {exc}")
+        except TimeoutError:
+            ended = "idle timeout"
+            self.fail(f"no data for {self.limits.idle_timeout_s:g} s (idle timeout); closing")
+        except JournalError as exc:
+            ended = f"journal error: {exc}"
+            self.fail(str(exc))
+        except OSError as exc:
+            ended = f"client gone: {exc}"
+            self.client_gone = True
+        except Exception as exc:
+            self.log.exception("internal error")
+            ended = f"internal error: {exc}"
+            self.fail(f"internal server error: {type(exc).__name__}: {exc}")
+        finally:
+            self._finish(ended)
+
+    def _read_all(self) -> str:
+        reader = MessageReader(self._rfile.read, self.limits.max_message_bytes)
+        while True:
+            msg = reader.next()
+            if msg is None:
+                self.log.warning("stream ended without a close message; keeping what arrived")
+                return "disconnect without close"
+            if msg.id == MessageId.CLOSE:
+                if self.header_xml is None and self.journal is None:
+                    self.log.info("close before any header (dependency query)")
+                return "close"
+            self._handle(msg)
+
+    def _journal(self) -> Journal:
+        if self.journal is None:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            name = f"{stamp}-{self.id}-{self.peer.replace(':', '-')}.h5"
+            self.journal = Journal(self.settings.data_dir / name, self.settings.journal_batch_items,
+                                   self.settings.journal_flush_interval_s)
+            self.journal.set_attribute("client", self.peer)
+            self.log.info("journal %s", self.journal.path)
+        return self.journal
+
+    def _handle(self, msg: Message) -> None:
+        journal = self._journal()
+        if msg.id == MessageId.CONFIG_FILE:
+            journal.set_attribute("config", msg.text)
+            self.config_name = msg.text
+            self.log.info("config %r", msg.text)
+        elif msg.id == MessageId.CONFIG_TEXT:
+            journal.set_attribute("config_text", msg.text)
+            self.fail("XML configurations (config text messages) are not supported; select a "
+                      "pipeline by name (config file message or JSON parameters)")
+        elif msg.id == MessageId.TEXT:
+            journal.text(msg.text)
+            self._text(msg.text)
+        elif msg.id == MessageId.HEADER:
+            journal.header(msg.text)
+            self._header(msg.text)
+        else:
+            journal.data(msg.id, msg.body)
+            self._data(msg)
+
+    def _text(self, text: str) -> None:
+        params = parse_parameters(text)
+        if params is None:
+            self.log.info("client text: %s", text[:200])
+        elif self.worker is not None:
+            self.log.warning("JSON parameters after the data started are journaled but not used")
+        else:
+            self.parameters.update(params)
+            self.log.info("JSON parameters: %s", ", ".join(sorted(params)) or "(empty)")
+
+    def _header(self, xml: str) -> None:
+        if self.header_xml is not None:
+            self.fail("a second XML header arrived; one connection carries one scan")
+            return
+        self.header_xml = xml
+        try:
+            self.checker = AcquisitionChecker(parse_header(xml))
+        except ProtocolError as exc:
+            self.fail(str(exc))
+
+    def _data(self, msg: Message) -> None:
+        index = self.acquisitions
+        if msg.id == MessageId.ACQUISITION:
+            self.acquisitions += 1
+        if self.failure is not None:
+            return
+        if self.header_xml is None:
+            self.fail(f"{MessageId(msg.id).name.lower()} before the XML header")
+            return
+        if self.checker is None:  # the header was malformed: already failed
+            return
+        if msg.id == MessageId.ACQUISITION:
+            try:
+                self.checker.check(index, msg.body)
+            except InvalidData as exc:
+                self.fail(str(exc))
+                return
+        if self.worker is None and not self._start_pipeline():
+            return
+        try:
+            self.worker.send(msg.wire())
+        except OSError:
+            pass  # the worker died or was stopped: the relay reports why
+
+    def _start_pipeline(self) -> bool:
+        name = config_override(self.parameters) or self.config_name
+        try:
+            spec = get(name)
+        except UnknownPipelineError as exc:
+            self.fail(str(exc))
+            return False
+        self.pipeline = spec.name
+        self._journal().set_attribute("pipeline", spec.name)
+        self.log.info("pipeline %r (config %r)", spec.name, name)
+        self.worker = Worker(spec.name, self.header_xml, self.parameters, self.settings.pipeline_modules,
+                             self.limits.memory_limit_bytes, self.limits.pipeline_timeout_s)
+        self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
+        self._relay.start()
+        return True
+
+    def _relay_results(self) -> None:
+        assert self.worker is not None
+        for tag, payload in self.worker.results():
+            if tag == "I":
+                self._send(payload)
+                self.images_sent += 1
+            elif tag == "T":
+                self.texts_out.append(payload.decode("utf-8", "replace"))
+            elif tag == "L":
+                level, _, text = payload.decode("utf-8", "replace").partition("\t")
+                self.log.log(int(level), "pipeline: %s", text)
+            elif tag == "E":
+                self.fail(payload.decode("utf-8", "replace"))
+
+    def _finish(self, ended: str) -> None:
+        if (self.worker is None and self.failure is None and self.header_xml is not None
+                and self.checker is not None):
+            self._start_pipeline()  # a scan without data still gets its pipeline's answer
+        if self.worker is not None:
+            self.worker.end_input()
+            assert self._relay is not None
+            self._relay.join()
+            self.worker.close()
+        for text in self.texts_out:
+            self._send(serialized(text))
+        elapsed = time.monotonic() - self.started
+        mb = self.journal.bytes / 1e6 if self.journal else 0.0
+        summary = (f"pipeline {self.pipeline or '-'}: {self.acquisitions} acquisitions ({mb:.1f} MB), "
+                   f"{self.images_sent} images, {elapsed:.2f} s")
+        if self.header_xml is not None:
+            self._send(serialized(f"mrzero server: {summary}" + (" (failed)" if self.failure else "")))
+        self._send(close_message())
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._rfile.close()
+        self.sock.close()
+        if self.journal is not None:
+            self.journal.close(ended if self.failure is None else f"{ended}; failed: {self.failure}")
+        self.log.info("%s from %s, ended by %s%s", summary, self.peer, ended,
+                      f", error: {self.failure}" if self.failure else "")

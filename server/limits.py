@@ -1,0 +1,43 @@
+"""The server's settings: where it listens, where it journals, and the limits that protect it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9002
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection limits (SI units: seconds, bytes)."""
+
+    #: Largest single message (header, text, acquisition, waveform, image) accepted; a larger
+    #: claim is refused before any buffer is allocated.
+    max_message_bytes: int = 256 * MB
+    #: A pipeline that neither accepts input nor produces output for this long, while it owes
+    #: either, is stopped (this bounds the reconstruction time after the last acquisition).
+    pipeline_timeout_s: float = 300.0
+    #: Address space a pipeline worker may add to what it had at start (RLIMIT_AS); 0 = no limit.
+    memory_limit_bytes: int = 8192 * MB
+    #: Connections served at once; more are answered with an error text and close.
+    max_connections: int = 8
+    #: A client that sends nothing for this long is disconnected.
+    idle_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``mrzero serve`` configures."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path("mrd-journal")
+    limits: Limits = field(default_factory=Limits)
+    #: Extra modules (chosen by the site, never by a client) that register pipelines.
+    pipeline_modules: tuple[str, ...] = ()
+    #: The journal writes a batch after this many items or this long after the batch's first item.
+    journal_batch_items: int = 32
+    journal_flush_interval_s: float = 0.05

@@ -1,0 +1,199 @@
+"""The pipeline worker: one process per connection, so that a pipeline that raises, hangs or
+eats memory ends only its own connection.
+
+Processes come from a ``forkserver`` that has imported the pipeline catalog once, so starting
+a worker is a fork of a clean single-threaded process (no locks of the server's threads
+inherited) that needs no imports. The worker limits its own address space (RLIMIT_AS) to what
+it had at start plus the configured memory limit.
+
+Frames between server and worker (``multiprocessing`` pipes, one per direction):
+
+* server -> worker: MRD wire bytes of one acquisition/waveform/image; ``b""`` ends the input.
+* worker -> server: one tag byte then the payload: ``I`` an image's MRD wire bytes, ``T`` a
+  text for the client, ``L`` a log line (``levelno<TAB>text``), ``E`` an error text, ``D`` done.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+import ismrmrd
+
+from server.protocol import serialized
+
+_CONTEXT = multiprocessing.get_context("forkserver")
+_PRELOAD = ["pipelines.catalog"]
+_start_lock = threading.Lock()
+
+
+def warm_up(modules: tuple[str, ...] = ()) -> None:
+    """Start the fork server (imports the pipeline catalog once) before the first scan."""
+    with _start_lock:
+        _CONTEXT.set_forkserver_preload(_PRELOAD + list(modules))
+        from multiprocessing import forkserver
+        forkserver.ensure_running()
+
+
+class _PipeLogHandler(logging.Handler):
+    def __init__(self, out: Connection):
+        super().__init__()
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.out.send_bytes(b"L" + f"{record.levelno}\t{self.format(record)}".encode())
+        except OSError:
+            pass
+
+
+def _limit_memory(extra_bytes: int) -> None:
+    if extra_bytes <= 0:
+        return
+    import resource
+
+    with open("/proc/self/status") as status:
+        vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    limit = vm_kb * 1024 + extra_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+
+def _inputs(conn: Connection) -> Iterator[Any]:
+    from ismrmrd.serialization import ProtocolDeserializer
+
+    while True:
+        wire = conn.recv_bytes()
+        if not wire:
+            return
+        yield next(ProtocolDeserializer(io.BytesIO(wire)).deserialize())
+
+
+def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
+          parameters: dict[str, Any], modules: tuple[str, ...], sys_path: list[str],
+          memory_limit_bytes: int) -> None:
+    """Worker process entry: run pipeline ``name`` over the inputs, report every result."""
+    logger = logging.getLogger(f"pipelines.{name}")
+    logger.handlers[:] = [_PipeLogHandler(outputs)]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        sys.path[:] = sys_path
+        import importlib
+
+        for module in modules:
+            importlib.import_module(module)
+        from pipelines.base import Context
+        from pipelines.registry import get
+
+        spec = get(name)
+        ctx = Context(header=ismrmrd.xsd.CreateFromDocument(header_xml.encode()), parameters=parameters,
+                      logger=logger, notify=lambda text: outputs.send_bytes(b"T" + text.encode()),
+                      pipeline_name=name)
+        _limit_memory(memory_limit_bytes)
+        for item in spec.run(_inputs(inputs), ctx):
+            if not isinstance(item, ismrmrd.Image):
+                raise TypeError(f"pipeline {name!r} yielded a {type(item).__name__}, expected ismrmrd.Image")
+            outputs.send_bytes(b"I" + serialized(item))
+        outputs.send_bytes(b"D")
+    except MemoryError:
+        outputs.send_bytes(b"E" + f"pipeline {name!r} exceeded the memory limit of "
+                                  f"{memory_limit_bytes >> 20} MB".encode())
+    except BaseException as exc:
+        text = str(exc)
+        if isinstance(exc, RuntimeError) and "allocate" in text:
+            text = f"exceeded the memory limit of {memory_limit_bytes >> 20} MB ({text.splitlines()[0]})"
+        logger.debug("%s", traceback.format_exc())
+        message = text if type(exc).__name__ == "PipelineError" else f"{type(exc).__name__}: {text}"
+        try:
+            outputs.send_bytes(b"E" + f"pipeline {name!r} failed: {message}".encode())
+        except OSError:
+            pass
+
+
+class Worker:
+    """The server side of one worker process, with a progress watchdog.
+
+    ``owes`` is true while a send to the worker is in progress or after the input ended; a
+    worker that owes progress and makes none (accepts no input, yields no output) for
+    ``timeout_s`` is killed.
+    """
+
+    def __init__(self, name: str, header_xml: str, parameters: dict[str, Any],
+                 modules: tuple[str, ...], memory_limit_bytes: int, timeout_s: float):
+        self.name = name
+        self.timeout_s = timeout_s
+        in_recv, self._in_send = _CONTEXT.Pipe(duplex=False)
+        self._out_recv, out_send = _CONTEXT.Pipe(duplex=False)
+        self.process = _CONTEXT.Process(
+            target=_main, name=f"pipeline {name}", daemon=True,
+            args=(in_recv, out_send, name, header_xml, parameters, modules, list(sys.path),
+                  memory_limit_bytes))
+        self.process.start()
+        in_recv.close()
+        out_send.close()
+        self._sending = False
+        self._input_ended = False
+        self._last_progress = time.monotonic()
+        self.timed_out = False
+
+    def send(self, wire: bytes) -> None:
+        """Forward one data message; raises ``OSError`` if the worker is gone."""
+        self._sending = True
+        try:
+            self._in_send.send_bytes(wire)
+        finally:
+            self._sending = False
+            self._last_progress = time.monotonic()
+
+    def end_input(self) -> None:
+        try:
+            self._in_send.send_bytes(b"")
+        except OSError:
+            pass
+        self._input_ended = True
+        self._last_progress = time.monotonic()
+
+    def results(self, poll_s: float = 0.2) -> Iterator[tuple[str, bytes]]:
+        """Yield ``(tag, payload)`` frames until done/error; ends with ``E`` on death or timeout."""
+        while True:
+            if self._out_recv.poll(poll_s):
+                try:
+                    frame = self._out_recv.recv_bytes()
+                except (EOFError, OSError):
+                    self.process.join(5)
+                    yield "E", (f"pipeline {self.name!r} worker died (exit code "
+                                f"{self.process.exitcode})").encode()
+                    return
+                self._last_progress = time.monotonic()
+                tag, payload = chr(frame[0]), frame[1:]
+                yield tag, payload
+                if tag in "DE":
+                    return
+            elif (self._sending or self._input_ended) and \
+                    time.monotonic() - self._last_progress > self.timeout_s:
+                self.timed_out = True
+                self.stop()
+                yield "E", (f"pipeline {self.name!r} made no progress for {self.timeout_s:g} s "
+                            "(pipeline timeout); stopped").encode()
+                return
+
+    def stop(self) -> None:
+        """Kill the worker if it is still alive (a blocked ``send`` then raises)."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+    def close(self) -> None:
+        """Stop the worker and release the pipes; call once, from the connection's thread."""
+        self.stop()
+        for conn in (self._in_send, self._out_recv):
+            conn.close()
+
