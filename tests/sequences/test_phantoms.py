@@ -125,3 +125,131 @@ def test_area_weights_rows_are_averages_and_resample_keeps_constants():
                           torch.full((4, 3), 2.5, dtype=torch.float64))
     up = area_resample(torch.tensor([[1.0, 3.0]], dtype=torch.float64), (1, 4))
     assert up.tolist() == [[1.0, 1.0, 3.0, 3.0]]
+
+
+# ------------------------------------------------------------------ arrays and NIfTI
+def _write_nifti(path, quantities, units=None, shape=(6, 5, 4), zoom=2.0):
+    """A small multi-parametric 5D NIfTI in RAS with an ASLDRO-style sidecar; returns the data."""
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    data = np.zeros(shape + (1, len(quantities)))
+    for i, q in enumerate(quantities):
+        data[..., 0, i] = {"m0": 1.0, "t1": 1.2, "t2": 0.09, "t2_star": 0.045, "b0": 7.0}.get(q, 0.0)
+        data[..., 0, i] *= 1 + 0.1 * rng.random(shape)
+    affine = np.diag([zoom, zoom, zoom, 1.0])
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    side = {"quantities": quantities}
+    if units is not None:
+        side["units"] = units
+    path.with_name(path.name.replace(".nii.gz", ".json")).write_text(json.dumps(side))
+    return data
+
+
+def test_nifti_loader_reads_named_volumes_units_orientation_and_fov(tmp_path):
+    from sequences.phantoms.nifti import load_nifti_phantom
+
+    f = tmp_path / "maps.nii.gz"
+    q = ["t1", "t2", "t2_star", "m0", "b0"]
+    data = _write_nifti(f, q, units=["ms", "s", "s", "", "Hz"])
+    p = load_nifti_phantom(f, slice=1)
+    assert p.shape == (5, 6)  # rows = y, columns = x
+    assert p.fov == pytest.approx((0.012, 0.010, 0.002))
+    # row 0 is the most anterior (largest y), column 0 the patient's right (largest x)
+    assert float(p.pd[0, 0]) == pytest.approx(data[5, 4, 1, 0, 3])
+    assert float(p.t1[0, 0]) == pytest.approx(data[5, 4, 1, 0, 0] * 1e-3)  # ms -> s
+    expected_t2dash = 1 / (1 / data[5, 4, 1, 0, 2] - 1 / data[5, 4, 1, 0, 1])
+    assert float(p.t2dash[0, 0]) == pytest.approx(expected_t2dash, rel=1e-5)
+    assert float(p.b0[-1, -1]) == pytest.approx(data[0, 0, 1, 0, 4], rel=1e-6)
+    small = load_nifti_phantom(f, slice=1, size=(2, 3))
+    assert small.shape == (2, 3)
+    assert float(small.pd.double().mean()) == pytest.approx(float(p.pd.double().mean()), rel=1e-6)
+
+
+def test_nifti_loader_errors_name_file_and_problem(tmp_path):
+    from sequences.phantoms.nifti import NiftiPhantomError, load_nifti_phantom
+
+    with pytest.raises(NiftiPhantomError, match="no such file"):
+        load_nifti_phantom(tmp_path / "absent.nii.gz")
+    junk = tmp_path / "junk.nii.gz"
+    junk.write_bytes(b"this is not a nifti file")
+    with pytest.raises(NiftiPhantomError, match=r"junk\.nii\.gz: not a readable NIfTI"):
+        load_nifti_phantom(junk)
+    f = tmp_path / "no_t2.nii.gz"
+    _write_nifti(f, ["t1", "m0"])
+    with pytest.raises(NiftiPhantomError, match=r"no_t2\.nii\.gz: missing volume\(s\) t2; file has: t1, m0"):
+        load_nifti_phantom(f)
+    with pytest.raises(NiftiPhantomError, match="slice 9 out of range"):
+        load_nifti_phantom(_ok(tmp_path), slice=9)
+    g = tmp_path / "weird.nii.gz"
+    _write_nifti(g, ["t1", "t2", "m0"], units=["furlong", "s", ""])
+    with pytest.raises(NiftiPhantomError, match="t1 has unit 'furlong'"):
+        load_nifti_phantom(g)
+    with pytest.raises(NiftiPhantomError, match="volume index out of range"):
+        load_nifti_phantom(_ok(tmp_path), volumes={"pd": 0, "t1": 1, "t2": 7})
+
+
+def _ok(tmp_path):
+    f = tmp_path / "ok.nii.gz"
+    _write_nifti(f, ["m0", "t1", "t2"])
+    return f
+
+
+def test_phantom_from_arrays_defaults_and_errors():
+    import numpy as np
+
+    from sequences.phantom import PhantomError
+    from sequences.phantoms.arrays import phantom_from_arrays
+
+    pd = np.array([[0.0, 1.0], [0.5, 0.0]])
+    p = phantom_from_arrays(pd, t1=np.where(pd > 0, 1.0, 0.0), t2=np.full((2, 2), 0.1),
+                            t2star=np.full((2, 2), 0.05))
+    assert float(p.t1[0, 0]) == 1.0  # empty voxel filled
+    assert torch.allclose(p.t2dash, torch.full((2, 2), 0.1))
+    assert torch.equal(p.b1, torch.ones(2, 2)) and torch.equal(p.b0, torch.zeros(2, 2))
+    with pytest.raises(PhantomError, match="t2 has shape"):
+        phantom_from_arrays(pd, t1=np.ones((2, 2)), t2=np.ones((3, 2)))
+    with pytest.raises(PhantomError, match="t1 must be positive"):
+        phantom_from_arrays(pd, t1=-np.ones((2, 2)), t2=np.ones((2, 2)))
+    with pytest.raises(PhantomError, match="not both"):
+        phantom_from_arrays(pd, pd, pd, t2dash=pd, t2star=pd)
+
+
+# ------------------------------------------------------------------ sparse synthetic and coils
+def test_sparse_synthetic_block_ranges_and_reproducibility():
+    from sequences.phantoms.sparse import sparse_synthetic
+
+    a = sparse_synthetic(seed=3)
+    assert a.shape == (32, 32)
+    on = a.pd > 0
+    ys, xs = on.nonzero(as_tuple=True)
+    assert int(ys.max() - ys.min()) == 11 and int(xs.max() - xs.min()) == 11
+    assert float(a.pd.max()) <= 1.5
+    assert 0.3 <= float(a.t1[on].min()) and float(a.t1[on].max()) <= 6.1
+    assert bool((a.t2[on] <= a.t1[on]).all()) and float(a.t2[on].min()) > 0
+    assert -60 <= float(a.b0.min()) and float(a.b0.max()) <= 60
+    assert torch.equal(sparse_synthetic(seed=3).pd, a.pd)
+    assert not torch.equal(sparse_synthetic(seed=4).pd, a.pd)
+    few = sparse_synthetic(block=(1, 1), n_blocks=5, seed=1)
+    assert 1 <= int((few.pd > 0).sum()) <= 5
+    with pytest.raises(ValueError, match="must fit inside"):
+        sparse_synthetic(size=(8, 8), block=(12, 12))
+
+
+@pytest.mark.parametrize("kind", ["loops", "gaussian"])
+def test_coil_sensitivities_are_normalised_smooth_and_distinct(kind):
+    from sequences.phantoms.coils import coil_sensitivities
+
+    c = coil_sensitivities((32, 32), n_coils=4, kind=kind)
+    assert c.shape == (4, 32, 32) and c.dtype == torch.complex64
+    assert torch.allclose((c.abs() ** 2).sum(0), torch.ones(32, 32), atol=1e-5)
+    assert float(c[0, 0].abs().mean()) > float(c[0, -1].abs().mean())  # coil 0 at the top
+    step = (c[:, 1:, :] - c[:, :-1, :]).abs().max()
+    assert float(step) < 0.2  # smooth on a 32 grid
+    p = brain_phantom((32, 32), coil_sens=c)
+    assert p.n_coils == 4
+    with pytest.raises(ValueError, match="coil kind"):
+        coil_sensitivities((4, 4), kind="birdcage")
