@@ -1,0 +1,445 @@
+"""Export a :class:`~sequences.sequence.Sequence` to a Pulseq file that a scanner can run.
+
+How the instantaneous model becomes hardware events (pypulseq 1.5):
+
+* each non-zero RF pulse becomes an RF block of fixed length (``rf_block``, default 2 ms) with a
+  block pulse or a slice-selective sinc (default 1 ms, time-bandwidth product 4) centred in it;
+  the RF centre sits exactly at the model's repetition start;
+* consecutive non-ADC events between RF pulses and readouts form one *gap* block whose
+  trapezoids realise their summed moment. Relaxation, free precession and gradient dephasing
+  commute while no RF or ADC happens, so merging them is exact for the simulation. The gap also
+  absorbs what the neighbouring hardware needs: the readout's ramp-up area and half-sample shift,
+  the slice-select gradient's area before/after the RF centre (this is the slice rephaser) and the
+  time the RF and readout blocks take beyond the model's instants;
+* consecutive ADC events with equal moment and duration become one readout block: one trapezoid
+  per axis (flat area = the events' summed moment) and one ADC whose sample ``i`` lands at the
+  model's sample time with the model's k-space position;
+* labels (LIN, PAR, SLC, ECO, REP, SET and NOISE where used) are initialised in the first block
+  and set on every readout; definitions carry FOV, Name and the k-space centre line.
+
+The export keeps two offsets, file minus model, in time (s) and in k-space (1/m). Gap blocks
+bring both to what the next RF or readout block needs; where a gap has too little time for its
+trapezoids, or for the hardware, it is stretched, and every stretch is reported. Where no
+stretching can help (a readout gradient above ``max_grad``, an RF pulse above ``max_b1``), the
+export refuses with :class:`ExportError` naming the event and the excess.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pypulseq as pp
+import torch
+
+from pipelines.ops.units import GAMMA_HZ_PER_T
+from sequences.pulseq.system import HardwareLimits, hardware
+from sequences.pulseq.waveform import area_at, grad_points, rf_integral
+from sequences.sequence import EXCITATION, INVERSION, REFOCUSING, Sequence
+
+log = logging.getLogger(__name__)
+
+RF_USE = {EXCITATION: "excitation", REFOCUSING: "refocusing", INVERSION: "inversion"}
+
+#: Areas below this (1/m) are treated as zero: 1e-6 cycles over a 1 m FOV.
+AREA_EPS = 1e-6
+
+
+class ExportError(ValueError):
+    """A sequence cannot be realised within the hardware limits; the message names the event."""
+
+
+@dataclass
+class ExportOptions:
+    """How instantaneous model events become hardware events; ``None`` takes ``Sequence.hints``."""
+
+    rf_shape: str | None = None  # "block" or "sinc"
+    rf_duration: float | None = None  # s
+    time_bw_product: float | None = None
+    slice_thickness: float | None = None  # m
+    rf_block: float = 2e-3  # s, fixed RF block length
+    dwell: float | None = None  # s, ADC dwell for ADC events of zero duration
+
+    def resolved(self, seq: Sequence) -> ExportOptions:
+        """These options with every ``None`` filled in from the sequence's export hints."""
+        h = seq.hints
+        opts = ExportOptions(
+            rf_shape=self.rf_shape or h.rf_shape,
+            rf_duration=self.rf_duration if self.rf_duration is not None else h.rf_duration,
+            time_bw_product=self.time_bw_product if self.time_bw_product is not None else h.time_bw_product,
+            slice_thickness=self.slice_thickness if self.slice_thickness is not None else h.slice_thickness,
+            rf_block=self.rf_block,
+            dwell=self.dwell if self.dwell is not None else h.readout_dwell,
+        )
+        if opts.rf_shape not in ("block", "sinc"):
+            raise ExportError(f"rf_shape must be 'block' or 'sinc', got {opts.rf_shape!r}")
+        for name in ("rf_duration", "time_bw_product", "slice_thickness", "rf_block", "dwell"):
+            value = getattr(opts, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ExportError(f"export option {name} must be positive, got {value}")
+        return opts
+
+
+@dataclass
+class Stretch:
+    """An event that got more time in the file than in the model."""
+
+    where: str
+    needed: float  # s the hardware needs
+    given: float  # s the model gave
+
+    def __str__(self) -> str:
+        return f"{self.where}: stretched by {(self.needed - self.given) * 1e3:.3f} ms"
+
+
+@dataclass
+class ExportResult:
+    """What was written and what the physicist should know about it (SI units)."""
+
+    path: Path
+    report_path: Path
+    signature: str
+    duration: float  # s, file
+    model_duration: float  # s, sequence model
+    n_blocks: int
+    sar_proxy: float  # rad^2, sum of squared flip angles (the seed's proxy)
+    rf_energy: float  # Hz^2 s, sum over pulses of the integral of |B1(t)|^2 (in Hz^2)
+    limits: HardwareLimits
+    stretches: list[Stretch] = field(default_factory=list)
+
+    @property
+    def mean_rf_power(self) -> float:
+        """RF energy per second of scan (Hz^2): compare sequences by this, not by absolute SAR."""
+        return self.rf_energy / self.duration if self.duration > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"{self.path.name}: {self.n_blocks} blocks, {self.duration:.4f} s "
+                f"(model {self.model_duration:.4f} s), SAR proxy {self.sar_proxy:.3f} rad^2, "
+                f"mean RF power {self.mean_rf_power:.1f} Hz^2, {len(self.stretches)} stretched event(s), "
+                f"limits {self.limits.name}, signature {self.signature}")
+
+
+def _ceil_to(x: float, raster: float) -> float:
+    return round(math.ceil(x / raster - 1e-6) * raster, 12)
+
+
+def _round_to(x: float, raster: float) -> float:
+    return round(round(x / raster) * raster, 12)
+
+
+@dataclass
+class _Readout:
+    rep: int
+    first: int
+    last: int
+    moment: np.ndarray  # 1/m per event
+    duration: float  # s per event (model)
+    k_start: np.ndarray  # cycles/FOV of the first sample
+
+
+class _Builder:
+    """Appends blocks to a pypulseq sequence while tracking the file-minus-model offsets."""
+
+    def __init__(self, seq: Sequence, limits: HardwareLimits, opts: ExportOptions):
+        self.model, self.limits, self.opts = seq, limits, opts
+        self.system = limits.to_opts()
+        self.pp = pp.Sequence(system=self.system)
+        self.fov = np.array(seq.fov, dtype=float)
+        self.dt = 0.0  # file time minus model time, s
+        self.dk = np.zeros(3)  # file k minus model k, 1/m
+        self.gap_time = 0.0
+        self.gap_area = np.zeros(3)
+        self.gap_where = "start"
+        self.stretches: list[Stretch] = []
+        self.rf_energy = 0.0
+        self.pending_labels: list = []
+        self.block_names: dict[int, str] = {}
+
+    # ------------------------------------------------------------ blocks
+    def _add(self, where: str, *events) -> None:
+        events = [*events, *self.pending_labels]
+        self.pending_labels = []
+        self.pp.add_block(*events)
+        self.block_names[len(self.pp.block_events)] = where
+
+    def _traps(self, area: np.ndarray) -> list:
+        return [pp.make_trapezoid(channel=ax, area=float(a), system=self.system)
+                for ax, a in zip("xyz", area) if abs(a) > AREA_EPS]
+
+    def flush_gap(self, target_dt: float, target_dk: np.ndarray) -> None:
+        """Emit the pending gap so that the offsets become (``target_dt``, ``target_dk``)."""
+        if not self.pp.block_events and self.gap_time == 0:
+            # Lead-in before the first block: no transverse magnetisation exists yet, so the file
+            # may start before the model's t = 0 and with any k-space offset.
+            self.dt, self.dk = target_dt, np.array(target_dk, dtype=float)
+        area = self.gap_area + target_dk - self.dk
+        wanted = self.gap_time + target_dt - self.dt
+        traps = self._traps(area)
+        raster = self.limits.block_duration_raster
+        needed = _ceil_to(max([pp.calc_duration(g) for g in traps], default=0.0), raster)
+        length = max(_round_to(wanted, raster), needed, 0.0)
+        if length - wanted > raster / 2:
+            self.stretches.append(Stretch(self.gap_where, needed=length, given=float(wanted)))
+        if length > 0:
+            self._add(self.gap_where, *traps, pp.make_delay(length))
+        self.dt += length - self.gap_time
+        self.dk += area - self.gap_area
+        self.gap_time, self.gap_area = 0.0, np.zeros(3)
+
+    def add_gap_event(self, r: int, e: int, duration: float, moment: np.ndarray) -> None:
+        if self.gap_time == 0.0 and not self.gap_area.any():
+            self.gap_where = f"rep {r}, event {e} (gap)"
+        self.gap_time += duration
+        self.gap_area = self.gap_area + moment
+
+    def add_rf(self, r: int, flip: float, phase: float, kind: int) -> None:
+        opts, limits = self.opts, self.limits
+        where = f"rep {r} (RF, flip {math.degrees(flip):.1f} deg)"
+        if flip < 0:
+            flip, phase = -flip, phase + math.pi
+        centred = _round_to((opts.rf_block - opts.rf_duration) / 2, limits.rf_raster_time)
+        delay = max(centred, limits.rf_dead_time)
+        use = RF_USE[kind]
+        gz = None
+        try:
+            if opts.rf_shape == "sinc":
+                rf, gz, _ = pp.make_sinc_pulse(
+                    flip_angle=flip, phase_offset=phase, duration=opts.rf_duration, delay=delay,
+                    slice_thickness=opts.slice_thickness, time_bw_product=opts.time_bw_product,
+                    apodization=0.5, return_gz=True, system=self.system, use=use)
+            else:
+                rf = pp.make_block_pulse(flip_angle=flip, phase_offset=phase, duration=opts.rf_duration,
+                                         delay=delay, system=self.system, use=use)
+        except ValueError as exc:  # pypulseq refuses a slice-select gradient above max_grad
+            raise ExportError(f"{where}: cannot build the RF pulse within the limits: {exc}") from exc
+        peak = float(np.max(np.abs(rf.signal)))
+        if peak > limits.max_b1_hz * (1 + 1e-9):
+            raise ExportError(f"{where}: RF peak {peak / GAMMA_HZ_PER_T * 1e6:.2f} uT exceeds max_b1 "
+                              f"{limits.max_b1 * 1e6:.2f} uT by {100 * (peak / limits.max_b1_hz - 1):.1f} %; "
+                              "lengthen rf_duration or lower the flip angle")
+        self.rf_energy += rf_integral(rf.t, np.abs(rf.signal) ** 2).real
+        events = [rf] if gz is None else [rf, gz]
+        needed = _ceil_to(max(rf.delay + rf.shape_dur + rf.ringdown_time, pp.calc_duration(*events)),
+                          limits.block_duration_raster)
+        length = max(_ceil_to(opts.rf_block, limits.block_duration_raster), needed)
+        if length > opts.rf_block + limits.block_duration_raster / 2:
+            self.stretches.append(Stretch(where, needed=length, given=opts.rf_block))
+        centre = rf.delay + rf.center
+        pre_area = np.zeros(3)
+        total_area = np.zeros(3)
+        if gz is not None:
+            t, g = grad_points(gz)
+            pre_area[2] = float(area_at(t, g, np.array([centre]))[0])
+            total_area[2] = gz.area
+        self.flush_gap(target_dt=-centre, target_dk=-pre_area)
+        self._add(where, *events, pp.make_delay(length))
+        self.dt += length
+        self.dk += total_area
+        self.gap_where = f"rep {r}, after RF"
+
+    def add_readout(self, ro: _Readout, phase: float, labels: list) -> None:
+        limits, system = self.limits, self.system
+        n = ro.last - ro.first + 1
+        where = f"rep {ro.rep}, events {ro.first}-{ro.last} (readout, {n} samples)"
+        dwell = _round_to(ro.duration, limits.adc_raster_time)
+        if dwell <= 0:
+            dwell = _round_to(self.opts.dwell, limits.adc_raster_time)
+            self.stretches.append(Stretch(where, needed=n * dwell, given=n * ro.duration))
+        amp = ro.moment / dwell  # Hz/m
+        worst = int(np.argmax(np.abs(amp)))
+        if abs(amp[worst]) > limits.max_grad_hz * (1 + 1e-9):
+            raise ExportError(
+                f"{where}: readout gradient {abs(amp[worst]) / GAMMA_HZ_PER_T * 1e3:.2f} mT/m on "
+                f"{'xyz'[worst]} exceeds max_grad {limits.max_grad * 1e3:.2f} mT/m by "
+                f"{100 * (abs(amp[worst]) / limits.max_grad_hz - 1):.1f} %; lower the moment per sample "
+                "or lengthen the dwell")
+        graster = limits.grad_raster_time
+        moving = bool(np.any(np.abs(ro.moment) > AREA_EPS))
+        rise = _ceil_to(max(float(np.max(np.abs(amp))) / limits.max_slew_hz, graster), graster) if moving else 0.0
+        flat = _ceil_to(n * dwell, graster)
+        lead = 0.0
+        adc_delay = _round_to(rise + (flat - n * dwell) / 2, limits.rf_raster_time)
+        if adc_delay < limits.adc_dead_time - 1e-9:
+            lead = _ceil_to(limits.adc_dead_time - adc_delay, graster)
+            adc_delay = _round_to(adc_delay + lead, limits.rf_raster_time)
+        length = _ceil_to(max(lead + 2 * rise + flat if moving else 0.0,
+                              adc_delay + n * dwell + limits.adc_dead_time), limits.block_duration_raster)
+        grads = [pp.make_trapezoid(channel=ax, amplitude=float(a), flat_time=flat, rise_time=rise,
+                                   fall_time=rise, delay=lead, system=system)
+                 for ax, a, m in zip("xyz", amp, ro.moment) if abs(m) > AREA_EPS] if moving else []
+        adc = pp.make_adc(num_samples=n, dwell=dwell, delay=adc_delay, phase_offset=phase, system=system)
+        ramp_area = amp * rise / 2 if moving else np.zeros(3)
+        before_adc = amp * (adc_delay - lead - rise) if moving else np.zeros(3)
+        self.flush_gap(target_dt=dwell / 2 - adc_delay,
+                       target_dk=ro.moment / 2 - ramp_area - before_adc)
+        self.pending_labels.extend(labels)
+        self._add(where, *grads, adc, pp.make_delay(length))
+        total = amp * (rise + flat) if moving else np.zeros(3)
+        self.dt += length - n * ro.duration
+        self.dk += total - n * ro.moment
+        self.gap_where = f"rep {ro.rep}, after event {ro.last}"
+
+
+def _readouts(seq: Sequence, moment_per_m: np.ndarray, duration: np.ndarray, adc: np.ndarray) -> list[_Readout]:
+    """Group each repetition's consecutive ADC events with equal moment and duration."""
+    k = seq.trajectory().detach().cpu().double().numpy()
+    groups: list[_Readout] = []
+    sample = 0
+    for r in range(seq.n_rep):
+        current: _Readout | None = None
+        for e in range(seq.n_event):
+            if not adc[r, e]:
+                current = None
+                continue
+            m, d = moment_per_m[r, e], duration[r, e]
+            if (current is not None and current.last == e - 1 and np.allclose(m, current.moment, rtol=1e-6, atol=1e-9)
+                    and math.isclose(d, current.duration, rel_tol=1e-6, abs_tol=1e-12)):
+                current.last = e
+            else:
+                current = _Readout(r, e, e, m, float(d), k[sample])
+                groups.append(current)
+            sample += 1
+    return groups
+
+
+def _labels(seq: Sequence, groups: list[_Readout], moment_cyc: np.ndarray) -> tuple[list[list], list]:
+    """Per-readout label events and the label initialisation for the first block.
+
+    Cartesian scans (readouts along x at integer ky, kz) get LIN/PAR from the phase encoding;
+    other scans count readouts in LIN. ECO counts readouts since the last excitation, REP counts
+    repeats of the same (LIN, PAR, ECO), NOISE flags readouts before the first excitation.
+    """
+    nx, ny, nz = seq.matrix
+    flips = seq.flip.detach().cpu().numpy()
+    kinds = seq.rf_kind.cpu().numpy()
+    cart = all(np.allclose(moment_cyc[g.rep, g.first, 1:], 0, atol=1e-9)
+               and np.allclose(g.k_start[1:], np.round(g.k_start[1:]), atol=1e-3) for g in groups)
+    values = []
+    seen: dict[tuple, int] = {}
+    excited = False
+    echo, last_rep = 0, -1
+    for i, g in enumerate(groups):
+        for r in range(last_rep + 1, g.rep + 1):
+            if flips[r] != 0 and kinds[r] == EXCITATION:
+                excited, echo = True, 0
+        last_rep = g.rep
+        if cart:
+            lin, par = int(round(g.k_start[1])) + ny // 2, int(round(g.k_start[2])) + nz // 2
+        else:
+            lin, par = i, 0
+        key = (lin, par, echo)
+        values.append({"LIN": lin, "PAR": par, "ECO": echo, "REP": seen.get(key, 0), "NOISE": not excited})
+        seen[key] = seen.get(key, 0) + 1
+        echo += 1
+    used = ["LIN", "PAR", "SLC", "ECO", "REP", "SET"]
+    noise = any(v["NOISE"] for v in values)
+    init = [pp.make_label(label=name, type="SET", value=0) for name in used]
+    if noise:
+        init.append(pp.make_label(label="NOISE", type="SET", value=False))
+    per_readout = []
+    for v in values:
+        events = [pp.make_label(label=name, type="SET", value=v[name]) for name in ("LIN", "PAR", "ECO", "REP")]
+        if noise:
+            events.append(pp.make_label(label="NOISE", type="SET", value=bool(v["NOISE"])))
+        per_readout.append(events)
+    return per_readout, init
+
+
+def build(seq: Sequence, limits: HardwareLimits | None = None,
+          options: ExportOptions | None = None) -> tuple[pp.Sequence, _Builder]:
+    """The pypulseq sequence for ``seq`` (not yet checked or written) and its build record."""
+    limits = limits or hardware()
+    opts = (options or ExportOptions()).resolved(seq)
+    seq = seq.clone().to("cpu", torch.float64)
+    if seq.n_samples == 0:
+        raise ExportError(f"sequence {seq.name!r} has no ADC event; nothing would be acquired")
+    fov = np.array(seq.fov, dtype=float)
+    moment_cyc = seq.moment.numpy()
+    moment = moment_cyc / fov  # 1/m
+    duration = seq.duration.numpy()
+    adc = seq.adc.numpy()
+    flip, phase, adc_phase = seq.flip.numpy(), seq.rf_phase.numpy(), seq.adc_phase.numpy()
+    kinds = seq.rf_kind.numpy()
+    groups = _readouts(seq, moment, duration, adc)
+    labels, init = _labels(seq, groups, moment_cyc)
+    b = _Builder(seq, limits, opts)
+    b.pending_labels = init
+    g = 0
+    for r in range(seq.n_rep):
+        if flip[r] != 0:
+            b.add_rf(r, float(flip[r]), float(phase[r]), int(kinds[r]))
+        for e in range(seq.n_event):
+            if not adc[r, e]:
+                b.add_gap_event(r, e, float(duration[r, e]), moment[r, e])
+            elif g < len(groups) and groups[g].rep == r and groups[g].first == e:
+                b.add_readout(groups[g], float(adc_phase[r]), labels[g])
+                g += 1
+    # End with the model where the hardware allows, never earlier than the last block needs.
+    b.flush_gap(target_dt=max(0.0, b.dt - b.gap_time), target_dk=np.zeros(3))
+    b.pp.set_definition("FOV", [float(f) for f in seq.fov])
+    b.pp.set_definition("Name", seq.name)
+    b.pp.set_definition("kSpaceCenterLine", int(seq.matrix[1] // 2))
+    return b.pp, b
+
+
+def limit_violations(seq: pp.Sequence, limits: HardwareLimits) -> list[str]:
+    """Every gradient event above ``max_grad`` or ``max_slew``, and every RF above ``max_b1``, by block."""
+    problems = []
+    for i in seq.block_events:
+        block = seq.get_block(i)
+        for ax in "xyz":
+            g = getattr(block, f"g{ax}")
+            if g is None:
+                continue
+            t, a = grad_points(g)
+            peak = float(np.max(np.abs(a)))
+            dt = np.diff(t)
+            slew = float(np.max(np.abs(np.diff(a))[dt > 0] / dt[dt > 0], initial=0.0))
+            if peak > limits.max_grad_hz * (1 + 1e-6):
+                problems.append(f"block {i} g{ax}: {peak / GAMMA_HZ_PER_T * 1e3:.2f} mT/m > "
+                                f"{limits.max_grad * 1e3:.2f} mT/m")
+            if slew > limits.max_slew_hz * (1 + 1e-6):
+                problems.append(f"block {i} g{ax}: slew {slew / GAMMA_HZ_PER_T:.1f} T/m/s > "
+                                f"{limits.max_slew:.1f} T/m/s")
+        if block.rf is not None:
+            peak = float(np.max(np.abs(block.rf.signal)))
+            if peak > limits.max_b1_hz * (1 + 1e-6):
+                problems.append(f"block {i} RF: {peak / GAMMA_HZ_PER_T * 1e6:.2f} uT > {limits.max_b1 * 1e6:.2f} uT")
+    return problems
+
+
+def export(seq: Sequence, path: str | Path, limits: HardwareLimits | None = None,
+           options: ExportOptions | None = None) -> ExportResult:
+    """Write ``seq`` as a Pulseq file at ``path`` plus ``<stem>.testreport.txt`` beside it.
+
+    Raises :class:`ExportError` (nothing written) when any event violates the limits or timing.
+    """
+    limits = limits or hardware()
+    path = Path(path)
+    built, b = build(seq, limits, options)
+    ok, errors = built.check_timing()
+    if not ok:
+        first = "; ".join(f"block {e.block} ({b.block_names.get(e.block, '?')}): {e.error_type} "
+                          f"{e.event}.{e.field}" for e in errors[:5])
+        raise ExportError(f"{len(errors)} timing error(s), refusing to write {path.name}: {first}")
+    problems = limit_violations(built, limits)
+    if problems:
+        named = "; ".join(f"{p} [{b.block_names.get(int(p.split()[1]), '?')}]" for p in problems[:5])
+        raise ExportError(f"{len(problems)} limit violation(s), refusing to write {path.name}: {named}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signature = built.write(str(path), create_signature=True, check_timing=False)
+    report_path = path.with_suffix(".testreport.txt")
+    report_path.write_text(built.test_report())
+    duration = float(sum(built.block_durations.values()))
+    flips = seq.flip.detach().cpu().double()
+    result = ExportResult(
+        path=path, report_path=report_path, signature=str(signature), duration=duration,
+        model_duration=float(seq.total_duration().detach()), n_blocks=len(built.block_events),
+        sar_proxy=float((flips ** 2).sum()), rf_energy=b.rf_energy, limits=limits, stretches=b.stretches)
+    for s in result.stretches:
+        log.info("stretched %s", s)
+    log.info("exported %s", result.summary())
+    return result

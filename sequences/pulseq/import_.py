@@ -1,0 +1,361 @@
+"""Read a Pulseq ``.seq`` file into the simulation's :class:`~sequences.sequence.Sequence` model.
+
+The same file then drives the scanner and its digital twin. The mapping:
+
+* one repetition per RF pulse, starting at the pulse's centre; samples acquired before the first
+  pulse form an extra repetition with flip 0 (a noise scan);
+* **approximation**: each RF pulse acts as an instantaneous rotation by its total flip
+  ``2 pi |integral of B1(t) dt|`` (Hz s) with the phase of that integral plus the pulse's phase
+  offset. Off-resonance, slice profile and relaxation *during* the pulse are ignored, which is
+  exact for hard pulses on resonance and good to first order for short shaped pulses;
+* the gradient waveforms (trapezoids, arbitrary and extended trapezoids, rotated per block when
+  the file uses the v1.5.1 ROTATIONS extension) are integrated exactly into one moment per
+  interval between consecutive markers (RF centres and ADC samples, sample ``i`` of an ADC at
+  ``delay + (i + 0.5) dwell``). An event ends at each sample (ADC flag set) and one last event
+  ends at the next RF centre, so timing is preserved;
+* ``rf_kind`` follows the RF ``use``: refocusing -> REFOCUSING; inversion, saturation and
+  preparation -> INVERSION (k-space untouched); everything else -> EXCITATION;
+* ADC frequency offsets and the ADC phase of any but a repetition's first ADC are not modelled.
+
+pypulseq 1.5 cannot read the ROTATIONS extension (``extension ROTATIONS <id>`` with rows
+``id w x y z``, a unit quaternion rotating a block's logical gradients into the physical frame):
+its section and extension-list entries are removed before pypulseq parses the file, and the
+rotations are applied here during the integration.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pypulseq as pp
+import torch
+
+from pipelines.ops.units import per_m_to_cycles_per_fov
+from sequences.pulseq.waveform import area_at, grad_points, rf_integral
+from sequences.sequence import EXCITATION, INVERSION, REFOCUSING, ExportHints, Sequence
+
+log = logging.getLogger(__name__)
+
+RF_KIND = {"refocusing": REFOCUSING, "inversion": INVERSION, "saturation": INVERSION, "preparation": INVERSION}
+
+
+class PulseqReadError(ValueError):
+    """A ``.seq`` file cannot be read or mapped onto the sequence model; the message says why."""
+
+
+# ---------------------------------------------------------------------------- ROTATIONS fallback
+def _strip_rotations(text: str) -> tuple[str, dict[int, np.ndarray]]:
+    """The file text without the ROTATIONS extension, and each rotated block's quaternion."""
+    head = re.search(r"^extension ROTATIONS (\d+)\s*$", text, re.MULTILINE)
+    if head is None:
+        return text, {}
+    rot_type = int(head.group(1))
+    lines = text.splitlines(keepends=True)
+    quats: dict[int, np.ndarray] = {}
+    ext_list: dict[int, tuple[int, int, int]] = {}
+    out: list[str] = []
+    section = ""
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("[") or stripped.startswith("extension "):
+            section = stripped
+            if section == head.group(0).strip():
+                continue
+        elif section == head.group(0).strip():
+            if stripped and not stripped.startswith("#"):
+                values = stripped.split()
+                if len(values) != 5:
+                    raise PulseqReadError(f"ROTATIONS row {stripped!r} must be 'id w x y z'")
+                quats[int(values[0])] = np.array([float(v) for v in values[1:]])
+            continue
+        elif section == "[EXTENSIONS]" and stripped and not stripped.startswith("#"):
+            eid, etype, ref, nxt = (int(v) for v in stripped.split())
+            ext_list[eid] = (etype, ref, nxt)
+            continue
+        out.append(line)
+    # Re-link extension lists without their rotation entries.
+    def skip(eid: int) -> int:
+        while eid and ext_list[eid][0] == rot_type:
+            eid = ext_list[eid][2]
+        return eid
+
+    kept = {eid: (t, ref, skip(nxt)) for eid, (t, ref, nxt) in ext_list.items() if t != rot_type}
+    text = "".join(out)
+    ext_rows = "".join(f"{eid} {t} {ref} {nxt}\n" for eid, (t, ref, nxt) in sorted(kept.items()))
+    text = re.sub(r"(^\[EXTENSIONS\]\s*\n)", lambda m: m.group(1) + ext_rows, text, count=1, flags=re.MULTILINE)
+
+    block_rot: dict[int, np.ndarray] = {}
+    def rewrite_block(m: re.Match) -> str:
+        fields = m.group(0).split()
+        eid = int(fields[7])
+        walk = eid
+        while walk:
+            etype, ref, walk_next = ext_list[walk]
+            if etype == rot_type:
+                block_rot[int(fields[0])] = quats[ref]
+            walk = walk_next
+        fields[7] = str(skip(eid))
+        return " ".join(fields)
+
+    blocks = re.search(r"^\[BLOCKS\]\s*\n(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)
+    if blocks is None:
+        raise PulseqReadError("file has a ROTATIONS extension but no [BLOCKS] section")
+    body = re.sub(r"^\s*\d+(\s+-?\d+){7}\s*$", rewrite_block, blocks.group(1), flags=re.MULTILINE)
+    text = text[:blocks.start(1)] + body + text[blocks.end(1):]
+    return text, block_rot
+
+
+def quaternion_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrix of the unit quaternion ``(w, x, y, z)``."""
+    norm = float(np.linalg.norm(q))
+    if not math.isclose(norm, 1.0, rel_tol=1e-3):
+        raise PulseqReadError(f"rotation quaternion {q.tolist()} is not of unit length ({norm:.4f})")
+    w, x, y, z = q / norm
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def read_pulseq(path: str | Path) -> tuple[pp.Sequence, dict[int, np.ndarray]]:
+    """The pypulseq sequence of a file and the rotation matrix of each rotated block (1-based)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PulseqReadError(f"{path}: no such Pulseq file")
+    text = path.read_text(errors="replace")
+    if "[BLOCKS]" not in text:
+        raise PulseqReadError(f"{path}: not a Pulseq file (no [BLOCKS] section)")
+    stripped, quats = _strip_rotations(text)
+    seq = pp.Sequence()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*higher than installed package version.*")
+        source = path
+        if quats:
+            source = Path(tmp) / path.name
+            source.write_text(stripped)
+            log.info("%s: applied the ROTATIONS extension to %d block(s) outside pypulseq", path.name, len(quats))
+        try:
+            seq.read(str(source))
+        except Exception as exc:  # pypulseq raises bare ValueError/RuntimeError/KeyError on bad files
+            raise PulseqReadError(f"{path}: pypulseq cannot parse the file: {type(exc).__name__}: {exc}") from exc
+    return seq, {block: quaternion_matrix(q) for block, q in quats.items()}
+
+
+# ---------------------------------------------------------------------------- waveform integration
+@dataclass
+class _Timeline:
+    rf_time: np.ndarray  # s, RF centres
+    rf_flip: np.ndarray  # rad
+    rf_phase: np.ndarray  # rad
+    rf_kind: np.ndarray  # int
+    adc_time: np.ndarray  # s, every sample
+    adc_object: np.ndarray  # index of the ADC object of every sample
+    adc_phase: np.ndarray  # rad per ADC object
+    grad: list[tuple[np.ndarray, np.ndarray]]  # per physical axis: (t, Hz/m) corner points
+    duration: float
+    rf_duration: float
+    rf_shape: str
+    dwell: float
+
+
+def _block_gradients(block, rotation: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per physical axis corner points of one block's gradients (block-relative time)."""
+    logical = [grad_points(g) if g is not None else (np.zeros(0), np.zeros(0))
+               for g in (block.gx, block.gy, block.gz)]
+    if rotation is None:
+        return logical
+    grid = np.unique(np.concatenate([t for t, _ in logical]))
+    values = np.stack([np.interp(grid, t, a, left=0.0, right=0.0) if len(t) else np.zeros_like(grid)
+                       for t, a in logical])
+    physical = rotation @ values
+    return [(grid, physical[i]) for i in range(3)]
+
+
+def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray]) -> _Timeline:
+    rf_t, flip, phase, kind = [], [], [], []
+    adc_t, adc_obj, adc_phase = [], [], []
+    axes_t: list[list[np.ndarray]] = [[], [], []]
+    axes_g: list[list[np.ndarray]] = [[], [], []]
+    rf_duration, rf_shape, dwell = 1e-3, "block", 0.0
+    t0 = 0.0
+    for index in seq.block_events:
+        block = seq.get_block(index)
+        if block.rf is not None:
+            rf = block.rf
+            area = rf_integral(rf.t, rf.signal)
+            centre = rf.center if hasattr(rf, "center") else pp.calc_rf_center(rf)[0]
+            rf_t.append(t0 + rf.delay + centre)
+            flip.append(2 * math.pi * abs(area))
+            phase.append(rf.phase_offset + math.atan2(area.imag, area.real))
+            kind.append(RF_KIND.get(getattr(rf, "use", ""), EXCITATION))
+            if len(rf_t) == 1:
+                rf_duration = float(rf.shape_dur)
+                magnitude = np.abs(rf.signal)
+                rf_shape = "block" if np.allclose(magnitude, magnitude.max(), rtol=1e-3) else "sinc"
+        if block.adc is not None:
+            adc = block.adc
+            n = int(adc.num_samples)
+            adc_t.append(t0 + adc.delay + (np.arange(n) + 0.5) * adc.dwell)
+            adc_obj.append(np.full(n, len(adc_phase)))
+            adc_phase.append(float(adc.phase_offset))
+            dwell = dwell or float(adc.dwell)
+        for axis, (t, g) in enumerate(_block_gradients(block, rotations.get(index))):
+            if len(t):
+                axes_t[axis].append(t + t0)
+                axes_g[axis].append(g)
+        t0 += float(seq.block_durations[index])
+    grad = [(np.concatenate(ts) if ts else np.zeros(0), np.concatenate(gs) if gs else np.zeros(0))
+            for ts, gs in zip(axes_t, axes_g)]
+    return _Timeline(np.array(rf_t), np.array(flip), np.array(phase), np.array(kind, dtype=np.int64),
+                     np.concatenate(adc_t) if adc_t else np.zeros(0),
+                     np.concatenate(adc_obj) if adc_obj else np.zeros(0, dtype=int),
+                     np.array(adc_phase), grad, t0, rf_duration, rf_shape, dwell)
+
+
+# ---------------------------------------------------------------------------- the model
+@dataclass
+class ImportedSequence:
+    """A file's sequence model and what the file says about itself (SI units)."""
+
+    sequence: Sequence
+    n_blocks: int
+    duration: float  # s, whole file
+    lead_in: float  # s of the file before the model's t = 0 (the first RF centre)
+    definitions: dict
+    rotated_blocks: int
+
+    @property
+    def te(self) -> float:
+        return echo_and_repetition_time(self.sequence)[0]
+
+    @property
+    def tr(self) -> float:
+        return echo_and_repetition_time(self.sequence)[1]
+
+
+def _matrix_from_k(k: np.ndarray) -> tuple[int, int, int]:
+    """Nominal matrix per axis: the span of sampled k (cycles/FOV) plus one, at least 1."""
+    if len(k) == 0:
+        return (1, 1, 1)
+    span = np.round(k.max(0) - k.min(0)).astype(int) + 1
+    return tuple(int(max(1, s)) for s in span)  # type: ignore[return-value]
+
+
+def to_sequence(seq: pp.Sequence, rotations: dict[int, np.ndarray] | None = None,
+                fov: tuple[float, float, float] | None = None, name: str | None = None) -> tuple[Sequence, float]:
+    """The sequence model of a pypulseq sequence, and the file time before the model's t = 0."""
+    definitions = seq.definitions
+    tl = _timeline(seq, rotations or {})
+    if fov is None and "FOV" not in definitions:
+        if any(np.any(g != 0) for _, g in tl.grad):
+            raise PulseqReadError("the file defines no FOV; pass fov=(x, y, z) in metres to import it")
+        fov = Sequence.__dataclass_fields__["fov"].default  # no gradients: the FOV is irrelevant
+    if fov is None:
+        fov = tuple(float(f) for f in np.atleast_1d(definitions["FOV"]))
+        if len(fov) == 2:
+            fov = (*fov, float(definitions.get("SliceThickness", 5e-3)))
+    if len(fov) != 3 or any(f <= 0 for f in fov):
+        raise PulseqReadError(f"FOV must be three positive lengths in metres, got {fov}")
+    if len(tl.adc_time) == 0:
+        raise PulseqReadError("the file has no ADC event; the sequence model needs at least one sample")
+    excited = tl.rf_time
+    starts = list(excited)
+    flips, phases, kinds = list(tl.rf_flip), list(tl.rf_phase), list(tl.rf_kind)
+    lead_in = float(excited[0]) if len(excited) else 0.0
+    if len(excited) == 0 or tl.adc_time[0] < excited[0]:
+        starts.insert(0, 0.0)
+        flips.insert(0, 0.0)
+        phases.insert(0, 0.0)
+        kinds.insert(0, EXCITATION)
+        lead_in = 0.0
+    starts_a = np.array(starts)
+    ends = np.append(starts_a[1:], tl.duration)
+    rep_of = np.searchsorted(starts_a, tl.adc_time, side="right") - 1
+    counts = np.bincount(rep_of, minlength=len(starts_a))
+    n_event = int(counts.max()) + 1
+    n_rep = len(starts_a)
+    # Boundaries of every repetition: start, its samples, end (NaN-padded to n_event + 1).
+    bounds = np.full((n_rep, n_event + 1), np.nan)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    for r in range(n_rep):
+        c = counts[r]
+        bounds[r, 0] = starts_a[r]
+        bounds[r, 1:c + 1] = tl.adc_time[offsets[r]:offsets[r + 1]]
+        bounds[r, c + 1:] = ends[r]
+    flat = bounds.reshape(-1)
+    area = np.stack([area_at(t, g, flat) for t, g in tl.grad], axis=-1).reshape(n_rep, n_event + 1, 3)
+    moment = np.diff(area, axis=1)
+    duration = np.diff(bounds, axis=1)
+    for axis in range(3):
+        moment[..., axis] = per_m_to_cycles_per_fov(moment[..., axis], fov[axis])
+    adc = np.arange(n_event)[None, :] < counts[:, None]
+    first_obj = np.zeros(n_rep, dtype=int)
+    sample_rep_first = offsets[:-1]
+    has = counts > 0
+    first_obj[has] = tl.adc_object[sample_rep_first[has]]
+    adc_phase = np.where(has, tl.adc_phase[first_obj] if len(tl.adc_phase) else 0.0, 0.0)
+    hints = ExportHints(rf_duration=tl.rf_duration, rf_shape=tl.rf_shape,
+                        slice_thickness=float(definitions.get("SliceThickness", fov[2])),
+                        readout_dwell=tl.dwell or 80e-6)
+    model = Sequence(
+        flip=torch.tensor(flips, dtype=torch.float32), rf_phase=torch.tensor(phases, dtype=torch.float32),
+        duration=torch.tensor(duration, dtype=torch.float32), moment=torch.tensor(moment, dtype=torch.float32),
+        adc=torch.tensor(adc), adc_phase=torch.tensor(adc_phase, dtype=torch.float32),
+        rf_kind=torch.tensor(kinds, dtype=torch.int64), fov=tuple(fov),  # type: ignore[arg-type]
+        name=name or str(definitions.get("Name", "imported")), hints=hints,
+    )
+    model.matrix = _matrix_from_k(model.trajectory().double().numpy())
+    return model, lead_in
+
+
+def import_seq(path: str | Path, fov: tuple[float, float, float] | None = None) -> ImportedSequence:
+    """Read a ``.seq`` file (any Pulseq 1.4/1.5 file pypulseq reads, plus v1.5.1 ROTATIONS)."""
+    seq, rotations = read_pulseq(path)
+    model, lead_in = to_sequence(seq, rotations, fov=fov, name=Path(path).stem)
+    duration = float(sum(seq.block_durations.values()))
+    log.info("imported %s: %d blocks, %.4f s -> %s", Path(path).name, len(seq.block_events), duration,
+             model.summary())
+    return ImportedSequence(model, len(seq.block_events), duration, lead_in, dict(seq.definitions), len(rotations))
+
+
+def echo_and_repetition_time(seq: Sequence) -> tuple[float, float]:
+    """TE and TR (s) the way Pulseq's test report defines them.
+
+    TE: from the last excitation to the echo (the sample nearest k = 0, interpolated towards the
+    neighbour that brackets k = 0). TR: between the excitations around the echo.
+    """
+    flips = seq.flip.detach().cpu().numpy()
+    kinds = seq.rf_kind.cpu().numpy()
+    rep_start = np.concatenate([[0.0], np.cumsum(seq.duration.detach().cpu().double().sum(1).numpy())[:-1]])
+    excitation = rep_start[(flips != 0) & (kinds == EXCITATION)]
+    times = seq.sample_times().detach().cpu().double().numpy()
+    k = seq.trajectory().detach().cpu().double().numpy() / np.array(seq.fov)  # 1/m, as Pulseq measures
+    if len(excitation) == 0 or len(times) == 0:
+        return math.nan, float(seq.total_duration())
+    keep = times > excitation[0]
+    times, k = times[keep], k[keep]
+    norm = np.linalg.norm(k, axis=1)
+    i = int(np.argmin(norm))
+    t_echo = times[i]
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(k) and norm[i] > 1e-9:
+            step = k[j] - k[i]
+            p = float(-k[i] @ step / max(step @ step, 1e-30))
+            if p > 0:
+                t_echo = times[i] * (1 - p) + times[j] * p
+    before = excitation[excitation < t_echo]
+    after = excitation[excitation > t_echo]
+    te = t_echo - before[-1]
+    if len(excitation) < 2:
+        tr = float(seq.total_duration())
+    elif len(after):
+        tr = after[0] - before[-1]
+    else:
+        tr = before[-1] - before[-2]
+    return float(te), float(tr)

@@ -1,0 +1,93 @@
+"""Scanner hardware limits for the Pulseq export: presets (a Siemens Prisma and a conservative
+default) that every field of which can be overridden, in SI units.
+
+The export never builds an event that needs more than these limits: it stretches gap events
+where time is missing and refuses (with the event and the excess named) where a limit cannot be
+met by stretching, e.g. a readout gradient stronger than ``max_grad``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+import pypulseq as pp
+
+from pipelines.ops.units import GAMMA_HZ_PER_T, tesla_per_m_to_hz_per_m
+
+
+@dataclass(frozen=True)
+class HardwareLimits:
+    """Gradient, RF and ADC limits and rasters of one scanner (SI: T/m, T/m/s, s, T)."""
+
+    name: str
+    max_grad: float  # T/m, per axis
+    max_slew: float  # T/m/s, per axis
+    max_b1: float  # T, peak RF amplitude
+    rf_dead_time: float  # s before an RF pulse in its block
+    rf_ringdown_time: float  # s after an RF pulse in its block
+    adc_dead_time: float  # s before and after an ADC in its block
+    grad_raster_time: float = 10e-6
+    rf_raster_time: float = 1e-6
+    adc_raster_time: float = 100e-9
+    block_duration_raster: float = 10e-6
+    b0: float = 3.0  # T
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "name" and not value >= 0:
+                raise ValueError(f"hardware limit {f.name} must be a non-negative number, got {value!r}")
+        for name in ("max_grad", "max_slew", "max_b1", "grad_raster_time", "rf_raster_time",
+                     "adc_raster_time", "block_duration_raster"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"hardware limit {name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def max_grad_hz(self) -> float:
+        """Maximum gradient in Pulseq's unit Hz/m."""
+        return tesla_per_m_to_hz_per_m(self.max_grad)
+
+    @property
+    def max_slew_hz(self) -> float:
+        """Maximum slew rate in Pulseq's unit Hz/m/s."""
+        return tesla_per_m_to_hz_per_m(self.max_slew)
+
+    @property
+    def max_b1_hz(self) -> float:
+        """Maximum RF amplitude in Pulseq's unit Hz."""
+        return self.max_b1 * GAMMA_HZ_PER_T
+
+    def to_opts(self) -> pp.Opts:
+        """The same limits as a pypulseq ``Opts``."""
+        return pp.Opts(
+            max_grad=self.max_grad_hz, grad_unit="Hz/m", max_slew=self.max_slew_hz, slew_unit="Hz/m/s",
+            rf_dead_time=self.rf_dead_time, rf_ringdown_time=self.rf_ringdown_time,
+            adc_dead_time=self.adc_dead_time, grad_raster_time=self.grad_raster_time,
+            rf_raster_time=self.rf_raster_time, adc_raster_time=self.adc_raster_time,
+            block_duration_raster=self.block_duration_raster, gamma=GAMMA_HZ_PER_T, B0=self.b0,
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+#: Presets by name. ``default`` stays well inside every current clinical system.
+PRESETS: dict[str, HardwareLimits] = {
+    "default": HardwareLimits(name="default", max_grad=28e-3, max_slew=150.0, max_b1=15e-6,
+                              rf_dead_time=100e-6, rf_ringdown_time=30e-6, adc_dead_time=10e-6),
+    "prisma": HardwareLimits(name="prisma", max_grad=80e-3, max_slew=200.0, max_b1=20e-6,
+                             rf_dead_time=100e-6, rf_ringdown_time=30e-6, adc_dead_time=10e-6, b0=2.89),
+}
+
+
+def hardware(preset: str = "default", **overrides: float) -> HardwareLimits:
+    """A preset's limits with any field overridden (SI units), e.g. ``hardware("prisma", max_slew=150)``."""
+    try:
+        base = PRESETS[preset]
+    except KeyError:
+        raise ValueError(f"unknown hardware preset {preset!r}; presets: {', '.join(sorted(PRESETS))}") from None
+    known = {f.name for f in fields(HardwareLimits)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown hardware limit(s) {', '.join(unknown)}; fields: {', '.join(sorted(known))}")
+    return replace(base, **overrides)
