@@ -14,6 +14,9 @@ import sys
 
 #: Subcommand modules under ``mrzero.commands``, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
+    "serve",
+    "send",
+    "demo",
     "pipelines",
 )
 

@@ -19,15 +19,14 @@ from typing import Any
 
 import h5py
 import ismrmrd
-import numpy as np
 from ismrmrd.serialization import ConfigFile, ProtocolSerializer
 from tqdm import tqdm
 
+from pipelines.offline import read_acquisitions, read_waveforms
 from server.limits import DEFAULT_HOST, DEFAULT_PORT, MB
 from server.protocol import MessageId, MessageReader, ProtocolError, decode, header_message
 
 log = logging.getLogger(__name__)
-_BLOCK = 64
 
 
 @dataclass
@@ -55,24 +54,6 @@ class MRDFile:
     texts: list[str] = field(default_factory=list)
 
 
-def _acquisitions(ds: h5py.Dataset) -> Iterator[ismrmrd.Acquisition]:
-    for start in range(0, ds.shape[0], _BLOCK):
-        for rec in ds[start:start + _BLOCK]:
-            acq = ismrmrd.Acquisition(rec["head"].tobytes())
-            acq.data[:] = rec["data"].view(np.complex64).reshape(acq.data.shape)
-            if acq.traj.size:
-                acq.traj[:] = rec["traj"].reshape(acq.traj.shape)
-            yield acq
-
-
-def _waveforms(ds: h5py.Dataset) -> Iterator[ismrmrd.Waveform]:
-    for start in range(0, ds.shape[0], _BLOCK):
-        for rec in ds[start:start + _BLOCK]:
-            wav = ismrmrd.Waveform(np.array(rec["head"]).tobytes())
-            wav.data[:] = rec["data"].reshape(wav.data.shape)
-            yield wav
-
-
 def _images(path: Path, dataset: str, groups: list[str]) -> Iterator[ismrmrd.Image]:
     with ismrmrd.Dataset(str(path), dataset, create_if_needed=False) as dset:
         for group in groups:
@@ -95,18 +76,17 @@ def open_mrd(path: Path | str, dataset: str = "dataset") -> MRDFile:
     xml = xml.decode("utf-8", "replace") if isinstance(xml, bytes) else str(xml)
     config = group.attrs.get("config")
     texts = json.loads(group.attrs.get("texts", "[]"))
-    if "data" in group or "waveforms" in group:
-        acqs = _acquisitions(group["data"]) if "data" in group else iter(())
-        wavs = _waveforms(group["waveforms"]) if "waveforms" in group else iter(())
-        count = sum(group[k].shape[0] for k in ("data", "waveforms") if k in group)
+    names = [k for k in group if isinstance(group[k], h5py.Group) and "header" in group[k]]
+    counts = {k: group[k].shape[0] for k in ("data", "waveforms") if k in group}
+    image_count = sum(group[k]["header"].shape[0] for k in names)
+    f.close()
+    if counts:
         items: Iterator[Any] = heapq.merge(
-            acqs, wavs, key=lambda x: x.acquisition_time_stamp if isinstance(x, ismrmrd.Acquisition)
-            else x.time_stamp)
+            read_acquisitions(path, dataset), read_waveforms(path, dataset),
+            key=lambda x: x.acquisition_time_stamp if isinstance(x, ismrmrd.Acquisition) else x.time_stamp)
     else:
-        names = [k for k in group if isinstance(group[k], h5py.Group) and "header" in group[k]]
-        count = sum(group[k]["header"].shape[0] for k in names)
-        f.close()
         items = _images(path, dataset, names)
+    count = sum(counts.values()) if counts else image_count
     return MRDFile(xml, count, items, str(config) if config is not None else None, list(texts))
 
 
@@ -132,8 +112,10 @@ def stream(items: Iterable[Any], header_xml: str, *, host: str = DEFAULT_HOST, p
             for text in texts:
                 out.serialize(text)
             wfile.write(header_message(header_xml))
+            wfile.flush()
             for item in tqdm(items, total=total, unit="item", disable=not progress, desc="sending"):
                 out.serialize(item)
+                wfile.flush()  # one send per item: data leave as they are produced (a live scan)
                 sent += 1
             out.close()
         except (BrokenPipeError, ConnectionResetError) as exc:

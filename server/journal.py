@@ -161,7 +161,7 @@ class Journal:
         if not bodies:
             return
         records = np.empty(len(bodies), dtype)
-        for record, body in zip(records, bodies):
+        for record, body in zip(records, bodies, strict=True):
             fill(body, record)
         if name not in self._group:
             self._group.create_dataset(name, (0,), maxshape=(None,), dtype=dtype, chunks=(64,))

@@ -30,6 +30,8 @@ from ismrmrd.serialization import ISMRMRDMessageID as MessageId
 from ismrmrd.serialization import ProtocolDeserializer, ProtocolSerializer
 from ismrmrd.waveform import WaveformHeader
 
+import pipelines.header
+
 __all__ = ["MessageId", "Message", "MessageReader", "ProtocolError", "TruncatedMessage",
            "decode", "parse_header", "parse_parameters", "config_override", "header_message",
            "serialized", "close_message"]
@@ -173,13 +175,11 @@ def decode(message: Message) -> Any:
 
 
 def parse_header(xml: str) -> ismrmrd.xsd.ismrmrdHeader:
-    """Parse an MRD XML header, turning parser exceptions into a :class:`ProtocolError`."""
-    if not xml.strip():
-        raise ProtocolError("empty XML header")
+    """Parse an MRD XML header (``pipelines.header`` fix-ups); :class:`ProtocolError` if malformed."""
     try:
-        return ismrmrd.xsd.CreateFromDocument(xml.encode("utf-8"))
-    except Exception as exc:  # pyxb/xml raise many types; all mean the same to the client
-        raise ProtocolError(f"malformed XML header: {type(exc).__name__}: {exc}".strip()) from None
+        return pipelines.header.parse_header(xml)
+    except pipelines.header.HeaderError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 def parse_parameters(text: str) -> dict[str, Any] | None:

@@ -91,10 +91,11 @@ def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
         for module in modules:
             importlib.import_module(module)
         from pipelines.base import Context
+        from pipelines.header import parse_header
         from pipelines.registry import get
 
         spec = get(name)
-        ctx = Context(header=ismrmrd.xsd.CreateFromDocument(header_xml.encode()), parameters=parameters,
+        ctx = Context(header=parse_header(header_xml), parameters=parameters,
                       logger=logger, notify=lambda text: outputs.send_bytes(b"T" + text.encode()),
                       pipeline_name=name)
         _limit_memory(memory_limit_bytes)

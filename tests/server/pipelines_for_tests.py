@@ -27,7 +27,8 @@ def rss_image(acquisitions: list[ismrmrd.Acquisition], header: ismrmrd.xsd.ismrm
         if kspace is None:
             kspace = np.zeros((acq.active_channels, matrix.y, acq.number_of_samples), np.complex64)
         kspace[:, acq.idx.kspace_encode_step_1, :] = acq.data
-    coils = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    axes = (-2, -1)
+    coils = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=axes), norm="ortho"), axes=axes)
     return np.sqrt((np.abs(coils) ** 2).sum(0)).astype(np.float32)
 
 
