@@ -28,6 +28,8 @@ class Server:
         self._numbers = itertools.count(1)
         self._stopping = threading.Event()
         self._accept_thread: threading.Thread | None = None
+        #: Connections accepted so far (served or refused).
+        self.accepted = 0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -78,6 +80,7 @@ class Server:
                 raise
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             number = next(self._numbers)
+            self.accepted = number
             with self._lock:
                 self._threads = {t for t in self._threads if t.is_alive()}
                 busy = len(self._threads) >= self.settings.limits.max_connections
@@ -107,6 +110,14 @@ class Server:
         except OSError:
             pass
         sock.close()
+
+    def wait_idle(self, timeout_s: float = 60.0) -> bool:
+        """Wait until no connection is running (journals closed); False if ``timeout_s`` passed."""
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout_s)
+        return not any(thread.is_alive() for thread in threads)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop accepting; wait up to ``timeout_s`` for running connections to finish."""
