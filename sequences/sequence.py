@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from sequences.readouts import ReadoutLayout
+
 #: ``rf_kind`` values.
 EXCITATION, REFOCUSING, INVERSION = 0, 1, 2
 
@@ -63,6 +65,7 @@ class Sequence:
     name: str = "sequence"
     hints: ExportHints = field(default_factory=ExportHints)
     free: dict[str, torch.Tensor] = field(default_factory=dict)
+    readouts: ReadoutLayout | None = None  # what each readout encodes (builders set it; MRD counters)
 
     def __post_init__(self) -> None:
         if self.rf_kind is None:
@@ -116,6 +119,11 @@ class Sequence:
             raise SequenceError("rf_kind must hold only EXCITATION (0), REFOCUSING (1) or INVERSION (2)")
         if any(f <= 0 for f in self.fov):
             raise SequenceError(f"fov must be positive in metres, got {self.fov}")
+        if self.readouts is not None:
+            try:
+                self.readouts.check(r, self.adc)
+            except ValueError as err:
+                raise SequenceError(f"readouts: {err}") from err
         for name, mask in self.free.items():
             if name not in TENSOR_FIELDS:
                 raise SequenceError(f"free mask for unknown field {name!r}; fields: {TENSOR_FIELDS}")
