@@ -4,19 +4,22 @@ with the test-only pipelines, and a well-behaved second client to stream concurr
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from pipelines_for_tests import rss_image
-from scans_for_tests import header_xml, scan
+from scans_for_tests import config_file_message, header_xml, read_reply, scan, wire_text
 
 from pipelines.header import parse_header
 from server.client import Reply, stream
 from server.limits import MB, Limits, Settings
 from server.listener import Server
+from server.protocol import MessageId
 
 TEST_LIMITS = Limits(max_message_bytes=16 * MB, pipeline_timeout_s=3.0, memory_limit_bytes=512 * MB,
                      max_connections=16, idle_timeout_s=30.0)
@@ -68,3 +71,34 @@ def concurrent_good_scan(server: Server) -> Iterator[None]:
         go_on.set()
         thread.join(120)
     assert_rss_reply(result["reply"], acqs, xml)
+
+
+def start(config: str = "test_rss", coils: int = 4) -> bytes:
+    """Config-file and header messages, as a scan starts."""
+    header = wire_text(MessageId.HEADER, header_xml(coils=coils).encode())
+    return config_file_message(config.encode()) + header
+
+
+def journal_of(server, sock_name: tuple[str, int]) -> h5py.File:
+    """The journal of the connection that used local address ``sock_name`` (after it ended)."""
+    assert server.wait_idle(120)
+    matches = list(server.settings.data_dir.glob(f"*-{sock_name[0]}-{sock_name[1]}.h5"))
+    assert len(matches) == 1, matches
+    return h5py.File(matches[0], "r")
+
+
+def run_bad(server, stream: bytes) -> tuple:
+    """Send ``stream`` while a good client streams; return the reply and the journal."""
+    with concurrent_good_scan(server):
+        with socket.create_connection(server.address, timeout=60) as sock:
+            name = sock.getsockname()
+            sock.sendall(stream)
+            sock.shutdown(socket.SHUT_WR)
+            reply = read_reply(sock)
+    return reply, journal_of(server, name)
+
+
+def only_error(reply) -> str:
+    assert reply.closed and reply.images == [], reply.texts
+    assert len(reply.errors) == 1, reply.texts
+    return reply.errors[0]
