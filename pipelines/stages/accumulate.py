@@ -43,7 +43,7 @@ class _OpenBuffer:
     encoding: int
 
     def emit(self) -> ReconBuffer:
-        data = self.data / self.count.clamp_min(1).to(self.data.dtype)
+        data = self.data / self.count.clamp_min(1).to(self.data.dtype).unsqueeze(-1)
         return ReconBuffer(data, self.reference, self.key, self.encoding)
 
 
