@@ -43,7 +43,8 @@ from sequences.sequence import EXCITATION, INVERSION, REFOCUSING, ExportHints, S
 
 log = logging.getLogger(__name__)
 
-RF_KIND = {"refocusing": REFOCUSING, "inversion": INVERSION, "saturation": INVERSION, "preparation": INVERSION}
+RF_KIND = {"refocusing": REFOCUSING, "inversion": INVERSION, "saturation": INVERSION,
+           "preparation": INVERSION}
 
 
 class PulseqReadError(ValueError):
@@ -89,7 +90,8 @@ def _strip_rotations(text: str) -> tuple[str, dict[int, np.ndarray]]:
     kept = {eid: (t, ref, skip(nxt)) for eid, (t, ref, nxt) in ext_list.items() if t != rot_type}
     text = "".join(out)
     ext_rows = "".join(f"{eid} {t} {ref} {nxt}\n" for eid, (t, ref, nxt) in sorted(kept.items()))
-    text = re.sub(r"(^\[EXTENSIONS\]\s*\n)", lambda m: m.group(1) + ext_rows, text, count=1, flags=re.MULTILINE)
+    text = re.sub(r"(^\[EXTENSIONS\][ \t]*\n)", lambda m: m.group(1) + ext_rows, text, count=1,
+                  flags=re.MULTILINE)
 
     block_rot: dict[int, np.ndarray] = {}
     def rewrite_block(m: re.Match) -> str:
@@ -107,7 +109,7 @@ def _strip_rotations(text: str) -> tuple[str, dict[int, np.ndarray]]:
     blocks = re.search(r"^\[BLOCKS\]\s*\n(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)
     if blocks is None:
         raise PulseqReadError("file has a ROTATIONS extension but no [BLOCKS] section")
-    body = re.sub(r"^\s*\d+(\s+-?\d+){7}\s*$", rewrite_block, blocks.group(1), flags=re.MULTILINE)
+    body = re.sub(r"^[ \t]*\d+([ \t]+-?\d+){7}[ \t]*$", rewrite_block, blocks.group(1), flags=re.MULTILINE)
     text = text[:blocks.start(1)] + body + text[blocks.end(1):]
     return text, block_rot
 
@@ -139,11 +141,13 @@ def read_pulseq(path: str | Path) -> tuple[pp.Sequence, dict[int, np.ndarray]]:
         if quats:
             source = Path(tmp) / path.name
             source.write_text(stripped)
-            log.info("%s: applied the ROTATIONS extension to %d block(s) outside pypulseq", path.name, len(quats))
+            log.info("%s: applied the ROTATIONS extension to %d block(s) outside pypulseq",
+                     path.name, len(quats))
         try:
             seq.read(str(source))
         except Exception as exc:  # pypulseq raises bare ValueError/RuntimeError/KeyError on bad files
-            raise PulseqReadError(f"{path}: pypulseq cannot parse the file: {type(exc).__name__}: {exc}") from exc
+            raise PulseqReadError(f"{path}: pypulseq cannot parse the file: "
+                                  f"{type(exc).__name__}: {exc}") from exc
     return seq, {block: quaternion_matrix(q) for block, q in quats.items()}
 
 
@@ -211,7 +215,7 @@ def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray]) -> _Timeline:
                 axes_g[axis].append(g)
         t0 += float(seq.block_durations[index])
     grad = [(np.concatenate(ts) if ts else np.zeros(0), np.concatenate(gs) if gs else np.zeros(0))
-            for ts, gs in zip(axes_t, axes_g)]
+            for ts, gs in zip(axes_t, axes_g, strict=True)]
     return _Timeline(np.array(rf_t), np.array(flip), np.array(phase), np.array(kind, dtype=np.int64),
                      np.concatenate(adc_t) if adc_t else np.zeros(0),
                      np.concatenate(adc_obj) if adc_obj else np.zeros(0, dtype=int),
@@ -248,7 +252,8 @@ def _matrix_from_k(k: np.ndarray) -> tuple[int, int, int]:
 
 
 def to_sequence(seq: pp.Sequence, rotations: dict[int, np.ndarray] | None = None,
-                fov: tuple[float, float, float] | None = None, name: str | None = None) -> tuple[Sequence, float]:
+                fov: tuple[float, float, float] | None = None,
+                name: str | None = None) -> tuple[Sequence, float]:
     """The sequence model of a pypulseq sequence, and the file time before the model's t = 0."""
     definitions = seq.definitions
     tl = _timeline(seq, rotations or {})
@@ -305,7 +310,8 @@ def to_sequence(seq: pp.Sequence, rotations: dict[int, np.ndarray] | None = None
                         readout_dwell=tl.dwell or 80e-6)
     model = Sequence(
         flip=torch.tensor(flips, dtype=torch.float32), rf_phase=torch.tensor(phases, dtype=torch.float32),
-        duration=torch.tensor(duration, dtype=torch.float32), moment=torch.tensor(moment, dtype=torch.float32),
+        duration=torch.tensor(duration, dtype=torch.float32),
+        moment=torch.tensor(moment, dtype=torch.float32),
         adc=torch.tensor(adc), adc_phase=torch.tensor(adc_phase, dtype=torch.float32),
         rf_kind=torch.tensor(kinds, dtype=torch.int64), fov=tuple(fov),  # type: ignore[arg-type]
         name=name or str(definitions.get("Name", "imported")), hints=hints,
@@ -321,7 +327,8 @@ def import_seq(path: str | Path, fov: tuple[float, float, float] | None = None) 
     duration = float(sum(seq.block_durations.values()))
     log.info("imported %s: %d blocks, %.4f s -> %s", Path(path).name, len(seq.block_events), duration,
              model.summary())
-    return ImportedSequence(model, len(seq.block_events), duration, lead_in, dict(seq.definitions), len(rotations))
+    return ImportedSequence(model, len(seq.block_events), duration, lead_in, dict(seq.definitions),
+                            len(rotations))
 
 
 def echo_and_repetition_time(seq: Sequence) -> tuple[float, float]:

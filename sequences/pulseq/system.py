@@ -85,9 +85,11 @@ def hardware(preset: str = "default", **overrides: float) -> HardwareLimits:
     try:
         base = PRESETS[preset]
     except KeyError:
-        raise ValueError(f"unknown hardware preset {preset!r}; presets: {', '.join(sorted(PRESETS))}") from None
+        raise ValueError(f"unknown hardware preset {preset!r}; "
+                         f"presets: {', '.join(sorted(PRESETS))}") from None
     known = {f.name for f in fields(HardwareLimits)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown hardware limit(s) {', '.join(unknown)}; fields: {', '.join(sorted(known))}")
+        raise ValueError(f"unknown hardware limit(s) {', '.join(unknown)}; "
+                         f"fields: {', '.join(sorted(known))}")
     return replace(base, **overrides)
