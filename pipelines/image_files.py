@@ -14,11 +14,15 @@ import ismrmrd
 import numpy as np
 
 
-def write_images_h5(images: Iterable[ismrmrd.Image], path: Path | str, dataset: str = "dataset") -> Path:
-    """Write images to a new MRD HDF5 file (replacing an existing one); returns the path."""
+def write_images_h5(images: Iterable[ismrmrd.Image], path: Path | str, dataset: str = "dataset",
+                    header_xml: str | None = None) -> Path:
+    """Write images (and optionally the scan's XML header, which makes the file streamable)
+    to a new MRD HDF5 file, replacing an existing one; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with ismrmrd.Dataset(str(path), dataset, mode="w") as dset:
+        if header_xml is not None:
+            dset.write_xml_header(header_xml.encode("utf-8"))
         for image in images:
             dset.append_image(f"image_{image.image_series_index}", image)
     return path

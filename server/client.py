@@ -70,7 +70,7 @@ def open_mrd(path: Path | str, dataset: str = "dataset") -> MRDFile:
     f = h5py.File(path, "r")
     if dataset not in f or "xml" not in f[dataset]:
         f.close()
-        raise ValueError(f"{path} is not an MRD file: no /{dataset}/xml header")
+        raise ValueError(f"{path}: no /{dataset}/xml header, which an MRD stream must start with")
     group = f[dataset]
     xml = group["xml"][0]
     xml = xml.decode("utf-8", "replace") if isinstance(xml, bytes) else str(xml)
