@@ -113,3 +113,17 @@ def test_bad_files_and_headers_are_named(tmp_path):
         parse_header("<ismrmrdHeader><encoding>")
     with pytest.raises(HeaderError, match="empty"):
         parse_header(b"\x00\x00")
+
+
+def test_chunked_reader_equals_the_ismrmrd_dataset_reader(tmp_path):
+    path = _generate(tmp_path, "-k", "-C")  # with k-space coordinates (trajectory) and a noise scan
+    reference = ismrmrd.Dataset(path, "dataset", create_if_needed=False)
+    acquisitions = list(read_acquisitions(path))
+    assert len(acquisitions) == reference.number_of_acquisitions() == 129
+    for i in (0, 1, 64, 128):
+        expected = reference.read_acquisition(i)
+        assert acquisitions[i].getHead() == expected.getHead()
+        np.testing.assert_array_equal(acquisitions[i].data, expected.data)
+        np.testing.assert_array_equal(acquisitions[i].traj, expected.traj)
+    reference.close()
+    assert acquisitions[64].traj.shape == (256, 2)  # imaging lines carry their k-space coordinates
