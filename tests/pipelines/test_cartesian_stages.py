@@ -149,3 +149,14 @@ def test_pipeline_end_to_end_on_a_point_object_and_bad_output_parameter():
     assert data[4, 4] == pytest.approx(math.sqrt(2) * 8) and np.delete(data.ravel(), 36).max() < 1e-5
     with pytest.raises(PipelineError, match="unknown output 'png'"):
         list(cartesian(lines, context(SQUARE, output="png")))
+
+
+def test_3d_encoding_gives_one_volume():
+    hdr = header(enc=(8, 4, 4), rec=(8, 4, 4), enc_fov_mm=(300, 150, 150), rec_fov_mm=(300, 150, 150))
+    # A point at the volume centre shifted by one partition: k-space phase ramp along kz.
+    lines = [_line(e1, value=np.exp(-2j * np.pi * (e2 - 2) / 4), e2=e2) for e2 in range(4) for e1 in range(4)]
+    (image,) = cartesian(lines, context(hdr, output="float"))
+    data = image.data[0]
+    assert tuple(image.matrix_size) == (8, 4, 4) and data.shape == (4, 4, 8)
+    assert np.unravel_index(np.argmax(data), data.shape) == (3, 2, 4)  # z = centre 2 + 1
+    assert data.max() == pytest.approx(math.sqrt(8 * 4 * 4), rel=1e-5)
