@@ -19,8 +19,6 @@ import torch
 #: Largest value of a 16-bit unsigned image.
 UINT16_MAX = 65535
 
-_IMAGE_TYPES = {np.dtype(np.complex64): ismrmrd.IMTYPE_COMPLEX}
-
 
 def as_numpy(data: np.ndarray | torch.Tensor) -> np.ndarray:
     """A tensor or array on the host as a numpy array."""
@@ -63,8 +61,9 @@ def make_image(data: np.ndarray | torch.Tensor, reference: ismrmrd.AcquisitionHe
         raise ValueError(f"image data must be [y, x], [z, y, x] or [channel, z, y, x], got {array.shape}")
     enc = header.encoding[reference.encoding_space_ref if encoding is None else encoding]
     fov = enc.reconSpace.fieldOfView_mm
-    kind = image_type if image_type is not None else _IMAGE_TYPES.get(array.dtype, ismrmrd.IMTYPE_MAGNITUDE)
-    image = ismrmrd.Image.from_array(array, acquisition=reference, image_type=kind,
+    if image_type is None:
+        image_type = ismrmrd.IMTYPE_COMPLEX if np.iscomplexobj(array) else ismrmrd.IMTYPE_MAGNITUDE
+    image = ismrmrd.Image.from_array(array, acquisition=reference, image_type=image_type,
                                      image_index=index, image_series_index=series,
                                      field_of_view=(fov.x, fov.y, fov.z))
     centre, width = window_meta if window_meta is not None else window(array)

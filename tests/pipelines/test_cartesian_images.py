@@ -45,6 +45,8 @@ def test_make_image_copies_geometry_counters_and_writes_fire_meta():
     assert (float(meta["WindowCenter"]), float(meta["WindowWidth"])) == (5.5, 11.0)
     assert [float(v) for v in meta["ImageRowDir"]] == [0.0, 1.0, 0.0]
     assert [float(v) for v in meta["ImageColumnDir"]] == [1.0, 0.0, 0.0]
+    cplx = make_image(np.ones((1, 2, 2), np.complex64), ref, hdr, series=1, index=1)
+    assert cplx.image_type == ismrmrd.IMTYPE_COMPLEX and cplx.data.dtype == np.complex64
     with pytest.raises(ValueError, match="image data must be"):
         make_image(np.zeros(3), ref, hdr, series=1, index=1)
 
