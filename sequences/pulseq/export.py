@@ -169,12 +169,14 @@ class _Builder:
         return [pp.make_trapezoid(channel=ax, area=float(a), system=self.system)
                 for ax, a in zip("xyz", area, strict=True) if abs(a) > AREA_EPS]
 
-    def flush_gap(self, target_dt: float, target_dk: np.ndarray) -> None:
+    def flush_gap(self, target_dt: float, target_dk: np.ndarray, before_rf: bool = False) -> None:
         """Emit the pending gap so that the offsets become (``target_dt``, ``target_dk``)."""
         if not self.pp.block_events and self.gap_time == 0:
-            # Lead-in before the first block: no transverse magnetisation exists yet, so the file
-            # may start before the model's t = 0 and with any k-space offset.
-            self.dt, self.dk = target_dt, np.array(target_dk, dtype=float)
+            # Lead-in: the file may start before the model's t = 0; before a first excitation no
+            # transverse magnetisation exists and k restarts at it, so any k-space offset is free too.
+            self.dt = target_dt
+            if before_rf:
+                self.dk = np.array(target_dk, dtype=float)
         area = self.gap_area + target_dk - self.dk
         wanted = self.gap_time + target_dt - self.dt
         traps = self._traps(area)
@@ -234,7 +236,7 @@ class _Builder:
             t, g = grad_points(gz)
             pre_area[2] = float(area_at(t, g, np.array([centre]))[0])
             total_area[2] = gz.area
-        self.flush_gap(target_dt=-centre, target_dk=-pre_area)
+        self.flush_gap(target_dt=-centre, target_dk=-pre_area, before_rf=kind == EXCITATION)
         self._add(where, *events, pp.make_delay(length))
         self.dt += length
         self.dk += total_area
