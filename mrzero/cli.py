@@ -18,6 +18,8 @@ COMMANDS: tuple[str, ...] = (
     "send",
     "demo",
     "pipelines",
+    "convert",
+    "recon",
 )
 
 
