@@ -27,28 +27,42 @@ def _smooth(x: torch.Tensor, kernel: int) -> torch.Tensor:
     return y.squeeze(1)[..., : x.shape[-2], : x.shape[-1]]
 
 
-def coil_sensitivities(images: torch.Tensor, kernel: int = 7, iterations: int = 5) -> torch.Tensor:
-    """Walsh sensitivities ``[coil, ..., y, x]`` (unit norm per pixel) from coil images.
-
-    The smoothing is 2D (in-plane); extra spatial dims (z) are treated as independent slices.
-    The dominant eigenvector is found by power iteration on the smoothed covariance.
-    """
-    if kernel < 1 or kernel % 2 == 0:
-        raise ValueError(f"adaptive combine kernel must be a positive odd number, got {kernel}")
-    nc = images.shape[0]
-    spatial = images.shape[1:]
-    x = images.reshape(nc, -1, *spatial[-2:])  # [c, b, y, x]
+def _dominant_eigenvectors(x: torch.Tensor, kernel: int, iterations: int, start: int) -> torch.Tensor:
+    """Per pixel, the dominant eigenvector of the window-averaged covariance of ``x`` [c, b, y, x]."""
     cov = x.unsqueeze(1) * x.conj().unsqueeze(0)  # [c, c, b, y, x]
-    flat = cov.reshape(-1, *spatial[-2:])
+    flat = cov.reshape(-1, *x.shape[-2:])
     cov = torch.complex(_smooth(flat.real, kernel), _smooth(flat.imag, kernel)).reshape(cov.shape)
-    power = torch.sum(x.real ** 2 + x.imag ** 2, dim=(1, 2, 3))
     v = torch.zeros_like(x)
-    v[int(torch.argmax(power))] = 1.0
+    v[start] = 1.0
     for _ in range(iterations):
         v = torch.einsum("ijbyx,jbyx->ibyx", cov, v)
         v = v / torch.linalg.vector_norm(v, dim=0).clamp_min(torch.finfo(v.real.dtype).tiny)
-    ref = v[int(torch.argmax(power))]
-    v = v * torch.exp(-1j * torch.angle(ref)).to(v.dtype)
+    return v
+
+
+def coil_sensitivities(images: torch.Tensor, kernel: int = 7, iterations: int = 10,
+                       max_elements: int = 2 ** 23) -> torch.Tensor:
+    """Walsh sensitivities ``[coil, ..., y, x]`` (unit norm per pixel) from coil images.
+
+    The smoothing is 2D (in-plane); extra spatial dims (z) are treated as independent slices.
+    The dominant eigenvector is found by power iteration on the smoothed covariance, which is
+    built for blocks of rows (plus the window's halo) of at most ``max_elements`` entries, so
+    that 32 coils do not need a covariance of 32 x 32 full images at once.
+    """
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"adaptive combine kernel must be a positive odd number, got {kernel}")
+    nc, ny, nx = images.shape[0], images.shape[-2], images.shape[-1]
+    x = images.reshape(nc, -1, ny, nx)  # [c, b, y, x]
+    strongest = int(torch.argmax(torch.sum(x.real ** 2 + x.imag ** 2, dim=(1, 2, 3))))
+    halo = kernel // 2
+    rows = max(1, max_elements // max(1, nc * nc * x.shape[1] * nx))
+    blocks = []
+    for first in range(0, ny, rows):
+        lo, hi = max(0, first - halo), min(ny, first + rows + halo)
+        v = _dominant_eigenvectors(x[:, :, lo:hi], kernel, iterations, strongest)
+        blocks.append(v[:, :, first - lo: first - lo + min(rows, ny - first)])
+    v = torch.cat(blocks, dim=2)
+    v = v * torch.exp(-1j * torch.angle(v[strongest])).to(v.dtype)
     return v.reshape(images.shape)
 
 

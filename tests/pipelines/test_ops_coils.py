@@ -62,3 +62,22 @@ def test_bad_kernel_and_shape_are_named():
         coil_sensitivities(torch.ones(2, 4, 4, dtype=torch.complex64), kernel=4)
     with pytest.raises(ValueError, match="coil, ..., y, x"):
         adaptive_combine(torch.ones(2, 4, dtype=torch.complex64))
+
+
+def test_row_blocks_and_power_iteration_match_a_full_eigendecomposition():
+    sens, obj = _phantom(24)
+    gen = torch.Generator().manual_seed(1)
+    noise = 0.3 * torch.randn(4, 24, 24, dtype=torch.complex64, generator=gen)
+    images = (sens * obj + noise).to(torch.complex128)
+    whole = coil_sensitivities(images, kernel=5)
+    blocked = coil_sensitivities(images, kernel=5, max_elements=4 * 4 * 24 * 3)  # 3 rows per block
+    torch.testing.assert_close(blocked, whole)
+    # reference: the eigenvector of the largest eigenvalue of each pixel's 5x5-averaged covariance
+    pad = torch.nn.functional.pad
+    cov = images.unsqueeze(1) * images.conj().unsqueeze(0)
+    padded = torch.complex(pad(cov.real, (2, 2, 2, 2)), pad(cov.imag, (2, 2, 2, 2)))
+    window = padded.unfold(2, 5, 1).unfold(3, 5, 1).sum(dim=(-1, -2))  # [c, c, y, x], zero outside
+    vecs = torch.linalg.eigh(window.permute(2, 3, 0, 1))[1][..., -1].permute(2, 0, 1)  # [c, y, x]
+    vecs = vecs * torch.exp(-1j * torch.angle(vecs[0]))
+    inner = (slice(None), slice(2, -2), slice(2, -2))  # away from the border, where the windows agree
+    torch.testing.assert_close(whole[inner], vecs[inner], atol=2e-3, rtol=0)
