@@ -27,6 +27,7 @@ from pipelines.twix.acquisitions import (
     to_acquisition,
 )
 from pipelines.twix.header import build_header
+from pipelines.twix.mrd_writer import write_raw_file
 from pipelines.twix.protocol import Protocol
 from pipelines.twix.reader import TwixFile, read_twix_file
 
@@ -141,14 +142,7 @@ def convert_twix(path: str | os.PathLike[str], output: str | os.PathLike[str],
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        tmp.unlink()  # ismrmrd.Dataset creates the file itself
-        dataset = ismrmrd.Dataset(str(tmp), "dataset", create_if_needed=True)
-        try:
-            dataset.write_xml_header(ismrmrd.xsd.ToXML(measurement.header))
-            for acq in measurement.acquisitions():
-                dataset.append_acquisition(acq)
-        finally:
-            dataset.close()
+        write_raw_file(tmp, measurement.header, measurement.acquisitions(), len(measurement))
         os.replace(tmp, output)
     except BaseException:
         tmp.unlink(missing_ok=True)
