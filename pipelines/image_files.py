@@ -30,7 +30,7 @@ def write_images_h5(images: Iterable[ismrmrd.Image], path: Path | str, dataset: 
 
 def read_images_h5(path: Path | str, dataset: str = "dataset") -> list[ismrmrd.Image]:
     """All images of an MRD HDF5 file, group by group (sorted by name), in stored order."""
-    with ismrmrd.Dataset(str(path), dataset, create_if_needed=False) as dset:
+    with ismrmrd.Dataset(str(path), dataset, mode="r") as dset:
         groups = sorted(k for k in dset.list() if k.startswith("image"))
         return [dset.read_image(g, i) for g in groups for i in range(dset.number_of_images(g))]
 

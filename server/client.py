@@ -55,7 +55,7 @@ class MRDFile:
 
 
 def _images(path: Path, dataset: str, groups: list[str]) -> Iterator[ismrmrd.Image]:
-    with ismrmrd.Dataset(str(path), dataset, create_if_needed=False) as dset:
+    with ismrmrd.Dataset(str(path), dataset, mode="r") as dset:
         for group in groups:
             for i in range(dset.number_of_images(group)):
                 yield dset.read_image(group, i)
@@ -82,7 +82,7 @@ def open_mrd(path: Path | str, dataset: str = "dataset") -> MRDFile:
     f.close()
     if counts:
         items: Iterator[Any] = heapq.merge(
-            read_acquisitions(path, dataset), read_waveforms(path, dataset),
+            read_acquisitions(path, dataset), list(read_waveforms(path, dataset)),  # both open the file
             key=lambda x: x.acquisition_time_stamp if isinstance(x, ismrmrd.Acquisition) else x.time_stamp)
     else:
         items = _images(path, dataset, names)
@@ -132,7 +132,7 @@ def stream(items: Iterable[Any], header_xml: str, *, host: str = DEFAULT_HOST, p
 
 
 def _receive(sock: socket.socket, reply: Reply, max_message_bytes: int) -> None:
-    reader = MessageReader(sock.makefile("rb", buffering=1 << 20).read, max_message_bytes)
+    reader = MessageReader(sock.makefile("rb", buffering=1 << 20), max_message_bytes)
     try:
         while (msg := reader.next()) is not None:
             if msg.id == MessageId.CLOSE:

@@ -123,7 +123,7 @@ class Connection:
             self._finish(ended)
 
     def _read_all(self) -> str:
-        reader = MessageReader(self._rfile.read, self.limits.max_message_bytes)
+        reader = MessageReader(self._rfile, self.limits.max_message_bytes)
         while True:
             msg = reader.next()
             if msg is None:
@@ -205,7 +205,7 @@ class Connection:
         if self.worker is None and not self._start_pipeline():
             return
         try:
-            self.worker.send(msg.wire())
+            self.worker.send(msg.wire)
         except OSError:
             pass  # the worker died or was stopped: the relay reports why
 
@@ -256,6 +256,8 @@ class Connection:
                    f"{self.images_sent} images, {elapsed:.2f} s")
         if self.header_xml is not None:
             self._send(serialized(f"mrzero server: {summary}" + (" (failed)" if self.failure else "")))
+        if self.journal is not None:  # complete on disk before the client hears close
+            self.journal.close(ended if self.failure is None else f"{ended}; failed: {self.failure}")
         self._send(close_message())
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -263,7 +265,5 @@ class Connection:
             pass
         self._rfile.close()
         self.sock.close()
-        if self.journal is not None:
-            self.journal.close(ended if self.failure is None else f"{ended}; failed: {self.failure}")
         self.log.info("%s from %s, ended by %s%s", summary, self.peer, ended,
                       f", error: {self.failure}" if self.failure else "")

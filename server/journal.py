@@ -50,7 +50,7 @@ class JournalError(RuntimeError):
     """The journal could not be written (disk full, permissions...)."""
 
 
-def _acquisition_record(body: bytes, out: np.ndarray) -> None:
+def _acquisition_record(body: memoryview, out: np.ndarray) -> None:
     head = np.frombuffer(body, acquisition_header_dtype, count=1)[0]
     n_traj = int(head["number_of_samples"]) * int(head["trajectory_dimensions"])
     out["head"] = head
@@ -58,7 +58,7 @@ def _acquisition_record(body: bytes, out: np.ndarray) -> None:
     out["data"] = np.frombuffer(body, np.float32, offset=_ACQ_HEAD + 4 * n_traj)
 
 
-def _waveform_record(body: bytes, out: np.ndarray) -> None:
+def _waveform_record(body: memoryview, out: np.ndarray) -> None:
     out["head"] = np.frombuffer(body, waveform_header_dtype, count=1)[0]
     out["data"] = np.frombuffer(body, np.uint32, offset=_WAV_HEAD)
 
@@ -98,7 +98,7 @@ class Journal:
     def header(self, xml: str) -> None:
         self._put(("xml", xml))
 
-    def data(self, msg_id: int, body: bytes) -> None:
+    def data(self, msg_id: int, body: memoryview) -> None:
         """Journal an acquisition, waveform or image message body (wire layout)."""
         self.counts[msg_id] += 1
         self.bytes += len(body)
@@ -157,7 +157,7 @@ class Journal:
         self._append("data", acquisition_dtype, acqs, _acquisition_record)
         self._append("waveforms", waveform_dtype, wavs, _waveform_record)
 
-    def _append(self, name: str, dtype: np.dtype, bodies: list[bytes], fill: Any) -> None:
+    def _append(self, name: str, dtype: np.dtype, bodies: list[memoryview], fill: Any) -> None:
         if not bodies:
             return
         records = np.empty(len(bodies), dtype)
@@ -170,14 +170,15 @@ class Journal:
         ds.resize(start + len(bodies), axis=0)
         ds[start:] = records
 
-    def _append_image(self, body: bytes) -> None:
+    def _append_image(self, body: memoryview) -> None:
         head = np.frombuffer(body, image_header_dtype, count=1)[0]
         (attr_len,) = np.frombuffer(body, np.uint64, count=1, offset=_IMG_HEAD)
-        attr = body[_IMG_HEAD + 8:_IMG_HEAD + 8 + int(attr_len)].rstrip(b"\0").decode("utf-8", "replace")
+        attr_end = _IMG_HEAD + 8 + int(attr_len)
+        attr = bytes(body[_IMG_HEAD + 8:attr_end]).rstrip(b"\0").decode("utf-8", "replace")
         dtype = get_dtype_from_data_type(int(head["data_type"]))
         stored = get_hdf5type(int(head["data_type"]))
         shape = (int(head["channels"]), *(int(v) for v in head["matrix_size"][::-1]))
-        data = np.frombuffer(body, dtype, offset=_IMG_HEAD + 8 + int(attr_len)).reshape(shape)
+        data = np.frombuffer(body, dtype, offset=attr_end).reshape(shape)
         group = self._group.require_group("images_received")
         if "header" not in group:
             group.create_dataset("header", (0,), maxshape=(None,), dtype=image_header_dtype)

@@ -4,7 +4,8 @@
 header claims before reading them, stops at the first NUL-padded quirk and cannot say how big
 a message is before it has read it. This module only *frames* messages: it reads the message
 id, checks every claimed size against a limit before allocating anything, applies the quirks
-of real clients (DESIGN.md) and returns the message body as bytes. The objects themselves are
+of real clients (DESIGN.md) and returns the message's wire bytes, read straight into one
+buffer (the server forwards and journals them without copying). The objects themselves are
 then built by ``ismrmrd`` (:func:`decode`), which owns the byte layout.
 
 Quirks handled: the 1024-byte config-file message is cut at its first NUL (scanners send
@@ -19,9 +20,8 @@ import ctypes
 import io
 import json
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import ismrmrd
 from ismrmrd.acquisition import AcquisitionHeader
@@ -54,19 +54,21 @@ class TruncatedMessage(ProtocolError):
 
 @dataclass(frozen=True)
 class Message:
-    """One framed message: ``text`` for config/header/text messages, ``body`` for data."""
+    """One framed message: ``text`` for config/header/text messages, ``wire`` for data."""
 
     id: int
     text: str = ""
-    body: bytes = b""
+    #: Data messages: the message as it travels on the wire (2-byte id, then the body).
+    wire: bytes | bytearray = b""
 
     @property
     def is_data(self) -> bool:
         return self.id in _DATA_IDS
 
-    def wire(self) -> bytes:
-        """The message as it travels on the wire (id + body), for data messages."""
-        return struct.pack("<H", self.id) + self.body
+    @property
+    def body(self) -> memoryview:
+        """The data message without its id (a view, not a copy)."""
+        return memoryview(self.wire)[2:]
 
     def __repr__(self) -> str:
         kind = MessageId(self.id).name if self.id in MessageId._value2member_map_ else self.id
@@ -78,14 +80,16 @@ def _lenient(raw: bytes) -> str:
 
 
 class MessageReader:
-    """Frames messages from ``read(n)`` (a blocking read returning fewer bytes only at EOF).
+    """Frames messages from a binary stream with blocking ``read``/``readinto`` (a socket's
+    ``makefile("rb")``, a file, ``io.BytesIO``).
 
     ``max_bytes`` bounds every single message; a larger claim raises :class:`ProtocolError`
     before any buffer for it is allocated.
     """
 
-    def __init__(self, read: Callable[[int], bytes], max_bytes: int):
-        self._read = read
+    def __init__(self, stream: BinaryIO, max_bytes: int):
+        self._read = stream.read
+        self._readinto = stream.readinto
         self.max_bytes = max_bytes
         #: Bytes consumed so far (for logs and benchmarks).
         self.bytes_read = 0
@@ -100,6 +104,20 @@ class MessageReader:
             got += len(chunk)
         self.bytes_read += n
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _data(self, msg_id: int, head: bytes, n: int, what: str) -> bytearray:
+        """One buffer holding id, ``head`` and the next ``n`` bytes of the stream."""
+        start = 2 + len(head)
+        wire = bytearray(start + n)
+        wire[:start] = struct.pack("<H", msg_id) + head
+        view, got = memoryview(wire)[start:], 0
+        while got < n:
+            chunk = self._readinto(view[got:])
+            if not chunk:
+                raise TruncatedMessage(f"stream ended inside {what}: got {got} of {n} bytes")
+            got += chunk
+        self.bytes_read += n
+        return wire
 
     def _check_size(self, n: int, what: str) -> None:
         if n > self.max_bytes:
@@ -129,31 +147,31 @@ class MessageReader:
             raw = self._exactly(length, f"a {name} message")
             return Message(msg_id, text=_lenient(raw.rstrip(b"\0")))
         if msg_id == MessageId.ACQUISITION:
-            return Message(msg_id, body=self._acquisition())
+            return Message(msg_id, wire=self._acquisition())
         if msg_id == MessageId.WAVEFORM:
-            return Message(msg_id, body=self._waveform())
+            return Message(msg_id, wire=self._waveform())
         if msg_id == MessageId.IMAGE:
-            return Message(msg_id, body=self._image())
+            return Message(msg_id, wire=self._image())
         known = ", ".join(f"{m.value} ({m.name.lower()})" for m in MessageId if m.value)
         raise ProtocolError(f"unknown or unsupported message id {msg_id}; this server accepts {known}"
                             .replace(", 1030 (ndarray)", ""))
 
-    def _acquisition(self) -> bytes:
+    def _acquisition(self) -> bytearray:
         head = self._exactly(_ACQ_HEADER_BYTES, "an acquisition header")
         h = AcquisitionHeader.from_buffer_copy(head)
         n = h.number_of_samples * (h.trajectory_dimensions * 4 + h.active_channels * 8)
         self._check_size(n, f"acquisition (scan counter {h.scan_counter}, {h.active_channels} channels "
                             f"x {h.number_of_samples} samples)")
-        return head + self._exactly(n, f"acquisition data (scan counter {h.scan_counter})")
+        return self._data(MessageId.ACQUISITION, head, n, f"acquisition data (scan counter {h.scan_counter})")
 
-    def _waveform(self) -> bytes:
+    def _waveform(self) -> bytearray:
         head = self._exactly(_WAVEFORM_HEADER_BYTES, "a waveform header")
         h = WaveformHeader.from_buffer_copy(head)
         n = h.channels * h.number_of_samples * 4
         self._check_size(n, f"waveform (id {h.waveform_id}, {h.channels} channels x {h.number_of_samples})")
-        return head + self._exactly(n, "waveform data")
+        return self._data(MessageId.WAVEFORM, head, n, "waveform data")
 
-    def _image(self) -> bytes:
+    def _image(self) -> bytearray:
         head = self._exactly(_IMAGE_HEADER_BYTES, "an image header")
         h = ImageHeader.from_buffer_copy(head)
         try:
@@ -166,12 +184,12 @@ class MessageReader:
         attrs = self._exactly(attr_len, "image attributes")
         n = h.channels * h.matrix_size[0] * h.matrix_size[1] * h.matrix_size[2] * itemsize
         self._check_size(n, f"image ({h.channels} channels x {tuple(h.matrix_size)})")
-        return head + attr_len_raw + attrs + self._exactly(n, "image data")
+        return self._data(MessageId.IMAGE, head + attr_len_raw + attrs, n, "image data")
 
 
 def decode(message: Message) -> Any:
     """The ``ismrmrd`` object for a data message (sizes were already checked by the reader)."""
-    return next(ProtocolDeserializer(io.BytesIO(message.wire())).deserialize())
+    return next(ProtocolDeserializer(io.BytesIO(message.wire)).deserialize())
 
 
 def parse_header(xml: str) -> ismrmrd.xsd.ismrmrdHeader:

@@ -31,7 +31,7 @@ class AcquisitionChecker:
             matrix = enc.encodedSpace.matrixSize
             self.encodings.append((cartesian.lower() == "cartesian", matrix.x, matrix.y, matrix.z))
 
-    def check(self, index: int, body: bytes) -> None:
+    def check(self, index: int, body: memoryview) -> None:
         """Raise :class:`InvalidData` if acquisition number ``index`` (0-based) does not fit."""
         h = AcquisitionHeader.from_buffer_copy(body[:_HEAD])
         where = f"acquisition {index} (scan counter {h.scan_counter})"

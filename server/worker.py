@@ -145,7 +145,7 @@ class Worker:
         self._last_progress = time.monotonic()
         self.timed_out = False
 
-    def send(self, wire: bytes) -> None:
+    def send(self, wire: bytes | bytearray) -> None:
         """Forward one data message; raises ``OSError`` if the worker is gone."""
         self._sending = True
         try:

@@ -74,7 +74,7 @@ def acquisition_message(acq: ismrmrd.Acquisition) -> bytes:
 def read_reply(sock: socket.socket) -> Reply:
     """Everything the server sends until close or EOF."""
     reply = Reply()
-    reader = MessageReader(sock.makefile("rb").read, 1 << 30)
+    reader = MessageReader(sock.makefile("rb"), 1 << 30)
     while (msg := reader.next()) is not None:
         if msg.id == MessageId.CLOSE:
             reply.closed = True

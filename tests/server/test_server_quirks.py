@@ -27,7 +27,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def golden_scan(name: str) -> tuple[list[ismrmrd.Acquisition], str]:
     """The acquisitions and header inside a golden stream, read back with the framing adapter."""
-    reader = MessageReader(io.BytesIO((GOLDEN / name).read_bytes()).read, 1 << 20)
+    reader = MessageReader(io.BytesIO((GOLDEN / name).read_bytes()), 1 << 20)
     acqs, xml = [], ""
     while (msg := reader.next()) is not None and msg.id != MessageId.CLOSE:
         if msg.id == MessageId.ACQUISITION:
@@ -62,12 +62,12 @@ def test_header_without_config_selects_the_default_pipeline(server):
 
 
 def test_config_file_is_cut_at_the_first_nul_and_decoded_leniently():
-    msg = MessageReader(io.BytesIO(config_file_message(b"test_rss", b"\xff\xfe junk")).read, 4096).next()
+    msg = MessageReader(io.BytesIO(config_file_message(b"test_rss", b"\xff\xfe junk")), 4096).next()
     assert msg.id == MessageId.CONFIG_FILE and msg.text == "test_rss"
 
 
 def test_text_messages_lose_trailing_nuls():
-    msg = MessageReader(io.BytesIO(wire_text(MessageId.TEXT, b'{"a": 1}\0\0')).read, 4096).next()
+    msg = MessageReader(io.BytesIO(wire_text(MessageId.TEXT, b'{"a": 1}\0\0')), 4096).next()
     assert msg.text == '{"a": 1}'
 
 
@@ -78,11 +78,11 @@ def test_text_messages_lose_trailing_nuls():
 ])
 def test_truncated_messages_are_named(stream, fragment):
     with pytest.raises(TruncatedMessage, match=fragment):
-        MessageReader(io.BytesIO(stream).read, 1 << 20).next()
+        MessageReader(io.BytesIO(stream), 1 << 20).next()
 
 
 def test_clean_end_between_messages_is_a_disconnect():
-    assert MessageReader(io.BytesIO(b"").read, 10).next() is None
+    assert MessageReader(io.BytesIO(b""), 10).next() is None
 
 
 def test_fire_parameters_choose_the_pipeline():
@@ -105,4 +105,4 @@ def test_claimed_sizes_are_checked_before_reading():
     head.number_of_samples, head.active_channels = 65535, 1024
     raw = struct.pack("<H", MessageId.ACQUISITION) + bytes(head)
     with pytest.raises(ProtocolError, match="acquisition .* claims 536862720 bytes"):
-        MessageReader(NoBigReads(raw).read, 1 << 20).next()
+        MessageReader(NoBigReads(raw), 1 << 20).next()
