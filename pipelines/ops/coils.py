@@ -29,15 +29,19 @@ def _smooth(x: torch.Tensor, kernel: int) -> torch.Tensor:
 
 def _dominant_eigenvectors(x: torch.Tensor, kernel: int, iterations: int, start: int) -> torch.Tensor:
     """Per pixel, the dominant eigenvector of the window-averaged covariance of ``x`` [c, b, y, x]."""
-    cov = x.unsqueeze(1) * x.conj().unsqueeze(0)  # [c, c, b, y, x]
-    flat = cov.reshape(-1, *x.shape[-2:])
-    cov = torch.complex(_smooth(flat.real, kernel), _smooth(flat.imag, kernel)).reshape(cov.shape)
-    v = torch.zeros_like(x)
-    v[start] = 1.0
+    nc = x.shape[0]
+    i, j = torch.triu_indices(nc, nc, device=x.device)  # the covariance is Hermitian: smooth half
+    pairs = (x[i] * x[j].conj()).reshape(-1, *x.shape[-2:])
+    pairs = torch.complex(_smooth(pairs.real, kernel), _smooth(pairs.imag, kernel)).reshape(len(i), -1)
+    cov = torch.zeros(pairs.shape[1], nc, nc, dtype=x.dtype, device=x.device)  # [pixel, c, c]
+    cov[:, j, i] = pairs.conj().T
+    cov[:, i, j] = pairs.T
+    v = torch.zeros(pairs.shape[1], nc, 1, dtype=x.dtype, device=x.device)
+    v[:, start] = 1.0
     for _ in range(iterations):
-        v = torch.einsum("ijbyx,jbyx->ibyx", cov, v)
-        v = v / torch.linalg.vector_norm(v, dim=0).clamp_min(torch.finfo(v.real.dtype).tiny)
-    return v
+        v = cov @ v
+        v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp_min(torch.finfo(v.real.dtype).tiny)
+    return v.squeeze(-1).T.reshape(x.shape)
 
 
 def coil_sensitivities(images: torch.Tensor, kernel: int = 7, iterations: int = 10,
