@@ -26,6 +26,7 @@ export refuses with :class:`ExportError` naming the event and the excess.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import torch
 from pipelines.ops.units import GAMMA_HZ_PER_T
 from sequences.pulseq.system import HardwareLimits, hardware
 from sequences.pulseq.waveform import area_at, grad_points, rf_integral
+from sequences.readouts import derive_layout
 from sequences.sequence import EXCITATION, INVERSION, REFOCUSING, Sequence
 
 log = logging.getLogger(__name__)
@@ -137,7 +139,7 @@ class _Readout:
     last: int
     moment: np.ndarray  # 1/m per event
     duration: float  # s per event (model)
-    k_start: np.ndarray  # cycles/FOV of the first sample
+    sample: int  # index of the first sample in the ADC order
 
 
 class _Builder:
@@ -289,7 +291,6 @@ class _Builder:
 def _readouts(seq: Sequence, moment_per_m: np.ndarray, duration: np.ndarray,
               adc: np.ndarray) -> list[_Readout]:
     """Group each repetition's consecutive ADC events with equal moment and duration."""
-    k = seq.trajectory().detach().cpu().double().numpy()
     groups: list[_Readout] = []
     sample = 0
     for r in range(seq.n_rep):
@@ -304,52 +305,37 @@ def _readouts(seq: Sequence, moment_per_m: np.ndarray, duration: np.ndarray,
                     and math.isclose(d, current.duration, rel_tol=1e-6, abs_tol=1e-12)):
                 current.last = e
             else:
-                current = _Readout(r, e, e, m, float(d), k[sample])
+                current = _Readout(r, e, e, m, float(d), sample)
                 groups.append(current)
             sample += 1
     return groups
 
 
-def _labels(seq: Sequence, groups: list[_Readout], moment_cyc: np.ndarray) -> tuple[list[list], list]:
+def _labels(seq: Sequence, groups: list[_Readout]) -> tuple[list[list], list]:
     """Per-readout label events and the label initialisation for the first block.
 
-    Cartesian scans (readouts along x at integer ky, kz) get LIN/PAR from the phase encoding;
-    other scans count readouts in LIN. ECO counts readouts since the last excitation, REP counts
-    repeats of the same (LIN, PAR, ECO), NOISE flags readouts before the first excitation.
+    LIN, ECO and REP come from the sequence's readout layout (the builders' own, or
+    ``derive_layout`` for a learned sequence: phase-encoding line on a Cartesian grid, a running
+    index otherwise); NOISE flags readouts before the first excitation.
     """
-    nx, ny, nz = seq.matrix
+    layout = seq.readouts or derive_layout(seq.n_rep, seq.adc, seq.trajectory(), seq.matrix[1])
+    firsts = [r.first for r in layout.readouts]
     flips = seq.flip.detach().cpu().numpy()
     kinds = seq.rf_kind.cpu().numpy()
-    cart = all(np.allclose(moment_cyc[g.rep, g.first, 1:], 0, atol=1e-9)
-               and np.allclose(g.k_start[1:], np.round(g.k_start[1:]), atol=1e-3) for g in groups)
-    values = []
-    seen: dict[tuple, int] = {}
-    excited = False
-    echo, last_rep = 0, -1
-    for i, g in enumerate(groups):
-        for r in range(last_rep + 1, g.rep + 1):
-            if flips[r] != 0 and kinds[r] == EXCITATION:
-                excited, echo = True, 0
-        last_rep = g.rep
-        if cart:
-            lin, par = int(round(g.k_start[1])) + ny // 2, int(round(g.k_start[2])) + nz // 2
-        else:
-            lin, par = i, 0
-        key = (lin, par, echo)
-        values.append({"LIN": lin, "PAR": par, "ECO": echo, "REP": seen.get(key, 0), "NOISE": not excited})
-        seen[key] = seen.get(key, 0) + 1
-        echo += 1
-    used = ["LIN", "PAR", "SLC", "ECO", "REP", "SET"]
-    noise = any(v["NOISE"] for v in values)
-    init = [pp.make_label(label=name, type="SET", value=0) for name in used]
-    if noise:
+    excited_reps = np.flatnonzero((flips != 0) & (kinds == EXCITATION))
+    first_excitation = int(excited_reps[0]) if len(excited_reps) else seq.n_rep
+    noise = [g.rep < first_excitation for g in groups]
+    init = [pp.make_label(label=name, type="SET", value=0)
+            for name in ("LIN", "PAR", "SLC", "ECO", "REP", "SET")]
+    if any(noise):
         init.append(pp.make_label(label="NOISE", type="SET", value=False))
     per_readout = []
-    for v in values:
-        events = [pp.make_label(label=name, type="SET", value=v[name])
-                  for name in ("LIN", "PAR", "ECO", "REP")]
-        if noise:
-            events.append(pp.make_label(label="NOISE", type="SET", value=bool(v["NOISE"])))
+    for g, is_noise in zip(groups, noise, strict=True):
+        readout = layout.readouts[bisect.bisect_right(firsts, g.sample) - 1]
+        events = [pp.make_label(label=name, type="SET", value=value) for name, value in
+                  (("LIN", readout.line), ("ECO", readout.contrast), ("REP", readout.repetition))]
+        if any(noise):
+            events.append(pp.make_label(label="NOISE", type="SET", value=is_noise))
         per_readout.append(events)
     return per_readout, init
 
@@ -363,8 +349,7 @@ def build(seq: Sequence, limits: HardwareLimits | None = None,
     if seq.n_samples == 0:
         raise ExportError(f"sequence {seq.name!r} has no ADC event; nothing would be acquired")
     fov = np.array(seq.fov, dtype=float)
-    moment_cyc = seq.moment.numpy()
-    moment = moment_cyc / fov  # 1/m
+    moment = seq.moment.numpy() / fov  # 1/m
     duration = seq.duration.numpy()
     adc = seq.adc.numpy()
     flip = seq.flip.numpy()
@@ -372,7 +357,7 @@ def build(seq: Sequence, limits: HardwareLimits | None = None,
     phase, adc_phase = seq.rf_phase.numpy() % (2 * math.pi), seq.adc_phase.numpy() % (2 * math.pi)
     kinds = seq.rf_kind.numpy()
     groups = _readouts(seq, moment, duration, adc)
-    labels, init = _labels(seq, groups, moment_cyc)
+    labels, init = _labels(seq, groups)
     b = _Builder(seq, limits, opts)
     b.pending_labels = init
     g = 0

@@ -73,9 +73,9 @@ class HardwareLimits:
 
 #: Presets by name. ``default`` stays well inside every current clinical system.
 PRESETS: dict[str, HardwareLimits] = {
-    "default": HardwareLimits(name="default", max_grad=28e-3, max_slew=150.0, max_b1=15e-6,
+    "default": HardwareLimits(name="default", max_grad=28e-3, max_slew=150.0, max_b1=20e-6,
                               rf_dead_time=100e-6, rf_ringdown_time=30e-6, adc_dead_time=10e-6),
-    "prisma": HardwareLimits(name="prisma", max_grad=80e-3, max_slew=200.0, max_b1=20e-6,
+    "prisma": HardwareLimits(name="prisma", max_grad=80e-3, max_slew=200.0, max_b1=23e-6,
                              rf_dead_time=100e-6, rf_ringdown_time=30e-6, adc_dead_time=10e-6, b0=2.89),
 }
 

@@ -125,7 +125,7 @@ def test_prisma_limits_allow_what_the_conservative_default_refuses(tmp_path):
 def test_rf_above_max_b1_is_refused(tmp_path):
     seq = cartesian_gre()
     seq.flip[2] = math.radians(720)
-    message = r"rep 2 \(RF, flip 720.0 deg\): RF peak 46.97 uT exceeds max_b1 15.00 uT by 213.2 %"
+    message = r"rep 2 \(RF, flip 720.0 deg\): RF peak 46.97 uT exceeds max_b1 20.00 uT by 134.9 %"
     with pytest.raises(ExportError, match=message):
         export(seq, tmp_path / "b1.seq")
 
