@@ -24,6 +24,7 @@ training through a reconstruction stays memory-bounded too.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from collections.abc import Sequence as SequenceABC
 from typing import Protocol
 
@@ -311,3 +312,22 @@ class Encoding:
         """``E^H W E image`` with optional per-sample weights ``W`` (density compensation)."""
         signal = self.forward(image)
         return self.adjoint(signal if weights is None else signal * weights)
+
+    def normal_operator(self, weights: torch.Tensor | None = None, toeplitz: bool | None = None,
+                        dtype: torch.dtype = torch.complex64) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A function ``image -> E^H W E image`` for repeated use (iterations).
+
+        With ``toeplitz`` (default: for the NUFFT backend) the Toeplitz-embedding kernel is
+        computed now, in ``dtype``, and each application costs two FFTs on a doubled grid.
+        """
+        if not (self.method == "nufft" if toeplitz is None else toeplitz):
+            return lambda image: self.normal(image, weights)
+        from pipelines.ops.toeplitz import ToeplitzNormal
+        convolve = ToeplitzNormal(self, weights, dtype)
+        if self.coil_sens is None:
+            return lambda image: convolve(self.check_image(image))
+
+        def sense_normal(image: torch.Tensor) -> torch.Tensor:
+            sens = self.coil_sens.to(image.dtype)
+            return (sens.conj() * convolve(sens * self.check_image(image))).sum(dim=0, keepdim=True)
+        return sense_normal

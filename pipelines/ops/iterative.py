@@ -16,6 +16,8 @@ is solved as independent systems.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from pipelines.ops.encoding import Encoding
@@ -32,18 +34,21 @@ def _check_iterations(iterations: int) -> None:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
 
 
-def power_iteration(encoding: Encoding, weights: torch.Tensor | None = None, iterations: int = 20,
-                    dtype: torch.dtype = torch.complex64, seed: int = 0) -> float:
-    """Estimate of the largest eigenvalue of ``E^H W E`` (a seeded random start, ``iterations`` steps)."""
+def power_iteration(normal: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor,
+                    iterations: int = 20, seed: int = 0) -> float:
+    """Estimate of the largest eigenvalue of ``normal`` (e.g. ``Encoding.normal_operator``).
+
+    Starts from seeded noise shaped, typed and placed like ``like`` (one batch entry), runs
+    without gradient.
+    """
     _check_iterations(iterations)
-    device = encoding.trajectory.device
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, *encoding.shape, dtype=dtype, generator=generator).to(device)
+    x = torch.randn(1, *like.shape[1:], dtype=like.dtype, generator=generator).to(like.device)
     estimate = 0.0
     with torch.no_grad():
         for _ in range(iterations):
             x = x / x.norm()
-            y = encoding.normal(x, weights)
+            y = normal(x)
             estimate = float(torch.vdot(x.flatten(), y.flatten()).real)
             x = y
     if not estimate > 0:
@@ -59,14 +64,15 @@ def gradient_iteration(encoding: Encoding, signal: torch.Tensor, iterations: int
     or more diverge. Returns ``[batch or 1, *shape]``.
     """
     _check_iterations(iterations)
-    if step is None:
-        step = 1.0 / power_iteration(encoding, weights, dtype=signal.dtype)
-    elif not step > 0:
+    if step is not None and not step > 0:
         raise ValueError(f"step must be positive, got {step}")
     rhs = encoding.adjoint(signal if weights is None else signal * weights)
+    normal = encoding.normal_operator(weights, dtype=signal.dtype)
+    if step is None:
+        step = 1.0 / power_iteration(normal, rhs)
     x = step * rhs
     for _ in range(iterations - 1):
-        x = x - step * (encoding.normal(x, weights) - rhs)
+        x = x - step * (normal(x) - rhs)
     return x
 
 
@@ -82,6 +88,7 @@ def conjugate_gradient(encoding: Encoding, signal: torch.Tensor, iterations: int
     if tikhonov < 0:
         raise ValueError(f"tikhonov must be non-negative, got {tikhonov}")
     rhs = encoding.adjoint(signal if weights is None else signal * weights)
+    normal = encoding.normal_operator(weights, dtype=signal.dtype)
     x = torch.zeros_like(rhs)
     residual, direction = rhs, rhs
     rs = _batch_dot(residual, residual)
@@ -89,7 +96,7 @@ def conjugate_gradient(encoding: Encoding, signal: torch.Tensor, iterations: int
     for _ in range(iterations):
         if bool((rs.detach() <= threshold).all()):
             break
-        applied = encoding.normal(direction, weights) + tikhonov * direction
+        applied = normal(direction) + tikhonov * direction
         curvature = _batch_dot(direction, applied)
         positive = curvature > 0
         alpha = torch.where(positive, rs / torch.where(positive, curvature, torch.ones_like(curvature)), 0)
