@@ -283,16 +283,16 @@ def write_mrd(path: str | Path, header: xsd.ismrmrdHeader, acqs: Iterable[ismrmr
 def simulated_to_mrd(path: str | Path, seq: Sequence, signal: torch.Tensor, info: ScanInfo = ScanInfo(),
                      noise_std: float | None = None, noise_samples: int = 4096, seed: int = 0,
                      overwrite: bool = False) -> int:
-    """Write a simulated scan to ``path``: header, ``signal`` and, with ``noise_std``, noise of that
-    level added to it and noise-adjust scans before it (at least ``noise_samples`` samples per
-    coil, enough for prewhitening to estimate the coil covariance within a few per cent)."""
+    """Write a simulated scan to ``path``: header, ``signal`` as given and, with ``noise_std``,
+    noise-adjust scans of that level before it (at least ``noise_samples`` samples per coil,
+    enough for prewhitening to estimate the coil covariance within a few per cent). For a noisy
+    scan pass ``add_noise(signal, noise_std)``."""
     layout = layout_of(seq)
     header = mrd_header(seq, int(signal.shape[0]), info, layout)
     noise = []
     if noise_std:
-        n = max(r.n for r in layout.readouts)
+        n = max(512, *(r.n for r in layout.readouts))  # few long scans: writing many is slow
         noise = noise_acquisitions(int(signal.shape[0]), n, seq.hints.readout_dwell, std=noise_std,
-                                   count=math.ceil(noise_samples / n), seed=seed + 1)
-        signal = add_noise(signal, noise_std, seed)
+                                   count=math.ceil(noise_samples / n), seed=seed)
     scans = acquisitions(seq, signal, layout, first_scan_counter=len(noise))
     return write_mrd(path, header, [*noise, *scans], overwrite=overwrite)

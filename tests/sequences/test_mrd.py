@@ -140,9 +140,9 @@ def test_noise_scans_come_first_and_have_the_requested_statistics(tmp_path):
     seq = flash(matrix=8, te=2e-3, tr=5e-3)
     path = tmp_path / "noisy.h5"
     simulated_to_mrd(path, seq, torch.zeros(2, seq.n_samples, dtype=torch.complex64), noise_std=0.5,
-                     noise_samples=64)
+                     noise_samples=1024)
     _, acqs = read_back(path)
-    noise_scans = 64 // 8
+    noise_scans = 1024 // 512
     assert all(a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) for a in acqs[:noise_scans])
     assert not acqs[noise_scans].is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
     assert len(acqs) == noise_scans + 8 and [a.scan_counter for a in acqs] == list(range(len(acqs)))

@@ -1,0 +1,73 @@
+"""``mrzero simulate`` end to end: builder -> engine -> MRD file -> cartesian pipeline and PNG."""
+
+from __future__ import annotations
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+from mrzero.cli import main
+from pipelines.header import parse_header
+from sequences.phantoms import brain_phantom
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_simulated_gre_is_written_as_mrd_and_reconstructs_upright(tmp_path, capsys):
+    import ismrmrd
+
+    import pipelines.catalog  # noqa: F401  (registers the pipelines)
+    from pipelines.offline import reconstruct_file
+
+    n = 16
+    rc = main(["simulate", "--sequence", "gre", "--matrix", str(n), "--coils", "2", "--flip", "15",
+               "--noise", "1e-4", "-o", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "time simulate" in out and "flash 16x16" in out
+    raw, png = tmp_path / "gre_16.h5", tmp_path / "gre_16.png"
+    ds = ismrmrd.Dataset(str(raw), "dataset", create_if_needed=False)
+    try:
+        header = parse_header(ds.read_xml_header())
+        assert ds.number_of_acquisitions() == 8 + n  # 4096 noise samples as 8 scans, then the lines
+    finally:
+        ds.close()
+    assert header.acquisitionSystemInformation.receiverChannels == 2
+    assert header.sequenceParameters.flipAngle_deg == [pytest.approx(15.0, abs=1e-3)]
+    pd = brain_phantom((n, n)).pd.numpy()
+    image = np.abs(reconstruct_file(raw, "cartesian", {"output": "float"})[0].data.squeeze())
+    assert corr(image, pd) > 0.97
+    assert corr(image, pd) > corr(image[::-1], pd) + 0.01  # upright, not flipped
+    picture = matplotlib.image.imread(png)[..., 0]
+    assert picture.shape == (n, n) and corr(picture, image) > 0.99
+
+
+@pytest.mark.parametrize("sequence, tiles", [("mgre", (2, 5)), ("rare", (1, 1)), ("radial", (1, 1))])
+def test_other_sequences_give_one_tile_per_image(tmp_path, capsys, sequence, tiles):
+    n = 8
+    rc = main(["simulate", "--sequence", sequence, "--matrix", str(n), "-o", str(tmp_path)])
+    assert rc == 0, capsys.readouterr().out
+    picture = matplotlib.image.imread(tmp_path / f"{sequence}_{n}.png")
+    assert picture.shape[:2] == (tiles[0] * n, tiles[1] * n)
+
+
+def test_mgre_echoes_decay_in_the_reconstructed_images(tmp_path):
+    from sequences.simulated_scan import simulate_scan
+
+    result = simulate_scan("mgre", 8, tmp_path, n_coils=1)
+    means = result.images.mean(dim=(1, 2))
+    assert result.images.shape == (10, 8, 8)
+    assert bool(torch.all(means[1:] < means[:-1]))  # T2* decay from echo to echo
+
+
+def test_bad_options_fail_with_a_clear_message(tmp_path, capsys):
+    assert main(["simulate", "--sequence", "rare", "--matrix", "8", "--te", "5", "-o", str(tmp_path)]) == 2
+    assert "sequence 'rare' has no option(s) te" in capsys.readouterr().out
+    assert main(["simulate", "--sequence", "gre", "--phantom", str(tmp_path / "x.nii.gz"), "-o",
+                 str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().out
+    assert main(["simulate", "--sequence", "gre", "--matrix", "64", "--te", "1", "-o", str(tmp_path)]) == 2
+    assert "flash: TE 1.00 ms" in capsys.readouterr().out
