@@ -58,6 +58,19 @@ def test_noise_scans_are_dropped_before_the_recon(tmp_path):
     assert _nrmse(whitened, _cpp_recon(path, tmp_path)) > 1e-2
 
 
+def test_prewhitened_background_noise_has_gadgetrons_variance(tmp_path):
+    # The generator adds white noise of the same level to the noise scan and the data (equal dwell
+    # times). After prewhitening each coil's noise has variance 2 * 0.793 (header gives no
+    # bandwidth); orthonormal FFT, oversampling removal and crop keep it, so rss^2 in the empty
+    # image corners averages 8 coils x 2 x 0.793, up to the error of a covariance from 256 samples.
+    path = _generate(tmp_path, "-C")
+    corners = (np.s_[:16, :16], np.s_[:16, -16:], np.s_[-16:, :16], np.s_[-16:, -16:])
+    for parameters, expected in (({}, 8 * 2 * 0.793), ({"prewhiten": False}, 8 * 2 * 0.05 ** 2)):
+        (image,) = reconstruct_file(path, "cartesian", {**parameters, "output": "float"})
+        power = np.mean([np.mean(image.data[0, 0][c] ** 2) for c in corners])
+        assert power == pytest.approx(expected, rel=0.15)
+
+
 def test_undersampled_repetition_with_calibration_lines_equals_the_cpp_reference(tmp_path):
     path = _generate(tmp_path, "-a", "2", "-w", "32")
     # The generator writes one repetition per sampling-pattern shift; the C++ tool would merge
