@@ -23,7 +23,9 @@ from pipelines.stages.acquisitions import check_data, describe, samples, with_da
 
 
 def prewhiten_stage(items: Iterable[Any], ctx: Context) -> Iterator[Any]:
-    enabled = bool(ctx.parameters.get("prewhiten", True))
+    enabled = ctx.parameters.get("prewhiten", True)
+    if not isinstance(enabled, bool):
+        raise PipelineError(f"prewhiten must be true or false, got {enabled!r}")
     noise: list[torch.Tensor] = []
     noise_dwell_s = 0.0
     matrix: torch.Tensor | None = None
