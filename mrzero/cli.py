@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "pipelines",
     "convert",
     "recon",
+    "roar",
     "simulate",
 )
 

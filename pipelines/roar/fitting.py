@@ -19,12 +19,14 @@ R2S_BOUNDS: tuple[float, float] = (0.0, 250.0)
 _TINY = 1e-12
 
 
-def _flatten(signal: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple[int, ...]]:
+def _flatten(
+    signal: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple[int, ...]]:
     """Checks shapes and returns signal ``[E, N]``, te ``[E, 1]``, F ``[E, N]`` and the map shape."""
     if signal.ndim < 1 or signal.shape[0] != te.numel():
-        raise ValueError(f"signal must be [E={te.numel()}, ...] (echo first), "
-                         f"got shape {tuple(signal.shape)}")
+        raise ValueError(
+            f"signal must be [E={te.numel()}, ...] (echo first), got shape {tuple(signal.shape)}"
+        )
     if torch.is_complex(signal):
         raise ValueError("signal must be real magnitudes; take .abs() of complex images first")
     if f is not None and f.shape != signal.shape:
@@ -40,9 +42,13 @@ def _flatten(signal: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None
 Maps = tuple[torch.Tensor, torch.Tensor]
 
 
-def _chunked(fit: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], Maps],
-             signal: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None, chunk: int
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def _chunked(
+    fit: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], Maps],
+    signal: torch.Tensor,
+    te: torch.Tensor,
+    f: torch.Tensor | None,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     y, t, ff, shape = _flatten(signal, te, f)
     s0, r2 = [], []
     for start in range(0, y.shape[1], chunk):
@@ -73,8 +79,9 @@ def _loglinear(y: torch.Tensor, t: torch.Tensor, f: torch.Tensor | None) -> tupl
     return torch.exp(lm - slope * tm), -slope
 
 
-def fit_loglinear(signal: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None = None,
-                  chunk: int = 1 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_loglinear(
+    signal: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None = None, chunk: int = 1 << 20
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted log-linear fit: log(S / F) = log S0 - R2* t. Fast, biased at low SNR."""
     return _chunked(_loglinear, signal, te, f, chunk)
 
@@ -90,8 +97,9 @@ def _arlo(y: torch.Tensor, t: torch.Tensor, f: torch.Tensor | None) -> tuple[tor
     return s0, r2
 
 
-def fit_arlo(signal: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None = None,
-             chunk: int = 1 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_arlo(
+    signal: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None = None, chunk: int = 1 << 20
+) -> tuple[torch.Tensor, torch.Tensor]:
     """ARLO (auto-regression on linear operations) for equally spaced echoes; F divides the signal."""
     if te.numel() < 3:
         raise ValueError("ARLO needs at least 3 echoes")
@@ -101,9 +109,14 @@ def fit_arlo(signal: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None = No
     return _chunked(_arlo, signal, te, f, chunk)
 
 
-def fit_nlls(signal: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None = None,
-             iterations: int = 100, r2s_bounds: tuple[float, float] = R2S_BOUNDS,
-             chunk: int = 1 << 18) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_nlls(
+    signal: torch.Tensor,
+    te: torch.Tensor,
+    f: torch.Tensor | None = None,
+    iterations: int = 100,
+    r2s_bounds: tuple[float, float] = R2S_BOUNDS,
+    chunk: int = 1 << 18,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-linear least squares of S0 exp(-R2* t) F(t), Levenberg-Marquardt batched over voxels.
 
     Each voxel has its own damping; a step is kept only if it lowers that voxel's cost, and R2*

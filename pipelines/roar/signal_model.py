@@ -20,8 +20,9 @@ PUBLISHED_TE_S: tuple[float, ...] = tuple(round(4e-3 * (i + 1), 6) for i in rang
 F_UNRELIABLE_ABOVE = 1.3
 
 
-def echo_times(te: torch.Tensor | tuple[float, ...] | list[float] | None = None,
-               device: torch.device | str | None = None) -> torch.Tensor:
+def echo_times(
+    te: torch.Tensor | tuple[float, ...] | list[float] | None = None, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Echo times (s) as a float32 tensor; ``None`` gives the published 4..40 ms protocol."""
     values = PUBLISHED_TE_S if te is None else te
     t = torch.as_tensor(values, dtype=torch.float32, device=device)
@@ -55,8 +56,9 @@ def f_sinc(df_hz: torch.Tensor, te: torch.Tensor) -> torch.Tensor:
     return clean_f(torch.sinc(df_hz.unsqueeze(0) * te).abs())
 
 
-def mgre_magnitude(s0: torch.Tensor, r2s: torch.Tensor, te: torch.Tensor,
-                   f: torch.Tensor | None = None) -> torch.Tensor:
+def mgre_magnitude(
+    s0: torch.Tensor, r2s: torch.Tensor, te: torch.Tensor, f: torch.Tensor | None = None
+) -> torch.Tensor:
     """Magnitude signal ``[E, ...]`` of S0 ``[...]`` and R2* ``[...]`` (1/s) at echo times ``te`` (s).
 
     ``f`` (``[E, ...]``, optional) is the B0 factor F(t); ``None`` means F = 1.

@@ -52,8 +52,10 @@ class Anatomy:
 
     def __post_init__(self) -> None:
         if not (self.gm.shape == self.wm.shape == self.csf.shape) or self.gm.ndim != 3:
-            raise SyntheticError("anatomy fractions must share one [z, y, x] shape, got "
-                                 f"{tuple(self.gm.shape)}, {tuple(self.wm.shape)}, {tuple(self.csf.shape)}")
+            raise SyntheticError(
+                "anatomy fractions must share one [z, y, x] shape, got "
+                f"{tuple(self.gm.shape)}, {tuple(self.wm.shape)}, {tuple(self.csf.shape)}"
+            )
 
     def stack(self) -> torch.Tensor:
         """Fractions as ``[3, z, y, x]`` (grey, white, CSF)."""
@@ -123,8 +125,9 @@ def _deform(fractions: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     warp = torch.randn(1, 2, 5, 5, generator=g) * 0.03
     grid = grid + F.interpolate(warp, size=(ny, nx), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
     images = fractions.permute(1, 0, 2, 3)  # slices as batch: one deformation for the volume
-    out = F.grid_sample(images, grid.expand(nz, -1, -1, -1), mode="bilinear",
-                        padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(
+        images, grid.expand(nz, -1, -1, -1), mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     return out.permute(1, 0, 2, 3)
 
 
@@ -153,11 +156,17 @@ def _b0_slice_df(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
     nz, ny, nx = shape
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, ny), torch.linspace(-1, 1, nx), indexing="ij")
     jitter = torch.empty(8).uniform_(-0.08, 0.08, generator=g).tolist()
-    sources = [(jitter[0], -0.6 + jitter[1], 0.45, 1.0),  # frontal sinus (image top is anterior)
-               (-0.75 + jitter[2], 0.1 + jitter[3], 0.5, 0.7), (0.75 + jitter[4], 0.1 + jitter[5], 0.5, 0.7),
-               (float(torch.empty(1).uniform_(-0.6, 0.6, generator=g)),
-                float(torch.empty(1).uniform_(-0.8, 0.8, generator=g)), 0.6,
-                float(torch.empty(1).uniform_(0.2, 0.6, generator=g)))]
+    sources = [
+        (jitter[0], -0.6 + jitter[1], 0.45, 1.0),  # frontal sinus (image top is anterior)
+        (-0.75 + jitter[2], 0.1 + jitter[3], 0.5, 0.7),
+        (0.75 + jitter[4], 0.1 + jitter[5], 0.5, 0.7),
+        (
+            float(torch.empty(1).uniform_(-0.6, 0.6, generator=g)),
+            float(torch.empty(1).uniform_(-0.8, 0.8, generator=g)),
+            0.6,
+            float(torch.empty(1).uniform_(0.2, 0.6, generator=g)),
+        ),
+    ]
     dz = 0.04  # slice thickness in the same normalised units
 
     def field(z: float) -> torch.Tensor:
@@ -174,8 +183,7 @@ def _b0_slice_df(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
     return df + 1.5 * _smooth_noise(shape, 4, g)  # shim residual
 
 
-def make_subject(anatomy: Anatomy, index: int, seed: int = 0,
-                 te: torch.Tensor | None = None) -> Subject:
+def make_subject(anatomy: Anatomy, index: int, seed: int = 0, te: torch.Tensor | None = None) -> Subject:
     """The synthetic subject ``index`` of the series ``seed`` (deterministic)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + index)
     te = echo_times(te)
@@ -197,12 +205,87 @@ def make_subject(anatomy: Anatomy, index: int, seed: int = 0,
     return Subject(s0=s0, r2s=r2s, f=f, mask=mask, te=te, index=index)
 
 
-def split_indices(n_subjects: int, n_val: int, n_test: int, seed: int = 0
-                  ) -> dict[str, list[int]]:
+def split_indices(n_subjects: int, n_val: int, n_test: int, seed: int = 0) -> dict[str, list[int]]:
     """Subject-wise split: disjoint train/val/test lists of subject indices, seeded."""
     if n_val < 0 or n_test < 0 or n_val + n_test >= n_subjects:
-        raise SyntheticError(f"cannot split {n_subjects} subjects into {n_val} validation and "
-                             f"{n_test} test subjects with at least one left for training")
+        raise SyntheticError(
+            f"cannot split {n_subjects} subjects into {n_val} validation and "
+            f"{n_test} test subjects with at least one left for training"
+        )
     order = torch.randperm(n_subjects, generator=torch.Generator().manual_seed(seed)).tolist()
-    return {"test": sorted(order[:n_test]), "val": sorted(order[n_test:n_test + n_val]),
-            "train": sorted(order[n_test + n_val:])}
+    return {
+        "test": sorted(order[:n_test]),
+        "val": sorted(order[n_test : n_test + n_val]),
+        "train": sorted(order[n_test + n_val :]),
+    }
+
+
+@dataclass
+class SliceSet:
+    """2D training/evaluation samples ``[N, ...]``: normalised noisy input, clean target, truth.
+
+    ``noisy`` and ``clean`` are ``[N, E, H, W]`` magnitudes divided by the mean first-echo signal
+    of the noisy volume in the brain mask; ``s0`` is on that scale, ``r2s`` in 1/s; ``f`` is
+    ``[N, E, H, W]``; ``subject`` and ``snr`` say where each slice came from.
+    """
+
+    noisy: torch.Tensor
+    clean: torch.Tensor
+    f: torch.Tensor
+    mask: torch.Tensor
+    s0: torch.Tensor
+    r2s: torch.Tensor
+    subject: torch.Tensor
+    snr: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.noisy.shape[0])
+
+    def batch(self, index: torch.Tensor, device: torch.device | str) -> SliceSet:
+        """The samples at ``index`` on ``device``."""
+        return SliceSet(*(getattr(self, name)[index].to(device) for name in self.__dataclass_fields__))
+
+
+def make_slice_set(
+    anatomy: Anatomy,
+    subjects: list[int],
+    snrs: list[float] | tuple[float, float],
+    copies: int = 1,
+    seed: int = 0,
+    noise_seed: int = 0,
+) -> SliceSet:
+    """Slices of ``copies`` noisy versions of each subject.
+
+    ``snrs`` is either a list of fixed SNRs (each gives its own copy set) or, with ``copies``,
+    an interval ``(low, high)`` from which each copy's SNR is drawn uniformly (denoising
+    training in the paper: four copies, SNR in [5, 20]). Noise is drawn per whole volume.
+    """
+    if not subjects:
+        raise SyntheticError("no subjects given")
+    g = torch.Generator().manual_seed(noise_seed)
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in SliceSet.__dataclass_fields__}
+    for index in subjects:
+        s = make_subject(anatomy, index, seed)
+        if isinstance(snrs, tuple):
+            low, high = snrs
+            if not 0 < low <= high:
+                raise SyntheticError(f"SNR interval must be 0 < low <= high, got {snrs}")
+            levels = [float(torch.empty(1).uniform_(low, high, generator=g)) for _ in range(copies)]
+        else:
+            levels = [float(v) for v in snrs for _ in range(copies)]
+        clean = s.clean()
+        for snr in levels:
+            noisy, scale = normalise(s.noisy(snr, g), s.mask)
+            nz = s.mask.shape[0]
+            for name, value in (
+                ("noisy", noisy.transpose(0, 1)),
+                ("clean", (clean / scale).transpose(0, 1)),
+                ("f", s.f.transpose(0, 1)),
+                ("mask", s.mask),
+                ("s0", s.s0 / scale),
+                ("r2s", s.r2s),
+                ("subject", torch.full((nz,), index)),
+                ("snr", torch.full((nz,), snr)),
+            ):
+                parts[name].append(value)
+    return SliceSet(**{k: torch.cat(v) for k, v in parts.items()})

@@ -8,6 +8,8 @@ convolutions, and a final 3x3 convolution to 2 channels without activation; no b
 ``width=64, depth=4`` is the published size (about 50 M parameters). Channel 0 is S0 (in
 units of the normalised input), channel 1 is R2* in 1/s after multiplication by
 ``r2s_scale``, a fixed output scale that keeps the last layer's weights O(1).
+The head's bias starts at S0 = 1, R2* = ``r2s_scale`` (typical normalised tissue values), so
+that the self-supervised loss has useful gradients from the first step.
 Inputs of any size are zero-padded to a multiple of ``2**depth`` and the output cropped back.
 """
 
@@ -60,17 +62,22 @@ class RoarUNet(nn.Module):
         self.stem = nn.Conv2d(cfg.in_channels, w, 3, padding=1)
         self.down = nn.ModuleList(_block(w * 2 ** max(i - 1, 0), w * 2**i, n, p) for i in range(cfg.depth))
         self.bottom = _block(w * 2 ** (cfg.depth - 1), w * 2**cfg.depth, n, p)
-        self.up = nn.ModuleList(nn.ConvTranspose2d(w * 2 ** (i + 1), w * 2**i, 2, stride=2)
-                                for i in reversed(range(cfg.depth)))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(w * 2 ** (i + 1), w * 2**i, 2, stride=2) for i in reversed(range(cfg.depth))
+        )
         self.dec = nn.ModuleList(_block(w * 2 ** (i + 1), w * 2**i, n, p) for i in reversed(range(cfg.depth)))
         self.head = nn.Conv2d(w, 2, 3, padding=1)
-        self.register_buffer("out_scale", torch.tensor([1.0, cfg.r2s_scale]).reshape(1, 2, 1, 1),
-                             persistent=False)
+        with torch.no_grad():  # start at S0 = 1 (the normalised first echo) and R2* = r2s_scale
+            self.head.bias.fill_(1.0)
+        self.register_buffer(
+            "out_scale", torch.tensor([1.0, cfg.r2s_scale]).reshape(1, 2, 1, 1), persistent=False
+        )
 
     def forward(self, echoes: torch.Tensor) -> torch.Tensor:
         if echoes.ndim != 4 or echoes.shape[1] != self.config.in_channels:
-            raise ValueError(f"expected [batch, {self.config.in_channels} echoes, H, W], "
-                             f"got {tuple(echoes.shape)}")
+            raise ValueError(
+                f"expected [batch, {self.config.in_channels} echoes, H, W], got {tuple(echoes.shape)}"
+            )
         h, w = echoes.shape[-2:]
         m = 2**self.config.depth
         x = F.pad(echoes, (0, -w % m, 0, -h % m))

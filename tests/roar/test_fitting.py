@@ -48,8 +48,9 @@ def test_nlls_noise_error_shrinks_with_snr_and_beats_loglinear():
     res = {}
     for snr in (5, 15):
         noisy = y + s0.mean() / snr * torch.randn(y.shape, generator=g)
-        res[snr] = [((fit(noisy, te, f)[1] - r2).norm() / r2.norm()).item()
-                    for fit in (fit_nlls, fit_loglinear)]
+        res[snr] = [
+            ((fit(noisy, te, f)[1] - r2).norm() / r2.norm()).item() for fit in (fit_nlls, fit_loglinear)
+        ]
     assert res[15][0] < res[5][0] / 2
     assert res[5][0] < res[5][1]
 
