@@ -3,22 +3,29 @@
 ``parse_header`` accepts the header text as it arrives from files and clients (trailing NUL
 bytes, and Debian's ISMRMRD 1.8 tools' ``<version>8</version>``, which is not an MRD v1 header
 version: the element is optional, so it is dropped before the ``ismrmrd`` 1.15 parser sees
-it). ``Geometry`` gathers one encoding's matrices and fields of view in SI units (metres;
+it). Elements the MRD v1 schema does not know (vendor or newer-schema additions), which that
+parser rejects, are ignored with a warning; XML that is not well formed is an error.
+``Geometry`` gathers one encoding's matrices and fields of view in SI units (metres;
 the header stores millimetres).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 import ismrmrd
+from xsdata.exceptions import ParserError
+from xsdata.formats.dataclass.parsers import XmlParser
+from xsdata.formats.dataclass.parsers.config import ParserConfig
 
 from pipelines.ops.prewhiten import DEFAULT_RECEIVER_NOISE_BANDWIDTH
 
 #: ``<version>`` values of MRD v1 headers; anything else (Debian's tools write 8) is dropped.
 MRD_V1_HEADER_VERSIONS = ("1", "2")
 _VERSION = re.compile(r"\s*<version>\s*(\d+)\s*</version>")
+log = logging.getLogger("pipelines.header")
 
 
 class HeaderError(ValueError):
@@ -42,8 +49,19 @@ def parse_header(xml: str | bytes) -> ismrmrd.xsd.ismrmrdHeader:
         raise HeaderError("the MRD header is empty")
     try:
         return ismrmrd.xsd.CreateFromDocument(text)
+    except ParserError as err:
+        if "Unknown property" not in str(err):
+            raise HeaderError(f"malformed MRD header: {err}") from err
+        unknown = err
     except Exception as err:  # the parser raises several unrelated types for bad XML
         raise HeaderError(f"malformed MRD header: {err}") from err
+    lenient = XmlParser(config=ParserConfig(fail_on_unknown_properties=False))
+    try:
+        header = lenient.from_string(text, ismrmrd.xsd.ismrmrdHeader)
+    except Exception as err:
+        raise HeaderError(f"malformed MRD header: {err}") from err
+    log.warning("MRD header: ignored elements outside the MRD v1 schema (first: %s)", unknown)
+    return header
 
 
 def receiver_noise_bandwidth(header: ismrmrd.xsd.ismrmrdHeader) -> float:

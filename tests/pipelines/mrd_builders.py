@@ -9,9 +9,14 @@ from pipelines.base import Context
 from pipelines.header import parse_header
 
 
-def header(enc=(16, 8, 1), rec=(8, 8, 1), enc_fov_mm=(600.0, 300.0, 5.0), rec_fov_mm=(300.0, 300.0, 5.0),
-           center_e1: int | None = None, bandwidth: float | None = None) -> ismrmrd.xsd.ismrmrdHeader:
-    """A one-encoding Cartesian header (matrices as x, y, z)."""
+def header(**kwargs) -> ismrmrd.xsd.ismrmrdHeader:
+    """A one-encoding Cartesian header, parsed (arguments of ``header_xml``)."""
+    return parse_header(header_xml(**kwargs))
+
+
+def header_xml(enc=(16, 8, 1), rec=(8, 8, 1), enc_fov_mm=(600.0, 300.0, 5.0), rec_fov_mm=(300.0, 300.0, 5.0),
+               center_e1: int | None = None, bandwidth: float | None = None) -> str:
+    """The XML of a one-encoding Cartesian header (matrices as x, y, z)."""
     def xyz(tag, v):
         return f"<{tag}><x>{v[0]}</x><y>{v[1]}</y><z>{v[2]}</z></{tag}>"
     limits = "<encodingLimits></encodingLimits>"
@@ -20,13 +25,12 @@ def header(enc=(16, 8, 1), rec=(8, 8, 1), enc_fov_mm=(600.0, 300.0, 5.0), rec_fo
                   f"</maximum><center>{center_e1}</center></kspace_encoding_step_1></encodingLimits>")
     system = (f"<acquisitionSystemInformation><relativeReceiverNoiseBandwidth>{bandwidth}"
               f"</relativeReceiverNoiseBandwidth></acquisitionSystemInformation>" if bandwidth else "")
-    xml = (f'<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">{system}'
-           f"<experimentalConditions><H1resonanceFrequency_Hz>63500000</H1resonanceFrequency_Hz>"
-           f"</experimentalConditions><encoding>"
-           f"<encodedSpace>{xyz('matrixSize', enc)}{xyz('fieldOfView_mm', enc_fov_mm)}</encodedSpace>"
-           f"<reconSpace>{xyz('matrixSize', rec)}{xyz('fieldOfView_mm', rec_fov_mm)}</reconSpace>"
-           f"{limits}<trajectory>cartesian</trajectory></encoding></ismrmrdHeader>")
-    return parse_header(xml)
+    return (f'<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">{system}'
+            f"<experimentalConditions><H1resonanceFrequency_Hz>63500000</H1resonanceFrequency_Hz>"
+            f"</experimentalConditions><encoding>"
+            f"<encodedSpace>{xyz('matrixSize', enc)}{xyz('fieldOfView_mm', enc_fov_mm)}</encodedSpace>"
+            f"<reconSpace>{xyz('matrixSize', rec)}{xyz('fieldOfView_mm', rec_fov_mm)}</reconSpace>"
+            f"{limits}<trajectory>cartesian</trajectory></encoding></ismrmrdHeader>")
 
 
 def acquisition(data: np.ndarray, e1: int = 0, e2: int = 0, flags=(), center: int | None = None,

@@ -14,6 +14,7 @@ import h5py
 import ismrmrd
 import numpy as np
 import pytest
+from mrd_builders import header_xml
 
 from pipelines.header import HeaderError, fix_header_text, geometry, parse_header
 from pipelines.offline import MRDFileError, read_acquisitions, read_header, read_waveforms, reconstruct_file
@@ -126,6 +127,15 @@ def test_bad_files_and_headers_are_named(tmp_path):
         parse_header("<ismrmrdHeader><encoding>")
     with pytest.raises(HeaderError, match="empty"):
         parse_header(b"\x00\x00")
+
+
+def test_elements_outside_the_schema_are_ignored_with_a_warning(caplog):
+    xml = header_xml(center_e1=3)
+    vendor = xml.replace("<trajectory>", "<vendorExtension>7</vendorExtension><trajectory>")
+    assert geometry(parse_header(vendor)) == geometry(parse_header(xml))
+    assert "vendorExtension" in caplog.text
+    with pytest.raises(HeaderError, match="malformed MRD header"):
+        parse_header(xml.replace("</encoding>", "</encodingx>"))
 
 
 def test_chunked_reader_equals_the_ismrmrd_dataset_reader(tmp_path):
