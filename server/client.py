@@ -100,7 +100,7 @@ def stream(items: Iterable[Any], header_xml: str, *, host: str = DEFAULT_HOST, p
     reply = Reply()
     with socket.create_connection((host, port), timeout=timeout_s) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        receiver = threading.Thread(target=_receive, args=(sock, reply, max_message_bytes),
+        receiver = threading.Thread(target=receive, args=(sock, reply, max_message_bytes),
                                     name="mrd receive", daemon=True)
         receiver.start()
         wfile = sock.makefile("wb", buffering=1 << 20)
@@ -131,13 +131,14 @@ def stream(items: Iterable[Any], header_xml: str, *, host: str = DEFAULT_HOST, p
     return reply
 
 
-def _receive(sock: socket.socket, reply: Reply, max_message_bytes: int) -> None:
+def receive(sock: socket.socket, reply: Reply, max_message_bytes: int = 1024 * MB) -> Reply:
+    """Collect into ``reply`` what the server sends until its close or disconnect."""
     reader = MessageReader(sock.makefile("rb", buffering=1 << 20), max_message_bytes)
     try:
         while (msg := reader.next()) is not None:
             if msg.id == MessageId.CLOSE:
                 reply.closed = True
-                return
+                break
             if msg.id == MessageId.TEXT:
                 reply.texts.append(msg.text)
             elif msg.id == MessageId.IMAGE:
@@ -146,6 +147,7 @@ def _receive(sock: socket.socket, reply: Reply, max_message_bytes: int) -> None:
                 log.warning("ignoring a %s message from the server", MessageId(msg.id).name)
     except (ProtocolError, OSError) as exc:
         reply.texts.append(f"ERROR: client: reading the server's answer failed: {exc}")
+    return reply
 
 
 def send_file(path: Path | str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,

@@ -8,8 +8,8 @@ import struct
 import ismrmrd
 import numpy as np
 
-from server.client import Reply
-from server.protocol import MessageId, MessageReader, decode
+from server.client import Reply, receive
+from server.protocol import MessageId
 
 HEADER_TEMPLATE = """<?xml version="1.0"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
@@ -73,17 +73,7 @@ def acquisition_message(acq: ismrmrd.Acquisition) -> bytes:
 
 def read_reply(sock: socket.socket) -> Reply:
     """Everything the server sends until close or EOF."""
-    reply = Reply()
-    reader = MessageReader(sock.makefile("rb"), 1 << 30)
-    while (msg := reader.next()) is not None:
-        if msg.id == MessageId.CLOSE:
-            reply.closed = True
-            break
-        if msg.id == MessageId.TEXT:
-            reply.texts.append(msg.text)
-        elif msg.id == MessageId.IMAGE:
-            reply.images.append(decode(msg))
-    return reply
+    return receive(sock, Reply())
 
 
 def exchange(address: tuple[str, int], stream: bytes, half_close: bool = True) -> Reply:
