@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from encoding_samples import cartesian_trajectory, radial_trajectory, random_image, random_trajectory
@@ -10,6 +12,7 @@ from pipelines.ops.encoding import Encoding, EncodingError, encoding_matrix
 from pipelines.ops.fft import fftc
 from pipelines.ops.iterative import conjugate_gradient, gradient_iteration, power_iteration
 from pipelines.ops.reconstruct import reconstruct
+from sequences.builders.radial import radial_gre
 
 
 def dense_problem(samples: int = 120, shape=(6, 6), seed: int = 0):
@@ -164,3 +167,19 @@ def test_nufft_toeplitz_iterations_give_the_exact_trajectory_gradient(method):
         (result - image).abs().pow(2).sum().backward()
         grads.append(trajectory.grad)
     assert float((grads[1] - grads[0]).norm() / grads[0].norm()) < 1e-3
+
+
+def test_gradients_reach_the_sequence_gradient_moments_through_the_trajectory():
+    sequence = radial_gre(matrix=4, spokes=3, dtype=torch.float64)
+    image = random_image(1, 4, 4, seed=10)
+    signal = Encoding(sequence.trajectory(), 4, method="exact").forward(image)
+
+    def recon(moment):
+        trajectory = dataclasses.replace(sequence, moment=moment).trajectory()
+        return reconstruct(signal, trajectory, 4, method="iterative", iterations=3, step=0.5,
+                           operator="exact")
+
+    moment = sequence.moment.clone().requires_grad_()
+    assert torch.autograd.gradcheck(recon, (moment,))
+    (recon(moment) - image).abs().pow(2).sum().backward()
+    assert moment.grad[:, :, :2].abs().sum() > 0
