@@ -47,5 +47,4 @@ def rare(matrix: int = 96, echo_spacing: float = 6e-3, flip_excitation: float = 
         draft.event(r, 0, lead, (0.0, float(ky)))
         draft.readout(r, 1, n, dwell, (1.0, 0.0), line=ky + half)
         draft.event(r, n + 1, trail, (2 * (half + 1.0) - n, -float(ky)))
-    draft.adc_phase[0] = math.pi / 2
     return draft.build(f"rare {n}x{n}", fov, matrix, slice_thickness, dwell, "cartesian", dtype, device)
