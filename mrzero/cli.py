@@ -22,6 +22,9 @@ COMMANDS: tuple[str, ...] = (
     "recon",
     "roar",
     "simulate",
+    "export",
+    "bundle",
+    "deploy",
 )
 
 

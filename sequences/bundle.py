@@ -1,0 +1,278 @@
+"""Deployable bundles: how a trained sequence and its reconstruction reach scanner and server.
+
+A bundle is a directory::
+
+    protocol.json             name, Pulseq signature, pipeline, encoding, TE/TR, units, provenance
+    sequence.seq              the Pulseq file the scanner runs
+    sequence.testreport.txt   pypulseq's test report of that file
+    trajectory.npy            k-space position of every ADC sample, float32 [n_samples, 3], cycles/FOV
+    head.safetensors          reconstruction-head weights (optional)
+    training.png              the training report figure (optional)
+
+``write_bundle`` makes one from a checkpoint, ``check_bundle`` validates it (signature matches
+the file, trajectory matches the file's k-space by pypulseq, weights load without unpickling,
+the pipeline exists) and ``deploy_bundle`` installs a valid bundle into a store, the directory
+the server searches with ``find_bundle`` by name or by Pulseq signature. Store layout::
+
+    STORE/bundles/<name>/<signature>/   a copy of the bundle plus deployment.json
+
+Names and signatures arrive over the network (FIRE JSON parameters, MRD headers), so they are
+checked against strict patterns before they touch a path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pypulseq as pp
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sequences.checkpoint import Checkpoint
+from sequences.pulseq.export import ExportOptions, export
+from sequences.pulseq.import_ import echo_and_repetition_time
+from sequences.pulseq.signature import SignatureError, verified_signature
+from sequences.pulseq.system import HardwareLimits
+from sequences.readouts import derive_layout
+
+log = logging.getLogger(__name__)
+
+FORMAT = "mrzero-bundle"
+VERSION = 1
+SEQ_FILE, REPORT_FILE, PROTOCOL_FILE = "sequence.seq", "sequence.testreport.txt", "protocol.json"
+TRAJECTORY_FILE, HEAD_FILE, FIGURE_FILE = "trajectory.npy", "head.safetensors", "training.png"
+DEPLOYMENT_FILE = "deployment.json"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SIGNATURE_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+#: Largest difference (cycles/FOV) allowed between trajectory.npy and the file's k-space.
+TRAJECTORY_TOLERANCE = 1e-3
+
+
+class BundleError(ValueError):
+    """A bundle (or a lookup) is invalid; the message lists every problem found."""
+
+
+def bundle_name(text: str) -> str:
+    """A store-safe bundle name from free text ("flash 48x48" -> "flash_48x48")."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:64]
+    if not NAME_PATTERN.match(name):
+        raise BundleError(f"cannot make a bundle name from {text!r}; use letters, digits, '.', '_' or '-'")
+    return name
+
+
+def write_bundle(checkpoint: Checkpoint, out: str | Path, name: str | None = None,
+                 pipeline: str | None = None, limits: HardwareLimits | None = None,
+                 options: ExportOptions | None = None, source: str | Path | None = None) -> dict[str, Any]:
+    """Export ``checkpoint`` as a bundle directory ``out`` (must not exist yet); returns the protocol."""
+    from pipelines import registry  # the pipeline names are the reconstruction side's contract
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise BundleError(f"{out} exists and is not empty; choose a new bundle directory")
+    seq = checkpoint.sequence
+    meta = checkpoint.metadata
+    layout = seq.readouts or derive_layout(seq.n_rep, seq.adc, seq.trajectory(), seq.matrix[1])
+    pipeline = pipeline or meta.get("pipeline") or ("cartesian" if layout.trajectory == "cartesian" else None)
+    if pipeline is None:
+        raise BundleError(f"sequence {seq.name!r} is not Cartesian: name its reconstruction pipeline "
+                          f"(one of {', '.join(registry.names())})")
+    if pipeline not in registry.names():
+        raise BundleError(f"unknown pipeline {pipeline!r}; known pipelines: {', '.join(registry.names())}")
+    name = bundle_name(name or meta.get("name") or seq.name)
+    out.mkdir(parents=True, exist_ok=True)
+    result = export(seq, out / SEQ_FILE, limits=limits, options=options)
+    trajectory = seq.trajectory().detach().cpu().float().numpy()
+    np.save(out / TRAJECTORY_FILE, trajectory, allow_pickle=False)
+    if checkpoint.head is not None:
+        weights = {k: v.detach().cpu().contiguous() for k, v in checkpoint.head.items()}
+        save_file(weights, str(out / HEAD_FILE))
+    if checkpoint.figure_png is not None:
+        (out / FIGURE_FILE).write_bytes(checkpoint.figure_png)
+    te, tr = echo_and_repetition_time(seq)
+    protocol = {
+        "format": FORMAT, "version": VERSION, "name": name, "signature": result.signature,
+        "pipeline": pipeline,
+        "encoding": {"matrix": [int(m) for m in seq.matrix], "fov_m": [float(f) for f in seq.fov],
+                     "trajectory_type": layout.trajectory, "n_samples": int(seq.n_samples),
+                     "n_readouts": len(layout.readouts)},
+        "trajectory": {"file": TRAJECTORY_FILE, "units": "cycles/FOV", "shape": list(trajectory.shape),
+                       "order": "ADC sample order of the .seq file"},
+        "files": {"seq": SEQ_FILE, "report": REPORT_FILE,
+                  "head": HEAD_FILE if checkpoint.head is not None else None,
+                  "figure": FIGURE_FILE if checkpoint.figure_png is not None else None},
+        "te_ms": te * 1e3, "tr_ms": tr * 1e3, "duration_s": result.duration,
+        "sar_proxy_rad2": result.sar_proxy, "mean_rf_power_hz2": result.mean_rf_power,
+        "stretched_events": [str(s) for s in result.stretches],
+        "hardware": result.limits.as_dict(),
+        "head": {"config": meta.get("head_config")},
+        "units": {"te_ms": "ms", "tr_ms": "ms", "duration_s": "s", "fov_m": "m", "trajectory": "cycles/FOV",
+                  "sar_proxy_rad2": "rad^2 (sum of squared flip angles)", "mean_rf_power_hz2": "Hz^2"},
+        "provenance": {**meta.get("provenance", {}), "checkpoint": str(source) if source else None,
+                       "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+    }
+    (out / PROTOCOL_FILE).write_text(json.dumps(protocol, indent=2, sort_keys=True) + "\n")
+    log.info("bundle %s written to %s (pipeline %s, signature %s)", name, out, pipeline, result.signature)
+    return protocol
+
+
+def _read_protocol(bundle: Path) -> dict[str, Any]:
+    path = bundle / PROTOCOL_FILE
+    if not path.is_file():
+        raise BundleError(f"{bundle}: no {PROTOCOL_FILE}; not a bundle directory")
+    try:
+        protocol = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
+    kind = (protocol.get("format"), protocol.get("version")) if isinstance(protocol, dict) else None
+    if kind != (FORMAT, VERSION):
+        raise BundleError(f"{path}: not an {FORMAT} v{VERSION} protocol")
+    return protocol
+
+
+def check_bundle(bundle: str | Path) -> dict[str, Any]:
+    """Validate a bundle directory; returns its protocol or raises ``BundleError`` listing every problem."""
+    from pipelines import registry
+
+    bundle = Path(bundle)
+    protocol = _read_protocol(bundle)
+    problems: list[str] = []
+    if not NAME_PATTERN.match(str(protocol.get("name", ""))):
+        problems.append(f"name {protocol.get('name')!r} is not a valid bundle name")
+    files = protocol.get("files", {})
+    seq_path = bundle / str(files.get("seq", SEQ_FILE))
+    if not seq_path.is_file():
+        problems.append(f"the Pulseq file {seq_path.name} is missing")
+    else:
+        try:
+            signature = verified_signature(seq_path)
+            if signature != protocol.get("signature"):
+                problems.append(f"signature in {PROTOCOL_FILE} ({protocol.get('signature')}) is not the "
+                                f"file's ({signature})")
+        except SignatureError as exc:
+            problems.append(str(exc))
+        problems += _check_trajectory(bundle, protocol, seq_path)
+    if files.get("head"):
+        try:
+            weights = load_file(str(bundle / files["head"]))
+            bad = [k for k, v in weights.items() if not torch.isfinite(v).all()]
+            if bad:
+                problems.append(f"head weights {', '.join(bad[:5])} hold NaN or inf")
+        except (OSError, SafetensorError) as exc:
+            problems.append(f"head weights {files['head']} do not load as safetensors: {exc}")
+    if protocol.get("pipeline") not in registry.names():
+        problems.append(f"pipeline {protocol.get('pipeline')!r} is not registered "
+                        f"(known: {', '.join(registry.names())})")
+    if problems:
+        listed = "; ".join(f"({i + 1}) {p}" for i, p in enumerate(problems))
+        raise BundleError(f"bundle {bundle} is invalid: {listed}")
+    return protocol
+
+
+def _check_trajectory(bundle: Path, protocol: dict[str, Any], seq_path: Path) -> list[str]:
+    """trajectory.npy against pypulseq's own k-space of the file (cycles/FOV)."""
+    path = bundle / str(protocol.get("trajectory", {}).get("file", TRAJECTORY_FILE))
+    try:
+        trajectory = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        return [f"trajectory {path.name} does not load: {exc}"]
+    seq = pp.Sequence()
+    try:
+        seq.read(str(seq_path))
+        k_adc = seq.calculate_kspace()[0].T
+    except Exception as exc:  # pypulseq raises assorted errors on malformed files
+        return [f"pypulseq cannot compute the k-space of {seq_path.name}: {type(exc).__name__}: {exc}"]
+    fov = np.asarray(protocol.get("encoding", {}).get("fov_m", []), dtype=float)
+    if trajectory.shape != k_adc.shape or fov.shape != (3,):
+        return [f"trajectory has shape {trajectory.shape}, the file samples {k_adc.shape} "
+                f"(FOV {fov.tolist()})"]
+    worst = float(np.max(np.abs(k_adc * fov - trajectory), initial=0.0))
+    if worst > TRAJECTORY_TOLERANCE:
+        return [f"trajectory differs from the file's k-space by up to {worst:.4f} cycles/FOV"]
+    return []
+
+
+def deploy_bundle(bundle: str | Path, store: str | Path) -> Path:
+    """Validate ``bundle`` and install it as ``STORE/bundles/<name>/<signature>``, replacing an older copy."""
+    bundle, store = Path(bundle), Path(store)
+    protocol = check_bundle(bundle)
+    target = store / "bundles" / protocol["name"] / protocol["signature"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".deploy-", dir=target.parent))
+    try:
+        copy = staging / "bundle"
+        shutil.copytree(bundle, copy)
+        deployed = {"deployed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
+                    "source": str(bundle.resolve())}
+        (copy / DEPLOYMENT_FILE).write_text(json.dumps(deployed, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        copy.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("deployed bundle %s (signature %s, pipeline %s) to %s", protocol["name"], protocol["signature"],
+             protocol["pipeline"], target)
+    return target
+
+
+@dataclass(frozen=True)
+class DeployedBundle:
+    """A bundle in a store, as the server uses it."""
+
+    path: Path
+    protocol: dict[str, Any]
+    deployed_at: str
+
+    @property
+    def name(self) -> str:
+        return self.protocol["name"]
+
+    @property
+    def signature(self) -> str:
+        return self.protocol["signature"]
+
+    @property
+    def pipeline(self) -> str:
+        return self.protocol["pipeline"]
+
+    def trajectory(self) -> np.ndarray:
+        """k-space of every ADC sample, ``[n_samples, 3]`` float32, cycles/FOV."""
+        return np.load(self.path / self.protocol["trajectory"]["file"], allow_pickle=False)
+
+    def head_weights(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor] | None:
+        """The reconstruction head's state dict (safetensors, no unpickling), or None."""
+        head = self.protocol["files"].get("head")
+        return None if not head else load_file(str(self.path / head), device=str(device))
+
+
+def find_bundle(store: str | Path, name: str | None = None,
+                signature: str | None = None) -> DeployedBundle | None:
+    """The deployed bundle with this name and/or Pulseq signature (latest deployment wins), or None."""
+    if name is None and signature is None:
+        raise BundleError("find_bundle needs a name or a signature")
+    if name is not None and not NAME_PATTERN.match(name):
+        raise BundleError(f"invalid bundle name {name!r}: letters, digits, '.', '_' and '-' only")
+    if signature is not None:
+        signature = signature.lower()
+        if not SIGNATURE_PATTERN.match(signature):
+            raise BundleError(f"invalid Pulseq signature {signature!r}: expected 32 hexadecimal digits")
+    root = Path(store) / "bundles"
+    found: list[DeployedBundle] = []
+    for path in root.glob(f"{name or '*'}/{signature or '*'}"):
+        try:
+            protocol = _read_protocol(path)
+            deployed_at = json.loads((path / DEPLOYMENT_FILE).read_text())["deployed_at"]
+        except (BundleError, OSError, KeyError, json.JSONDecodeError) as exc:
+            log.warning("skipping broken deployed bundle %s: %s", path, exc)
+            continue
+        found.append(DeployedBundle(path, protocol, deployed_at))
+    return max(found, key=lambda b: b.deployed_at, default=None)
