@@ -120,9 +120,12 @@ def simulate_scan(sequence: str, matrix: int, out_dir: str | Path, phantom: str 
                   engine: str = "fast", device: torch.device | str | None = None, n_coils: int = 1,
                   slice: int | None = None,
                   noise_std: float = 0.0, recon: str = "adjoint", iterations: int = 10, seed: int = 0,
-                  overwrite: bool = True, **options: float | str) -> ScanResult:
-    """Build ``sequence`` (``BUILDERS`` name, ``options`` passed on), simulate, write MRD and PNG."""
-    from sequences.simulate import simulate  # the engines; imported here so the rest works without them
+                  overwrite: bool = True, progress: bool = False, **options: float | str) -> ScanResult:
+    """Build ``sequence`` (``BUILDERS`` name, ``options`` passed on), simulate, write MRD and PNG.
+
+    ``progress`` shows the engine's progress bar (when the engine has one).
+    """
+    from sequences.simulate import ENGINES, engine_options, simulate  # here: the rest works without engines
 
     if recon not in RECON_METHODS:
         raise ValueError(f"reconstruction {recon!r} unknown; choose one of {', '.join(RECON_METHODS)}")
@@ -136,7 +139,9 @@ def simulate_scan(sequence: str, matrix: int, out_dir: str | Path, phantom: str 
     log.info("%s on %s", seq.summary(), ph.name)
     start = time.perf_counter()
     with torch.no_grad():
-        signal = simulate(seq, ph, engine=engine, device=device)
+        shows_progress = progress and engine in ENGINES and "progress" in engine_options(engine)
+        extra = {"progress": True} if shows_progress else {}
+        signal = simulate(seq, ph, engine=engine, device=device, **extra)
     timings["simulate"] = time.perf_counter() - start
     if noise_std:
         signal = add_noise(signal, noise_std, seed)

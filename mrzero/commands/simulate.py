@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--order", choices=("linear", "centric"), help="phase-encoding order")
     p.add_argument("--spokes", type=int, help="radial spokes (default: matrix)")
     p.add_argument("--seed", type=int, default=0, help="seed of noise and sparse phantoms")
+    p.add_argument("--no-progress", action="store_true", help="hide the simulation's progress bar")
     p.add_argument("-o", "--out", required=True, help="output directory")
     p.set_defaults(func=run)
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         result = simulate_scan(args.sequence, args.matrix, args.out, phantom=args.phantom, engine=args.engine,
                                device=args.device, n_coils=args.coils, slice=args.slice, noise_std=args.noise,
                                recon=args.recon, iterations=args.iterations, seed=args.seed,
-                               **builder_options(args))
+                               progress=not args.no_progress, **builder_options(args))
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         log.error("%s", err)
         print(f"mrzero simulate: error: {err}")

@@ -71,3 +71,6 @@ def test_bad_options_fail_with_a_clear_message(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().out
     assert main(["simulate", "--sequence", "gre", "--matrix", "64", "--te", "1", "-o", str(tmp_path)]) == 2
     assert "flash: TE 1.00 ms" in capsys.readouterr().out
+    warp = ["simulate", "--sequence", "gre", "--matrix", "8", "--engine", "warp", "-o", str(tmp_path)]
+    assert main(warp) == 2
+    assert "unknown simulation engine 'warp'" in capsys.readouterr().out
