@@ -6,15 +6,19 @@ it only validates arguments, builds the ``Encoding`` and picks the solver.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence as SequenceABC
 
 import torch
 
 from pipelines.ops.density import pipe_menon_density
-from pipelines.ops.encoding import DEFAULT_MAX_ELEMENTS, Encoding, EncodingError
+from pipelines.ops.encoding import DEFAULT_MAX_ELEMENTS, Encoding, EncodingError, real_dtype_of
 from pipelines.ops.iterative import conjugate_gradient, gradient_iteration
 
 RECON_METHODS = ("adjoint", "iterative", "cg")
+
+log = logging.getLogger(__name__)
 
 
 def _weights(density: str | torch.Tensor | None, trajectory: torch.Tensor, matrix: int | SequenceABC[int],
@@ -48,13 +52,20 @@ def reconstruct(signal: torch.Tensor, trajectory: torch.Tensor, matrix: int | Se
     if method not in RECON_METHODS:
         raise EncodingError(f"unknown reconstruction method {method!r}; "
                             f"choose one of {', '.join(RECON_METHODS)}")
+    start = time.perf_counter()
     encoding = Encoding(trajectory, matrix, coil_sens=coil_sens, method=operator, max_elements=max_elements)
     signal = encoding.check_signal(signal)
     weights = _weights(density, trajectory, encoding.shape, encoding.n_samples)
     if weights is not None:
-        weights = weights.to(device=signal.device)
+        weights = weights.to(device=signal.device, dtype=real_dtype_of(signal.dtype))
     if method == "adjoint":
-        return encoding.adjoint(signal if weights is None else signal * weights)
-    if method == "iterative":
-        return gradient_iteration(encoding, signal, iterations=iterations, step=step, weights=weights)
-    return conjugate_gradient(encoding, signal, iterations=iterations, tikhonov=tikhonov, weights=weights)
+        images = encoding.adjoint(signal if weights is None else signal * weights)
+    elif method == "iterative":
+        images = gradient_iteration(encoding, signal, iterations=iterations, step=step, weights=weights)
+    else:
+        images = conjugate_gradient(encoding, signal, iterations=iterations, tikhonov=tikhonov,
+                                    weights=weights)
+    log.debug("%s reconstruction (%s operator, %d samples x %d coils -> %s, %s iterations) in %.3f s",
+              method, encoding.method, encoding.n_samples, signal.shape[0], list(images.shape),
+              iterations if method != "adjoint" else 0, time.perf_counter() - start)
+    return images

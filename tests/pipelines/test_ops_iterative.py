@@ -131,6 +131,8 @@ def test_reconstruct_returns_one_image_per_coil_without_sensitivities():
         result = reconstruct(signal, trajectory, 8, method=method, iterations=2)
         assert result.shape == (3, 8, 8) and result.dtype == torch.complex64
     assert reconstruct(signal[0], trajectory, (8, 8)).shape == (1, 8, 8)
+    float64_weights = torch.ones(trajectory.shape[0], dtype=torch.float64)
+    assert reconstruct(signal, trajectory, 8, method="cg", density=float64_weights).dtype == torch.complex64
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
