@@ -10,11 +10,12 @@ import numpy as np
 import pypulseq as pp
 import pytest
 import torch
-from pulseq_samples import cartesian_gre, radial_gre
+from pulseq_samples import cartesian_gre, disc_phantom, radial_gre
 
 from sequences.pulseq.export import ExportOptions, export
 from sequences.pulseq.import_ import PulseqReadError, echo_and_repetition_time, import_seq
 from sequences.sequence import EXCITATION, INVERSION, REFOCUSING
+from sequences.simulate import simulate
 
 DATA = Path(__file__).parent.parent / "data" / "pulseq"
 
@@ -61,6 +62,18 @@ def test_matlab_fid_flip_and_timing():
     assert seq.hints.rf_shape == "block" and seq.hints.rf_duration == pytest.approx(300e-6)
     assert float(seq.trajectory().abs().max()) == 0.0  # a FID has no gradients
     assert seq.sample_times()[0].item() == pytest.approx(0.020206, abs=1e-6)
+
+
+def test_matlab_files_simulate():
+    gre = import_seq(DATA / "gre_matlab.seq").sequence
+    signal = simulate(gre, disc_phantom(16))
+    assert signal.shape == (1, 4096) and bool(torch.isfinite(signal).all())
+    k = gre.trajectory()
+    assert float(k[signal[0].abs().argmax()].norm()) <= 1.0  # the echo is at the k-space centre
+    fid = simulate(import_seq(DATA / "fid_matlab.seq").sequence, disc_phantom(16))[0].reshape(16, 256)
+    # 90 deg every 1.02 s with T2 << TR: every FID after the first is the same steady-state FID.
+    torch.testing.assert_close(fid[2:], fid[1:2].expand(14, -1), rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(fid[0], fid[1], rtol=1e-2)
 
 
 @pytest.mark.parametrize("make", [cartesian_gre, radial_gre])
