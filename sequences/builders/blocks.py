@@ -48,9 +48,10 @@ def rf_spoil_phases(n: int, increment: float = RF_SPOIL_INCREMENT) -> torch.Tens
     return torch.remainder(increment * j * (j + 1) / 2, 2 * math.pi)
 
 
-def _need(builder: str, what: str, value: float, fix: str) -> None:
-    if value < -1e-12:
-        raise ValueError(f"{builder}: {what} is {value * 1e3:.3f} ms too short; {fix}")
+def _need(builder: str, what: str, spare: float, needed_for: str, fix: str) -> None:
+    """Raise when ``spare`` (s) is negative: ``what`` is that much too short for ``needed_for``."""
+    if spare < -1e-12:
+        raise ValueError(f"{builder}: {what} is {-spare * 1e3:.3f} ms too short for {needed_for}; {fix}")
 
 
 @dataclass
@@ -121,14 +122,16 @@ def gre_echoes(draft: Draft, builder: str, r: int, n: int, dwell: float, tes: li
     """
     ux, uy = u
     half = n // 2
-    _need(builder, f"TE {tes[0] * 1e3:.2f} ms minus the {half + 1} samples up to the echo centre",
-          tes[0] - (half + 1) * dwell, "raise TE or shorten the dwell time")
+    _need(builder, f"TE {tes[0] * 1e3:.2f} ms", tes[0] - (half + 1) * dwell,
+          f"the {half + 1} samples of {dwell * 1e6:.0f} us up to the echo centre",
+          "raise TE or shorten the dwell time")
     draft.event(r, 0, tes[0] - (half + 1) * dwell, (k0[0] - (half + 1) * ux, k0[1] - (half + 1) * uy))
     e = 1
     for j, te in enumerate(tes):
         if j:
             gap = te - tes[j - 1] - n * dwell
-            _need(builder, f"echo spacing {(te - tes[j - 1]) * 1e3:.2f} ms minus a {n}-sample readout", gap,
+            _need(builder, f"echo spacing {(te - tes[j - 1]) * 1e3:.2f} ms", gap,
+                  f"a {n}-sample readout of {dwell * 1e6:.0f} us",
                   "raise the echo spacing or shorten the dwell time")
             draft.event(r, e, gap, (-n * ux, -n * uy))
             e += 1
@@ -136,6 +139,6 @@ def gre_echoes(draft: Draft, builder: str, r: int, n: int, dwell: float, tes: li
         e += n
     end = (k0[0] + (n - 1 - half) * ux, k0[1] + (n - 1 - half) * uy)
     tail = tr - tes[-1] - (n - 1 - half) * dwell
-    _need(builder, f"TR {tr * 1e3:.2f} ms minus the last echo and the rest of its readout", tail,
+    _need(builder, f"TR {tr * 1e3:.2f} ms", tail, "the last echo and the rest of its readout",
           "raise TR, lower TE or shorten the dwell time")
     draft.event(r, e, tail, (spoiler - end[0], -end[1]))
