@@ -264,12 +264,14 @@ class _Builder:
         moving = bool(np.any(np.abs(ro.moment) > AREA_EPS))
         peak = float(np.max(np.abs(amp)))
         rise = _ceil_to(max(peak / limits.max_slew_hz, graster), graster) if moving else 0.0
-        flat = _ceil_to(n * dwell, graster)
-        lead = 0.0
-        adc_delay = _round_to(rise + (flat - n * dwell) / 2, limits.rf_raster_time)
-        if adc_delay < limits.adc_dead_time - 1e-9:
-            lead = _ceil_to(limits.adc_dead_time - adc_delay, graster)
-            adc_delay = _round_to(adc_delay + lead, limits.rf_raster_time)
+        lead = _ceil_to(max(limits.adc_dead_time - rise, 0.0), graster)
+        # Shift the ADC within the flat top (the prephaser absorbs the extra area) so that the
+        # block starts on the block raster exactly when the model's samples are due.
+        wanted = self.gap_time + dwell / 2 - (lead + rise) - self.dt
+        shift = _round_to(wanted % limits.block_duration_raster, limits.rf_raster_time)
+        shift = shift if shift < limits.block_duration_raster - 1e-12 else 0.0
+        flat = _ceil_to(n * dwell + shift, graster)
+        adc_delay = _round_to(lead + rise + shift, limits.rf_raster_time)
         length = _ceil_to(max(lead + 2 * rise + flat if moving else 0.0,
                               adc_delay + n * dwell + limits.adc_dead_time), limits.block_duration_raster)
         grads = [pp.make_trapezoid(channel=ax, amplitude=float(a), flat_time=flat, rise_time=rise,
