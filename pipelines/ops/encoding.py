@@ -188,50 +188,36 @@ def _trajectory_grad(trajectory: torch.Tensor, backend: Backend, image: torch.Te
     grad = torch.zeros_like(trajectory)
     for column in range(len(backend.shape)):
         weighted = _position_weighted(image, backend.shape, column)
-        derivative = _EncodeFunction.apply(weighted, trajectory, backend)
+        derivative = _EncodingFunction.apply(weighted, trajectory, backend, False)
         grad[:, column] = (derivative.conj() * weight).real.sum(dim=0).to(trajectory.dtype)
     return grad
 
 
-class _EncodeFunction(torch.autograd.Function):
-    """``signal = E(trajectory) image`` with analytic backward passes."""
+class _EncodingFunction(torch.autograd.Function):
+    """``E(trajectory) data`` (``adjoint=False``) or ``E(trajectory)^H data`` with analytic backward passes.
+
+    The gradient w.r.t. the data is the other direction of the same operator. W.r.t. the
+    trajectory, with ``D = dE/dk`` applied to an image: forward ``Re(conj(D image) g)``; adjoint
+    ``Re(conj(d(E^H s)/dk) g) = Re(conj(s) D g) = Re(conj(D g) s)``.
+    """
 
     @staticmethod
-    def forward(ctx, image: torch.Tensor, trajectory: torch.Tensor, backend: Backend) -> torch.Tensor:
-        ctx.save_for_backward(image, trajectory)
-        ctx.backend = backend
-        return backend.forward(image)
+    def forward(ctx, data: torch.Tensor, trajectory: torch.Tensor, backend: Backend,
+                adjoint: bool) -> torch.Tensor:
+        ctx.save_for_backward(data, trajectory)
+        ctx.backend, ctx.adjoint = backend, adjoint
+        return backend.adjoint(data) if adjoint else backend.forward(data)
 
     @staticmethod
-    def backward(ctx, grad_signal: torch.Tensor):
-        image, trajectory = ctx.saved_tensors
-        grad_image = grad_trajectory = None
+    def backward(ctx, grad: torch.Tensor):
+        data, trajectory = ctx.saved_tensors
+        grad_data = grad_trajectory = None
         if ctx.needs_input_grad[0]:
-            grad_image = _AdjointFunction.apply(grad_signal, trajectory, ctx.backend)
+            grad_data = _EncodingFunction.apply(grad, trajectory, ctx.backend, not ctx.adjoint)
         if ctx.needs_input_grad[1]:
-            grad_trajectory = _trajectory_grad(trajectory, ctx.backend, image, grad_signal)
-        return grad_image, grad_trajectory, None
-
-
-class _AdjointFunction(torch.autograd.Function):
-    """``image = E(trajectory)^H signal`` with analytic backward passes."""
-
-    @staticmethod
-    def forward(ctx, signal: torch.Tensor, trajectory: torch.Tensor, backend: Backend) -> torch.Tensor:
-        ctx.save_for_backward(signal, trajectory)
-        ctx.backend = backend
-        return backend.adjoint(signal)
-
-    @staticmethod
-    def backward(ctx, grad_image: torch.Tensor):
-        signal, trajectory = ctx.saved_tensors
-        grad_signal = grad_trajectory = None
-        if ctx.needs_input_grad[0]:
-            grad_signal = _EncodeFunction.apply(grad_image, trajectory, ctx.backend)
-        if ctx.needs_input_grad[1]:
-            # Re(conj(d(E^H s)/dk) g) = Re(conj(s) dE/dk g) = Re(conj(dE/dk g) s).
-            grad_trajectory = _trajectory_grad(trajectory, ctx.backend, grad_image, signal)
-        return grad_signal, grad_trajectory, None
+            image, weight = (grad, data) if ctx.adjoint else (data, grad)
+            grad_trajectory = _trajectory_grad(trajectory, ctx.backend, image, weight)
+        return grad_data, grad_trajectory, None, None
 
 
 class Encoding:
@@ -298,12 +284,12 @@ class Encoding:
         image = self.check_image(image)
         if self.coil_sens is not None:
             image = self.coil_sens.to(image.dtype) * image
-        return _EncodeFunction.apply(image, self.trajectory, self.backend)
+        return _EncodingFunction.apply(image, self.trajectory, self.backend, False)
 
     def adjoint(self, signal: torch.Tensor) -> torch.Tensor:
         """``E^H signal``: ``[batch or coils, n_samples]`` -> ``[batch or 1, *shape]``."""
         signal = self.check_signal(signal)
-        image = _AdjointFunction.apply(signal, self.trajectory, self.backend)
+        image = _EncodingFunction.apply(signal, self.trajectory, self.backend, True)
         if self.coil_sens is not None:
             image = (self.coil_sens.to(image.dtype).conj() * image).sum(dim=0, keepdim=True)
         return image
