@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def _is_payload(mdb: Any) -> bool:
-    return not (mdb.is_flag_set("ACQEND") or mdb.is_flag_set("SYNCDATA"))
+    return not mdb.is_flag_set("SYNCDATA")  # physiology/trajectory blocks carry no readout
 
 
 @dataclass

@@ -9,15 +9,18 @@ becomes a :class:`TwixError` that names the file and what is wrong with it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import logging
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import twixtools
+from twixtools import mdh_def
+from twixtools.mdb import Mdb
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,8 @@ class TwixFile:
     path: Path
     #: ``"VD/VE"`` or ``"VB"``.
     version: str
-    #: twixtools scan dicts (``hdr``, ``mdb``, ...), one per measurement.
+    #: twixtools scan dicts, one per measurement: ``hdr`` (the parsed protocol) and ``mdb`` (the
+    #: data blocks, without the closing ACQEND block).
     scans: list[dict[str, Any]]
 
     @property
@@ -85,15 +89,39 @@ def _check_protocol(path: Path, index: int, scan: dict[str, Any]) -> None:
                               "in its header")
 
 
-def _check_data(path: Path, index: int, scan: dict[str, Any], end: int) -> None:
-    mdbs = scan["mdb"]
-    if not mdbs or not mdbs[-1].is_flag_set("ACQEND"):
-        raise TwixError(path, f"truncated: measurement {index} ends without the end-of-acquisition "
-                              f"(ACQEND) block after {len(mdbs)} readouts")
-    for mdb in mdbs:
-        if mdb.mem_pos + int(mdb.dma_len) > end:
-            raise TwixError(path, f"truncated: readout {mdb.mdh.ScanCounter} of measurement {index} "
-                                  f"runs past the end of the data (byte {end})")
+def _readouts(path: Path, index: int, handle: BinaryIO, start: int, end: int, is_ve: bool) -> list[Any]:
+    """The measurement data blocks between ``start`` and ``end``, up to and without ACQEND.
+
+    twixtools' own loop trusts every block's length; a zero length (garbage) makes it spin
+    forever and a short file makes it read past the end. This walk uses twixtools' ``Mdb``
+    parser for each block but checks every length against the measurement's extent.
+    """
+    header_bytes = ctypes.sizeof(mdh_def.Scan_header if is_ve else mdh_def.VB17_header)
+    readouts: list[Any] = []
+    pos = start
+    while True:
+        if pos + header_bytes > end:
+            raise TwixError(path, f"truncated: measurement {index} ends after {len(readouts)} readouts "
+                                  "without the end-of-acquisition (ACQEND) block")
+        handle.seek(pos)
+        try:
+            mdb = Mdb(handle, is_ve)
+        except Exception as exc:  # ctypes/numpy errors on garbage
+            raise TwixError(path, f"unreadable readout header at byte {pos} of measurement {index} "
+                                  f"({type(exc).__name__}: {exc})") from exc
+        if mdb.is_flag_set("ACQEND"):
+            return readouts
+        length = int(mdb.dma_len)
+        empty = not mdb.is_flag_set("SYNCDATA") and (mdb.mdh.UsedChannels == 0 or mdb.mdh.SamplesInScan == 0)
+        if length < header_bytes or empty:
+            raise TwixError(path, f"corrupt readout header at byte {pos} of measurement {index} "
+                                  f"(block length {length}, {mdb.mdh.UsedChannels} channels x "
+                                  f"{mdb.mdh.SamplesInScan} samples)")
+        if pos + length > end:
+            raise TwixError(path, f"truncated: readout {len(readouts)} of measurement {index} runs past "
+                                  f"the end of its data (byte {end})")
+        readouts.append(mdb)
+        pos += length
 
 
 def read_twix_file(path: str | os.PathLike[str]) -> TwixFile:
@@ -110,28 +138,31 @@ def read_twix_file(path: str | os.PathLike[str]) -> TwixFile:
         raise TwixError(path, f"not a twix file: only {size} bytes")
     version, table = _measurement_table(path, head, size)
     with open(path, "rb") as f:
+        header_lengths = []
         for k, (offset, length) in enumerate(table):
             f.seek(offset)
             (hdr_len,) = struct.unpack("<I", f.read(4))
             if hdr_len < _MIN_MEAS_HEADER_BYTES or hdr_len > length:
                 raise TwixError(path, f"not a twix file or truncated: measurement {k} declares a "
                                       f"{hdr_len}-byte header in {length} bytes")
+            header_lengths.append(hdr_len)
 
     printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):
-            scans = twixtools.read_twix(str(path), verbose=False, keep_acqend=True, parse_pmu=False,
+        with contextlib.redirect_stdout(printed):  # protocols only: the readouts are walked below
+            scans = twixtools.read_twix(str(path), verbose=False, parse_data=False, parse_pmu=False,
                                         parse_geometry=False)
     except Exception as exc:  # twixtools raises whatever numpy/struct raise on garbage
-        raise TwixError(path, f"twixtools cannot parse it ({type(exc).__name__}: {exc})") from exc
+        raise TwixError(path, f"twixtools cannot parse its header ({type(exc).__name__}: {exc})") from exc
     for line in printed.getvalue().splitlines():
         if line.strip():
             log.warning("%s: twixtools: %s", path, line.strip())
     if len(scans) != len(table):
         raise TwixError(path, f"twixtools read {len(scans)} of the {len(table)} measurements")
-    for k, (scan, (offset, length)) in enumerate(zip(scans, table, strict=True)):
-        _check_protocol(path, k, scan)
-        _check_data(path, k, scan, offset + length)
+    with open(path.resolve(), "rb") as f:
+        for k, (scan, (offset, length), hdr_len) in enumerate(zip(scans, table, header_lengths, strict=True)):
+            _check_protocol(path, k, scan)
+            scan["mdb"] = _readouts(path, k, f, offset + hdr_len, offset + length, version == "VD/VE")
     log.info("%s: twix %s, %d measurement(s), %d readouts in the image scan", path, version,
-             len(scans), len(scans[-1]["mdb"]) - 1)
+             len(scans), len(scans[-1]["mdb"]))
     return TwixFile(path, version, scans)

@@ -189,3 +189,20 @@ def test_a_readout_without_quaternion_takes_the_slice_array_geometry(tmp_path):
     np.testing.assert_allclose(normal, tw.NORMAL, atol=1e-12)
     assert abs(read @ normal) < 1e-12 and abs(phase @ normal) < 1e-12
     np.testing.assert_allclose(np.cross(phase, read), normal, atol=1e-12)  # the quaternion's handedness
+
+
+def test_a_vb_file_converts(tmp_path):
+    readouts, data = tw.write_vb(tmp_path / "vb.dat")
+    measurement = load_twix(tmp_path / "vb.dat")
+    acqs = list(measurement.acquisitions())
+    assert len(acqs) == len(readouts) and measurement.noise_count == 4
+    for acq, readout, samples in zip(acqs, readouts, data, strict=True):
+        np.testing.assert_array_equal(acq.data, samples)
+        assert acq.idx.kspace_encode_step_1 == readout.counters["Lin"]
+        assert acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) == ("NOISEADJSCAN" in readout.flags)
+    np.testing.assert_allclose(acqs[-1].read_dir[:], tw.READ, atol=1e-6)
+    assert acqs[-1].is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE) and acqs[4].is_flag_set(ismrmrd.ACQ_FIRST_IN_SLICE)
+    from pipelines.offline import reconstruct_file
+    h5 = convert_twix(tmp_path / "vb.dat", tmp_path / "vb.h5").output
+    (image,) = reconstruct_file(h5, "cartesian", {"output": "float"})
+    assert image.data.shape == (1, 1, tw.BASE, tw.BASE)

@@ -217,3 +217,42 @@ def write_synthetic(path: Path, seed: int = 0, noise_readouts: int = 32, noise_s
          {"hdr_str": header_bytes(buffers(yaps(with_base_resolution))), "mdb": [*image_mdbs, _acqend()]}],
         str(path))
     return scan
+
+
+def write_vb(path: Path, seed: int = 0) -> tuple[list[Readout], list[np.ndarray]]:
+    """A VB (single-measurement) file written byte by byte: twixtools' writer cannot write VB.
+
+    Layout: the measurement header at byte 0 (VB has no multi-RAID table; the header must be
+    longer than 10000 bytes, which is how twixtools tells VB from VD/VE), then per readout and
+    channel a 128-byte VB17 header followed by the samples, and a closing ACQEND header. Four
+    noise-adjust readouts come first, then one slice of ``LINES`` lines. Returns the readouts
+    and their ``[channel, sample]`` data.
+    """
+    rng = np.random.default_rng(seed)
+    raw = header_bytes(buffers(yaps())).tobytes()
+    length = max(len(raw), 16384)
+    blocks = [struct.pack("<I", length) + raw[4:].ljust(length - 4, b"\x00")]
+    readouts = [Readout({"Lin": k}, ["NOISEADJSCAN"]) for k in range(4)]
+    for lin in range(LINES):
+        readouts.append(Readout({"Lin": lin}, ["FIRSTSCANINSLICE"] * (lin == 0)
+                                + ["LASTSCANINSLICE"] * (lin == LINES - 1)))
+    data = []
+    for readout in readouts:
+        samples = (rng.standard_normal((CHANNELS, 2 * BASE)) + 1j * rng.standard_normal((CHANNELS, 2 * BASE)))
+        data.append(samples.astype(np.complex64))
+        for c in range(CHANNELS):
+            mdh = mdh_def.VB17_header(UsedChannels=CHANNELS, SamplesInScan=2 * BASE, ChannelId=c,
+                                      CenterCol=BASE, CenterLin=LINES // 2)
+            for name, value in readout.counters.items():
+                setattr(mdh.Counter, name, value)
+            for flag in readout.flags:
+                mdh_def.add_flag(mdh, flag)
+            if "NOISEADJSCAN" not in readout.flags:
+                mdh.SliceData.SlicePos.Tra = SLICE_POSITIONS[0][2]
+                mdh.SliceData.Quaternion[:] = quaternion()
+            blocks.append(bytes(mdh) + data[-1][c].tobytes())
+    end = mdh_def.VB17_header()
+    mdh_def.add_flag(end, "ACQEND")
+    blocks.append(bytes(end))
+    path.write_bytes(b"".join(blocks))
+    return readouts, data
