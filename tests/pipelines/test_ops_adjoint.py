@@ -88,21 +88,22 @@ def test_third_trajectory_column_does_not_change_a_2d_encoding():
 
 
 @pytest.mark.parametrize("use_sens", [False, True])
-def test_gradcheck_wrt_data_and_trajectory(use_sens):
+def test_gradcheck_wrt_data_trajectory_and_sensitivities(use_sens):
     shape = (4, 3)
     trajectory = random_trajectory(10, shape, seed=11).requires_grad_()
-    sens = random_image(2, *shape, seed=12) if use_sens else None
+    sens = random_image(2, *shape, seed=12).requires_grad_() if use_sens else None
     image = random_image(1 if use_sens else 2, *shape, seed=13).requires_grad_()
     signal = random_image(2, 10, seed=14).requires_grad_()
 
-    def forward(x, k):
-        return Encoding(k, shape, coil_sens=sens, method="exact", max_elements=5).forward(x)
+    def forward(x, k, *s):
+        return Encoding(k, shape, coil_sens=s[0] if s else None, method="exact", max_elements=5).forward(x)
 
-    def adjoint(s, k):
-        return Encoding(k, shape, coil_sens=sens, method="exact", max_elements=5).adjoint(s)
+    def adjoint(y, k, *s):
+        return Encoding(k, shape, coil_sens=s[0] if s else None, method="exact", max_elements=5).adjoint(y)
 
-    assert torch.autograd.gradcheck(forward, (image, trajectory))
-    assert torch.autograd.gradcheck(adjoint, (signal, trajectory))
+    extra = (sens,) if use_sens else ()
+    assert torch.autograd.gradcheck(forward, (image, trajectory, *extra))
+    assert torch.autograd.gradcheck(adjoint, (signal, trajectory, *extra))
 
 
 def test_gradcheck_wrt_3d_trajectory():
