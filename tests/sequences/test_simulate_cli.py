@@ -74,3 +74,14 @@ def test_bad_options_fail_with_a_clear_message(tmp_path, capsys):
     warp = ["simulate", "--sequence", "gre", "--matrix", "8", "--engine", "warp", "-o", str(tmp_path)]
     assert main(warp) == 2
     assert "unknown simulation engine 'warp'" in capsys.readouterr().out
+
+
+def test_radial_scan_reconstructs_the_brain_from_its_own_trajectory(tmp_path):
+    from sequences.simulated_scan import simulate_scan
+
+    n = 16
+    pd = brain_phantom((n, n)).pd.numpy()
+    result = simulate_scan("radial", n, tmp_path, spokes=2 * n, recon="cg")
+    image = result.images[0].numpy()
+    assert corr(image, pd) > 0.97
+    assert corr(image, pd) > corr(image[::-1], pd) + 0.005
