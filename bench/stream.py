@@ -10,9 +10,10 @@ Measured, each as the median of ``--repeats`` runs, for 1 client and for 4 concu
   (mrzero: ``savedataonly`` pipeline; peer: ``ProtocolDeserializer`` -> ``ismrmrd.Dataset``,
   one ``append_acquisition`` per acquisition, as python-ismrmrd-server's savedata does);
 * latency: from the last acquisition sent to the last image received, mrzero with the
-  ``cartesian`` pipeline, against the pipeline's own compute time: the same pipeline run over
-  the same acquisitions in memory in this process, 1 or 4 runs at once (threads), measured in
-  the same repeat as the latency so that both see the same machine load.
+  ``cartesian`` pipeline, against the pipeline's own compute time: the same pipeline over the
+  same acquisitions in memory, in 1 or 4 separate processes started together (as the server's
+  workers, with the same thread count), measured in the same repeat as the latency so that both
+  see the same machine load.
 
 Run: ``.venv/bin/python bench/stream.py [--repeats 3]``
 """
@@ -39,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 from server.protocol import MessageId, MessageReader, close_message, header_message, serialized  # noqa: E402
 
 COILS, SAMPLES, LINES = 32, 512, 256
+#: Torch threads per reconstruction, in the server's workers and in the in-memory runs alike.
+PIPELINE_THREADS = 1
 HEADER = f"""<?xml version="1.0"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
   <acquisitionSystemInformation><receiverChannels>{COILS}</receiverChannels></acquisitionSystemInformation>
@@ -149,25 +152,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def compute_time(acqs: list[ismrmrd.Acquisition], n: int) -> float:
-    """Wall time of ``n`` simultaneous in-memory runs of the cartesian pipeline (threads)."""
+def compute_once() -> None:
+    """Child mode: build the scan, say ready, wait for go, time one in-memory cartesian run."""
+    import torch
+
     from pipelines import registry
     from pipelines.base import Context
     from pipelines.header import parse_header
 
-    spec = registry.get("cartesian")
-
-    def one() -> None:
-        ctx = Context(header=parse_header(HEADER), pipeline_name="cartesian")
-        assert list(spec.run(iter(acqs), ctx))
-
-    threads = [threading.Thread(target=one) for _ in range(n)]
+    torch.set_num_threads(PIPELINE_THREADS)
+    acqs, spec = acquisitions(), registry.get("cartesian")
+    ctx = Context(header=parse_header(HEADER), pipeline_name="cartesian")
+    print("ready", flush=True)
+    sys.stdin.readline()
     t = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - t
+    assert list(spec.run(iter(acqs), ctx))
+    print(f"{time.perf_counter() - t:.6f}", flush=True)
+
+
+def compute_time(n: int) -> float:
+    """The pipeline's own time for ``n`` scans at once: ``n`` processes (as the server's workers,
+    same thread count) reconstruct in memory, started together; the slowest one's time."""
+    procs = [subprocess.Popen([sys.executable, __file__, "--compute"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    times = [float(proc.communicate()[0]) for proc in procs]
+    return max(times)
 
 
 def main() -> None:
@@ -175,7 +189,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peer-server", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--compute", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compute:
+        compute_once()
+        return
     if args.peer_server:
         peer_server(int(args.peer_server[0]), Path(args.peer_server[1]))
         return
@@ -186,7 +204,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     mine_port, peer_port = free_port(), free_port()
     mrzero = [str(ROOT / ".venv/bin/mrzero"), "serve", "--port", str(mine_port), "--data-dir",
-              str(work / "mrzero"), "--max-message-mb", "64"]
+              str(work / "mrzero"), "--max-message-mb", "64", "--pipeline-threads", str(PIPELINE_THREADS)]
     (work / "peer").mkdir()
     peer = [sys.executable, __file__, "--peer-server", str(peer_port), str(work / "peer")]
     servers = [subprocess.Popen(mrzero, stderr=subprocess.DEVNULL), subprocess.Popen(peer)]
@@ -209,7 +227,7 @@ def main() -> None:
                     close_latency[name].append(max(r["close"] - r["last_sent"] for r in results))
                 results = run_clients(mine_port, body, "cartesian", n)
                 image_latency.append(max(r["image"] - r["last_sent"] for r in results))
-                compute.append(compute_time(acqs, n))
+                compute.append(compute_time(n))
             mine, peer = statistics.median(ingest["mrzero"]), statistics.median(ingest["peer"])
             print(f"{n} client(s): ingest with journal  mrzero {mine:7.1f} MB/s   "
                   f"peer savedata {peer:7.1f} MB/s   ratio {mine / peer:5.2f}")

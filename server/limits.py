@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,8 +37,17 @@ class Settings:
     port: int = DEFAULT_PORT
     data_dir: Path = Path("mrd-journal")
     limits: Limits = field(default_factory=Limits)
+    #: Torch intra-op threads of each pipeline worker; 0 = CPU cores / max connections (at
+    #: least 1), so that concurrent scans do not oversubscribe the cores (OpenMP threads spin).
+    pipeline_threads: int = 0
     #: Extra modules (chosen by the site, never by a client) that register pipelines.
     pipeline_modules: tuple[str, ...] = ()
     #: The journal writes a batch after this many items or this long after the batch's first item.
     journal_batch_items: int = 32
     journal_flush_interval_s: float = 0.05
+
+    def worker_threads(self) -> int:
+        """The thread count each pipeline worker uses."""
+        if self.pipeline_threads > 0:
+            return self.pipeline_threads
+        return max(1, (os.cpu_count() or 1) // max(1, self.limits.max_connections))

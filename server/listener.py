@@ -49,9 +49,10 @@ class Server:
         limits = self.settings.limits
         log.info("MRD server listening on %s:%d; journal in %s; pipelines: %s (default %s); "
                  "max %d connections, message limit %d MB, pipeline timeout %g s, idle timeout %g s, "
-                 "memory limit %d MB", *self.address, self.settings.data_dir, ", ".join(registry.names()),
-                 registry.DEFAULT_PIPELINE, limits.max_connections, limits.max_message_bytes >> 20,
-                 limits.pipeline_timeout_s, limits.idle_timeout_s, limits.memory_limit_bytes >> 20)
+                 "memory limit %d MB, %d thread(s) per pipeline", *self.address, self.settings.data_dir,
+                 ", ".join(registry.names()), registry.DEFAULT_PIPELINE, limits.max_connections,
+                 limits.max_message_bytes >> 20, limits.pipeline_timeout_s, limits.idle_timeout_s,
+                 limits.memory_limit_bytes >> 20, self.settings.worker_threads())
 
     def start(self) -> Server:
         """Bind and accept in a background thread; returns at once."""

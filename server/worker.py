@@ -78,7 +78,7 @@ def _inputs(conn: Connection) -> Iterator[Any]:
 
 def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
           parameters: dict[str, Any], modules: tuple[str, ...], sys_path: list[str],
-          memory_limit_bytes: int) -> None:
+          memory_limit_bytes: int, threads: int) -> None:
     """Worker process entry: run pipeline ``name`` over the inputs, report every result."""
     logger = logging.getLogger(f"pipelines.{name}")
     logger.handlers[:] = [_PipeLogHandler(outputs)]
@@ -87,6 +87,10 @@ def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
     try:
         sys.path[:] = sys_path
         import importlib
+
+        import torch
+
+        torch.set_num_threads(threads)  # this worker process only
 
         for module in modules:
             importlib.import_module(module)
@@ -128,7 +132,7 @@ class Worker:
     """
 
     def __init__(self, name: str, header_xml: str, parameters: dict[str, Any],
-                 modules: tuple[str, ...], memory_limit_bytes: int, timeout_s: float):
+                 modules: tuple[str, ...], memory_limit_bytes: int, timeout_s: float, threads: int):
         self.name = name
         self.timeout_s = timeout_s
         in_recv, self._in_send = _CONTEXT.Pipe(duplex=False)
@@ -136,7 +140,7 @@ class Worker:
         self.process = _CONTEXT.Process(
             target=_main, name=f"pipeline {name}", daemon=True,
             args=(in_recv, out_send, name, header_xml, parameters, modules, list(sys.path),
-                  memory_limit_bytes))
+                  memory_limit_bytes, threads))
         self.process.start()
         in_recv.close()
         out_send.close()

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-limit-mb", type=float, default=d.memory_limit_bytes / MB,
                    help="address space a pipeline worker may add (RLIMIT_AS); 0 = unlimited "
                         "(default %(default)g)")
+    p.add_argument("--pipeline-threads", type=int, default=0, metavar="N",
+                   help="torch threads per pipeline worker; 0 = CPU cores / --max-connections, at least 1 "
+                        "(default %(default)s)")
     p.add_argument("--pipeline-module", action="append", default=[], metavar="MODULE",
                    help="extra Python module that registers site pipelines (repeatable)")
     p.set_defaults(func=run)
@@ -45,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
                     memory_limit_bytes=int(args.memory_limit_mb * MB), max_connections=args.max_connections,
                     idle_timeout_s=args.idle_timeout)
     settings = Settings(host=args.host, port=args.port, data_dir=args.data_dir, limits=limits,
-                        pipeline_modules=tuple(args.pipeline_module))
+                        pipeline_modules=tuple(args.pipeline_module), pipeline_threads=args.pipeline_threads)
     Server(settings).serve_forever()
     return 0
