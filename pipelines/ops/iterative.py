@@ -1,10 +1,11 @@
 """Iterative reconstructions on top of the encoding operator: the seed's iterative adjoint and CG.
 
 The MRzero seed (supporting information, "radial MR", Eq. 2) solves ``E x = s`` by gradient
-descent from ``x_0 = 0``: ``x_{n+1} = x_n - alpha E^H (E x_n - s)``; one step is the plain
-adjoint, and about ten steps remove the blur of radially oversampled k-space centres. The step
-``alpha`` defaults to ``1 / ||E^H W E||`` from a power iteration, the largest step that is safe
-for every eigenvector. Conjugate gradients on the normal equations
+descent from ``x_0 = 0``: ``x_{n+1} = x_n - alpha E^H (E x_n - s)`` (the seed's ``2 alpha``
+written as ``alpha``); one step is the plain adjoint, and about ten steps remove the blur of
+radially oversampled k-space centres. The step ``alpha`` defaults to ``1 / ||E^H W E||`` from a
+power iteration: every eigencomponent converges for steps below ``2 / ||E^H W E||``, and the
+largest one converges in a single step at ``1 / ||E^H W E||``. Conjugate gradients on the normal equations
 ``(E^H W E + lambda I) x = E^H W s`` converge much faster for the same cost per iteration.
 
 Both are plain torch loops, so autograd differentiates through every iteration (w.r.t. the
