@@ -1,0 +1,139 @@
+"""The learnable part of a sequence: free tensors, their masks and the physical bounds.
+
+``Learnables`` holds one full-shape parameter per free field next to the fixed base sequence;
+``sequence()`` merges them (``where(mask, parameter, base)``), so gradients reach only the free
+entries and ``Sequence.free`` records the masks for export. After every optimiser step
+``project()`` enforces the bounds: durations at least ``min_duration``, flips within
+``+-max_flip`` and, per event and axis, ``|moment| <= gamma * G_max * duration * FOV`` (the
+largest moment the gradient hardware can play in the event's time, cycles/FOV).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import torch
+
+from pipelines.ops.units import GAMMA_HZ_PER_T
+from sequences.sequence import EXCITATION, INVERSION, REFOCUSING, Sequence
+
+log = logging.getLogger(__name__)
+
+AXES = "xyz"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Physical bounds in SI units: T/m, s, rad."""
+
+    max_gradient: float = 40e-3
+    min_duration: float = 0.0
+    max_flip: float = 4 * torch.pi
+
+    def __post_init__(self) -> None:
+        if not self.max_gradient > 0:
+            raise ValueError(f"bounds.max_gradient_mT_m must be positive, got {self.max_gradient * 1e3} mT/m")
+        if not self.min_duration >= 0:
+            raise ValueError(f"bounds.min_duration_ms must be non-negative, got {self.min_duration * 1e3} ms")
+        if not self.max_flip > 0:
+            raise ValueError(f"bounds.max_flip_deg must be positive, got {self.max_flip} rad")
+
+    def max_moment(self, seq: Sequence) -> torch.Tensor:
+        """Largest moment per event and axis, ``[R, E, 3]`` cycles/FOV, from the event durations."""
+        fov = torch.tensor(seq.fov, dtype=seq.duration.dtype, device=seq.device)
+        return GAMMA_HZ_PER_T * self.max_gradient * seq.duration.detach()[..., None] * fov
+
+
+def rep_selection(seq: Sequence, selector: str) -> torch.Tensor:
+    """Repetitions ``[R]`` chosen by a recipe selector (see ``recipe.REP_SELECTORS``)."""
+    kind = seq.rf_kind
+    no_adc = ~seq.adc.any(1)
+    chosen = {
+        "all": torch.ones_like(no_adc),
+        "excitation": (kind == EXCITATION) & ~(no_adc & (seq.flip == 0)),
+        "refocusing": kind == REFOCUSING,
+        "inversion": kind == INVERSION,
+        "recovery": (kind == EXCITATION) & no_adc & (seq.flip == 0),
+    }[selector]
+    return chosen
+
+
+def free_mask(seq: Sequence, name: str, reps: str = "all", events: list[int] | str = "all",
+              axes: str = "xy") -> torch.Tensor:
+    """The boolean mask of field ``name`` selected by repetitions, events and (moment) axes."""
+    r_mask = rep_selection(seq, reps)
+    shape = tuple(getattr(seq, name).shape)
+    if len(shape) == 1:
+        return r_mask.clone()
+    e_mask = torch.zeros(seq.n_event, dtype=torch.bool, device=seq.device)
+    if events == "all":
+        e_mask[:] = True
+    else:
+        for e in events:
+            if not -seq.n_event <= e < seq.n_event:
+                raise ValueError(f"event index {e} out of range for {seq.n_event} events per repetition")
+            e_mask[e] = True
+    mask = r_mask[:, None] & e_mask[None, :]
+    if len(shape) == 3:
+        a_mask = torch.tensor([a in axes for a in AXES], dtype=torch.bool, device=seq.device)
+        mask = mask[..., None] & a_mask
+    return mask
+
+
+class Learnables(torch.nn.Module):
+    """Free sequence tensors on top of a fixed base sequence; see the module docstring."""
+
+    def __init__(self, base: Sequence, masks: dict[str, torch.Tensor], bounds: Bounds) -> None:
+        super().__init__()
+        if not masks or not any(bool(m.any()) for m in masks.values()):
+            raise ValueError("sequence.learn selects no entry: nothing of the sequence is learnable")
+        self.base = base.clone()
+        self.masks = {k: v.to(base.device) for k, v in masks.items()}
+        self.bounds = bounds
+        self.params = torch.nn.ParameterDict(
+            {k: torch.nn.Parameter(getattr(self.base, k).detach().clone()) for k in masks})
+        self.project()
+
+    def sequence(self) -> Sequence:
+        """The current sequence (differentiable in the free entries), with ``free`` set to the masks."""
+        changed = {k: torch.where(self.masks[k], p, getattr(self.base, k)) for k, p in self.params.items()}
+        return replace(self.base, free=dict(self.masks), **changed)
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """Clamp the free entries into the physical bounds (in place)."""
+        p = self.params
+        if "duration" in p:
+            p["duration"].clamp_(min=self.bounds.min_duration)
+        if "flip" in p:
+            p["flip"].clamp_(-self.bounds.max_flip, self.bounds.max_flip)
+        if "moment" in p:
+            limit = self.bounds.max_moment(self.sequence())
+            p["moment"].copy_(torch.maximum(torch.minimum(p["moment"], limit), -limit))
+
+    def out_of_bounds(self) -> list[str]:
+        """Fixed (not free) entries that violate the bounds: then no training can meet them."""
+        seq, bad = self.sequence(), []
+
+        def fixed(name: str, violated: torch.Tensor) -> bool:
+            mask = self.masks.get(name)
+            return bool((violated & ~mask).any()) if mask is not None else bool(violated.any())
+
+        if fixed("duration", seq.duration.detach() < self.bounds.min_duration - 1e-12):
+            bad.append("duration below bounds.min_duration_ms")
+        if fixed("flip", seq.flip.detach().abs() > self.bounds.max_flip + 1e-9):
+            bad.append("flip above bounds.max_flip_deg")
+        limit = self.bounds.max_moment(seq) * (1 + 1e-6) + 1e-9
+        if fixed("moment", seq.moment.detach().abs() > limit):
+            bad.append("moment above what bounds.max_gradient_mT_m allows in the event's duration")
+        return bad
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Copies of the free tensors (for restarts and the best-so-far snapshot)."""
+        return {k: v.detach().clone() for k, v in self.params.items()}
+
+    @torch.no_grad()
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        for k, v in state.items():
+            self.params[k].copy_(v)

@@ -1,0 +1,145 @@
+"""Training report figures like the seed's Figure 2 rows, and the final summary (PNG + HTML).
+
+Every snapshot is one row: k-space sampling (ADC positions, coloured by repetition), the
+flip-angle train (degrees), the reconstructed image, the target, the loss curve (log scale, with
+the relative image error) and the relative SAR curve (percent of the reference sequence's).
+Rows are written as ``report/iter_NNNNN.png``; the summary stacks up to five snapshots as
+the seed's columns and adds the curves (``summary.png``, ``summary.html``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from sequences.sequence import Sequence  # noqa: E402
+
+MAX_SUMMARY_COLUMNS = 5
+
+
+@dataclass
+class Snapshot:
+    iteration: int
+    kspace: np.ndarray  # [n, 2]
+    rep_of_sample: np.ndarray  # [n]
+    flips_deg: np.ndarray  # [R]
+    image: np.ndarray  # [ny, nx] magnitude
+    target: np.ndarray
+
+
+def _curves(ax_loss: plt.Axes, ax_sar: plt.Axes, history: list[dict[str, float]]) -> None:
+    it = [h["iteration"] for h in history]
+    ax_loss.semilogy(it, [max(h["loss"], 1e-12) for h in history], lw=0.8, label="loss")
+    ax_loss.semilogy(it, [max(h["error"], 1e-12) for h in history], lw=0.8, label="rel. error")
+    ax_loss.set_title("loss / error")
+    ax_loss.set_xlabel("iteration")
+    ax_loss.legend(fontsize=6)
+    ax_sar.plot(it, [100 * h["sar_rel"] for h in history], lw=0.8, color="C3")
+    ax_sar.set_title("SAR (% of reference)")
+    ax_sar.set_xlabel("iteration")
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _image(ax: plt.Axes, img: np.ndarray, title: str) -> None:
+    ax.imshow(img, cmap="gray")
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def _kspace(ax: plt.Axes, snap: Snapshot) -> None:
+    ax.scatter(snap.kspace[:, 0], snap.kspace[:, 1], c=snap.rep_of_sample, s=1, cmap="viridis")
+    ax.set_aspect("equal")
+    ax.set_title(f"k-space, it {snap.iteration}", fontsize=8)
+
+
+def _flips(ax: plt.Axes, snap: Snapshot) -> None:
+    ax.plot(snap.flips_deg, ".", ms=2)
+    ax.set_title("flip angles (deg)", fontsize=8)
+    ax.set_xlabel("repetition", fontsize=7)
+
+
+class Report:
+    """Writes snapshot rows and the summary into ``folder``; ``sar_ref`` scales the SAR curve."""
+
+    def __init__(self, folder: Path, sar_ref: float) -> None:
+        self.folder, self.sar_ref = folder, sar_ref
+        self.snapshots: list[Snapshot] = []
+
+    def snapshot(self, iteration: int, seq: Sequence, pred: torch.Tensor, target: torch.Tensor,
+                 history: list[dict[str, float]]) -> Path:
+        """Draw one row and remember it for the summary; returns the PNG path."""
+        reps = torch.arange(seq.n_rep, device=seq.device)[:, None].expand_as(seq.adc)[seq.adc]
+        snap = Snapshot(iteration, seq.trajectory().detach()[:, :2].cpu().numpy(), reps.cpu().numpy(),
+                        np.degrees(seq.flip.detach().cpu().numpy()),
+                        pred.detach()[0].abs().cpu().numpy(), target.detach()[0].abs().cpu().numpy())
+        self.snapshots.append(snap)
+        fig, axes = plt.subplots(1, 6, figsize=(15, 2.6))
+        _kspace(axes[0], snap)
+        _flips(axes[1], snap)
+        _image(axes[2], snap.image, "reconstruction")
+        _image(axes[3], snap.target, "target")
+        _curves(axes[4], axes[5], history)
+        fig.tight_layout()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"iter_{iteration:05d}.png"
+        path.write_bytes(_png(fig))
+        return path
+
+    def summary(self, history: list[dict[str, float]], held_out_error: float | None, name: str) -> bytes:
+        """``summary.png`` (snapshots as columns, curves) and ``summary.html``; returns the PNG bytes."""
+        chosen = self.snapshots
+        if len(chosen) > MAX_SUMMARY_COLUMNS:
+            idx = np.linspace(0, len(chosen) - 1, MAX_SUMMARY_COLUMNS).round().astype(int)
+            chosen = [chosen[i] for i in idx]
+        cols = max(len(chosen), 2)
+        fig, axes = plt.subplots(4, cols, figsize=(2.6 * cols, 10), squeeze=False)
+        for c in range(cols):
+            for row in range(4):
+                axes[row, c].axis("off")
+        for c, snap in enumerate(chosen):
+            axes[0, c].axis("on")
+            _kspace(axes[0, c], snap)
+            axes[1, c].axis("on")
+            _flips(axes[1, c], snap)
+            _image(axes[2, c], snap.image, f"recon, it {snap.iteration}")
+        if chosen:
+            _image(axes[3, 0], chosen[-1].target, "target")
+        axes[3, 1].axis("on")
+        ax_sar = axes[3, 2] if cols > 2 else axes[3, 1].twinx()
+        ax_sar.axis("on")
+        _curves(axes[3, 1], ax_sar, history)
+        fig.suptitle(name)
+        fig.tight_layout()
+        png = _png(fig)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "summary.png").write_bytes(png)
+        last = history[-1] if history else {}
+        best = min((h["error"] for h in history if not h.get("phase_head")), default=float("nan"))
+        rows = [("iterations", len(history)), ("final relative error", f"{100 * last.get('error', 0):.2f} %"),
+                ("best relative error", f"{100 * best:.2f} %"),
+                ("final relative SAR", f"{100 * last.get('sar_rel', 0):.1f} %")]
+        if held_out_error is not None:
+            rows.append(("held-out relative error", f"{100 * held_out_error:.2f} %"))
+        table = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        (self.folder / "summary.html").write_text(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)}</title></head>"
+            f"<body><h1>{html.escape(name)}</h1><table>{table}</table>"
+            f"<img alt='training summary' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+            f"</body></html>")
+        return png
