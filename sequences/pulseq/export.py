@@ -290,27 +290,19 @@ class _Builder:
         self.gap_where = f"rep {ro.rep}, after event {ro.last}"
 
 
-def _readouts(seq: Sequence, moment_per_m: np.ndarray, duration: np.ndarray,
-              adc: np.ndarray) -> list[_Readout]:
+def _readouts(moment_per_m: np.ndarray, duration: np.ndarray, adc: np.ndarray) -> list[_Readout]:
     """Group each repetition's consecutive ADC events with equal moment and duration."""
-    groups: list[_Readout] = []
-    sample = 0
-    for r in range(seq.n_rep):
-        current: _Readout | None = None
-        for e in range(seq.n_event):
-            if not adc[r, e]:
-                current = None
-                continue
-            m, d = moment_per_m[r, e], duration[r, e]
-            if (current is not None and current.last == e - 1
-                    and np.allclose(m, current.moment, rtol=1e-6, atol=1e-9)
-                    and math.isclose(d, current.duration, rel_tol=1e-6, abs_tol=1e-12)):
-                current.last = e
-            else:
-                current = _Readout(r, e, e, m, float(d), sample)
-                groups.append(current)
-            sample += 1
-    return groups
+    same = np.zeros_like(adc)  # event e continues the readout of event e - 1
+    same[:, 1:] = (adc[:, 1:] & adc[:, :-1]
+                   & np.isclose(moment_per_m[:, 1:], moment_per_m[:, :-1], rtol=1e-6, atol=1e-9).all(-1)
+                   & np.isclose(duration[:, 1:], duration[:, :-1], rtol=1e-6, atol=1e-12))
+    ends_next = np.zeros_like(adc)
+    ends_next[:, :-1] = same[:, 1:]
+    starts = np.argwhere(adc & ~same)
+    lasts = np.argwhere(adc & ~ends_next)
+    samples = np.cumsum(adc.ravel()).reshape(adc.shape) - 1
+    return [_Readout(int(r), int(e), int(last), moment_per_m[r, e], float(duration[r, e]), int(samples[r, e]))
+            for (r, e), (_, last) in zip(starts, lasts, strict=True)]
 
 
 def _labels(seq: Sequence, groups: list[_Readout]) -> tuple[list[list], list]:
@@ -347,18 +339,19 @@ def build(seq: Sequence, limits: HardwareLimits | None = None,
     """The pypulseq sequence for ``seq`` (not yet checked or written) and its build record."""
     limits = limits or hardware()
     opts = (options or ExportOptions()).resolved(seq)
-    seq = seq.clone().to("cpu", torch.float64)
+    seq = seq.to("cpu", torch.float64)
     if seq.n_samples == 0:
         raise ExportError(f"sequence {seq.name!r} has no ADC event; nothing would be acquired")
     fov = np.array(seq.fov, dtype=float)
-    moment = seq.moment.numpy() / fov  # 1/m
-    duration = seq.duration.numpy()
+    moment = seq.moment.detach().numpy() / fov  # 1/m
+    duration = seq.duration.detach().numpy()
     adc = seq.adc.numpy()
-    flip = seq.flip.numpy()
+    flip = seq.flip.detach().numpy()
     # Wrapped phases keep their precision: pypulseq writes six significant digits.
-    phase, adc_phase = seq.rf_phase.numpy() % (2 * math.pi), seq.adc_phase.numpy() % (2 * math.pi)
+    phase = seq.rf_phase.detach().numpy() % (2 * math.pi)
+    adc_phase = seq.adc_phase.detach().numpy() % (2 * math.pi)
     kinds = seq.rf_kind.numpy()
-    groups = _readouts(seq, moment, duration, adc)
+    groups = _readouts(moment, duration, adc)
     labels, init = _labels(seq, groups)
     b = _Builder(seq, limits, opts)
     b.pending_labels = init
