@@ -161,6 +161,8 @@ def reprocess(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], p
     source, out_dir = Path(source), Path(out_dir)
     registry.get(pipeline)  # an unknown pipeline fails before any file is touched
     files = find_inputs(source)
+    if not files:
+        raise FileNotFoundError(f"{source}: no {' or '.join(RAW_SUFFIXES)} files below this folder")
     summary = Summary()
     bar = tqdm(list(zip(files, _output_names(files, source), strict=True)), desc="reprocessing", unit="file",
                disable=not progress or len(files) < 2)

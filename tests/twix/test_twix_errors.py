@@ -107,6 +107,8 @@ def test_cli_errors_and_exit_codes(bad_folder, tmp_path, capsys):
     assert main(["convert", str(folder / "notes.dat"), "-o", str(tmp_path / "x.h5")]) == 1
     assert not (tmp_path / "x.h5").exists()
     assert main(["recon", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
+    (tmp_path / "empty_folder").mkdir()
+    assert main(["recon", str(tmp_path / "empty_folder"), "-o", str(tmp_path / "out")]) == 2
     assert main(["recon", str(GRE), "-o", str(tmp_path / "out"), "--pipeline", "no_such"]) == 2
     assert main(["recon", str(GRE), "-o", str(tmp_path / "out"), "--parameters", "[1, 2]"]) == 2
     assert not (tmp_path / "out").exists()
