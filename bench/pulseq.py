@@ -9,7 +9,8 @@ it (build, ``write`` with its timing check, test report); for import, pypulseq's
 ``calculate_kspace`` (the peer's way from a file to its trajectory). Prints medians of
 ``--repeats`` runs and the ratios ours / pypulseq.
 
-Run: ``.venv/bin/python bench/pulseq.py [--matrices 64 256] [--repeats 5]``.
+Run: ``.venv/bin/python bench/pulseq.py [--matrices 64 256] [--repeats 5] [--threads 1]``; torch
+runs single-threaded by default, like pypulseq.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pypulseq as pp
+import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -94,10 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--matrices", type=int, nargs="+", default=[64, 256], choices=sorted(PROTOCOLS))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (pypulseq is single-threaded)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     print(f"command: .venv/bin/python bench/pulseq.py --matrices {' '.join(map(str, args.matrices))} "
-          f"--repeats {args.repeats}")
+          f"--repeats {args.repeats} --threads {args.threads}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -325,8 +325,9 @@ def import_seq(path: str | Path, fov: tuple[float, float, float] | None = None) 
     seq, rotations = read_pulseq(path)
     model, lead_in = to_sequence(seq, rotations, fov=fov, name=Path(path).stem)
     duration = float(sum(seq.block_durations.values()))
-    log.info("imported %s: %d blocks, %.4f s -> %s", Path(path).name, len(seq.block_events), duration,
-             model.summary())
+    if log.isEnabledFor(logging.INFO):
+        log.info("imported %s: %d blocks, %.4f s -> %s", Path(path).name, len(seq.block_events), duration,
+                 model.summary())
     return ImportedSequence(model, len(seq.block_events), duration, lead_in, dict(seq.definitions),
                             len(rotations))
 
