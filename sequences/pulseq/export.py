@@ -145,11 +145,10 @@ class _Readout:
 class _Builder:
     """Appends blocks to a pypulseq sequence while tracking the file-minus-model offsets."""
 
-    def __init__(self, seq: Sequence, limits: HardwareLimits, opts: ExportOptions):
-        self.model, self.limits, self.opts = seq, limits, opts
+    def __init__(self, limits: HardwareLimits, opts: ExportOptions):
+        self.limits, self.opts = limits, opts
         self.system = limits.to_opts()
         self.pp = pp.Sequence(system=self.system)
-        self.fov = np.array(seq.fov, dtype=float)
         self.dt = 0.0  # file time minus model time, s
         self.dk = np.zeros(3)  # file k minus model k, 1/m
         self.gap_time = 0.0
@@ -353,7 +352,7 @@ def build(seq: Sequence, limits: HardwareLimits | None = None,
     kinds = seq.rf_kind.numpy()
     groups = _readouts(moment, duration, adc)
     labels, init = _labels(seq, groups)
-    b = _Builder(seq, limits, opts)
+    b = _Builder(limits, opts)
     b.pending_labels = init
     g = 0
     for r in range(seq.n_rep):
