@@ -1,0 +1,256 @@
+"""One Gadgetron connection to the external gadget: configuration, header, data, images back.
+
+The pipeline is the external node's ``pipeline`` property (else the listener's default), looked
+up in the same registry as the MRD server's config names; the other properties are the
+pipeline's parameters. It starts when the header arrives and runs in the MRD server's worker
+process (``server.worker``: same isolation, memory limit and progress timeout), so the images
+are those the MRD server returns for the same data. Images go back as MRD image messages while
+the data still stream in.
+
+Failures (unknown pipeline, bad configuration or header, a data type no pipeline takes, a
+pipeline that fails) are logged and sent to Gadgetron as its error message; the session then
+reads what Gadgetron still sends until its close and answers close. A Gadgetron that
+disconnects mid-stream stops the pipeline; either way the connection ends cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from pipelines.registry import UnknownPipelineError, get
+from server.gadgetron.wire import ACCEPTED, ExternalReader, error_message, parse_configuration
+from server.limits import Settings
+from server.protocol import (
+    Message,
+    MessageId,
+    ProtocolError,
+    TruncatedMessage,
+    close_message,
+    config_override,
+    parse_header,
+    parse_parameters,
+)
+from server.worker import Worker
+
+log = logging.getLogger(__name__)
+#: How long a finished session waits for Gadgetron to close its side before closing the socket.
+DRAIN_TIMEOUT_S = 5.0
+
+
+def drain_and_close(sock: socket.socket, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    """Shut our side, read until the peer closes (closing with unread data would reset the
+    connection and could discard our last messages before the peer reads them), close."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(timeout_s)
+        while sock.recv(1 << 16):
+            pass
+    except OSError:
+        pass
+    sock.close()
+
+
+class ExternalSession:
+    """Serves one Gadgetron connection; :meth:`run` returns when it is over."""
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, int], settings: Settings,
+                 default_pipeline: str, number: int):
+        self.sock = sock
+        self.peer = f"{peer[0]}:{peer[1]}"
+        self.settings = settings
+        self.default_pipeline = default_pipeline
+        self.id = f"g{number:05d}"
+        self._rfile = sock.makefile("rb", buffering=1 << 20)
+        self._send_lock = threading.Lock()
+        self._fail_lock = threading.Lock()
+        self.parameters: dict[str, Any] = {}
+        self.configured = False
+        self.header_xml: str | None = None
+        self.pipeline: str | None = None
+        self.worker: Worker | None = None
+        self._relay: threading.Thread | None = None
+        self.failure: str | None = None
+        self.peer_gone = False
+        self.items = 0
+        self.images_sent = 0
+        self.started = time.monotonic()
+
+    def _log(self, level: int, msg: str, *args: Any) -> None:
+        log.log(level, f"[{self.id}] {msg}", *args)
+
+    # -- sending -------------------------------------------------------------------------
+    def _send(self, wire: bytes) -> None:
+        if self.peer_gone:
+            return
+        try:
+            with self._send_lock:
+                self.sock.sendall(wire)
+        except OSError as exc:
+            self.peer_gone = True
+            self._log(logging.ERROR, "Gadgetron %s gone while sending: %s; stopping the pipeline", self.peer, exc)
+            if self.worker is not None:
+                self.worker.stop()
+
+    def fail(self, text: str) -> None:
+        """End the reconstruction with ``text`` in our log and in Gadgetron's (error message)."""
+        with self._fail_lock:
+            if self.failure is not None:
+                return
+            self.failure = text
+        self._log(logging.ERROR, "%s", text)
+        self._send(error_message(f"mrzero external gadget: {text}"))
+        if self.worker is not None:
+            self.worker.stop()
+
+    # -- the connection's life -------------------------------------------------------------
+    def run(self) -> None:
+        self._log(logging.INFO, "Gadgetron connected from %s", self.peer)
+        self.sock.settimeout(self.settings.limits.idle_timeout_s)
+        try:
+            ended = self._read_all()
+        except TruncatedMessage as exc:
+            ended = self._disconnected(f"inside a message ({exc})")
+        except ProtocolError as exc:
+            ended = "protocol error"
+            self.fail(str(exc))
+        except TimeoutError:
+            ended = "idle timeout"
+            self.fail(f"Gadgetron sent nothing for {self.settings.limits.idle_timeout_s:g} s (idle timeout)")
+        except OSError as exc:
+            ended = self._disconnected(f"({exc})")
+        except Exception as exc:
+            self._log(logging.ERROR, "internal error: %s", exc)
+            log.debug("internal error", exc_info=True)
+            ended = "internal error"
+            self.fail(f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._finish()
+        self._log(logging.INFO, "pipeline %s: %d items in, %d images out, %.2f s, ended by %s%s",
+                  self.pipeline or "-", self.items, self.images_sent, time.monotonic() - self.started,
+                  ended, f"; error: {self.failure}" if self.failure else "")
+
+    def _disconnected(self, how: str) -> str:
+        self.peer_gone = True
+        if self.failure is None:
+            self._log(logging.ERROR, "Gadgetron %s disconnected mid-stream %s after %d data items, without a "
+                      "close message; pipeline %s stopped, no more images sent", self.peer, how, self.items,
+                      self.pipeline or "-")
+        if self.worker is not None:
+            self.worker.stop()
+        return "disconnect"
+
+    def _read_all(self) -> str:
+        reader = ExternalReader(self._rfile, self.settings.limits.max_message_bytes)
+        while True:
+            msg = reader.next()
+            if msg is None:
+                if self.failure is not None:
+                    return "disconnect after the error"
+                return self._disconnected("between messages")
+            if msg.id == MessageId.CLOSE:
+                return "close"
+            if self.failure is None:
+                self._handle(msg)
+            elif msg.is_data:
+                self.items += 1  # after a failure: read on until Gadgetron's close
+
+    def _handle(self, msg: Message) -> None:
+        if msg.id == MessageId.CONFIG_TEXT:
+            self._configuration(msg.text)
+        elif msg.id == MessageId.HEADER:
+            self._header(msg.text)
+        elif msg.id == MessageId.TEXT:
+            self._text(msg.text)
+        elif msg.is_data:
+            self._data(msg)
+        else:
+            self.fail(f"unexpected {MessageId(msg.id).name.lower()} message from Gadgetron; "
+                      f"this external gadget takes a configuration, a header and {ACCEPTED}")
+
+    def _configuration(self, text: str) -> None:
+        if self.configured or self.header_xml is not None:
+            self.fail("a second configuration, or one after the header; Gadgetron sends one, first")
+            return
+        self.configured = True
+        self.parameters.update(parse_configuration(text))
+        self._log(logging.INFO, "configuration properties: %s", ", ".join(sorted(self.parameters)) or "(none)")
+
+    def _text(self, text: str) -> None:
+        params = parse_parameters(text)
+        if params is None or self.worker is not None:
+            self._log(logging.INFO, "text from Gadgetron (not used): %s", text[:200])
+        else:
+            self.parameters.update(params)
+
+    def _header(self, xml: str) -> None:
+        if self.header_xml is not None:
+            self.fail("a second MRD header; one connection carries one scan")
+            return
+        self.header_xml = xml
+        try:
+            parse_header(xml)
+        except ProtocolError as exc:
+            self.fail(str(exc))
+            return
+        self._start_pipeline()
+
+    def _start_pipeline(self) -> None:
+        name = self.parameters.get("pipeline")
+        if name is not None and not isinstance(name, str):
+            self.fail(f"the pipeline property must be a name, got {name!r}")
+            return
+        name = name or config_override(self.parameters) or self.default_pipeline
+        try:
+            spec = get(name)
+        except UnknownPipelineError as exc:
+            self.fail(str(exc))
+            return
+        self.pipeline = spec.name
+        parameters = {k: v for k, v in self.parameters.items() if k != "pipeline"}
+        self._log(logging.INFO, "pipeline %r", spec.name)
+        limits = self.settings.limits
+        assert self.header_xml is not None
+        self.worker = Worker(spec.name, self.header_xml, parameters, self.settings.pipeline_modules,
+                             limits.memory_limit_bytes, limits.pipeline_timeout_s, self.settings.worker_threads())
+        self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
+        self._relay.start()
+
+    def _data(self, msg: Message) -> None:
+        self.items += 1
+        if self.header_xml is None:
+            self.fail(f"{MessageId(msg.id).name.lower()} before the MRD header")
+            return
+        if self.worker is None:  # the header failed: already reported
+            return
+        try:
+            self.worker.send(msg.wire)
+        except OSError:
+            pass  # the worker died or was stopped: the relay reports why
+
+    def _relay_results(self) -> None:
+        assert self.worker is not None
+        for tag, payload in self.worker.results():
+            if tag == "I":
+                self._send(payload)
+                self.images_sent += 1
+            elif tag == "T":  # Gadgetron takes no text messages from an external gadget
+                self._log(logging.INFO, "pipeline text: %s", payload.decode("utf-8", "replace"))
+            elif tag == "L":
+                level, _, text = payload.decode("utf-8", "replace").partition("\t")
+                self._log(int(level), "pipeline: %s", text)
+            elif tag == "E" and not self.peer_gone:
+                self.fail(payload.decode("utf-8", "replace"))
+
+    def _finish(self) -> None:
+        if self.worker is not None:
+            self.worker.end_input()
+            assert self._relay is not None
+            self._relay.join()
+            self.worker.close()
+        self._send(close_message())
+        self._rfile.close()
+        drain_and_close(self.sock)

@@ -1,0 +1,44 @@
+"""The external gadget driven as Gadgetron drives it returns exactly the images the MRD server
+returns for the same data (Debian's C++ Shepp-Logan generator as an independent source)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gadgetron_peer import opening, run_chain
+
+from server.client import open_mrd, send_file
+from server.limits import Settings
+from server.listener import Server
+
+pytestmark = [pytest.mark.needs_ismrmrd_tools]
+
+
+def test_images_equal_those_of_the_mrd_server(gadget, shepp_logan, tmp_path):
+    server = Server(Settings(port=0, data_dir=tmp_path / "journal", pipeline_threads=1)).start()
+    try:
+        reference = send_file(shepp_logan, host=server.address[0], port=server.address[1],
+                              config="cartesian", progress=False)
+    finally:
+        server.stop()
+    assert reference.closed and not reference.errors and reference.images
+
+    mrd = open_mrd(shepp_logan)
+    answer = run_chain(gadget.address, opening({"pipeline": "cartesian"}, mrd.header_xml), mrd.items)
+
+    assert answer.closed and answer.errors == [] and answer.illegal is None
+    assert len(answer.images) == len(reference.images)
+    for ours, theirs in zip(answer.images, reference.images, strict=True):
+        assert bytes(ours.getHead()) == bytes(theirs.getHead())
+        assert ours.data.dtype == theirs.data.dtype and np.array_equal(ours.data, theirs.data)
+        assert ours.attribute_string == theirs.attribute_string
+    assert answer.images[0].data.max() > 0  # an image, not an empty frame
+
+
+def test_properties_are_the_pipelines_parameters(gadget, shepp_logan):
+    """``output=float`` reaches the Cartesian pipeline as its JSON parameter does."""
+    mrd = open_mrd(shepp_logan)
+    answer = run_chain(gadget.address, opening({"pipeline": "cartesian", "output": "float"}, mrd.header_xml),
+                       mrd.items)
+    assert answer.closed and answer.errors == []
+    assert answer.images and all(image.data.dtype == np.float32 for image in answer.images)
