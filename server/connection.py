@@ -245,6 +245,8 @@ class Connection:
                 and self.checker is not None):
             self._start_pipeline()  # a scan without data still gets its pipeline's answer
         if self.worker is not None:
+            if self.client_gone:
+                self.worker.stop()  # nobody to send images to
             self.worker.end_input()
             assert self._relay is not None
             self._relay.join()
