@@ -267,13 +267,11 @@ def to_sequence(seq: pp.Sequence, rotations: dict[int, np.ndarray] | None = None
             fov = (*fov, float(definitions.get("SliceThickness", 5e-3)))
     if len(fov) != 3 or any(f <= 0 for f in fov):
         raise PulseqReadError(f"FOV must be three positive lengths in metres, got {fov}")
-    if len(tl.adc_time) == 0:
-        raise PulseqReadError("the file has no ADC event; the sequence model needs at least one sample")
     excited = tl.rf_time
     starts = list(excited)
     flips, phases, kinds = list(tl.rf_flip), list(tl.rf_phase), list(tl.rf_kind)
     lead_in = float(excited[0]) if len(excited) else 0.0
-    if len(excited) == 0 or tl.adc_time[0] < excited[0]:
+    if len(excited) == 0 or (len(tl.adc_time) and tl.adc_time[0] < excited[0]):
         starts.insert(0, 0.0)
         flips.insert(0, 0.0)
         phases.insert(0, 0.0)

@@ -140,6 +140,20 @@ def test_rotations_extension_is_applied_where_pypulseq_fails(tmp_path):
     assert imported.n_blocks == import_seq(tmp_path / "plain.seq").n_blocks
 
 
+@pytest.mark.filterwarnings("ignore:File version 1.5.1 is higher")
+def test_matlab_rotations_file_rotates_each_spoke():
+    """The Pulseq project's own v1.5.1 ROTATIONS output: one trapezoid rotated per block."""
+    with pytest.raises(ValueError, match="Unknown section code: extension ROTATIONS"):
+        pp.Sequence().read(str(DATA / "radial_rotations_matlab.seq"))
+    imported = import_seq(DATA / "radial_rotations_matlab.seq", fov=(1.0, 1.0, 1.0))
+    assert imported.rotated_blocks == 6 and imported.n_blocks == 12
+    moments = imported.sequence.moment.sum(1).numpy()  # 1/m, one spoke per repetition
+    area = 1.69492e6 * (240 + 350) * 1e-6  # the trapezoid's area along its logical x axis
+    angles = np.radians([0, 30, 45, 60, 90, 0])
+    expected = area * np.stack([np.cos(angles), np.sin(angles), np.zeros(6)], axis=1)
+    np.testing.assert_allclose(moments, expected, atol=1e-3 * area)
+
+
 def test_bad_files_are_refused_with_a_reason(tmp_path):
     with pytest.raises(PulseqReadError, match="no such Pulseq file"):
         import_seq(tmp_path / "missing.seq")
