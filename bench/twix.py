@@ -12,8 +12,9 @@ Peer: twixtools ``read_twix`` + ``map_twix`` (oversampling removed by twixtools)
 centred 2D inverse FFT + root-sum-of-squares, images in memory.
 
 Throughput is MB of raw samples (complex64, all channels) per second; times are medians of
-``--repeats`` runs; the ratio is peer time / our time (above 1: ours is faster). torch runs
-on ``--threads`` threads (default 1). Run: ``.venv/bin/python bench/twix.py [--slices 1 16]``.
+``--repeats`` rounds in which the four runs take turns; the ratio is peer time / our time
+(above 1: ours is faster). torch runs on ``--threads`` threads (default 1).
+Run: ``.venv/bin/python bench/twix.py [--slices 1 16] [--repeats 7]``.
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ GRE = Path(__file__).resolve().parents[1] / "tests" / "data" / "twix" / "gre.dat
 FLOAT = {"output": "float", "scale": 1.0}
 
 
-def median_time(run: Callable[[], object], repeats: int) -> float:
-    times = []
+def median_times(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each run; the runs take turns, so that load drifts hit all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def multislice_copy(source: Path, slices: int, folder: Path) -> Path:
@@ -93,12 +96,12 @@ def bench(path: Path, repeats: int, scratch: Path) -> dict[str, float]:
     def convert_and_recon() -> object:
         return reconstruct_file(convert(), "cartesian", FLOAT)
 
-    times = {
-        "convert": median_time(convert, repeats),
-        "convert + recon": median_time(convert_and_recon, repeats),
-        "recon from .dat": median_time(lambda: reconstruct_images(path, "cartesian", FLOAT), repeats),
-        "twixtools + numpy": median_time(lambda: twixtools_recon(path), repeats),
-    }
+    times = median_times({
+        "convert": convert,
+        "convert + recon": convert_and_recon,
+        "recon from .dat": lambda: reconstruct_images(path, "cartesian", FLOAT),
+        "twixtools + numpy": lambda: twixtools_recon(path),
+    }, repeats)
     ours = reconstruct_images(path, "cartesian", FLOAT)[0]
     peer = twixtools_recon(path)
     ours_stack = np.stack([im.data[0, 0] for im in sorted(ours, key=lambda im: im.slice)]) / np.sqrt(2)

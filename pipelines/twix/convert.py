@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import ismrmrd
+import numpy as np
 
 from pipelines.twix.acquisitions import (
-    GeometryLookup,
+    acquisition_headers,
+    header_table,
     loop_flags,
+    mrd_bit,
     sample_time_us,
     siemens_flags,
-    to_acquisition,
 )
 from pipelines.twix.header import build_header
 from pipelines.twix.mrd_writer import write_raw_file
@@ -40,11 +42,16 @@ def _is_payload(mdb: Any) -> bool:
 
 @dataclass
 class _Part:
-    """Readouts of one measurement that go into the stream, with that measurement's protocol."""
+    """Readouts of one measurement that go into the stream, with their MRD acquisition headers."""
 
-    prot: Protocol
     mdbs: list[Any]
-    flags: list[list[int]]
+    heads: np.ndarray
+
+    @classmethod
+    def build(cls, prot: Protocol, mdbs: list[Any], extra_flags: np.ndarray | None = None) -> _Part:
+        table = header_table(mdbs)
+        flags = siemens_flags(table) | (extra_flags if extra_flags is not None else np.uint64(0))
+        return cls(mdbs, acquisition_headers(table, flags, sample_time_us(prot), prot))
 
 
 @dataclass
@@ -59,7 +66,8 @@ class TwixMeasurement:
 
     @property
     def noise_count(self) -> int:
-        return sum(ismrmrd.ACQ_IS_NOISE_MEASUREMENT in f for part in self.parts for f in part.flags)
+        noise = mrd_bit(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
+        return sum(int(np.count_nonzero(part.heads["flags"] & noise)) for part in self.parts)
 
     def __len__(self) -> int:
         return sum(len(part.mdbs) for part in self.parts)
@@ -68,11 +76,9 @@ class TwixMeasurement:
         """The MRD acquisitions in stream order (noise first), read from the file as they are yielded."""
         with open(self.path, "rb") as handle:
             for part in self.parts:
-                dwell = sample_time_us(part.prot)
-                geometry = GeometryLookup(part.prot)
-                for mdb, flags in zip(part.mdbs, part.flags, strict=True):
+                for mdb, head in zip(part.mdbs, part.heads, strict=True):
                     mdb.fid = handle  # twixtools reopens the file per readout unless given an open one
-                    yield to_acquisition(mdb, mdb.data, flags, dwell, geometry)
+                    yield ismrmrd.Acquisition(head=head.tobytes(), data=np.ascontiguousarray(mdb.data))
 
 
 def _noise_part(path: Path, index: int, scan: dict[str, Any], channels: int) -> _Part | None:
@@ -87,7 +93,7 @@ def _noise_part(path: Path, index: int, scan: dict[str, Any], channels: int) -> 
         log.warning("%s: measurement %d: noise readouts have other channels than the image scan (%d); "
                     "not used", path, index, channels)
         return None
-    return _Part(Protocol(scan["hdr"], path), noise, [siemens_flags(m) for m in noise])
+    return _Part.build(Protocol(scan["hdr"], path), noise)
 
 
 def load_twix(path: str | os.PathLike[str]) -> TwixMeasurement:
@@ -103,11 +109,12 @@ def load_twix(path: str | os.PathLike[str]) -> TwixMeasurement:
 
     parts = [p for k, s in enumerate(twix.scans[:-1]) if (p := _noise_part(twix.path, k, s, channels))]
     if own_noise:
-        parts.append(_Part(prot, own_noise, [siemens_flags(m) for m in own_noise]))
-    data_flags = [siemens_flags(m) + extra for m, extra in zip(data, loop_flags(data), strict=True)]
-    if not any(ismrmrd.ACQ_LAST_IN_MEASUREMENT in f for f in data_flags):
-        data_flags[-1].append(ismrmrd.ACQ_LAST_IN_MEASUREMENT)
-    parts.append(_Part(prot, data, data_flags))
+        parts.append(_Part.build(prot, own_noise))
+    extra = loop_flags(header_table(data), np.array([m.is_image_scan() for m in data]))
+    last = mrd_bit(ismrmrd.ACQ_LAST_IN_MEASUREMENT)
+    if not any(m.is_flag_set("LASTSCANINMEAS") for m in data):
+        extra[-1] |= last
+    parts.append(_Part.build(prot, data, extra))
     raw = sum(8 * int(m.mdh.SamplesInScan) * int(m.mdh.UsedChannels) for part in parts for m in part.mdbs)
     measurement = TwixMeasurement(twix.path, header, parts, raw)
     log.info("%s: %d acquisitions (%d noise), %d channels, encoded matrix %s", twix.path, len(measurement),

@@ -18,26 +18,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-Directions = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+def directions_from_quaternions(quaternions: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(read, phase, slice) unit vectors ``[n, 3]`` from readout quaternions ``[n, 4]``, and which
+    quaternions are rotations at all (``valid [n]``; zero quaternions, as on noise readouts, are not).
+    """
+    q = np.asarray(quaternions, dtype=float).reshape(-1, 4)
+    norm = np.linalg.norm(q, axis=1)
+    valid = (norm > 0.9) & (norm < 1.1)
+    w, x, y, z = (q / np.where(valid, norm, 1.0)[:, None]).T
+    phase = np.stack([1 - 2 * (y * y + z * z), 2 * (x * y + z * w), 2 * (x * z - y * w)], axis=1)
+    read = np.stack([2 * (x * y - z * w), 1 - 2 * (x * x + z * z), 2 * (y * z + x * w)], axis=1)
+    normal = np.stack([2 * (x * z + y * w), 2 * (y * z - x * w), 1 - 2 * (x * x + y * y)], axis=1)
+    return read, phase, normal, valid
 
 
-def directions_from_quaternion(quaternion: Sequence[float]) -> Directions | None:
-    """(read, phase, slice) unit vectors from a readout's quaternion; None if it is not a rotation."""
-    w, x, y, z = (float(q) for q in quaternion)
-    norm = math.sqrt(w * w + x * x + y * y + z * z)
-    if not 0.9 < norm < 1.1:
-        return None
-    w, x, y, z = w / norm, x / norm, y / norm, z / norm
-    rotation = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-    phase, read, normal = rotation[:, 0], rotation[:, 1], rotation[:, 2]
-    return read, phase, normal
-
-
-def directions_from_slice(normal: Sequence[float], inplane_rotation_rad: float = 0.0) -> Directions:
+def directions_from_slice(normal: Sequence[float], inplane_rotation_rad: float = 0.0
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(read, phase, slice) unit vectors from a slice normal (sag, cor, tra) and in-plane rotation.
 
     The default phase direction lies in the slice plane, as the scanner's slice positioning

@@ -15,6 +15,7 @@ from typing import Any
 
 import ismrmrd
 
+from pipelines.twix.acquisitions import header_table
 from pipelines.twix.protocol import Protocol
 from pipelines.twix.reader import TwixError
 
@@ -76,9 +77,10 @@ def _encoding(prot: Protocol, data_mdbs: list[Any], refscan: bool, embedded: boo
     slice_os = 1.0 + (prot.number("MeasYaps.sKSpace.dSliceOversamplingForDialog") or 0.0)
     is_3d = prot.number("MeasYaps.sKSpace.ucDimension", 2.0) == 4
 
-    samples = max(int(m.mdh.SamplesInScan) for m in data_mdbs)
+    table = header_table(data_mdbs)
+    samples = int(table["SamplesInScan"].max())
     enc_x = max(round(base * readout_os), samples)
-    counters = {name: [int(getattr(m.mdh.Counter, key)) for m in data_mdbs]
+    counters = {name: table["Counter"][key].tolist()
                 for name, key in LIMIT_COUNTERS.items()}
     enc_y = int(prot.number("Meas.iNoOfFourierLines") or round(lines * phase_os))
     enc_y = max(enc_y, max(counters["kspace_encoding_step_1"]) + 1)

@@ -19,8 +19,10 @@ import twixtools
 from pipelines.image_files import read_images_h5
 from pipelines.offline import reconstruct_file
 from pipelines.reprocess import reprocess
-from pipelines.twix import convert_twix, load_twix
-from pipelines.twix.geometry import directions_from_quaternion, directions_from_slice
+from pipelines.twix import convert_twix
+from pipelines.twix.geometry import directions_from_quaternions, directions_from_slice
+from pipelines.twix.protocol import Protocol
+from pipelines.twix.reader import read_twix_file
 
 GRE = Path(__file__).parent.parent / "data" / "twix" / "gre.dat"
 FLOAT = {"output": "float", "scale": 1.0}
@@ -118,13 +120,13 @@ def test_header_of_the_real_file(converted):
 
 
 def test_quaternion_and_slice_array_agree_on_the_real_file():
-    measurement = load_twix(GRE)
-    mdb = measurement.parts[-1].mdbs[0]
-    quat = directions_from_quaternion(mdb.mdh.SliceData.Quaternion)
-    normal = measurement.parts[-1].prot.get("MeasYaps.sSliceArray.asSlice.0.sNormal")
+    scan = read_twix_file(GRE).image_scan
+    *quat, valid = directions_from_quaternions(np.array([scan["mdb"][0].mdh.SliceData.Quaternion]))
+    assert valid.all()
+    normal = Protocol(scan["hdr"], GRE).get("MeasYaps.sSliceArray.asSlice.0.sNormal")
     array = directions_from_slice([normal.get(f"d{a}", 0.0) for a in ("Sag", "Cor", "Tra")])
     for from_quaternion, from_slice_array in zip(quat, array, strict=True):
-        np.testing.assert_allclose(from_quaternion, from_slice_array, atol=1e-6)
+        np.testing.assert_allclose(from_quaternion[0], from_slice_array, atol=1e-6)
 
 
 def test_the_image_is_upright(reprocessed, float_image):

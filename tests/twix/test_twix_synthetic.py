@@ -12,7 +12,7 @@ from pipelines.base import Context
 from pipelines.ops.prewhiten import noise_covariance
 from pipelines.stages.noise import prewhiten_stage
 from pipelines.twix import convert_twix, load_twix
-from pipelines.twix.acquisitions import COUNTERS, GeometryLookup, siemens_flags, to_acquisition
+from pipelines.twix.acquisitions import COUNTERS, acquisition_headers, header_table, siemens_flags
 from pipelines.twix.header import SIEMENS_RELATIVE_NOISE_BANDWIDTH
 from pipelines.twix.protocol import Protocol
 
@@ -164,13 +164,20 @@ def test_the_cartesian_pipeline_makes_one_image_per_slice_and_echo(synthetic, tm
         np.testing.assert_allclose(im.read_dir[:], tw.READ, atol=1e-6)
 
 
+def _converted(mdb, tmp_path) -> ismrmrd.Acquisition:
+    """One readout through the converter's header code, with the synthetic protocol."""
+    prot = Protocol({"MeasYaps": tw.parsed_yaps()}, tmp_path / "x.dat")
+    table = header_table([mdb])
+    (head,) = acquisition_headers(table, siemens_flags(table), 2.5, prot)
+    return ismrmrd.Acquisition(head=head.tobytes(), data=np.ascontiguousarray(mdb.data))
+
+
 def test_every_counter_of_one_readout_maps(tmp_path):
     counters = {"Lin": 3, "Par": 4, "Sli": 5, "Eco": 6, "Phs": 7, "Rep": 8, "Set": 9, "Seg": 10, "Ave": 11,
                 "Ida": 12, "Idb": 13, "Idc": 14, "Idd": 15, "Ide": 16}
     flags = ["PATREFSCAN", "REFLECT", "PHASESTABSCAN", "RTFEEDBACK", "LASTSCANINSLICE"]
     mdb = tw.make_mdb(np.ones((2, 8)), tw.Readout(counters, flags), tw.SLICE_POSITIONS[0])
-    prot = Protocol({"MeasYaps": tw.parsed_yaps()}, tmp_path / "x.dat")
-    acq = to_acquisition(mdb, mdb.data, siemens_flags(mdb), 2.5, GeometryLookup(prot))
+    acq = _converted(mdb, tmp_path)
     assert {name: getattr(acq.idx, name) for name in COUNTERS} == {
         "kspace_encode_step_1": 3, "kspace_encode_step_2": 4, "slice": 5, "contrast": 6, "phase": 7,
         "repetition": 8, "set": 9, "segment": 10, "average": 11}
@@ -178,17 +185,16 @@ def test_every_counter_of_one_readout_maps(tmp_path):
     assert {f for f in ALL_MRD_FLAGS if acq.is_flag_set(f)} == {
         ismrmrd.ACQ_IS_PARALLEL_CALIBRATION, ismrmrd.ACQ_IS_REVERSE, ismrmrd.ACQ_IS_PHASE_STABILIZATION,
         ismrmrd.ACQ_IS_RTFEEDBACK_DATA, ismrmrd.ACQ_LAST_IN_SLICE}
-    assert acq.sample_time_us == 2.5
+    assert acq.sample_time_us == 2.5 and acq.data.shape == (2, 8)
 
 
 def test_a_readout_without_quaternion_takes_the_slice_array_geometry(tmp_path):
-    mdb = tw.make_mdb(np.ones((2, 8)), tw.Readout({"Sli": 1}, ["NOISEADJSCAN"]), None)
-    prot = Protocol({"MeasYaps": tw.parsed_yaps()}, tmp_path / "x.dat")
-    position, (read, phase, normal) = GeometryLookup(prot)(mdb)
-    np.testing.assert_allclose(position, tw.SLICE_POSITIONS[1])
-    np.testing.assert_allclose(normal, tw.NORMAL, atol=1e-12)
-    assert abs(read @ normal) < 1e-12 and abs(phase @ normal) < 1e-12
-    np.testing.assert_allclose(np.cross(phase, read), normal, atol=1e-12)  # the quaternion's handedness
+    acq = _converted(tw.make_mdb(np.ones((2, 8)), tw.Readout({"Sli": 1}, ["NOISEADJSCAN"]), None), tmp_path)
+    read, phase, normal = (np.array(v[:]) for v in (acq.read_dir, acq.phase_dir, acq.slice_dir))
+    np.testing.assert_allclose(acq.position[:], tw.SLICE_POSITIONS[1])
+    np.testing.assert_allclose(normal, tw.NORMAL, atol=1e-6)
+    assert abs(read @ normal) < 1e-6 and abs(phase @ normal) < 1e-6
+    np.testing.assert_allclose(np.cross(phase, read), normal, atol=1e-6)  # the quaternion's handedness
 
 
 def test_a_vb_file_converts(tmp_path):
