@@ -10,8 +10,8 @@ import threading
 from pipelines import registry
 from server.connection import Connection
 from server.limits import Settings
+from server.processes import warm_up
 from server.protocol import close_message, serialized
-from server.worker import warm_up
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,8 @@
 """The pipeline worker: one process per connection, so that a pipeline that raises, hangs or
 eats memory ends only its own connection.
 
-Processes come from a ``forkserver`` that has imported the pipeline catalog once, so starting
-a worker is a fork of a clean single-threaded process (no locks of the server's threads
-inherited) that needs no imports. The worker limits its own address space (RLIMIT_AS) to what
-it had at start plus the configured memory limit.
+Processes come from the server's fork server (``server.processes``). The worker limits its
+own address space (RLIMIT_AS) to what it had at start plus the configured memory limit.
 
 Frames between server and worker (``multiprocessing`` pipes, one per direction):
 
@@ -17,30 +15,18 @@ from __future__ import annotations
 
 import io
 import logging
-import multiprocessing
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import ismrmrd
 
+from server.processes import CONTEXT, warm_up  # noqa: F401  (warm_up: server.gadgetron imports it here)
 from server.protocol import serialized
-
-_CONTEXT = multiprocessing.get_context("forkserver")
-_PRELOAD = ["pipelines.catalog"]
-_start_lock = threading.Lock()
-
-
-def warm_up(modules: tuple[str, ...] = ()) -> None:
-    """Start the fork server (imports the pipeline catalog once) before the first scan."""
-    with _start_lock:
-        _CONTEXT.set_forkserver_preload(_PRELOAD + list(modules))
-        from multiprocessing import forkserver
-        forkserver.ensure_running()
 
 
 class _PipeLogHandler(logging.Handler):
@@ -78,7 +64,7 @@ def _inputs(conn: Connection) -> Iterator[Any]:
 
 def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
           parameters: dict[str, Any], modules: tuple[str, ...], sys_path: list[str],
-          memory_limit_bytes: int, threads: int) -> None:
+          memory_limit_bytes: int, threads: int, bundle_store: str | None = None) -> None:
     """Worker process entry: run pipeline ``name`` over the inputs, report every result."""
     logger = logging.getLogger(f"pipelines.{name}")
     logger.handlers[:] = [_PipeLogHandler(outputs)]
@@ -101,7 +87,7 @@ def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
         spec = get(name)
         ctx = Context(header=parse_header(header_xml), parameters=parameters,
                       logger=logger, notify=lambda text: outputs.send_bytes(b"T" + text.encode()),
-                      pipeline_name=name)
+                      pipeline_name=name, bundle_store=Path(bundle_store) if bundle_store else None)
         _limit_memory(memory_limit_bytes)
         for item in spec.run(_inputs(inputs), ctx):
             if not isinstance(item, ismrmrd.Image):
@@ -132,15 +118,16 @@ class Worker:
     """
 
     def __init__(self, name: str, header_xml: str, parameters: dict[str, Any],
-                 modules: tuple[str, ...], memory_limit_bytes: int, timeout_s: float, threads: int):
+                 modules: tuple[str, ...], memory_limit_bytes: int, timeout_s: float, threads: int,
+                 bundle_store: Path | None = None):
         self.name = name
         self.timeout_s = timeout_s
-        in_recv, self._in_send = _CONTEXT.Pipe(duplex=False)
-        self._out_recv, out_send = _CONTEXT.Pipe(duplex=False)
-        self.process = _CONTEXT.Process(
+        in_recv, self._in_send = CONTEXT.Pipe(duplex=False)
+        self._out_recv, out_send = CONTEXT.Pipe(duplex=False)
+        self.process = CONTEXT.Process(
             target=_main, name=f"pipeline {name}", daemon=True,
             args=(in_recv, out_send, name, header_xml, parameters, modules, list(sys.path),
-                  memory_limit_bytes, threads))
+                  memory_limit_bytes, threads, str(bundle_store) if bundle_store else None))
         self.process.start()
         in_recv.close()
         out_send.close()

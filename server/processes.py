@@ -1,0 +1,28 @@
+"""Where the server's child processes come from: one ``forkserver`` for the whole server.
+
+The fork server imports the pipeline catalog once; each pipeline worker is then a fork of that
+clean, single-threaded process: it starts in milliseconds without imports and inherits no lock
+held by one of the server's threads.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+
+CONTEXT = multiprocessing.get_context("forkserver")
+_PRELOAD = ["pipelines.catalog", "server.worker"]
+_lock = threading.Lock()
+
+
+def warm_up(modules: tuple[str, ...] = ()) -> None:
+    """Start the fork server (with ``modules`` preloaded too) before the first connection."""
+    with _lock:
+        CONTEXT.set_forkserver_preload(_PRELOAD + list(modules))
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+        probe = CONTEXT.Process(target=os.getpid)  # returns once the preload imports are done
+        probe.start()
+        probe.join()
