@@ -17,6 +17,9 @@ import torch
 R2S_BOUNDS: tuple[float, float] = (0.0, 250.0)
 
 _TINY = 1e-12
+#: NLLS convergence: proposed steps below these (R2* in 1/s, S0 relative) end a voxel's fit.
+STEP_TOL_R2S = 1e-3
+STEP_TOL_REL = 1e-5
 
 
 def _flatten(
@@ -121,7 +124,8 @@ def fit_nlls(
 
     Each voxel has its own damping; a step is kept only if it lowers that voxel's cost, and R2*
     is projected onto ``r2s_bounds`` and S0 onto [0, inf) after each step. Starts from the
-    log-linear fit; stops early when every voxel's relative cost change is below 1e-7.
+    log-linear fit; a voxel is done when its proposed step is below ``STEP_TOL_R2S`` in R2* and
+    ``STEP_TOL_REL`` relative in S0, and the loop runs on the unfinished voxels only.
     """
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
@@ -132,8 +136,11 @@ def fit_nlls(
     def fit(y: torch.Tensor, t: torch.Tensor, ff: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         fac = torch.ones_like(y) if ff is None else ff
         s0, r2 = _loglinear(y, t, ff)
-        r2 = r2.clamp(lo, hi)
-        s0 = torch.nan_to_num(s0, nan=0.0, posinf=0.0).clamp_min(0.0)
+        out_s0 = torch.nan_to_num(s0, nan=0.0, posinf=0.0).clamp_min(0.0)
+        out_r2 = torch.nan_to_num(r2, nan=lo).clamp(lo, hi)
+        # the loop works on the voxels still moving; finished ones are written back and dropped
+        active = torch.arange(y.shape[1], device=y.device)
+        s0, r2 = out_s0.clone(), out_r2.clone()
 
         def cost(a: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
             return ((a * torch.exp(-r * t) * fac - y) ** 2).sum(0)
@@ -148,19 +155,30 @@ def fit_nlls(
             ga, gb = (basis * res).sum(0), (d_r2 * res).sum(0)
             haa, hbb = jaa * (1 + damping), jbb * (1 + damping)
             det = (haa * hbb - jab * jab).clamp_min(_TINY)
-            step_a = -(hbb * ga - jab * gb) / det
-            step_b = -(haa * gb - jab * ga) / det
-            new_s0 = (s0 + step_a).clamp_min(0.0)
-            new_r2 = (r2 + step_b).clamp(lo, hi)
+            new_s0 = (s0 - (hbb * ga - jab * gb) / det).clamp_min(0.0)
+            new_r2 = (r2 - (haa * gb - jab * ga) / det).clamp(lo, hi)
             new_cost = cost(new_s0, new_r2)
             better = new_cost < current
-            change = (current - new_cost).abs() / current.clamp_min(_TINY)
+            small = ((new_r2 - r2).abs() < STEP_TOL_R2S) & ((new_s0 - s0).abs() <= STEP_TOL_REL * s0 + _TINY)
             s0 = torch.where(better, new_s0, s0)
             r2 = torch.where(better, new_r2, r2)
             current = torch.where(better, new_cost, current)
             damping = torch.where(better, damping * 0.3, damping * 10.0).clamp(1e-9, 1e9)
-            if bool(((change < 1e-7) | (damping >= 1e9)).all()):
-                break
-        return s0, r2
+            done = small | (damping >= 1e9)
+            if bool(done.any()):
+                out_s0[active[done]], out_r2[active[done]] = s0[done], r2[done]
+                keep = ~done
+                active, s0, r2, current, damping = (
+                    active[keep],
+                    s0[keep],
+                    r2[keep],
+                    current[keep],
+                    damping[keep],
+                )
+                y, fac = y[:, keep], fac[:, keep]
+                if active.numel() == 0:
+                    break
+        out_s0[active], out_r2[active] = s0, r2
+        return out_s0, out_r2
 
     return _chunked(fit, signal, te, f, chunk)

@@ -48,7 +48,7 @@ def _block(c_in: int, c_out: int, n: int, dropout: float) -> nn.Sequential:
     for i in range(n):
         layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1), nn.ReLU(inplace=True)]
         if dropout > 0:
-            layers.append(nn.Dropout2d(dropout))
+            layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 
