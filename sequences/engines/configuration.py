@@ -126,7 +126,7 @@ def _samples(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float) -> t
         groups = ((1.0, time[0], since_echo >= 0), (-1.0, time[-1], since_echo < 0))
     else:
         groups = ((0.0, time[0], torch.ones_like(since_echo, dtype=torch.bool)),)
-    summed = 0
+    summed = torch.zeros(time.shape[0], vox.pd.shape[0], dtype=f.dtype, device=f.device)  # no live state: 0
     for sign, t_ref, mask in groups:
         if not bool(mask.any()):
             continue
