@@ -21,7 +21,7 @@ from server.limits import MB, Limits, Settings
 from server.listener import Server
 from server.protocol import MessageId
 
-TEST_LIMITS = Limits(max_message_bytes=16 * MB, pipeline_timeout_s=3.0, memory_limit_bytes=512 * MB,
+TEST_LIMITS = Limits(max_message_bytes=16 * MB, pipeline_timeout_s=8.0, memory_limit_bytes=512 * MB,
                      max_connections=16, idle_timeout_s=30.0)
 
 
