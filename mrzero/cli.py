@@ -15,6 +15,7 @@ import sys
 #: Subcommand modules under ``mrzero.commands``, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "serve",
+    "gadgetron_external",
     "send",
     "demo",
     "pipelines",

@@ -48,10 +48,22 @@ class _Part:
     heads: np.ndarray
 
     @classmethod
-    def build(cls, prot: Protocol, mdbs: list[Any], extra_flags: np.ndarray | None = None) -> _Part:
+    def build(cls, prot: Protocol, mdbs: list[Any], image_scan: bool = False) -> _Part:
+        """Headers of ``mdbs``; for the image scan's readouts also the loop flags and, if the file
+        does not mark it, ``ACQ_LAST_IN_MEASUREMENT`` on the last readout."""
         table = header_table(mdbs)
-        flags = siemens_flags(table) | (extra_flags if extra_flags is not None else np.uint64(0))
+        flags = siemens_flags(table)
+        if image_scan:
+            flags |= loop_flags(table, np.array([m.is_image_scan() for m in mdbs]))
+            last = mrd_bit(ismrmrd.ACQ_LAST_IN_MEASUREMENT)
+            if not (flags & last).any():
+                flags[-1] |= last
         return cls(mdbs, acquisition_headers(table, flags, sample_time_us(prot), prot))
+
+    @property
+    def raw_bytes(self) -> int:
+        samples = self.heads["number_of_samples"].astype(np.int64) * self.heads["active_channels"]
+        return int(8 * samples.sum())  # complex64
 
 
 @dataclass
@@ -110,13 +122,8 @@ def load_twix(path: str | os.PathLike[str]) -> TwixMeasurement:
     parts = [p for k, s in enumerate(twix.scans[:-1]) if (p := _noise_part(twix.path, k, s, channels))]
     if own_noise:
         parts.append(_Part.build(prot, own_noise))
-    extra = loop_flags(header_table(data), np.array([m.is_image_scan() for m in data]))
-    last = mrd_bit(ismrmrd.ACQ_LAST_IN_MEASUREMENT)
-    if not any(m.is_flag_set("LASTSCANINMEAS") for m in data):
-        extra[-1] |= last
-    parts.append(_Part.build(prot, data, extra))
-    raw = sum(8 * int(m.mdh.SamplesInScan) * int(m.mdh.UsedChannels) for part in parts for m in part.mdbs)
-    measurement = TwixMeasurement(twix.path, header, parts, raw)
+    parts.append(_Part.build(prot, data, image_scan=True))
+    measurement = TwixMeasurement(twix.path, header, parts, sum(part.raw_bytes for part in parts))
     log.info("%s: %d acquisitions (%d noise), %d channels, encoded matrix %s", twix.path, len(measurement),
              measurement.noise_count, channels, header.encoding[0].encodedSpace.matrixSize)
     return measurement
