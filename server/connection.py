@@ -54,7 +54,8 @@ class Connection:
         self.limits = settings.limits
         self.id = f"c{number:05d}"
         self.log = _Prefixed(log, {"id": self.id})
-        self._rfile = sock.makefile("rb", buffering=1 << 20)
+        # 64 KiB: small messages are read in batches, large bodies go straight into their buffer
+        self._rfile = sock.makefile("rb", buffering=1 << 16)
         self._send_lock = threading.Lock()
         self._fail_lock = threading.Lock()
         self.client_gone = False
