@@ -91,7 +91,8 @@ class ExternalSession:
                 self.sock.sendall(wire)
         except OSError as exc:
             self.peer_gone = True
-            self._log(logging.ERROR, "Gadgetron %s gone while sending: %s; stopping the pipeline", self.peer, exc)
+            self._log(logging.ERROR, "Gadgetron %s gone while sending: %s; stopping the pipeline",
+                      self.peer, exc)
             if self.worker is not None:
                 self.worker.stop()
 
@@ -177,7 +178,8 @@ class ExternalSession:
             return
         self.configured = True
         self.parameters.update(parse_configuration(text))
-        self._log(logging.INFO, "configuration properties: %s", ", ".join(sorted(self.parameters)) or "(none)")
+        self._log(logging.INFO, "configuration properties: %s",
+                  ", ".join(sorted(self.parameters)) or "(none)")
 
     def _text(self, text: str) -> None:
         params = parse_parameters(text)
@@ -215,7 +217,8 @@ class ExternalSession:
         limits = self.settings.limits
         assert self.header_xml is not None
         self.worker = Worker(spec.name, self.header_xml, parameters, self.settings.pipeline_modules,
-                             limits.memory_limit_bytes, limits.pipeline_timeout_s, self.settings.worker_threads())
+                             limits.memory_limit_bytes, limits.pipeline_timeout_s,
+                             self.settings.worker_threads())
         self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
         self._relay.start()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import struct
+import warnings
 import xml.etree.ElementTree as ElementTree
 from collections import deque
 from typing import Any, BinaryIO
@@ -46,6 +47,10 @@ ACCEPTED = ("acquisitions (1008), waveforms (1026), images (1022) and image arra
 _MRD_IDS = frozenset({MessageId.CONFIG_FILE, MessageId.CONFIG_TEXT, MessageId.HEADER, MessageId.CLOSE,
                       MessageId.TEXT, MessageId.ACQUISITION, MessageId.WAVEFORM, MessageId.IMAGE})
 _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+# gadgetron's image-array reader puts ctypes headers in an object array; numpy warns that it
+# guesses their buffer format, which it never uses there.
+warnings.filterwarnings("ignore", message="A builtin ctypes object gave a PEP3118", category=RuntimeWarning)
 
 
 def error_message(text: str) -> bytes:
