@@ -160,11 +160,13 @@ def reprocess(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], p
     """Reconstruct a raw file, or every raw file below a folder, into ``out_dir``."""
     source, out_dir = Path(source), Path(out_dir)
     registry.get(pipeline)  # an unknown pipeline fails before any file is touched
-    files = find_inputs(source)
+    inside_output = out_dir.resolve()  # a rerun must not take earlier outputs for inputs
+    files = [f for f in find_inputs(source) if inside_output not in f.resolve().parents]
     if not files:
         raise FileNotFoundError(f"{source}: no {' or '.join(RAW_SUFFIXES)} files below this folder")
     summary = Summary()
-    bar = tqdm(list(zip(files, _output_names(files, source), strict=True)), desc="reprocessing", unit="file",
+    bar = tqdm(list(zip(files, _output_names(files, source), strict=True)), desc="reprocessing",
+               unit="file",
                disable=not progress or len(files) < 2)
     for path, name in bar:
         bar.set_postfix_str(path.name)

@@ -9,6 +9,7 @@ import pytest
 import twix_writer as tw
 
 from mrzero.cli import main
+from pipelines.image_files import read_images_h5
 from pipelines.reprocess import reprocess
 from pipelines.twix import TwixError, convert_twix
 
@@ -76,23 +77,31 @@ def test_an_existing_output_is_not_replaced_without_asking(tmp_path):
     assert out.read_bytes() == b"keep me"
 
 
-def test_a_folder_run_continues_past_bad_files_and_summarises(bad_folder, tmp_path, capsys):
+def test_a_folder_run_continues_past_bad_files_and_summarises(bad_folder, capsys):
     folder, problems = bad_folder
     shutil.copy(GRE, folder / "gre.dat")
+    convert_twix(GRE, folder / "gre.h5")  # the same scan as MRD raw data
+    out = folder / "out"  # inside the input folder: a rerun must not read it
     try:
-        out = tmp_path / "out"
-        status = main(["recon", str(folder), "-o", str(out), "--no-progress"])
-        printed = capsys.readouterr().out
+        assert main(["recon", str(folder), "-o", str(out), "--no-progress"]) == 1  # some files failed
+        assert main(["recon", str(folder), "-o", str(out), "--no-progress", "--force"]) == 1
+        printed = capsys.readouterr().out.split("file(s) reconstructed")[-2:]
+        assert all(text.startswith(f", {len(problems)} failed") for text in printed)
+        report = printed[-1]
+        for name, words in problems.items():
+            line = next(line for line in report.splitlines() if f"{name}:" in line)
+            assert "FAILED" in line and words in line, line
+        assert sorted(p.name for p in out.iterdir()) == ["gre_dat", "gre_h5"]  # no failures' leftovers
+        for name in ("gre_dat", "gre_h5"):
+            assert (out / name / f"{name}_images.h5").is_file()
+            assert (out / name / f"{name}_s001.nii.gz").is_file()
+            assert list((out / name / "png").glob("*.png"))
+        (from_dat,), (from_h5,) = (read_images_h5(out / n / f"{n}_images.h5") for n in ("gre_dat", "gre_h5"))
+        np.testing.assert_array_equal(from_dat.data, from_h5.data)
     finally:
         (folder / "gre.dat").unlink()
-    assert status == 1  # some files failed
-    assert f"1 of {len(problems) + 1} file(s) reconstructed, {len(problems)} failed" in printed
-    for name, words in problems.items():
-        line = next(line for line in printed.splitlines() if f"{name}:" in line)
-        assert "FAILED" in line and words in line, line
-    assert sorted(p.name for p in out.iterdir()) == ["gre"]  # nothing of the failures, no temporary folders
-    assert (out / "gre" / "gre_images.h5").is_file() and (out / "gre" / "gre_s001.nii.gz").is_file()
-    assert list((out / "gre" / "png").glob("*.png"))
+        (folder / "gre.h5").unlink()
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def test_summary_of_a_run_in_python(bad_folder, tmp_path):
