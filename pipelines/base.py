@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ismrmrd
@@ -35,6 +36,9 @@ class Context:
     notify: Callable[[str], None] = lambda text: None
     #: Name the pipeline was selected by (after aliasing/overrides), for image meta and logs.
     pipeline_name: str = ""
+    #: The site's bundle store (``sequences/bundle.py``), where MRzero pipelines find a scan's
+    #: trajectory and head; chosen by the server's operator, never by a client. None: no store.
+    bundle_store: Path | None = None
 
 
 def chain(*stages: Stage) -> Stage:

@@ -99,11 +99,13 @@ def read_waveforms(path: str | Path, dataset: str = "dataset") -> Iterator[ismrm
 
 
 def reconstruct_file(path: str | Path, pipeline_name: str = "", parameters: dict[str, Any] | None = None,
-                     dataset: str = "dataset", progress: bool = False) -> list[ismrmrd.Image]:
-    """Run the registered pipeline ``pipeline_name`` (default pipeline if empty) over a file."""
+                     dataset: str = "dataset", progress: bool = False,
+                     bundle_store: str | Path | None = None) -> list[ismrmrd.Image]:
+    """Run the registered pipeline ``pipeline_name`` (default pipeline if empty) over a file;
+    ``bundle_store`` is where MRzero pipelines find the scan's bundle (as the server's ``--bundle-store``)."""
     spec = registry.get(pipeline_name)
     ctx = Context(header=read_header(path, dataset), parameters=dict(parameters or {}),
-                  pipeline_name=spec.name)
+                  pipeline_name=spec.name, bundle_store=Path(bundle_store) if bundle_store else None)
     images = list(spec.run(read_acquisitions(path, dataset, progress), ctx))
     log.info("%s: pipeline %s made %d images", path, spec.name, len(images))
     return images

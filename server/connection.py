@@ -222,7 +222,7 @@ class Connection:
         self.log.info("pipeline %r (config %r)", spec.name, name)
         self.worker = Worker(spec.name, self.header_xml, self.parameters, self.settings.pipeline_modules,
                              self.limits.memory_limit_bytes, self.limits.pipeline_timeout_s,
-                             self.settings.worker_threads())
+                             self.settings.worker_threads(), self.settings.bundle_store)
         self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
         self._relay.start()
         return True

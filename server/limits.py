@@ -42,6 +42,8 @@ class Settings:
     pipeline_threads: int = 0
     #: Extra modules (chosen by the site, never by a client) that register pipelines.
     pipeline_modules: tuple[str, ...] = ()
+    #: Deployed bundles (``mrzero deploy --store``) the MRzero pipelines look scans up in; None: none.
+    bundle_store: Path | None = None
     #: The journal writes a batch after this many items or this long after the batch's first item.
     journal_batch_items: int = 32
     journal_flush_interval_s: float = 0.05

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline-threads", type=int, default=0, metavar="N",
                    help="torch threads per pipeline worker; 0 = CPU cores / --max-connections, at least 1 "
                         "(default %(default)s)")
+    p.add_argument("--bundle-store", type=Path, default=None, metavar="STORE",
+                   help="bundle store (mrzero deploy --store) where the MRzero pipelines find a scan's "
+                        "trajectory and head by bundle name or Pulseq signature (default: none)")
     p.add_argument("--pipeline-module", action="append", default=[], metavar="MODULE",
                    help="extra Python module that registers site pipelines (repeatable)")
     p.set_defaults(func=run)
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
                     memory_limit_bytes=int(args.memory_limit_mb * MB), max_connections=args.max_connections,
                     idle_timeout_s=args.idle_timeout)
     settings = Settings(host=args.host, port=args.port, data_dir=args.data_dir, limits=limits,
-                        pipeline_modules=tuple(args.pipeline_module), pipeline_threads=args.pipeline_threads)
+                        pipeline_modules=tuple(args.pipeline_module), pipeline_threads=args.pipeline_threads,
+                        bundle_store=args.bundle_store)
     Server(settings).serve_forever()
     return 0
