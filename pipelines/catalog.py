@@ -2,3 +2,4 @@
 
 import pipelines.cartesian  # noqa: F401
 import pipelines.savedata  # noqa: F401
+import pipelines.mrzero.pipelines  # noqa: F401

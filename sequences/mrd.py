@@ -175,8 +175,12 @@ def _geometry(acq: ismrmrd.Acquisition) -> None:
 
 
 def acquisitions(seq: Sequence, signal: torch.Tensor, layout: ReadoutLayout | None = None,
-                 first_scan_counter: int = 0) -> Iterator[ismrmrd.Acquisition]:
-    """One ``ismrmrd.Acquisition`` per readout of ``seq`` from ``signal`` ``[coil, n_samples]``, in order."""
+                 first_scan_counter: int = 0, with_trajectory: bool = True) -> Iterator[ismrmrd.Acquisition]:
+    """One ``ismrmrd.Acquisition`` per readout of ``seq`` from ``signal`` ``[coil, n_samples]``, in order.
+
+    ``with_trajectory=False`` leaves out the trajectory arrays even off the Cartesian grid, as a
+    scanner running a Pulseq file does (the digital twin, ``sequences/twin.py``).
+    """
     layout = layout or layout_of(seq)
     if signal.ndim != 2 or signal.shape[1] != seq.n_samples:
         raise MRDExportError(f"signal must be [coil, {seq.n_samples}] for this sequence's ADC samples, "
@@ -198,7 +202,8 @@ def acquisitions(seq: Sequence, signal: torch.Tensor, layout: ReadoutLayout | No
         window = slice(r.first, r.first + r.n)
         acq = ismrmrd.Acquisition.from_array(
             np.ascontiguousarray(data[:, window]),
-            None if layout.trajectory == "cartesian" else np.ascontiguousarray(traj[window]))
+            None if layout.trajectory == "cartesian" or not with_trajectory
+            else np.ascontiguousarray(traj[window]))
         acq.idx.kspace_encode_step_1 = r.line
         acq.idx.contrast = r.contrast
         acq.idx.repetition = r.repetition

@@ -1,0 +1,54 @@
+"""Which deployed bundle a scan belongs to: by name (JSON parameters) or by Pulseq signature (header).
+
+The scanner's Pulseq interpreter (and the digital twin, ``sequences/twin.py``) writes the MD5
+signature of the ``.seq`` file it ran into the MRD header as the user parameter string
+``PulseqSignature``; FIRE users may instead name the bundle with the JSON parameter
+``{"bundle": "NAME"}``. A name wins over a signature; naming a bundle (or sending a signature)
+that the store does not hold is an error, because reconstructing such a scan with a guessed
+trajectory would return a wrong image without saying so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ismrmrd
+
+from pipelines.base import Context, PipelineError
+from sequences.bundle import BundleError, DeployedBundle, find_bundle
+
+#: Name of the MRD user parameter string that carries the Pulseq signature of the scanned file.
+SIGNATURE_PARAMETER = "PulseqSignature"
+
+
+def header_signature(header: ismrmrd.xsd.ismrmrdHeader) -> str | None:
+    """The ``PulseqSignature`` user parameter string of ``header``, or None."""
+    params = header.userParameters
+    for entry in (params.userParameterString if params is not None else []):
+        if entry.name == SIGNATURE_PARAMETER and entry.value:
+            return str(entry.value).strip()
+    return None
+
+
+def scan_bundle(ctx: Context) -> DeployedBundle | None:
+    """The bundle the scan names (JSON ``bundle``) or signs (header), or None if it does neither."""
+    name: Any = ctx.parameters.get("bundle")
+    if name is not None and not isinstance(name, str):
+        raise PipelineError(f"bundle must be a bundle name (text), got {name!r}")
+    signature = None if name else header_signature(ctx.header)
+    if not name and not signature:
+        return None
+    asked = f"bundle {name!r}" if name else f"Pulseq signature {signature}"
+    if ctx.bundle_store is None:
+        raise PipelineError(f"the scan asks for {asked}, but this server has no bundle store "
+                            "(start it with --bundle-store)")
+    try:
+        bundle = find_bundle(ctx.bundle_store, name=name or None, signature=signature)
+    except BundleError as exc:
+        raise PipelineError(str(exc)) from exc
+    if bundle is None:
+        raise PipelineError(f"no deployed bundle matches the scan's {asked} in the store "
+                            f"{ctx.bundle_store}; deploy it with 'mrzero deploy BUNDLE --store STORE'")
+    ctx.logger.info("scan uses bundle %s (signature %s, deployed %s)", bundle.name, bundle.signature,
+                    bundle.deployed_at)
+    return bundle

@@ -1,0 +1,106 @@
+"""Reconstructing gathered samples on any trajectory: the seed's adjoint or its iterative adjoint.
+
+``ReconSettings.from_context`` reads, in this order of precedence, the client's JSON parameters,
+the bundle's ``protocol.json`` ``recon`` section, and the pipeline's defaults:
+
+* ``method``: ``adjoint`` (``E^H W s``), ``iterative`` (the seed's gradient iteration) or ``cg``;
+* ``iterations`` (10) for the iterative methods; ``tikhonov`` (0) for ``cg``;
+* ``density``: ``"none"`` (the seed's plain adjoint, what MRzero training uses) or ``"pipe"``
+  (Pipe-Menon weights, which make a radial adjoint look like an image);
+* ``device``: torch device of the reconstruction (``cpu``, ``cuda``; default cuda when present).
+
+Each coil is reconstructed on its own (``pipelines.ops.reconstruct``); the stage yields one
+``ReconBuffer`` of coil images ``[coil, 1, ny, nx]`` per image, ready for the Cartesian
+pipeline's coil combination, scaling and output stages.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pipelines.base import Context, PipelineError
+from pipelines.mrzero.samples import ImageSamples
+from pipelines.ops.encoding import EncodingError
+from pipelines.ops.reconstruct import RECON_METHODS, reconstruct
+from pipelines.stages.buffer import ReconBuffer
+from sequences.bundle import DeployedBundle
+
+DENSITIES = ("none", "pipe")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d{1,2})?)$")
+#: Largest iteration count a client may ask for (bounds the work one scan can cause).
+MAX_ITERATIONS = 500
+
+
+def _integer(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PipelineError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ReconSettings:
+    method: str = "adjoint"
+    iterations: int = 10
+    tikhonov: float = 0.0
+    density: str = "none"
+    device: str = "cpu"
+
+    @classmethod
+    def from_context(cls, ctx: Context, bundle: DeployedBundle | None, method: str) -> ReconSettings:
+        """Settings for a pipeline whose default method is ``method`` (see the module docstring)."""
+        stored = bundle.protocol.get("recon", {}) if bundle is not None else {}
+        merged = {"method": method, **(stored if isinstance(stored, dict) else {}),
+                  **{k: v for k, v in ctx.parameters.items()
+                     if k in ("method", "iterations", "tikhonov", "density", "device")}}
+        if method == "adjoint":
+            merged["method"] = "adjoint"  # the adjoint pipeline is the adjoint, whatever a bundle says
+        elif merged["method"] == "adjoint":
+            merged["method"] = method
+        if merged["method"] not in RECON_METHODS:
+            raise PipelineError(f"method must be one of {', '.join(RECON_METHODS)}, got {merged['method']!r}")
+        density = merged.get("density") or "none"
+        if density not in DENSITIES:
+            raise PipelineError(f"density must be one of {', '.join(DENSITIES)}, got {density!r}")
+        tikhonov = merged.get("tikhonov", 0.0)
+        if isinstance(tikhonov, bool) or not isinstance(tikhonov, int | float) or not 0 <= tikhonov < 1e6:
+            raise PipelineError(f"tikhonov must be a number in [0, 1e6), got {tikhonov!r}")
+        device = str(merged.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if not _DEVICE.match(device):
+            raise PipelineError(f"device must be cpu or cuda[:N], got {device!r}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise PipelineError(f"device {device!r} asked for, but this server has no CUDA device")
+        return cls(merged["method"], _integer(merged.get("iterations", 10), "iterations", 1, MAX_ITERATIONS),
+                   float(tikhonov), density, device)
+
+
+def recon_stage(settings: ReconSettings):
+    """A stage: ``ImageSamples`` in, ``ReconBuffer`` of coil images ``[coil, 1, ny, nx]`` out."""
+
+    def run(items: Iterable[ImageSamples], ctx: Context) -> Iterator[ReconBuffer]:
+        for group in items:
+            signal, trajectory = group.stacked()
+            nx, ny, nz = group.geometry.recon_matrix
+            if nz != 1:
+                raise PipelineError(f"only 2D images are reconstructed here; the header's recon matrix is "
+                                    f"{nx} x {ny} x {nz}")
+            start = time.perf_counter()
+            try:
+                images = reconstruct(signal.to(settings.device), trajectory[:, :2].to(settings.device),
+                                     (ny, nx), method=settings.method, iterations=settings.iterations,
+                                     density=None if settings.density == "none" else settings.density,
+                                     tikhonov=settings.tikhonov)
+            except EncodingError as exc:
+                raise PipelineError(f"image {group.key[1:]}: {exc}") from exc
+            ctx.logger.info("image %s: %s reconstruction of %d samples x %d coils in %.3f s",
+                            group.key[1:], settings.method, signal.shape[1], signal.shape[0],
+                            time.perf_counter() - start)
+            assert group.reference is not None
+            yield ReconBuffer(images[:, None], group.reference, group.key[1:], group.encoding)
+
+    return run
