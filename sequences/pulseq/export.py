@@ -137,9 +137,25 @@ class _Readout:
     rep: int
     first: int
     last: int
-    moment: np.ndarray  # 1/m per event
+    moments: np.ndarray  # [n, 3] 1/m, one per event
     duration: float  # s per event (model)
     sample: int  # index of the first sample in the ADC order
+
+    @property
+    def moment(self) -> np.ndarray:
+        """The moment of the first event (of every event when ``uniform``)."""
+        return self.moments[0]
+
+    @property
+    def uniform(self) -> bool:
+        return bool(np.isclose(self.moments, self.moments[0], rtol=1e-6, atol=1e-9).all())
+
+    def uniform_runs(self) -> list[_Readout]:
+        """This readout split into runs of consecutive events with equal moments."""
+        same = np.isclose(self.moments[1:], self.moments[:-1], rtol=1e-6, atol=1e-9).all(-1)
+        cuts = [0, *(np.flatnonzero(~same) + 1).tolist(), len(self.moments)]
+        return [_Readout(self.rep, self.first + a, self.first + b - 1, self.moments[a:b], self.duration,
+                         self.sample + a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 class _Builder:
@@ -244,21 +260,97 @@ class _Builder:
         self.gap_where = f"rep {r}, after RF"
 
     def add_readout(self, ro: _Readout, phase: float, labels: list) -> None:
+        """One block per readout: a trapezoid for equal moments, a shaped gradient for learned ones
+        (one trapezoid block per run of equal moments where the shape cannot be realised)."""
+        self.pending_labels.extend(labels)
+        if ro.uniform:
+            self._trapezoid_readout(ro, phase)
+        elif not self._shaped_readout(ro, phase):
+            for run in ro.uniform_runs():
+                self._trapezoid_readout(run, phase)
+
+    def _dwell(self, ro: _Readout, where: str) -> float:
+        """The ADC dwell: the events' duration on the ADC raster (the option's for zero duration)."""
+        dwell = _round_to(ro.duration, self.limits.adc_raster_time)
+        if dwell <= 0:
+            dwell = _round_to(self.opts.dwell, self.limits.adc_raster_time)
+            n = ro.last - ro.first + 1
+            self.stretches.append(Stretch(where, needed=n * dwell, given=n * ro.duration))
+        return dwell
+
+    def _check_readout_amplitude(self, ro: _Readout, amp: np.ndarray) -> None:
+        """Refuse a readout whose moment per dwell needs more than ``max_grad``, naming the event."""
+        limits = self.limits
+        amp = np.atleast_2d(amp)
+        worst = np.unravel_index(int(np.argmax(np.abs(amp))), amp.shape)
+        peak = abs(float(amp[worst]))
+        if peak > limits.max_grad_hz * (1 + 1e-9):
+            raise ExportError(
+                f"rep {ro.rep}, event {ro.first + int(worst[0])} (readout of events {ro.first}-{ro.last}): "
+                f"readout gradient {peak / GAMMA_HZ_PER_T * 1e3:.2f} mT/m on "
+                f"{'xyz'[worst[-1]]} exceeds max_grad {limits.max_grad * 1e3:.2f} mT/m by "
+                f"{100 * (peak / limits.max_grad_hz - 1):.1f} %; lower the moment per sample "
+                "or lengthen the dwell")
+
+    def _shaped_readout(self, ro: _Readout, phase: float) -> bool:
+        """Learned readouts (a different moment per sample) as one extended trapezoid per axis.
+
+        Corners sit at the sample times ``t_i`` (value ``v_i``, the mean of the neighbouring
+        nominal amplitudes) and one ramp width ``w`` inside each dwell interval, with a plateau
+        ``p_i`` chosen so that the interval's area is exactly the event's moment:
+        ``p_i (d - w) + w (v_{i-1} + v_i) / 2 = m_i``. Needs the dwell on the gradient raster and
+        slew-feasible plateaus; returns False (nothing added) otherwise.
+        """
         limits, system = self.limits, self.system
         n = ro.last - ro.first + 1
         where = f"rep {ro.rep}, events {ro.first}-{ro.last} (readout, {n} samples)"
-        dwell = _round_to(ro.duration, limits.adc_raster_time)
-        if dwell <= 0:
-            dwell = _round_to(self.opts.dwell, limits.adc_raster_time)
-            self.stretches.append(Stretch(where, needed=n * dwell, given=n * ro.duration))
+        graster = limits.grad_raster_time
+        dwell = _round_to(ro.duration, graster)
+        if dwell < 2 * graster or not math.isclose(dwell, ro.duration, rel_tol=1e-6, abs_tol=1e-12):
+            return False
+        nominal = ro.moments / dwell  # Hz/m, [n, 3]
+        self._check_readout_amplitude(ro, nominal)
+        corners = np.concatenate([nominal[:1], (nominal[:-1] + nominal[1:]) / 2, nominal[-1:]])
+        for steps in range(1, int(round(dwell / graster)) // 2 + 1):
+            w = steps * graster
+            plateau = (ro.moments - w * (corners[:-1] + corners[1:]) / 2) / (dwell - w)
+            slew = np.maximum(np.abs(plateau - corners[:-1]), np.abs(corners[1:] - plateau)) / w
+            if slew.max() <= limits.max_slew_hz and np.abs(plateau).max() <= limits.max_grad_hz:
+                break
+        else:
+            return False
+        rise = _ceil_to(max(float(np.abs(corners[0]).max()) / limits.max_slew_hz, graster), graster)
+        fall = _ceil_to(max(float(np.abs(corners[-1]).max()) / limits.max_slew_hz, graster), graster)
+        lead = _ceil_to(max(limits.adc_dead_time - rise - dwell / 2, 0.0), graster)
+        start = lead + rise  # t_{-1}: where the first event's interval begins
+        sample_t = start + dwell * np.arange(n + 1)
+        inner = np.stack([sample_t[:-1] + w, sample_t[1:] - w, sample_t[1:]], axis=1).reshape(-1)
+        times = np.concatenate([[lead, start], inner, [sample_t[-1] + fall]])
+        middle = np.stack([plateau, plateau, corners[1:]], axis=1).reshape(-1, 3)
+        values = np.concatenate([np.zeros((1, 3)), corners[:1], middle, np.zeros((1, 3))])
+        keep = np.concatenate([[True], np.diff(times) > 1e-12])  # w = dwell / 2 leaves no plateau
+        times, values = np.round(times[keep] / graster) * graster, values[keep]
+        grads = [pp.make_extended_trapezoid(channel=ax, times=times, amplitudes=values[:, i], system=system)
+                 for i, ax in enumerate("xyz") if np.any(np.abs(ro.moments[:, i]) > AREA_EPS)]
+        adc_delay = _round_to(start + dwell / 2, limits.rf_raster_time)
+        adc = pp.make_adc(num_samples=n, dwell=dwell, delay=adc_delay, phase_offset=phase, system=system)
+        length = _ceil_to(max(times[-1], adc_delay + n * dwell + limits.adc_dead_time),
+                          limits.block_duration_raster)
+        ramp_up, ramp_down = corners[0] * rise / 2, corners[-1] * fall / 2
+        self.flush_gap(target_dt=-start, target_dk=-ramp_up)
+        self._add(where, *grads, adc, pp.make_delay(length))
+        self.dt += length - n * ro.duration
+        self.dk += ramp_up + ramp_down
+        self.gap_where = f"rep {ro.rep}, after event {ro.last}"
+        return True
+
+    def _trapezoid_readout(self, ro: _Readout, phase: float) -> None:
+        limits, system = self.limits, self.system
+        n = ro.last - ro.first + 1
+        where = f"rep {ro.rep}, events {ro.first}-{ro.last} (readout, {n} samples)"
+        dwell = self._dwell(ro, where)
         amp = ro.moment / dwell  # Hz/m
-        worst = int(np.argmax(np.abs(amp)))
-        if abs(amp[worst]) > limits.max_grad_hz * (1 + 1e-9):
-            raise ExportError(
-                f"{where}: readout gradient {abs(amp[worst]) / GAMMA_HZ_PER_T * 1e3:.2f} mT/m on "
-                f"{'xyz'[worst]} exceeds max_grad {limits.max_grad * 1e3:.2f} mT/m by "
-                f"{100 * (abs(amp[worst]) / limits.max_grad_hz - 1):.1f} %; lower the moment per sample "
-                "or lengthen the dwell")
+        self._check_readout_amplitude(ro, amp)
         graster = limits.grad_raster_time
         moving = bool(np.any(np.abs(ro.moment) > AREA_EPS))
         peak = float(np.max(np.abs(amp)))
@@ -281,7 +373,6 @@ class _Builder:
         before_adc = amp * (adc_delay - lead - rise) if moving else np.zeros(3)
         self.flush_gap(target_dt=dwell / 2 - adc_delay,
                        target_dk=ro.moment / 2 - ramp_area - before_adc)
-        self.pending_labels.extend(labels)
         self._add(where, *grads, adc, pp.make_delay(length))
         total = amp * (rise + flat) if moving else np.zeros(3)
         self.dt += length - n * ro.duration
@@ -290,18 +381,17 @@ class _Builder:
 
 
 def _readouts(moment_per_m: np.ndarray, duration: np.ndarray, adc: np.ndarray) -> list[_Readout]:
-    """Group each repetition's consecutive ADC events with equal moment and duration."""
+    """Group each repetition's consecutive ADC events of equal duration (the dwell)."""
     same = np.zeros_like(adc)  # event e continues the readout of event e - 1
     same[:, 1:] = (adc[:, 1:] & adc[:, :-1]
-                   & np.isclose(moment_per_m[:, 1:], moment_per_m[:, :-1], rtol=1e-6, atol=1e-9).all(-1)
                    & np.isclose(duration[:, 1:], duration[:, :-1], rtol=1e-6, atol=1e-12))
     ends_next = np.zeros_like(adc)
     ends_next[:, :-1] = same[:, 1:]
     starts = np.argwhere(adc & ~same)
     lasts = np.argwhere(adc & ~ends_next)
     samples = np.cumsum(adc.ravel()).reshape(adc.shape) - 1
-    return [_Readout(int(r), int(e), int(last), moment_per_m[r, e], float(duration[r, e]), int(samples[r, e]))
-            for (r, e), (_, last) in zip(starts, lasts, strict=True)]
+    return [_Readout(int(r), int(e), int(last), moment_per_m[r, e:last + 1], float(duration[r, e]),
+                     int(samples[r, e])) for (r, e), (_, last) in zip(starts, lasts, strict=True)]
 
 
 def _labels(seq: Sequence, groups: list[_Readout]) -> tuple[list[list], list]:

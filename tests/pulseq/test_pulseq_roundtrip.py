@@ -48,12 +48,20 @@ def test_builder_sequence_survives_the_file(tmp_path, builder, kwargs, shape):
 
 
 def test_a_modified_learned_sequence_survives_the_file(tmp_path):
-    """A 'learned' FLASH: random flips and shifted moments, as training leaves them."""
+    """A 'learned' FLASH as training leaves it: random flips, every event's moment perturbed
+    (so each readout has a different moment per sample and needs a shaped gradient)."""
     seq = BUILDERS["gre"](matrix=8)
     generator = torch.Generator().manual_seed(3)
     seq.flip = seq.flip * (1 + 2 * torch.rand(seq.n_rep, generator=generator))
-    seq.moment = seq.moment + 0.3 * torch.randn(seq.moment.shape, generator=generator) * (~seq.adc[..., None])
+    noise = torch.randn(seq.moment.shape, generator=generator)
+    scale = torch.where(seq.adc[..., None], 0.05, 0.3) * torch.tensor([1.0, 1.0, 0.0])
+    seq.moment = seq.moment + scale * noise
     result = export(seq, tmp_path / "learned.seq")
+    assert result.n_blocks == 4 * seq.n_rep and result.stretches == []  # RF, gap, readout, gap
+    written = pp.Sequence()
+    written.read(str(result.path))
+    k_adc = written.calculate_kspace()[0]
+    np.testing.assert_allclose(k_adc.T * np.array(seq.fov), seq.trajectory().numpy(), atol=1e-3)
     twin = import_seq(result.path).sequence
     phantom = disc_phantom(8)
     assert nrmse(simulate(seq, phantom), simulate(twin, phantom)) < 0.02
