@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import ismrmrd
+import numpy as np
 from ismrmrd.acquisition import AcquisitionHeader
 from ismrmrd.image import ImageHeader, get_dtype_from_data_type
 from ismrmrd.serialization import ISMRMRDMessageID as MessageId
@@ -33,7 +34,7 @@ from ismrmrd.waveform import WaveformHeader
 import pipelines.header
 
 __all__ = ["MessageId", "Message", "MessageReader", "ProtocolError", "TruncatedMessage",
-           "decode", "parse_header", "parse_parameters", "config_override", "header_message",
+           "decode", "decode_wire", "parse_header", "parse_parameters", "config_override", "header_message",
            "serialized", "close_message"]
 
 CONFIG_FILE_BYTES = 1024
@@ -189,7 +190,26 @@ class MessageReader:
 
 def decode(message: Message) -> Any:
     """The ``ismrmrd`` object for a data message (sizes were already checked by the reader)."""
-    return next(ProtocolDeserializer(io.BytesIO(message.wire)).deserialize())
+    return decode_wire(message.wire)
+
+
+def decode_wire(wire: bytes | bytearray) -> Any:
+    """The ``ismrmrd`` object for one data message's wire bytes.
+
+    Acquisitions, the bulk of a scan, are built with one copy of their samples (``Acquisition``
+    takes the arrays); ``ProtocolDeserializer`` would zero-fill and copy them three times.
+    """
+    (msg_id,) = struct.unpack_from("<H", wire)
+    if msg_id != MessageId.ACQUISITION:
+        return next(ProtocolDeserializer(io.BytesIO(wire)).deserialize())
+    head = AcquisitionHeader.from_buffer_copy(wire, 2)
+    n_traj = head.number_of_samples * head.trajectory_dimensions
+    offset = 2 + _ACQ_HEADER_BYTES
+    traj = np.frombuffer(wire, np.float32, n_traj, offset).reshape(head.number_of_samples,
+                                                                   head.trajectory_dimensions)
+    data = np.frombuffer(wire, np.complex64, head.active_channels * head.number_of_samples,
+                         offset + 4 * n_traj).reshape(head.active_channels, head.number_of_samples)
+    return ismrmrd.Acquisition(head, data=data.copy(), trajectory=traj.copy())
 
 
 def parse_header(xml: str) -> ismrmrd.xsd.ismrmrdHeader:
