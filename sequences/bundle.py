@@ -2,7 +2,8 @@
 
 A bundle is a directory::
 
-    protocol.json             name, Pulseq signature, pipeline, encoding, TE/TR, units, provenance
+    protocol.json             name, Pulseq signature, pipeline, encoding, TE/TR, units, provenance,
+                              head config and output (quantity, units), recon settings (optional)
     sequence.seq              the Pulseq file the scanner runs
     sequence.testreport.txt   pypulseq's test report of that file
     trajectory.npy            k-space position of every ADC sample, float32 [n_samples, 3], cycles/FOV
@@ -114,7 +115,8 @@ def write_bundle(checkpoint: Checkpoint, out: str | Path, name: str | None = Non
         "sar_proxy_rad2": result.sar_proxy, "mean_rf_power_hz2": result.mean_rf_power,
         "stretched_events": [str(s) for s in result.stretches],
         "hardware": result.limits.as_dict(),
-        "head": {"config": meta.get("head_config")},
+        "head": {"config": meta.get("head_config"), "output": meta.get("head_output")},
+        "recon": meta.get("recon"),
         "units": {"te_ms": "ms", "tr_ms": "ms", "duration_s": "s", "fov_m": "m", "trajectory": "cycles/FOV",
                   "sar_proxy_rad2": "rad^2 (sum of squared flip angles)", "mean_rf_power_hz2": "Hz^2"},
         "provenance": {**meta.get("provenance", {}), "checkpoint": str(source) if source else None,

@@ -93,8 +93,9 @@ def save_checkpoint(path: str | Path, sequence: Sequence,
     """Write a checkpoint; ``metadata`` must be JSON-serialisable (it is stored as JSON text).
 
     Useful metadata keys (read by ``mrzero export``): ``pipeline`` (the reconstruction pipeline's
-    registry name), ``head_config`` (how to rebuild the head), ``provenance`` (loss, iterations,
-    phantom, seed, ...).
+    registry name), ``head_config`` (how to rebuild the head), ``head_output`` (what its maps are,
+    ``{"quantity": "T1", "units": "s"}``), ``recon`` (settings for the MRzero pipelines, e.g.
+    ``{"method": "cg", "iterations": 20}``), ``provenance`` (loss, iterations, phantom, seed, ...).
     """
     if head is not None and isinstance(head, torch.nn.Module):
         head = head.state_dict()

@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="bundle directory to create (new or empty)")
     p.add_argument("--name", help="bundle name (default: the checkpoint's or the sequence's name)")
     p.add_argument("--pipeline", help="reconstruction pipeline (default: checkpoint metadata, or cartesian)")
+    p.add_argument("--head-output", metavar="QUANTITY:UNITS",
+                   help="what the head's maps are, for the image meta, e.g. T1:s (default: head output, a.u.)")
     p.add_argument("--hardware", default="default", help="hardware preset: default (conservative) or prisma")
     p.add_argument("--max-grad", type=float, help="override: maximum gradient per axis, mT/m")
     p.add_argument("--max-slew", type=float, help="override: maximum slew rate per axis, T/m/s")
@@ -63,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
             from sequences.builders import BUILDERS
 
             checkpoint = Checkpoint(BUILDERS[args.sequence](matrix=args.matrix))
+        if args.head_output:
+            quantity, _, units = args.head_output.partition(":")
+            if not quantity or not units:
+                raise ValueError(f"--head-output must be QUANTITY:UNITS, e.g. T1:s, got {args.head_output!r}")
+            checkpoint.metadata["head_output"] = {"quantity": quantity, "units": units}
         protocol = write_bundle(checkpoint, args.out, name=args.name, pipeline=args.pipeline, limits=limits,
                                 options=options, source=args.checkpoint)
     except (CheckpointError, ExportError, BundleError, ValueError) as exc:

@@ -16,9 +16,7 @@ import ismrmrd
 
 from pipelines.base import Context, PipelineError
 from sequences.bundle import BundleError, DeployedBundle, find_bundle
-
-#: Name of the MRD user parameter string that carries the Pulseq signature of the scanned file.
-SIGNATURE_PARAMETER = "PulseqSignature"
+from sequences.twin import SIGNATURE_PARAMETER
 
 
 def header_signature(header: ismrmrd.xsd.ismrmrdHeader) -> str | None:
