@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from server.limits import DEFAULT_HOST, MB, Limits
 
@@ -36,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-limit-mb", type=float, default=d.memory_limit_bytes / MB,
                    help="address space a pipeline worker may add (RLIMIT_AS); 0 = unlimited "
                         "(default %(default)g)")
+    p.add_argument("--pipeline-threads", type=int, default=0, metavar="N",
+                   help="torch threads per pipeline worker; 0 = CPU cores / --max-connections, at least 1 "
+                        "(default %(default)s)")
+    p.add_argument("--bundle-store", type=Path, default=None, metavar="STORE",
+                   help="bundle store (mrzero deploy --store) where the MRzero pipelines find a scan's "
+                        "trajectory and head (default: none)")
     p.add_argument("--pipeline-module", action="append", default=[], metavar="MODULE",
                    help="extra Python module that registers site pipelines (repeatable)")
     p.set_defaults(func=run)
@@ -48,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     limits = Limits(pipeline_timeout_s=args.timeout, idle_timeout_s=args.idle_timeout,
                     max_connections=args.max_connections, memory_limit_bytes=int(args.memory_limit_mb * MB))
-    settings = Settings(host=args.host, port=args.port, limits=limits,
-                        pipeline_modules=tuple(args.pipeline_module))
+    settings = Settings(host=args.host, port=args.port, limits=limits, pipeline_threads=args.pipeline_threads,
+                        pipeline_modules=tuple(args.pipeline_module), bundle_store=args.bundle_store)
     try:
         server = ExternalServer(settings, args.pipeline)
     except UnknownPipelineError as exc:

@@ -16,8 +16,8 @@ from server.gadgetron.session import ExternalSession, drain_and_close
 from server.gadgetron.wire import error_message
 from server.limits import Settings
 from server.listener import Server
+from server.processes import warm_up
 from server.protocol import close_message
-from server.worker import warm_up
 
 log = logging.getLogger(__name__)
 

@@ -218,7 +218,7 @@ class ExternalSession:
         assert self.header_xml is not None
         self.worker = Worker(spec.name, self.header_xml, parameters, self.settings.pipeline_modules,
                              limits.memory_limit_bytes, limits.pipeline_timeout_s,
-                             self.settings.worker_threads())
+                             self.settings.worker_threads(), self.settings.bundle_store)
         self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
         self._relay.start()
 
