@@ -100,12 +100,17 @@ def _raw_stream(path: Path) -> tuple[ismrmrd.xsd.ismrmrdHeader, Iterator[ismrmrd
 
 
 def reconstruct_images(path: str | os.PathLike[str], pipeline: str = "",
-                       parameters: dict[str, Any] | None = None) -> tuple[list[ismrmrd.Image], int]:
-    """The images the registered ``pipeline`` makes from a raw file, and its raw size in bytes."""
+                       parameters: dict[str, Any] | None = None,
+                       bundle_store: Path | None = None) -> tuple[list[ismrmrd.Image], int]:
+    """The images the registered ``pipeline`` makes from a raw file, and its raw size in bytes.
+
+    ``bundle_store`` is where MRzero pipelines find the scan's bundle, as the server's
+    ``--bundle-store``.
+    """
     spec = registry.get(pipeline)
     header, acquisitions, raw_bytes = _raw_stream(Path(path))
     ctx = Context(header=header, parameters=dict(parameters or {}), pipeline_name=spec.name,
-                  logger=logging.getLogger(f"pipelines.{spec.name}"))
+                  logger=logging.getLogger(f"pipelines.{spec.name}"), bundle_store=bundle_store)
     images = list(spec.run(acquisitions, ctx))
     if not images:
         raise ValueError(f"pipeline {spec.name!r} made no images")
@@ -113,7 +118,7 @@ def reconstruct_images(path: str | os.PathLike[str], pipeline: str = "",
 
 
 def reconstruct_file(path: Path, out_dir: Path, pipeline: str = "", parameters: dict[str, Any] | None = None,
-                     force: bool = False) -> Outcome:
+                     force: bool = False, bundle_store: Path | None = None) -> Outcome:
     """Reconstruct one file into ``out_dir`` (MRD images, NIfTI, PNG); errors go into the outcome."""
     outcome = Outcome(path)
     start = time.perf_counter()
@@ -121,7 +126,7 @@ def reconstruct_file(path: Path, out_dir: Path, pipeline: str = "", parameters: 
     try:
         if out_dir.exists() and not force:
             raise FileExistsError(f"output folder {out_dir} exists (use --force to replace it)")
-        images, outcome.raw_bytes = reconstruct_images(path, pipeline, parameters)
+        images, outcome.raw_bytes = reconstruct_images(path, pipeline, parameters, bundle_store)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
         stem = out_dir.name
@@ -155,8 +160,8 @@ def _output_names(files: list[Path], root: Path) -> list[Path]:
 
 
 def reprocess(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], pipeline: str = "",
-              parameters: dict[str, Any] | None = None, force: bool = False,
-              progress: bool = True) -> Summary:
+              parameters: dict[str, Any] | None = None, force: bool = False, progress: bool = True,
+              bundle_store: Path | None = None) -> Summary:
     """Reconstruct a raw file, or every raw file below a folder, into ``out_dir``."""
     source, out_dir = Path(source), Path(out_dir)
     registry.get(pipeline)  # an unknown pipeline fails before any file is touched
@@ -170,7 +175,7 @@ def reprocess(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], p
                disable=not progress or len(files) < 2)
     for path, name in bar:
         bar.set_postfix_str(path.name)
-        outcome = reconstruct_file(path, out_dir / name, pipeline, parameters, force)
+        outcome = reconstruct_file(path, out_dir / name, pipeline, parameters, force, bundle_store)
         summary.outcomes.append(outcome)
         log.info("%s: %s", path, "ok" if outcome.ok else f"failed: {outcome.error}")
     return summary

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="registered pipeline (see `mrzero pipelines`; default: the server's default)")
     p.add_argument("--parameters", default=None, metavar="JSON",
                    help='pipeline parameters as JSON, e.g. \'{"output": "float"}\'')
+    p.add_argument("--bundle-store", type=Path, default=None, metavar="STORE",
+                   help="bundle store (mrzero deploy --store) where the MRzero pipelines find a scan's "
+                        "trajectory and head, as for `mrzero serve --bundle-store` (default: none)")
     p.add_argument("-f", "--force", action="store_true", help="replace existing output folders")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = reprocess(args.input, args.output, args.pipeline, parameters, force=args.force,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, bundle_store=args.bundle_store)
     except (FileNotFoundError, UnknownPipelineError) as exc:
         log.error("%s", exc)
         return 2

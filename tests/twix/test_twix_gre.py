@@ -150,3 +150,19 @@ def test_the_image_is_upright(reprocessed, float_image):
     np.testing.assert_array_equal(np.asarray(nifti.dataobj)[:, :, 0], image.data[0, 0].T)
     centre_ras = nifti.affine @ [80, 80, 0, 1]
     np.testing.assert_allclose(centre_ras[:3], np.array(image.position[:]) * [-1, -1, 1], atol=1e-4)
+
+
+def test_other_registered_pipelines_run_offline_too(reprocessed, tmp_path):
+    """``--pipeline`` reaches any registered pipeline, with the bundle store the server would use:
+    MRzero's adjoint on the scan's own Cartesian counters gives the cartesian pipeline's image."""
+    store = tmp_path / "store"
+    store.mkdir()
+    summary = reprocess(GRE, tmp_path / "out", "adjoint", progress=False, bundle_store=store)
+    assert not summary.failed, summary.report()
+    (adjoint,) = read_images_h5(tmp_path / "out" / "gre" / "gre_images.h5")
+    (cartesian,) = read_images_h5(reprocessed / "gre_images.h5")
+    assert "ADJOINT" in ismrmrd.Meta.deserialize(adjoint.attribute_string)["ImageProcessingHistory"]
+    pair = np.stack([adjoint.data.ravel(), cartesian.data.ravel()]).astype(np.float64)
+    assert np.corrcoef(pair)[0, 1] > 0.999
+    (failed,) = reprocess(GRE, tmp_path / "none", "savedataonly", progress=False).failed
+    assert "made no images" in failed.error and not (tmp_path / "none" / "gre").exists()
