@@ -1,9 +1,11 @@
 """Reading a Siemens twix ``.dat`` file with twixtools, after checking that it is one.
 
 twixtools parses what it is given and, on a damaged file, prints a warning, loops over
-garbage or fails deep inside numpy. This module checks the file's framing first (size,
-multi-RAID table, measurement lengths, end-of-acquisition marker) so that every problem
-becomes a :class:`TwixError` that names the file and what is wrong with it.
+garbage (forever, on a zero-length block) or fails deep inside numpy. This module checks the
+file's framing first (size, multi-RAID table, measurement and header lengths), takes only the
+protocols from twixtools, and walks the readout blocks itself with twixtools' block parser,
+checking each block's length and the end-of-acquisition marker, so that every problem becomes
+a :class:`TwixError` that names the file and what is wrong with it.
 """
 
 from __future__ import annotations
