@@ -154,8 +154,7 @@ class Connection:
             self.log.info("config %r", msg.text)
         elif msg.id == MessageId.CONFIG_TEXT:
             journal.set_attribute("config_text", msg.text)
-            self.fail("XML configurations (config text messages) are not supported; select a "
-                      "pipeline by name (config file message or JSON parameters)")
+            self._config_text(msg.text.strip())
         elif msg.id == MessageId.TEXT:
             journal.text(msg.text)
             self._text(msg.text)
@@ -165,6 +164,18 @@ class Connection:
         else:
             journal.data(msg.id, msg.body)
             self._data(msg)
+
+    def _config_text(self, text: str) -> None:
+        """A config text may carry JSON parameters or a bare pipeline name; an XML chain (a
+        Gadgetron configuration) cannot be run here."""
+        if parse_parameters(text) is not None:
+            self._text(text)
+        elif text and not text.startswith("<") and len(text.split()) == 1:
+            self.config_name = text
+            self.log.info("config %r (config text)", text)
+        else:
+            self.fail("XML configurations (config text messages) are not supported; select a "
+                      "pipeline by name (config file message or JSON parameters)")
 
     def _text(self, text: str) -> None:
         params = parse_parameters(text)

@@ -123,3 +123,19 @@ def test_fast_acquisition_decoding_equals_the_ismrmrd_deserializer():
     assert bytes(fast.getHead()) == bytes(reference.getHead())
     assert np.array_equal(fast.data, reference.data) and np.array_equal(fast.traj, reference.traj)
     fast.data[0, 0] = 7  # pipelines may work in place
+
+
+@pytest.mark.parametrize("config_text, fragment", [
+    (b"test_rss\0", None),
+    (b'{"parameters": {"customconfig": "test_rss"}}', None),
+    (b"<configuration><reader/></configuration>", "XML configurations (config text messages)"),
+])
+def test_config_text_names_json_or_refused_xml(server, config_text, fragment):
+    acqs, xml = scan(seed=2), header_xml()
+    stream = (wire_text(MessageId.CONFIG_TEXT, config_text) + wire_text(MessageId.HEADER, xml.encode())
+              + b"".join(map(acquisition_message, acqs)) + struct.pack("<H", MessageId.CLOSE))
+    reply = exchange(server.address, stream)
+    if fragment is None:
+        assert_rss_reply(reply, acqs, xml)
+    else:
+        assert len(reply.errors) == 1 and fragment in reply.errors[0] and reply.images == []
