@@ -40,23 +40,27 @@ def _median_time(fn, repeats: int) -> tuple[float, list[float]]:
 
 
 def bench_inference(slices: int, batch: int, repeats: int) -> dict[str, float]:
-    model = RoarUNet(UNetConfig()).eval()
     volume = torch.rand(slices, 10, 256, 192)
+    result = {}
+    for name, cfg in (("published", UNetConfig()), ("shipped small", UNetConfig(width=16, depth=3))):
+        model = RoarUNet(cfg).eval()
 
-    @torch.no_grad()
-    def run() -> None:
-        for i in range(0, slices, batch):
-            model(volume[i : i + batch])
+        @torch.no_grad()
+        def run(model: RoarUNet = model) -> None:
+            for i in range(0, slices, batch):
+                model(volume[i : i + batch])
 
-    with torch.no_grad():
-        model(volume[:1])  # warm-up
-    median, times = _median_time(run, repeats)
-    print(
-        f"U-Net {parameter_count(model) / 1e6:.1f} M parameters, {slices} x 256 x 192 x 10 echoes, "
-        f"batch {batch}: median {median:.1f} s over {repeats} runs {[round(t, 1) for t in times]} "
-        f"(target < 30 s)"
-    )
-    return {"inference_s": median}
+        with torch.no_grad():
+            model(volume[:1])  # warm-up
+        median, times = _median_time(run, repeats)
+        print(
+            f"U-Net {name} ({parameter_count(model) / 1e6:.1f} M parameters), "
+            f"{slices} x 256 x 192 x 10 echoes, "
+            f"batch {batch}: median {median:.1f} s over {repeats} runs {[round(t, 1) for t in times]} "
+            f"(target < 30 s)"
+        )
+        result[name] = median
+    return result
 
 
 def _scipy_fit(y: np.ndarray, te: np.ndarray, f: np.ndarray, start: tuple[float, float]) -> float:
@@ -112,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="inference repeats (median)")
     parser.add_argument("--scipy-voxels", type=int, default=400, help="voxels SciPy fits (extrapolated)")
     parser.add_argument("--size", type=int, default=128, help="matrix of the synthetic NLLS subjects")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     print("command:", " ".join(["python", "bench/roar.py", *(argv if argv is not None else sys.argv[1:])]))
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; shared, noisy machine: "
