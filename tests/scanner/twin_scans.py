@@ -1,0 +1,17 @@
+"""Digital-twin scans shared by the scanner tests, simulated once per session and argument set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sequences.twin import TwinScan, twin_scan
+
+_SCANS: dict[tuple, TwinScan] = {}
+
+
+def scan_of(bundle: Path, coils: int = 1, snr: float | None = None, **options) -> TwinScan:
+    """The twin scan of ``bundle`` (simulated once per session and argument set)."""
+    key = (str(bundle), coils, snr, tuple(sorted(options.items())))
+    if key not in _SCANS:
+        _SCANS[key] = twin_scan(bundle, n_coils=coils, snr=snr, **options)
+    return _SCANS[key]
