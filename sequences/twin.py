@@ -91,7 +91,8 @@ def adc_layout(seq_path: str | Path, model: Sequence, trajectory: str = "other")
     readouts, first = [], 0
     for i, n in enumerate(sizes):
         centre = int(np.argmin(np.linalg.norm(k[first:first + n, :2], axis=1)))
-        readouts.append(Readout(int(rep_of_sample[first]), first, n, int(lin[i]), int(eco[i]), int(rep[i]), centre))
+        readouts.append(Readout(int(rep_of_sample[first]), first, n, int(lin[i]), int(eco[i]), int(rep[i]),
+                                centre))
         first += n
     return ReadoutLayout(tuple(readouts), trajectory)
 
@@ -105,7 +106,8 @@ def bundle_dir(spec: str | Path) -> Path:
     if path.name == str(spec) and (shipped / "protocol.json").is_file():
         return shipped
     names = sorted(p.parent.name for p in SHIPPED_BUNDLES.glob("*/protocol.json"))
-    raise BundleError(f"{spec}: not a bundle directory nor a shipped bundle (shipped: {', '.join(names) or 'none'})")
+    raise BundleError(f"{spec}: not a bundle directory nor a shipped bundle "
+                      f"(shipped: {', '.join(names) or 'none'})")
 
 
 def _signed(header: xsd.ismrmrdHeader, protocol: dict) -> xsd.ismrmrdHeader:
@@ -115,9 +117,9 @@ def _signed(header: xsd.ismrmrdHeader, protocol: dict) -> xsd.ismrmrdHeader:
     return header
 
 
-def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int = 1, snr: float | None = None,
-              seed: int = 0, engine: str = "fast", device: torch.device | str | None = None,
-              slice: int | None = None) -> TwinScan:
+def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int = 1,
+              snr: float | None = None, seed: int = 0, engine: str = "fast",
+              device: torch.device | str | None = None, slice: int | None = None) -> TwinScan:
     """Simulate the bundle directory's ``.seq`` on ``phantom`` (see the module docstring).
 
     ``phantom``: ``brain``, ``sparse``, a NIfTI path (``make_phantom``, at the bundle's matrix,
@@ -154,7 +156,8 @@ def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int
     with torch.no_grad():
         signal = simulate(model, ph, engine=engine, device=device).to("cpu", torch.complex64)
     timings["simulate"] = time.perf_counter() - start
-    info = ScanInfo(protocol_name=f"mrzero twin {protocol['name']}", measurement_id=f"twin-{protocol['signature'][:8]}")
+    info = ScanInfo(protocol_name=f"mrzero twin {protocol['name']}",
+                    measurement_id=f"twin-{protocol['signature'][:8]}")
     header = _signed(mrd_header(model, n_coils, info, layout), protocol)
     noise_std, noise = 0.0, []
     data = signal

@@ -21,11 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "server and save what comes back. The server must have the bundle deployed "
                     "(mrzero deploy BUNDLE --store STORE; mrzero serve --bundle-store STORE). "
                     "See docs/scanner.md.")
-    p.add_argument("bundle", help="bundle directory, or the name of a shipped bundle (learned_gre, t1_mapping)")
+    p.add_argument("bundle",
+                   help="bundle directory, or the name of a shipped bundle (learned_gre, t1_mapping)")
     p.add_argument("--phantom", default="brain", help="brain, sparse or a NIfTI file (default %(default)s)")
     p.add_argument("--coils", type=int, default=1, help="receive coils (default %(default)s)")
     p.add_argument("--noise", type=float, default=None, metavar="SNR",
-                   help="add noise at this SNR (RMS signal / noise std) with noise-adjust scans (default: none)")
+                   help="add noise at this SNR (RMS signal / noise std) with noise-adjust scans "
+                        "(default: none)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
     p.add_argument("--host", default=DEFAULT_HOST, help="MRD server address (default %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="MRD server port (default %(default)s)")
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--parameters must be a JSON object")
         scan = twin_scan(bundle_dir(args.bundle), phantom=args.phantom, n_coils=args.coils, snr=args.noise,
                          seed=args.seed)
-        reply = stream_scan(scan, args.host, args.port, config=args.config, parameters=parameters, progress=True)
+        reply = stream_scan(scan, args.host, args.port, config=args.config, parameters=parameters,
+                            progress=True)
     except (BundleError, ValueError, OSError) as exc:
         print(f"mrzero scan: {exc}")
         return 2

@@ -48,7 +48,8 @@ def bundle_head(bundle: DeployedBundle | None, device: str) -> tuple[torch.nn.Mo
     except (HeadError, SafetensorError, OSError) as exc:
         raise PipelineError(f"bundle {bundle.name}: the head weights fail to load: {exc}") from exc
     output = head_info.get("output") or {}
-    return head, {"quantity": str(output.get("quantity", "head output")), "units": str(output.get("units", "a.u."))}
+    return head, {"quantity": str(output.get("quantity", "head output")),
+                  "units": str(output.get("units", "a.u."))}
 
 
 def _combined(buf: ReconBuffer) -> torch.Tensor:

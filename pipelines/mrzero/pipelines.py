@@ -34,7 +34,8 @@ def _run(items: Iterable[Any], ctx: Context, method: str, with_head: bool) -> It
         ctx.logger.info("bundle %s names pipeline %s; reconstructing with %s as the scan asked",
                         bundle.name, bundle.pipeline, ctx.pipeline_name)
     settings = ReconSettings.from_context(ctx, bundle, method)
-    finish = (head_stage(bundle, settings.device),) if with_head else (combine_stage, scale_stage, output_stage)
+    finish = ((head_stage(bundle, settings.device),) if with_head
+              else (combine_stage, scale_stage, output_stage))
     yield from chain(prewhiten_stage, imaging_lines_stage, gather_stage(bundle), recon_stage(settings),
                      *finish)(items, ctx)
 

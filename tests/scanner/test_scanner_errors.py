@@ -99,7 +99,8 @@ def test_head_applies_and_says_what_its_maps_are(server, builder_bundles, head_b
 
 def test_head_weights_that_fail_to_load_are_refused_and_journaled(server, builder_bundles, head_bundles):
     scan = scan_of(builder_bundles["flash"])
-    reply = stream_scan(scan, *server.address, config="mrzero_head", parameters={"bundle": "test_head_broken"})
+    reply = stream_scan(scan, *server.address, config="mrzero_head",
+                        parameters={"bundle": "test_head_broken"})
     assert_failed_but_journaled(reply, server, "bundle test_head_broken: the head weights fail to load",
                                 len(scan.acquisitions))
 
@@ -139,5 +140,6 @@ def test_broken_deployed_copy_does_not_hide_others(tmp_path, builder_bundles):
     shutil.copytree(target, broken)
     (broken / "deployment.json").unlink()
     scan = scan_of(builder_bundles["flash"])
-    ctx = Context(header=scan.header, parameters={"output": "float"}, pipeline_name="adjoint", bundle_store=store)
+    ctx = Context(header=scan.header, parameters={"output": "float"}, pipeline_name="adjoint",
+                  bundle_store=store)
     assert len(list(registry.get("adjoint").run(iter(scan.acquisitions), ctx))) == 1
