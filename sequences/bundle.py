@@ -55,6 +55,9 @@ TRAJECTORY_FILE, HEAD_FILE, FIGURE_FILE = "trajectory.npy", "head.safetensors", 
 DEPLOYMENT_FILE = "deployment.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SIGNATURE_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+#: Fields every protocol.json must hold, with their JSON types.
+PROTOCOL_KEYS = {"name": str, "signature": str, "pipeline": str, "encoding": dict, "trajectory": dict,
+                 "files": dict}
 #: Largest difference (cycles/FOV) allowed between trajectory.npy and the file's k-space.
 TRAJECTORY_TOLERANCE = 1e-3
 
@@ -138,6 +141,10 @@ def _read_protocol(bundle: Path) -> dict[str, Any]:
     kind = (protocol.get("format"), protocol.get("version")) if isinstance(protocol, dict) else None
     if kind != (FORMAT, VERSION):
         raise BundleError(f"{path}: not an {FORMAT} v{VERSION} protocol")
+    wrong = [f"{key} (expected {kind.__name__})" for key, kind in PROTOCOL_KEYS.items()
+             if not isinstance(protocol.get(key), kind)]
+    if wrong:
+        raise BundleError(f"{path}: missing or mistyped field(s): {', '.join(wrong)}")
     return protocol
 
 

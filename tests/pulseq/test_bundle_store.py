@@ -61,6 +61,13 @@ def test_check_lists_every_problem(bundle):
     assert "pipeline 'no_such_pipeline' is not registered" in message
     with pytest.raises(BundleError, match="no protocol.json"):
         check_bundle(bundle / "missing")
+    (bundle / "protocol.json").write_text(json.dumps({**protocol, "files": ["sequence.seq"], "name": 3}))
+    message = r"mistyped field\(s\): name \(expected str\), files \(expected dict\)"
+    with pytest.raises(BundleError, match=message):
+        check_bundle(bundle)
+    (bundle / "protocol.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        check_bundle(bundle)
 
 
 def test_export_refusals_name_the_problem(tmp_path, bundle):
