@@ -223,8 +223,8 @@ def deploy_bundle(bundle: str | Path, store: str | Path) -> Path:
         deployed = {"deployed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
                     "source": str(bundle.resolve())}
         (copy / DEPLOYMENT_FILE).write_text(json.dumps(deployed, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
+        if target.exists():  # two renames: the store is never without this bundle for long
+            target.rename(staging / "previous")
         copy.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
