@@ -88,6 +88,9 @@ def test_deploy_then_find_by_name_or_signature(tmp_path, bundle):
     by_name = find_bundle(store, name="flash8")
     by_signature = find_bundle(store, signature=protocol["signature"].upper())
     assert by_name.path == by_signature.path == target
+    assert deploy_bundle(bundle, store) == target  # redeploying replaces the copy
+    assert find_bundle(store, name="flash8").deployed_at > by_name.deployed_at
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no staging left behind
     assert by_name.pipeline == "cartesian"
     np.testing.assert_array_equal(by_name.trajectory(), np.load(bundle / "trajectory.npy"))
     assert set(by_name.head_weights()) == {"layer.weight", "layer.bias"}
