@@ -28,12 +28,12 @@ from pipelines.stages.output import output_stage
 from pipelines.stages.scale import scale_stage
 
 
-def _run(items: Iterable[Any], ctx: Context, method: str, with_head: bool) -> Iterator[ismrmrd.Image]:
+def _run(items: Iterable[Any], ctx: Context, iterative: bool, with_head: bool) -> Iterator[ismrmrd.Image]:
     bundle = scan_bundle(ctx)
     if bundle is not None and bundle.pipeline != ctx.pipeline_name:
         ctx.logger.info("bundle %s names pipeline %s; reconstructing with %s as the scan asked",
                         bundle.name, bundle.pipeline, ctx.pipeline_name)
-    settings = ReconSettings.from_context(ctx, bundle, method)
+    settings = ReconSettings.from_context(ctx, bundle, iterative)
     finish = ((head_stage(bundle, settings.device),) if with_head
               else (combine_stage, scale_stage, output_stage))
     yield from chain(prewhiten_stage, imaging_lines_stage, gather_stage(bundle), recon_stage(settings),
@@ -42,16 +42,16 @@ def _run(items: Iterable[Any], ctx: Context, method: str, with_head: bool) -> It
 
 @register("adjoint", "MRzero adjoint E^H s on the bundle's (or the acquisitions') trajectory, any sampling")
 def adjoint(items: Iterable[Any], ctx: Context) -> Iterator[ismrmrd.Image]:
-    yield from _run(items, ctx, "adjoint", with_head=False)
+    yield from _run(items, ctx, iterative=False, with_head=False)
 
 
 @register("iterative_adjoint", "MRzero iterative adjoint (gradient steps or CG, N from bundle or JSON) "
                                "on the bundle's (or the acquisitions') trajectory")
 def iterative_adjoint(items: Iterable[Any], ctx: Context) -> Iterator[ismrmrd.Image]:
-    yield from _run(items, ctx, "iterative", with_head=False)
+    yield from _run(items, ctx, iterative=True, with_head=False)
 
 
 @register("mrzero_head", "MRzero NN head (e.g. T1 MLP) of the scan's bundle applied to the adjoint images; "
                          "quantitative float maps with units")
 def mrzero_head(items: Iterable[Any], ctx: Context) -> Iterator[ismrmrd.Image]:
-    yield from _run(items, ctx, "adjoint", with_head=True)
+    yield from _run(items, ctx, iterative=False, with_head=True)

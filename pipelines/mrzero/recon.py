@@ -3,7 +3,8 @@
 ``ReconSettings.from_context`` reads, in this order of precedence, the client's JSON parameters,
 the bundle's ``protocol.json`` ``recon`` section, and the pipeline's defaults:
 
-* ``method``: ``adjoint`` (``E^H W s``), ``iterative`` (the seed's gradient iteration) or ``cg``;
+* ``method`` (``iterative_adjoint`` only): ``iterative`` (the seed's gradient iteration, default)
+  or ``cg`` (conjugate gradients); the ``adjoint`` pipeline always computes ``E^H W s``;
 * ``iterations`` (10) for the iterative methods; ``tikhonov`` (0) for ``cg``;
 * ``density``: ``"none"`` (the seed's plain adjoint, what MRzero training uses) or ``"pipe"``
   (Pipe-Menon weights, which make a radial adjoint look like an image);
@@ -27,11 +28,13 @@ import torch
 from pipelines.base import Context, PipelineError
 from pipelines.mrzero.samples import ImageSamples
 from pipelines.ops.encoding import EncodingError
-from pipelines.ops.reconstruct import RECON_METHODS, reconstruct
+from pipelines.ops.reconstruct import reconstruct
 from pipelines.stages.buffer import ReconBuffer
 from sequences.bundle import DeployedBundle
 
 DENSITIES = ("none", "pipe")
+ITERATIVE_METHODS = ("iterative", "cg")
+SETTING_KEYS = ("method", "iterations", "tikhonov", "density", "device")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d{1,2})?)$")
 #: Largest iteration count a client may ask for (bounds the work one scan can cause).
 MAX_ITERATIONS = 500
@@ -52,18 +55,21 @@ class ReconSettings:
     device: str = "cpu"
 
     @classmethod
-    def from_context(cls, ctx: Context, bundle: DeployedBundle | None, method: str) -> ReconSettings:
-        """Settings for a pipeline whose default method is ``method`` (see the module docstring)."""
-        stored = bundle.protocol.get("recon", {}) if bundle is not None else {}
-        merged = {"method": method, **(stored if isinstance(stored, dict) else {}),
-                  **{k: v for k, v in ctx.parameters.items()
-                     if k in ("method", "iterations", "tikhonov", "density", "device")}}
-        if method == "adjoint":
-            merged["method"] = "adjoint"  # the adjoint pipeline is the adjoint, whatever a bundle says
-        elif merged["method"] == "adjoint":
-            merged["method"] = method
-        if merged["method"] not in RECON_METHODS:
-            raise PipelineError(f"method must be one of {', '.join(RECON_METHODS)}, got {merged['method']!r}")
+    def from_context(cls, ctx: Context, bundle: DeployedBundle | None, iterative: bool) -> ReconSettings:
+        """Settings of the adjoint (``iterative=False``) or iterative-adjoint pipeline; see the module
+        docstring. The adjoint pipeline always runs the adjoint; the iterative one ``iterative``
+        (the seed's gradient steps, default) or ``cg``."""
+        stored = bundle.protocol.get("recon") if bundle is not None else None
+        merged = {**(stored if isinstance(stored, dict) else {}),
+                  **{k: v for k, v in ctx.parameters.items() if k in SETTING_KEYS}}
+        method = "adjoint"
+        if iterative:
+            method = ctx.parameters.get("method", "iterative")
+            if method not in ITERATIVE_METHODS:
+                raise PipelineError(f"method must be one of {', '.join(ITERATIVE_METHODS)} for "
+                                    f"iterative_adjoint, got {method!r}")
+            if "method" not in ctx.parameters and merged.get("method") in ITERATIVE_METHODS:
+                method = merged["method"]
         density = merged.get("density") or "none"
         if density not in DENSITIES:
             raise PipelineError(f"density must be one of {', '.join(DENSITIES)}, got {density!r}")
@@ -75,7 +81,7 @@ class ReconSettings:
             raise PipelineError(f"device must be cpu or cuda[:N], got {device!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise PipelineError(f"device {device!r} asked for, but this server has no CUDA device")
-        return cls(merged["method"], _integer(merged.get("iterations", 10), "iterations", 1, MAX_ITERATIONS),
+        return cls(method, _integer(merged.get("iterations", 10), "iterations", 1, MAX_ITERATIONS),
                    float(tikhonov), density, device)
 
 

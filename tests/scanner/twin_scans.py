@@ -11,7 +11,8 @@ _SCANS: dict[tuple, TwinScan] = {}
 
 def scan_of(bundle: Path, coils: int = 1, snr: float | None = None, **options) -> TwinScan:
     """The twin scan of ``bundle`` (simulated once per session and argument set)."""
-    key = (str(bundle), coils, snr, tuple(sorted(options.items())))
+    plain = tuple(sorted((k, v if isinstance(v, str | int | float) else id(v)) for k, v in options.items()))
+    key = (str(bundle), coils, snr, plain)
     if key not in _SCANS:
         _SCANS[key] = twin_scan(bundle, n_coils=coils, snr=snr, **options)
     return _SCANS[key]
