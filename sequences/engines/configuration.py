@@ -4,9 +4,10 @@ Following the configuration-state picture of Hennig (1988) and the EPG formalism
 (2015), the magnetisation of every voxel is a sum of dephasing states. A state is labelled by a
 *key* ``(kx, ky, kz, tau)``: its accumulated gradient moment (cycles/FOV, arbitrary 3D values,
 since learned sequences have arbitrary moments) and its time ``tau`` (s) since the last
-refocusing of off-resonance. Its basis function over spins at position ``x`` with off-resonance
-``f`` is ``exp(-i 2 pi (k . x + f tau))``; amplitudes are held relative to the basis value at the
-voxel centre, so they carry only relaxation and RF mixing, and the same keys serve all voxels.
+refocusing of off-resonance. Its basis function over the spins of a voxel, at offset ``d`` from
+the voxel centre with T2' off-resonance ``f``, is ``exp(-i 2 pi (k . d + f tau))``; its amplitude
+per voxel (``[J, V]``) carries relaxation, RF mixing and the voxel-centre phase of gradients and
+B0. The same keys serve all voxels.
 
 * RF mixes the transverse amplitude ``F`` at key ``q``, the conjugate of ``F`` at ``-q`` and
   the longitudinal amplitude ``Z`` at ``q`` (``sequences/engines/rf.py``). All keys are put in
@@ -14,23 +15,27 @@ voxel centre, so they carry only relaxation and RF mixing, and the same keys ser
   whose amplitude is below ``tolerance`` (relative to the largest PD) in every voxel are pruned,
   so the state count stays bounded.
 * Within a repetition nothing mixes: transverse keys move by the cumulative moment and time,
-  ``F`` decays with T2, ``Z`` with T1 and recovers towards PD in the zero state.
-* Each ADC sample sums over voxels and states, with the voxel centre phase
-  ``exp(-i 2 pi (k . x_v + b0_v tau))``, the intravoxel dephasing of a uniformly filled box
-  ``prod_axes sinc(k w)`` and the Lorentzian T2' decay ``exp(-|tau|/T2')``, all analytic. The
-  samples of a repetition are one pair of matrix products (states before and after their T2'
-  echo, so that ``|tau|`` splits into factors of state and of sample).
+  ``F`` decays with T2 and precesses at the voxel centre, ``Z`` decays with T1 and recovers
+  towards PD in the zero state.
+* Each ADC sample sums over voxels and states, with the sample's own evolution since the pulse
+  (T2, gradient and B0 phase at the voxel centre), the intravoxel dephasing of a uniformly
+  filled box ``prod_axes sinc(k w)`` and the Lorentzian T2' decay ``exp(-|tau|/T2')``, all
+  analytic. The samples of a repetition are one pair of matrix products (states before and
+  after their T2' echo, so that ``|tau|`` splits into factors of state and of sample).
 
-A merged state's key is the amplitude-weighted mean of its members' keys: its value is exact
-(the members agree to the grid), and its derivative is the weighted mean of theirs.
+A merged state's key (which only enters the sinc and the T2' factor) is the amplitude-weighted
+mean of its members' keys: its value is exact (the members agree to the grid), and its
+derivative is the weighted mean of theirs.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from sequences.engines.rf import RfCoefficients, rf_coefficients
@@ -47,13 +52,27 @@ MAX_EXPONENT = 60.0
 
 @dataclass
 class States:
-    """Transverse states (keys ``[J, 4]``, ``f`` ``[J, V]``) and longitudinal ones (``z``)."""
+    """Transverse states (keys ``[J, 4]`` float64, ``f`` ``[J, V]``) and longitudinal ones (``z``).
+
+    ``f_amp``/``z_amp`` (``[J]``, detached) bound each state's amplitude over voxels by
+    ``max(|re|, |im|)``, computed once per pulse and reused for pruning, readout selection and
+    the key-averaging weights.
+    """
 
     key_f: torch.Tensor
     f: torch.Tensor
     key_z: torch.Tensor
     z: torch.Tensor
     zero: int  # row of the zero key in key_z, where T1 recovery goes
+    f_amp: torch.Tensor
+    z_amp: torch.Tensor
+
+
+def _amplitude(x: torch.Tensor) -> torch.Tensor:
+    """Per row, the largest ``max(|re|, |im|)`` over voxels (cheaper than ``abs`` of complex)."""
+    if x.shape[1] == 0:
+        return x.new_zeros(x.shape[0], dtype=x.real.dtype)
+    return torch.view_as_real(x.detach()).abs().amax(dim=(1, 2))
 
 
 def _key_groups(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,94 +100,144 @@ def _key_groups(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return inv, is_zero
 
 
-def _merge(keys: torch.Tensor, f: torch.Tensor, z: torch.Tensor, keep_floor: float,
-           max_states: int) -> States:
-    """Merge rows with equal keys, prune negligible ones; the zero key always survives."""
+def _pulse(st: States, c: RfCoefficients, keep_floor: float, max_states: int) -> States:
+    """Apply the RF rotation, merge equal keys and prune; afterwards F and Z share keys.
+
+    Rows of the three sources (``F`` at its keys, ``conj F`` at the negated keys, ``Z`` at its
+    keys) are added into their merged rows in place, without concatenating the amplitudes.
+    """
+    j_f = st.key_f.shape[0]
+    keys = torch.cat([st.key_f, -st.key_f, st.key_z])
     inv, is_zero = _key_groups(keys)
     n = is_zero.shape[0]
-    weight = (f.detach().abs() + z.detach().abs()).sum(1) + 1e-30
-    f_m = f.new_zeros(n, f.shape[1]).index_add(0, inv, f)
-    z_m = z.new_zeros(n, z.shape[1]).index_add(0, inv, z)
-    w_m = weight.new_zeros(n).index_add(0, inv, weight)
-    key_m = keys.new_zeros(n, 4).index_add(0, inv, weight[:, None] * keys) / w_m[:, None]
-    amp = torch.maximum(f_m.detach().abs().amax(1), z_m.detach().abs().amax(1))
-    amp = torch.where(is_zero, torch.full_like(amp, math.inf), amp)
+    parts = (slice(0, j_f), slice(j_f, 2 * j_f), slice(2 * j_f, None))
+    f_conj = st.f.conj()
+    f_m = st.f.new_zeros(n, st.f.shape[1])
+    z_m = st.z.new_zeros(n, st.z.shape[1])
+    for part, src, to_f, to_z in zip(parts, (st.f, f_conj, st.z), (c.keep, c.conj, c.excite),
+                                     (c.store, c.store.conj(), c.cos), strict=True):
+        f_m.index_add_(0, inv[part], to_f * src)
+        z_m.index_add_(0, inv[part], to_z * src)
+    # merged key: amplitude-weighted mean of its members (exact value, shared derivative)
+    def scale(*coefs: torch.Tensor) -> torch.Tensor:
+        return sum(co.detach().abs().mean() for co in coefs).double()
+
+    f_amp, z_amp = st.f_amp.double(), st.z_amp.double()
+    weight = torch.cat([f_amp * scale(c.keep, c.store), f_amp * scale(c.conj, c.store),
+                        z_amp * scale(c.excite, c.cos)]) + 1e-30
+    w_m = weight.new_zeros(n).index_add_(0, inv, weight)
+    key_m = keys.new_zeros(n, 4).index_add_(0, inv, weight[:, None] * keys) / w_m[:, None]
+    f_amp, z_amp = _amplitude(f_m), _amplitude(z_m)
+    amp = torch.where(is_zero, torch.full_like(f_amp, math.inf), torch.maximum(f_amp, z_amp))
     keep = torch.nonzero(amp > keep_floor).reshape(-1)
     if keep.numel() > max_states:
         keep = keep[torch.topk(amp[keep], max_states).indices]
     zero = int(torch.nonzero(is_zero[keep]).reshape(-1)[0])
     key = key_m[keep]
-    return States(key_f=key, f=f_m[keep], key_z=key, z=z_m[keep], zero=zero)
-
-
-def _pulse(st: States, c: RfCoefficients, keep_floor: float, max_states: int) -> States:
-    """Apply the RF rotation; afterwards transverse and longitudinal states share keys."""
-    keys = torch.cat([st.key_f, -st.key_f, st.key_z])
-    f = torch.cat([c.keep * st.f, c.conj * st.f.conj(), c.excite * st.z])
-    z = torch.cat([c.store * st.f, c.store.conj() * st.f.conj(), c.cos * st.z])
-    return _merge(keys, f, z, keep_floor, max_states)
+    return States(key_f=key, f=f_m[keep], key_z=key, z=z_m[keep], zero=zero, f_amp=f_amp[keep],
+                  z_amp=z_amp[keep])
 
 
 def _samples(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float) -> torch.Tensor:
-    """All ADC samples of a repetition, ``[C, n]``, from the states right after its pulse."""
-    live = torch.nonzero(st.f.detach().abs().amax(1) > keep_floor).reshape(-1)
-    key, f = st.key_f[live], st.f[live]
-    k, tau = key[:, :3], key[:, 3]
+    """All ADC samples of a repetition, ``[C, n]``, from the states right after its pulse.
+
+    States whose contribution is below ``keep_floor`` at every sample (amplitude times the
+    largest intravoxel sinc over the readout) are skipped. States are split by the sign of
+    their time since the T2' echo, ``tau + t``: after it the Lorentzian factor is
+    ``exp(-(tau + t_first)/T2') exp(-(t - t_first)/T2')``, before it the mirror image around the
+    last sample, so each group is one matrix product; a state crossing its echo during the
+    readout belongs to both with complementary sample masks.
+    """
+    real = vox.pd.dtype
+    k_all, tau_all = st.key_f[:, :3], st.key_f[:, 3]  # float64
     moment, time = rep.moment, rep.time
-    total_k = k[:, None, :] + moment[None]  # [J, n, 3]
-    sinc = torch.sinc(total_k * vox.size).prod(-1)  # [J, n]
-    since_echo = tau[:, None] + time[None]  # [J, n]
-    two_pi = 2 * math.pi
-    state_part = f * torch.polar(torch.ones_like(f.real), -two_pi * (k @ vox.pos.T + tau[:, None] * vox.b0))
-    sample_phase = -two_pi * (moment @ vox.pos.T + time[:, None] * vox.b0)  # [n, V]
-    sample_decay = -time[:, None] / vox.t2  # [n, V]
+    sinc_all = torch.sinc((k_all[:, None, :] + moment[None].double()) * vox.size.double()).prod(-1)  # [J, n]
+    bound = st.f_amp.double() * sinc_all.detach().abs().amax(1)
+    live = torch.nonzero(bound > keep_floor).reshape(-1)
+    tau, f, sinc = tau_all[live], st.f[live], sinc_all[live].to(real)
+    since_echo = tau[:, None] + time[None].double()  # [J, n]
+    # the samples' own evolution since the pulse: T2 decay, gradient and B0 phase at the voxel centre
+    b_base = torch.polar(torch.exp(-time[:, None] / vox.t2),
+                         -2 * math.pi * (moment @ vox.pos.T + time[:, None] * vox.b0))  # [n, V]
     if bool((vox.r2dash > 0).any()):
         groups = ((1.0, time[0], since_echo >= 0), (-1.0, time[-1], since_echo < 0))
     else:
         groups = ((0.0, time[0], torch.ones_like(since_echo, dtype=torch.bool)),)
-    summed = torch.zeros(time.shape[0], vox.pd.shape[0], dtype=f.dtype, device=f.device)  # no live state: 0
+    summed = 0
     for sign, t_ref, mask in groups:
-        if not bool(mask.any()):
+        rows = torch.nonzero(mask.any(1)).reshape(-1)
+        if rows.numel() == 0:
             continue
-        a = state_part * torch.exp((-sign * (tau[:, None] + t_ref) * vox.r2dash).clamp(max=MAX_EXPONENT))
-        weights = torch.where(mask, sinc, torch.zeros_like(sinc)).T.to(f.dtype)  # [n, J]
-        b = torch.polar(torch.exp(sample_decay - sign * (time - t_ref)[:, None] * vox.r2dash), sample_phase)
+        a, b = f[rows], b_base
+        if sign:
+            exponent = (-sign * (tau[rows, None] + t_ref) * vox.r2dash).to(real).clamp(max=MAX_EXPONENT)
+            a = a * torch.exp(exponent)  # [J_g, V]
+            b = b * torch.exp(-sign * (time - t_ref)[:, None] * vox.r2dash)
+        weights = torch.where(mask[rows], sinc[rows], torch.zeros_like(sinc[rows])).T.to(f.dtype)  # [n, J_g]
         summed = summed + b * (weights @ a)
     demod = torch.polar(torch.ones_like(rep.adc_phase), -rep.adc_phase)
+    if isinstance(summed, int):  # nothing measurable
+        return torch.zeros(vox.coil.shape[0], rep.n_adc, dtype=vox.coil.dtype, device=vox.coil.device)
     return (vox.coil @ summed.T) * demod
 
 
 def _relax(st: States, rep: Repetition, vox: VoxelSet) -> States:
-    """Free evolution to the end of the repetition: move transverse keys, relax, recover."""
-    shift = torch.cat([rep.end_moment, rep.end_time[None]])
+    """Free evolution to the end of the repetition: move transverse keys, relax, recover.
+
+    Transverse amplitudes take the voxel-centre phase of the repetition's total moment and of
+    B0, and T2 decay; the keys take the moment and time (for the intravoxel sinc and T2').
+    """
+    shift = torch.cat([rep.end_moment, rep.end_time[None]]).double()
+    evolve = torch.polar(torch.exp(-rep.end_time / vox.t2),
+                         -2 * math.pi * (vox.pos @ rep.end_moment + rep.end_time * vox.b0))  # [V]
     e1 = torch.exp(-rep.end_time / vox.t1)
     recovery = (vox.pd * (1 - e1)).to(st.z.dtype)[None]
-    z = (st.z * e1).index_add(0, torch.tensor([st.zero], device=st.z.device), recovery)
-    return States(key_f=st.key_f + shift, f=st.f * torch.exp(-rep.end_time / vox.t2), key_z=st.key_z,
-                  z=z, zero=st.zero)
+    zero = torch.tensor([st.zero], device=st.z.device)
+    z = (st.z * e1).index_add(0, zero, recovery)
+    return States(key_f=st.key_f + shift, f=st.f * evolve, key_z=st.key_z,
+                  z=z, zero=st.zero, f_amp=st.f_amp, z_amp=st.z_amp.index_add(0, zero, _amplitude(recovery)))
+
+
+def _repetition(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float,
+                max_states: int) -> tuple[torch.Tensor | None, States]:
+    """One repetition: pulse, its samples (None without ADC), free evolution to its end."""
+    st = _pulse(st, rf_coefficients(rep.flip * vox.b1, rep.rf_phase), keep_floor, max_states)
+    samples = _samples(st, rep, vox, keep_floor) if rep.n_adc else None
+    return samples, _relax(st, rep, vox)
 
 
 def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 1e-5,
-                            max_states: int = 4096, progress: bool = False) -> torch.Tensor:
+                            max_states: int = 4096, checkpointing: bool = True,
+                            progress: bool = False) -> torch.Tensor:
     """Signal ``[C, n_samples]`` of ``seq`` on ``vox`` from configuration states.
 
     ``tolerance``: states whose amplitude is below ``tolerance * max(pd)`` in every voxel are
-    dropped; ``max_states``: hard bound on the state count (the largest are kept).
+    dropped (and skipped at readouts where they contribute less); ``max_states``: hard bound on
+    the state count (the largest are kept); ``checkpointing``: keep only each repetition's
+    starting states for the backward pass and recompute the rest (memory of a few state
+    tensors per repetition instead of all intermediates, for about one more forward pass).
     """
     if tolerance < 0 or max_states < 1:
         raise ValueError(f"tolerance must be >= 0 and max_states >= 1, got {tolerance}, {max_states}")
     keep_floor = tolerance * float(vox.pd.detach().max())
     n_vox, dtype = vox.n_voxels, vox.coil.dtype
-    zero_key = torch.zeros(1, 4, dtype=seq.flip.dtype, device=seq.device)
+    # keys are float64 whatever the sequence's precision: float32 sums of durations along
+    # different pathways would differ in the last bits and stop equal states from merging
+    zero_key = torch.zeros(1, 4, dtype=torch.float64, device=seq.device)
+    z0 = vox.pd[None].to(dtype)
     st = States(key_f=zero_key[:0], f=torch.zeros(0, n_vox, dtype=dtype, device=seq.device),
-                key_z=zero_key, z=vox.pd[None].to(dtype), zero=0)
+                key_z=zero_key, z=z0, zero=0, f_amp=vox.pd.new_zeros(0), z_amp=_amplitude(z0))
     out = []
+    step = partial(_repetition, vox=vox, keep_floor=keep_floor, max_states=max_states)
+    use_ckpt = checkpointing and torch.is_grad_enabled()
     bar = tqdm(repetitions(seq), desc="configuration states", unit="rep", disable=not progress)
     for rep in bar:
-        st = _pulse(st, rf_coefficients(rep.flip * vox.b1, rep.rf_phase), keep_floor, max_states)
-        if rep.n_adc:
-            out.append(_samples(st, rep, vox, keep_floor))
-        st = _relax(st, rep, vox)
+        if use_ckpt:
+            samples, st = checkpoint(step, st, rep, use_reentrant=False)
+        else:
+            samples, st = step(st, rep)
+        if samples is not None:
+            out.append(samples)
         bar.set_postfix(states=st.f.shape[0])
     if not out:
         return torch.zeros(vox.coil.shape[0], 0, dtype=dtype, device=seq.device)
