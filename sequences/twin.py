@@ -117,6 +117,49 @@ def _signed(header: xsd.ismrmrdHeader, protocol: dict) -> xsd.ismrmrdHeader:
     return header
 
 
+@dataclass(frozen=True)
+class ScannedFile:
+    """What the scanner knows of a bundle: its protocol, the imported ``.seq`` and its ADC layout."""
+
+    protocol: dict
+    sequence: Sequence
+    layout: ReadoutLayout
+
+
+def scanned_file(bundle: str | Path) -> ScannedFile:
+    """Validate a bundle directory and import its ``.seq`` (matrix from the protocol) with its layout."""
+    bundle = Path(bundle)
+    protocol = check_bundle(bundle)
+    seq_path = bundle / protocol["files"]["seq"]
+    matrix = tuple(int(m) for m in protocol["encoding"]["matrix"])
+    model = replace(import_seq(seq_path).sequence, matrix=matrix)
+    kind = protocol["encoding"].get("trajectory_type", "other")
+    layout = adc_layout(seq_path, model, kind if kind in TRAJECTORIES else "other")
+    return ScannedFile(protocol, model, layout)
+
+
+def raw_data(scanned: ScannedFile, signal: torch.Tensor, snr: float | None = None, seed: int = 0
+             ) -> tuple[xsd.ismrmrdHeader, list[ismrmrd.Acquisition], float]:
+    """The MRD header, noise-adjust scans plus acquisitions, and the noise std of ``signal``
+    ``[coil, samples]`` acquired with ``scanned``'s file (noise at ``snr``, see ``twin_scan``)."""
+    if snr is not None and not snr > 0:
+        raise ValueError(f"SNR must be positive, got {snr}")
+    protocol, model, layout = scanned.protocol, scanned.sequence, scanned.layout
+    n_coils = int(signal.shape[0])
+    info = ScanInfo(protocol_name=f"mrzero twin {protocol['name']}",
+                    measurement_id=f"twin-{protocol['signature'][:8]}")
+    header = _signed(mrd_header(model, n_coils, info, layout), protocol)
+    noise_std, noise, data = 0.0, [], signal
+    if snr is not None:
+        noise_std = float(signal.abs().pow(2).mean().sqrt()) / snr
+        data = add_noise(signal, noise_std, seed)
+        n = max(512, *(r.n for r in layout.readouts))
+        noise = noise_acquisitions(n_coils, n, model.hints.readout_dwell, std=noise_std,
+                                   count=math.ceil(NOISE_SAMPLES / n), seed=seed + 1)
+    scans = list(acquisitions(model, data, layout, first_scan_counter=len(noise), with_trajectory=False))
+    return header, noise + scans, noise_std
+
+
 def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int = 1,
               snr: float | None = None, seed: int = 0, engine: str = "fast",
               device: torch.device | str | None = None, slice: int | None = None) -> TwinScan:
@@ -134,43 +177,23 @@ def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int
 
     if n_coils < 1:
         raise ValueError(f"coils must be at least 1, got {n_coils}")
-    if snr is not None and not snr > 0:
-        raise ValueError(f"SNR must be positive, got {snr}")
-    timings: dict[str, float] = {}
     start = time.perf_counter()
-    bundle = Path(bundle)
-    protocol = check_bundle(bundle)
-    imported = import_seq(bundle / protocol["files"]["seq"]).sequence
-    matrix = tuple(int(m) for m in protocol["encoding"]["matrix"])
-    model = replace(imported, matrix=matrix)
-    kind = protocol["encoding"].get("trajectory_type", "other")
-    layout = adc_layout(bundle / protocol["files"]["seq"], model, kind if kind in TRAJECTORIES else "other")
-    timings["import"] = time.perf_counter() - start
+    scanned = scanned_file(bundle)
+    timings = {"import": time.perf_counter() - start}
     start = time.perf_counter()
     if isinstance(phantom, Phantom):
         ph = phantom
-        n_coils = 1 if phantom.coil_sens is None else int(phantom.coil_sens.shape[0])
     else:
+        matrix = scanned.sequence.matrix
         ph = make_phantom(phantom, (matrix[0], matrix[1]), slice=slice, n_coils=n_coils, seed=seed,
                           device=device)
     with torch.no_grad():
-        signal = simulate(model, ph, engine=engine, device=device).to("cpu", torch.complex64)
+        signal = simulate(scanned.sequence, ph, engine=engine, device=device).to("cpu", torch.complex64)
     timings["simulate"] = time.perf_counter() - start
-    info = ScanInfo(protocol_name=f"mrzero twin {protocol['name']}",
-                    measurement_id=f"twin-{protocol['signature'][:8]}")
-    header = _signed(mrd_header(model, n_coils, info, layout), protocol)
-    noise_std, noise = 0.0, []
-    data = signal
-    if snr is not None:
-        noise_std = float(signal.abs().pow(2).mean().sqrt()) / snr
-        data = add_noise(signal, noise_std, seed)
-        n = max(512, *(r.n for r in layout.readouts))
-        noise = noise_acquisitions(n_coils, n, model.hints.readout_dwell, std=noise_std,
-                                   count=math.ceil(NOISE_SAMPLES / n), seed=seed + 1)
-    scans = list(acquisitions(model, data, layout, first_scan_counter=len(noise), with_trajectory=False))
-    log.info("twin scan of bundle %s on %s: %d coils, %d acquisitions (%d noise), SNR %s",
-             protocol["name"], ph.name, n_coils, len(scans) + len(noise), len(noise), snr)
-    return TwinScan(protocol, model, ph, header, noise + scans, signal, noise_std, timings)
+    header, acqs, noise_std = raw_data(scanned, signal, snr, seed)
+    log.info("twin scan of bundle %s on %s: %d coils, %d acquisitions, SNR %s",
+             scanned.protocol["name"], ph.name, signal.shape[0], len(acqs), snr)
+    return TwinScan(scanned.protocol, scanned.sequence, ph, header, acqs, signal, noise_std, timings)
 
 
 def stream_scan(scan: TwinScan, host: str, port: int, config: str | None = None,
