@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "bundle",
     "deploy",
+    "train",
     "scan",
 )
 

@@ -45,8 +45,13 @@ class Bounds:
         return GAMMA_HZ_PER_T * self.max_gradient * seq.duration.detach()[..., None] * fov
 
 
-def rep_selection(seq: Sequence, selector: str) -> torch.Tensor:
-    """Repetitions ``[R]`` chosen by a recipe selector (see ``recipe.REP_SELECTORS``)."""
+def rep_selection(seq: Sequence, selector: str | list[str]) -> torch.Tensor:
+    """Repetitions ``[R]`` chosen by a recipe selector (see ``recipe.REP_SELECTORS``) or a list of them."""
+    if not isinstance(selector, str):
+        chosen = torch.zeros(seq.n_rep, dtype=torch.bool, device=seq.device)
+        for one in selector:
+            chosen |= rep_selection(seq, one)
+        return chosen
     kind = seq.rf_kind
     no_adc = ~seq.adc.any(1)
     chosen = {
@@ -59,7 +64,7 @@ def rep_selection(seq: Sequence, selector: str) -> torch.Tensor:
     return chosen
 
 
-def free_mask(seq: Sequence, name: str, reps: str = "all", events: list[int] | str = "all",
+def free_mask(seq: Sequence, name: str, reps: str | list[str] = "all", events: list[int] | str = "all",
               axes: str = "xy") -> torch.Tensor:
     """The boolean mask of field ``name`` selected by repetitions, events and (moment) axes."""
     r_mask = rep_selection(seq, reps)
@@ -113,7 +118,10 @@ class Learnables(torch.nn.Module):
             p["moment"].copy_(torch.maximum(torch.minimum(p["moment"], limit), -limit))
 
     def out_of_bounds(self) -> list[str]:
-        """Fixed (not free) entries that violate the bounds: then no training can meet them."""
+        """Fixed (not free) flips and durations that violate the bounds: no training can meet them.
+
+        Fixed moments are not checked: the simulation plays them instantaneously, and the Pulseq
+        export stretches their events as the hardware needs."""
         seq, bad = self.sequence(), []
 
         def fixed(name: str, violated: torch.Tensor) -> bool:
@@ -124,9 +132,6 @@ class Learnables(torch.nn.Module):
             bad.append("duration below bounds.min_duration_ms")
         if fixed("flip", seq.flip.detach().abs() > self.bounds.max_flip + 1e-9):
             bad.append("flip above bounds.max_flip_deg")
-        limit = self.bounds.max_moment(seq) * (1 + 1e-6) + 1e-9
-        if fixed("moment", seq.moment.detach().abs() > limit):
-            bad.append("moment above what bounds.max_gradient_mT_m allows in the event's duration")
         return bad
 
     def state(self) -> dict[str, torch.Tensor]:

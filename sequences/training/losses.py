@@ -30,8 +30,8 @@ class LossParts:
         return self.image + self.sar + self.time
 
     def as_dict(self) -> dict[str, float]:
-        return {"loss": float(self.total), "image": float(self.image), "sar": float(self.sar),
-                "time": float(self.time), "error": self.error}
+        return {"loss": float(self.total.detach()), "image": float(self.image.detach()),
+                "sar": float(self.sar.detach()), "time": float(self.time.detach()), "error": self.error}
 
 
 def relative_error(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
@@ -67,4 +67,4 @@ class Loss:
         zero = torch.zeros((), dtype=image.dtype, device=image.device)
         sar = self.sar * seq.sar_proxy() / self.sar_ref if self.sar else zero
         time = self.time * seq.total_duration() / self.time_ref if self.time else zero
-        return LossParts(image=image, sar=sar, time=time, error=float(err))
+        return LossParts(image=image, sar=sar, time=time, error=float(err.detach()))

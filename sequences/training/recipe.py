@@ -36,7 +36,7 @@ class RecipeError(ValueError):
 class FreeSpec:
     """Which entries of one sequence field are learnable: repetitions x events (x axes)."""
 
-    reps: str = "all"  # one of REP_SELECTORS
+    reps: str | list[str] = "all"  # one of REP_SELECTORS, or a list of them (their union)
     events: list[int] | str = "all"  # "all" or event indices (negative counts from the end)
     axes: str = "xy"  # moment axes, any of "xyz"
 
@@ -273,7 +273,8 @@ def validate(recipe: Recipe) -> Recipe:
         raise RecipeError("sequence.learn: nothing is learnable (no sequence field and no head)")
     for name, spec in r.sequence.learn.items():
         _choice("sequence.learn", name, SEQUENCE_FIELDS)
-        _choice(f"sequence.learn.{name}.reps", spec.reps, REP_SELECTORS)
+        for selector in [spec.reps] if isinstance(spec.reps, str) else spec.reps:
+            _choice(f"sequence.learn.{name}.reps", selector, REP_SELECTORS)
         if isinstance(spec.events, str):
             _choice(f"sequence.learn.{name}.events", spec.events, ("all",))
         if not spec.axes or set(spec.axes) - set("xyz"):
@@ -288,7 +289,7 @@ def validate(recipe: Recipe) -> Recipe:
             continue
         _choice(f"{key}.kind", ph.kind, ("brain", "sparse"))
         _positive(f"{key}.samples", ph.samples)
-        if len(ph.block) != 2 or not all(0 < b <= r.matrix for b in ph.block):
+        if ph.kind == "sparse" and (len(ph.block) != 2 or not all(0 < b <= r.matrix for b in ph.block)):
             raise RecipeError(f"{key}.block: must be [by, bx] within the matrix {r.matrix}, got {ph.block}")
     _choice("engine.name", r.engine.name, tuple(ENGINES))
     _choice("recon.method", r.recon.method, ("adjoint", "iterative", "cg"))

@@ -95,7 +95,7 @@ class Report:
         _image(axes[2], snap.image, "reconstruction")
         _image(axes[3], snap.target, "target")
         _curves(axes[4], axes[5], history)
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.03, right=0.99, bottom=0.18, top=0.88, wspace=0.35)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"iter_{iteration:05d}.png"
         path.write_bytes(_png(fig))
@@ -125,7 +125,7 @@ class Report:
         ax_sar.axis("on")
         _curves(axes[3, 1], ax_sar, history)
         fig.suptitle(name)
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.05, right=0.98, bottom=0.05, top=0.93, wspace=0.35, hspace=0.35)
         png = _png(fig)
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "summary.png").write_bytes(png)

@@ -138,6 +138,7 @@ class Trainer:
         self.head_opt = torch.optim.Adam(self.head.parameters(), lr=r.head.lr) if self.head else None
         self.history: list[dict[str, float]] = []
         self.best: dict[str, Any] = {"error": math.inf, "state": self._params(), "iteration": -1}
+        self._good, self._good_iteration = self._params(), 0
         self.iteration = 0
         self._cache: dict[int, torch.Tensor] | None = None
         self._cache_phase = ""
@@ -229,7 +230,7 @@ class Trainer:
         self._load_params(state)
         self._save_checkpoint(path, f"last good state before the {what} at iteration {i}")
         raise TrainingError(f"{what} at iteration {i}: training stopped; the last good state "
-                            f"(iteration {self._good_iteration}) is in {path}")
+                            f"(after {self._good_iteration} iterations) is in {path}")
 
     def step(self, i: int) -> dict[str, float]:
         """One optimisation step at iteration ``i``; returns the loss parts and metrics."""
@@ -249,10 +250,10 @@ class Trainer:
             if "not finite" in str(exc):
                 self._stop_on_nan(i, "a NaN or inf sequence value")
             raise
+        before = self._good  # the parameters this loss was computed with
         total = parts.total
         if not bool(torch.isfinite(total)):
             self._stop_on_nan(i, "a NaN or inf loss")
-        self._good, self._good_iteration = self._params(), i
         for opt in (self.seq_opt, self.head_opt):
             if opt is not None:
                 opt.zero_grad(set_to_none=True)
@@ -273,12 +274,14 @@ class Trainer:
             opt.step()
         if self.learn is not None:
             self.learn.project()
+        if self._finite():
+            self._good, self._good_iteration = self._params(), i + 1
         seq = self.sequence()
         record = {"iteration": i, **parts.as_dict(), "phase_head": float(phase == "head"),
-                  "sar_rel": float(seq.sar_proxy()) / self.loss.sar_ref, "lr_factor": factor, "phantom": idx}
+                  "sar_rel": float(seq.sar_proxy().detach()) / self.loss.sar_ref, "lr_factor": factor, "phantom": idx}
         self.history.append(record)
         if parts.error < self.best["error"] and phase != "head":
-            self.best = {"error": parts.error, "state": self._good, "iteration": i}
+            self.best = {"error": parts.error, "state": before, "iteration": i}
         self._last_pred = pred
         return record
 
@@ -349,6 +352,7 @@ class Trainer:
         self.history = json.loads(state["history"])
         self.best = state["best"]
         self.iteration = int(state["iteration"])
+        self._good, self._good_iteration = self._params(), self.iteration
         log.info("resumed %s at iteration %d from %s", self.recipe.name, self.iteration, path)
 
     # ------------------------------------------------------------------ evaluation and run
@@ -368,8 +372,8 @@ class Trainer:
         """Train to ``iterations``; write checkpoints, reports and the final summary."""
         self.out.mkdir(parents=True, exist_ok=True)
         o = self.recipe.output
-        log.info("training %s for %d iterations on %s: %s", self.recipe.name, self.iterations,
-                 self.device, self.sequence().summary())
+        log.info("training %s on %s from iteration %d to %d: start %s", self.recipe.name, self.device,
+                 self.iteration, self.iterations, self.targets.trained.summary())
         bar = tqdm(range(self.iteration, self.iterations), desc=self.recipe.name, unit="it",
                    disable=not self.progress, initial=self.iteration, total=self.iterations)
         for i in bar:
@@ -379,6 +383,9 @@ class Trainer:
                             err=f"{100 * rec['error']:.1f}%", sar_rel=f"{100 * rec['sar_rel']:.0f}%")
             if self.iteration % o.report_every == 0 or self.iteration == self.iterations:
                 self._report(i)
+                log.info("iteration %d: loss %.5f (image %.5f, SAR %.5f, time %.5f), error %.2f %%, "
+                         "relative SAR %.1f %%", self.iteration, rec["loss"], rec["image"], rec["sar"],
+                         rec["time"], 100 * rec["error"], 100 * rec["sar_rel"])
             if self.iteration % o.checkpoint_every == 0:
                 self.save()
         self.save()

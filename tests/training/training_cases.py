@@ -1,0 +1,44 @@
+"""Small recipes for the training tests (8x8 matrices, a few iterations)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+#: GRE encoding from zero on an 8x8 brain phantom (the shape of gre_from_zero, tiny).
+FROM_ZERO: dict[str, Any] = {
+    "name": "tiny_from_zero",
+    "seed": 3,
+    "matrix": 8,
+    "sequence": {"builder": "gre", "options": {"flip_deg": 5, "te_ms": 3, "tr_ms": 20},
+                 "zero": ["flip", "rf_phase", "moment"],
+                 "learn": {"flip": "all", "rf_phase": "all", "moment": {"axes": "xy"}}},
+    "target": {"kind": "sequence"},
+    "engine": {"name": "fast", "options": {"tolerance": 0.001, "max_states": 256}},
+    "optimizer": {"iterations": 5, "lr": {"flip": 1.0, "rf_phase": 5.0, "moment": 0.3}},
+    "output": {"checkpoint_every": 2, "report_every": 4},
+}
+
+#: T1 from ten inversion blocks with an MLP head, alternating (the shape of t1_mapping, tiny).
+T1: dict[str, Any] = {
+    "name": "tiny_t1",
+    "seed": 1,
+    "matrix": 4,
+    "sequence": {"builder": "t1", "options": {"ti_ms": [0, 0, 0], "trec_ms": 0, "te_ms": 8, "tr_ms": 15,
+                                              "flip_deg": 5},
+                 "learn": {"duration": {"reps": ["inversion", "recovery"], "events": [0]}}},
+    "target": {"kind": "t1"},
+    "phantom": {"kind": "sparse", "samples": 3, "block": [2, 2]},
+    "recon": {"split": "repetition"},
+    "head": {"kind": "mlp", "hidden": [8, 8, 8], "lr": 0.01},
+    "optimizer": {"iterations": 7, "lr": {"duration": 50.0},
+                  "alternate": {"head_first": 2, "sequence": 2, "head": 1, "batch": 2}},
+    "output": {"checkpoint_every": 5, "report_every": 5},
+}
+
+
+def recipe(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A deep copy of ``base`` with top-level keys replaced."""
+    out = copy.deepcopy(base)
+    out.update(changes)
+    return out
