@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from gadgetron_peer import opening, run_chain
 
 from server.client import open_mrd
+from server.gadgetron.peer import opening, run_chain
 
 COMMAND = [sys.executable, "-m", "mrzero.cli", "-v", "gadgetron-external", "--host", "127.0.0.1"]
 

@@ -8,11 +8,11 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
-from gadgetron_peer import config_message, run_chain
 
 from mrzero.commands.gadgetron_external import DEFAULT_PORT
 from pipelines import registry
 from server.client import open_mrd
+from server.gadgetron.peer import config_message, run_chain
 from server.gadgetron.wire import parse_configuration
 from server.protocol import header_message
 

@@ -9,9 +9,9 @@ import struct
 import time
 
 import pytest
-from gadgetron_peer import CLOSE, config_message, opening, run_chain
 
 from server.client import open_mrd
+from server.gadgetron.peer import CLOSE, config_message, opening, run_chain
 from server.protocol import header_message, serialized
 
 pytestmark = [pytest.mark.needs_ismrmrd_tools]

@@ -9,7 +9,8 @@ import struct
 import ismrmrd
 import numpy as np
 import pytest
-from gadgetron_peer import opening, run_chain
+
+from server.gadgetron.peer import opening, run_chain
 
 # gadgetron's reader builds an object array of ctypes headers (server/gadgetron/wire.py silences
 # this outside pytest, which resets warning filters per test)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gadgetron_peer import opening, run_chain
 
 from server.client import open_mrd, send_file
+from server.gadgetron.peer import opening, run_chain
 from server.limits import Settings
 from server.listener import Server
 
