@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="bundle name (default: the checkpoint's or the sequence's name)")
     p.add_argument("--pipeline", help="reconstruction pipeline (default: checkpoint metadata, or cartesian)")
     p.add_argument("--head-output", metavar="QUANTITY:UNITS",
-                   help="what the head's maps are, for the image meta, e.g. T1:s (default: head output, a.u.)")
+                   help="what the head's maps are, for the image meta, e.g. T1:s "
+                        "(default: head output, a.u.)")
     p.add_argument("--hardware", default="default", help="hardware preset: default (conservative) or prisma")
     p.add_argument("--max-grad", type=float, help="override: maximum gradient per axis, mT/m")
     p.add_argument("--max-slew", type=float, help="override: maximum slew rate per axis, T/m/s")
