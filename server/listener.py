@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import signal
 import socket
 import threading
 
@@ -62,11 +63,14 @@ class Server:
         return self
 
     def serve_forever(self) -> None:
+        """Serve until Ctrl-C or SIGTERM (service managers, ``docker stop``), then stop gracefully."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
         self.bind()
         try:
             self._accept_loop()
         except KeyboardInterrupt:
-            log.info("interrupted; waiting for running connections")
+            log.info("stopping: no new connections; waiting up to 30 s for running ones")
         finally:
             self.stop()
 
