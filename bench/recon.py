@@ -11,7 +11,14 @@ Both run on ``--threads`` CPU threads (default 1). BART runs as a subprocess, so
 include process start and ``.cfl`` file I/O; ours are in-process from tensors in memory
 (this is how each is used: BART from files, ours inline in a pipeline). Times are medians
 of ``--repeats`` runs; errors are relative to the phantom after the best complex scalar fit.
-Run: ``.venv/bin/python bench/recon.py [--sizes 64 128 256]``.
+Server latency (``--latency-sizes``, default 64 128): a radial bundle (``n`` spokes of ``n``
+samples) is deployed to a temporary store, its scan (Shepp-Logan signal, SNR 20, a noise-adjust
+scan, packaged by the digital twin's ``raw_data``) is streamed to an in-process server on
+127.0.0.1 (pipeline workers on ``--threads`` threads); the latency runs from the moment the last
+acquisition was handed to the socket until the server's close (the last image arrives just
+before it), for the ``adjoint`` and ``iterative_adjoint`` pipelines, next to the same pipeline
+run in this process on the same acquisitions and ``bart nufft -i`` on the same data.
+Run: ``.venv/bin/python bench/recon.py [--sizes 64 128 256] [--latency-sizes 64 128]``.
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import ismrmrd.xsd as xsd
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -121,11 +129,72 @@ def bench_cartesian(n: int, work: Path, repeats: int) -> list[dict]:
                  bart_err=fitted_error(np.abs(theirs), reference))]
 
 
+def _timed_items(items: list, marks: dict) -> Iterator:
+    """``items``, noting when the consumer asked past the last one (it was written to the socket)."""
+    yield from items
+    marks["last_sent"] = time.perf_counter()
+
+
+def bench_server_latency(n: int, work: Path, repeats: int, threads: int) -> list[dict]:
+    from pipelines import registry
+    from pipelines.base import Context
+    from pipelines.header import parse_header
+    from sequences.bundle import deploy_bundle, write_bundle
+    from sequences.checkpoint import Checkpoint
+    from sequences.simulated_scan import build_sequence
+    from sequences.twin import raw_data, scanned_file
+    from server.client import stream
+    from server.limits import Settings
+    from server.listener import Server
+
+    bundle, store = work / f"radial{n}", work / f"store{n}"
+    write_bundle(Checkpoint(build_sequence("radial", n, 0.2)), bundle, name=f"bench_radial{n}",
+                 pipeline="iterative_adjoint")
+    deploy_bundle(bundle, store)
+    scanned = scanned_file(bundle)
+    run_bart("phantom", "-x", str(n), "phantom", cwd=work)
+    truth = torch.from_numpy(read_cfl(work / "phantom").T.copy()).to(torch.complex64)
+    trajectory = torch.from_numpy(np.load(bundle / "trajectory.npy"))
+    signal = Encoding(trajectory, n).forward(truth)
+    header, acquisitions, _ = raw_data(scanned, signal, snr=20.0)
+    header_xml = xsd.ToXML(header)
+    kspace = np.stack([a.data[0] for a in acquisitions[-n:]], axis=1)  # [readout, spokes]
+    write_cfl(work / "traj", trajectory.numpy().reshape(n, n, 3).transpose(2, 1, 0))
+    write_cfl(work / "ksp", kspace[None])
+    server = Server(Settings(port=0, data_dir=work / "journal", bundle_store=store, pipeline_threads=threads))
+    server.start()
+    rows = []
+    try:
+        for pipeline in ("adjoint", "iterative_adjoint"):
+            latencies = []
+            for _ in range(repeats):
+                marks: dict = {}
+                reply = stream(_timed_items(acquisitions, marks), header_xml, host=server.address[0],
+                               port=server.address[1], config=pipeline)
+                if reply.errors or len(reply.images) != 1:
+                    raise RuntimeError(f"{pipeline}: {reply.texts}")
+                latencies.append(time.perf_counter() - marks["last_sent"])
+            ctx = Context(header=parse_header(header_xml), pipeline_name=pipeline, bundle_store=store)
+            spec = registry.get(pipeline)
+            local_t, _ = median_time(lambda c=ctx, s=spec: list(s.run(iter(acquisitions), c)), repeats)
+            bart_t, _ = median_time(lambda: run_bart("nufft", "-i", "-d", f"{n}:{n}:1", "traj", "ksp", "out",
+                                                     cwd=work), repeats)
+            rows.append(dict(case=f"radial {n}x{n} twin scan, {len(acquisitions)} acquisitions",
+                             pipeline=pipeline, latency=statistics.median(latencies), local=local_t,
+                             bart=bart_t))
+    finally:
+        server.stop()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256], help="image matrix sizes")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[64, 128, 256],
+                        help="image matrix sizes of the operator part (none: skip it)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (median reported)")
+    parser.add_argument("--latency-sizes", type=int, nargs="*", default=[64, 128],
+                        help="radial matrix sizes of the server latency part (none: skip it)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for torch and for BART (OMP_NUM_THREADS); one thread keeps "
                              "the comparison fair and stable on a shared machine")
@@ -144,6 +213,18 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         print(f"| {r['case']} | {r['op']} | {r['peer']} | {r['ours']:.4f} | {r['bart']:.4f} | "
               f"{r['ours'] / r['bart']:.2f} | {r['ours_err']:.4f} | {r['bart_err']:.4f} |")
+    if not args.latency_sizes:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        latency = [row for n in tqdm(args.latency_sizes, desc="latency", file=sys.stderr)
+                   for row in bench_server_latency(n, Path(tmp), args.repeats, args.threads)]
+    print()
+    print("| scan | pipeline | server latency (s) | same pipeline in-process (s) | latency/in-process "
+          "| bart nufft -i (s) | latency/BART |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in latency:
+        print(f"| {r['case']} | {r['pipeline']} | {r['latency']:.4f} | {r['local']:.4f} | "
+              f"{r['latency'] / r['local']:.2f} | {r['bart']:.4f} | {r['latency'] / r['bart']:.2f} |")
 
 
 if __name__ == "__main__":
