@@ -67,7 +67,10 @@ def open_mrd(path: Path | str, dataset: str = "dataset") -> MRDFile:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such MRD file: {path}")
-    f = h5py.File(path, "r")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not an HDF5 file ({exc})") from None
     if dataset not in f or "xml" not in f[dataset]:
         f.close()
         raise ValueError(f"{path}: no /{dataset}/xml header, which an MRD stream must start with")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from server.limits import DEFAULT_HOST, DEFAULT_PORT
@@ -35,8 +36,15 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.image_files import write_pngs
     from server.client import send_file
 
-    reply = send_file(args.file, host=args.host, port=args.port, config=args.config,
-                      parameters=args.parameters, output=args.output, timeout_s=args.timeout)
+    try:
+        reply = send_file(args.file, host=args.host, port=args.port, config=args.config,
+                          parameters=args.parameters, output=args.output, timeout_s=args.timeout)
+    except ConnectionError as exc:
+        print(f"mrzero send: cannot talk to {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # missing or non-MRD file, bad --parameters
+        print(f"mrzero send: {exc}", file=sys.stderr)
+        return 2
     for text in reply.texts:
         print(f"server: {text}")
     if args.png is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,21 @@ def test_serve_and_send_processes(tmp_path):
     assert server.returncode == 0, log
     assert "pipeline test_rss: 32 acquisitions" in log and "stopping" in log
     assert len(list((tmp_path / "journal").glob("*.h5"))) == 2
+
+
+def test_send_explains_bad_files_and_unreachable_servers(tmp_path, capsys):
+    from mrzero.cli import main as mrzero
+
+    not_hdf5 = tmp_path / "notes.h5"
+    not_hdf5.write_text("not HDF5")
+    assert mrzero(["send", str(tmp_path / "missing.h5")]) == 2
+    assert mrzero(["send", str(not_hdf5)]) == 2
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    raw = tmp_path / "raw.h5"
+    with ismrmrd.Dataset(str(raw), "dataset", mode="w") as dset:
+        dset.write_xml_header(header_xml().encode())
+    assert mrzero(["send", str(raw), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert "no such MRD file" in err and "not an HDF5 file" in err and "cannot talk to 127.0.0.1" in err
