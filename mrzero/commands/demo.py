@@ -8,24 +8,44 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="Shepp-Logan raw data through the server; images to demo-output/",
-        description="Generate multi-coil Shepp-Logan raw data with Debian's ISMRMRD tools, start the "
-                    "server on a free 127.0.0.1 port, stream the data with the default pipeline, and "
-                    "write the returned images as MRD HDF5 and PNG.")
+        "demo", help="digital-twin scans of the shipped bundles through the server; images to demo-output/",
+        description="Deploy the shipped bundles (a learned GRE and the T1-mapping sequence with its MLP) "
+                    "to a temporary store, start the server on a free 127.0.0.1 port, scan the brain "
+                    "phantom with each bundle's .seq file in the digital twin, stream the raw data, and "
+                    "write raw data, returned images (MRD HDF5) and PNGs per bundle. With --shepp-logan: "
+                    "multi-coil Shepp-Logan raw data from Debian's ISMRMRD tools through the default "
+                    "pipeline instead.")
     p.add_argument("-o", "--output-dir", type=Path, default=Path("demo-output"),
                    help="where to write raw data, journal and images (default %(default)s)")
-    p.add_argument("--matrix", type=int, default=128, help="image matrix (default %(default)s)")
-    p.add_argument("--coils", type=int, default=8, help="receiver coils (default %(default)s)")
-    p.add_argument("--config", default=None, help="pipeline name (default: the server's default)")
+    p.add_argument("--coils", type=int, default=None, help="receiver coils (default 4; Shepp-Logan 8)")
+    p.add_argument("--bundle", action="append", default=None, metavar="NAME",
+                   help="shipped bundle or bundle directory to scan (repeatable; default: all shipped)")
+    p.add_argument("--noise", type=float, default=100.0, metavar="SNR",
+                   help="twin scan SNR, RMS signal over noise std (default %(default)g)")
+    p.add_argument("--shepp-logan", action="store_true",
+                   help="the Cartesian Shepp-Logan demo (Debian's ISMRMRD tools) instead of the twin")
+    p.add_argument("--matrix", type=int, default=128, help="Shepp-Logan image matrix (default %(default)s)")
+    p.add_argument("--config", default=None, help="Shepp-Logan pipeline name (default: the server's default)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.demo import run_demo
+    if args.shepp_logan:
+        from server.demo import run_demo
 
-    result = run_demo(args.output_dir, args.matrix, args.coils, args.config)
-    print(f"raw data:      {result.raw}")
-    print(f"journal:       {result.journal_dir}/")
-    print(f"images (MRD):  {result.images_h5}")
-    print("images (PNG):  " + ", ".join(str(p) for p in result.pngs))
+        result = run_demo(args.output_dir, args.matrix, args.coils or 8, args.config)
+        print(f"raw data:      {result.raw}")
+        print(f"journal:       {result.journal_dir}/")
+        print(f"images (MRD):  {result.images_h5}")
+        print("images (PNG):  " + ", ".join(str(p) for p in result.pngs))
+        return 0
+    from sequences.twin import SHIPPED_BUNDLES
+    from server.demo import run_twin_demo
+
+    bundles = tuple(args.bundle or sorted(p.parent.name for p in SHIPPED_BUNDLES.glob("*/protocol.json")))
+    result = run_twin_demo(args.output_dir, bundles, args.coils or 4, args.noise)
+    print(f"journal:          {result.journal_dir}/")
+    for name, saved in result.saved.items():
+        for label, path in saved.items():
+            print(f"{name + ' ' + label + ':':32s}{path}")
     return 0
