@@ -252,8 +252,9 @@ class ExternalSession:
         if self.worker is not None:
             self.worker.end_input()
             assert self._relay is not None
-            self._relay.join()
+            self._relay.join()  # every image sent
+        self._send(close_message())  # before reaping the worker: Gadgetron need not wait for that
+        if self.worker is not None:
             self.worker.close()
-        self._send(close_message())
         self._rfile.close()
         drain_and_close(self.sock)
