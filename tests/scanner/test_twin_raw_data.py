@@ -102,3 +102,13 @@ def test_mrzero_scan_names_what_is_wrong(tmp_path, capsys):
     assert mrzero(["scan", str(tmp_path / "nothing"), "-o", str(tmp_path)]) == 2
     out = capsys.readouterr().out
     assert "not a bundle directory nor a shipped bundle (shipped: learned_gre, t1_mapping)" in out
+
+
+def test_twin_demo_writes_raw_data_images_and_pngs(tmp_path):
+    from server.demo import run_twin_demo
+
+    result = run_twin_demo(tmp_path, bundles=("learned_gre",), coils=2)
+    saved = result.saved["learned_gre"]
+    assert saved["raw data"].is_file() and len(read_images_h5(saved["images (MRD)"])) == 1
+    assert list(saved["images (PNG)"].glob("learned_gre_*.png"))
+    assert any("1 images" in text for text in result.texts)
