@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from server.client import open_mrd, send_file
-from server.gadgetron.peer import opening, run_chain
+from server.gadgetron.peer import config_message, configuration, opening, run_chain
 from server.limits import Settings
 from server.listener import Server
+from server.protocol import header_message, serialized
 
 pytestmark = [pytest.mark.needs_ismrmrd_tools]
 
@@ -40,5 +41,15 @@ def test_properties_are_the_pipelines_parameters(gadget, shepp_logan):
     mrd = open_mrd(shepp_logan)
     answer = run_chain(gadget.address, opening({"pipeline": "cartesian", "output": "float"}, mrd.header_xml),
                        mrd.items)
+    assert answer.closed and answer.errors == []
+    assert answer.images and all(image.data.dtype == np.float32 for image in answer.images)
+
+
+def test_json_text_parameters_are_taken_too(gadget, shepp_logan):
+    """Gadgetron sends no text messages, but a JSON text (as FIRE's) is read, not a stream end."""
+    mrd = open_mrd(shepp_logan)
+    start = (config_message(configuration({"pipeline": "cartesian"}))
+             + serialized('{"parameters": {"output": "float"}}') + header_message(mrd.header_xml))
+    answer = run_chain(gadget.address, start, mrd.items)
     assert answer.closed and answer.errors == []
     assert answer.images and all(image.data.dtype == np.float32 for image in answer.images)
