@@ -11,7 +11,11 @@ moments and flips "zero" at the start) is trained:
   ``--target-error`` (default 10 %, the seed's end point), at most ``--max-iterations``;
   the error curve goes to ``--out``/curve_N.json and the final image row to ``--out``.
 
-Run: ``.venv/bin/python bench/train.py [--matrices 32 48] [--threads 1] [--out bench-train]``.
+With ``--t1`` it also trains ``t1_mapping`` twice, with TI/Trec learned and with the sequence
+frozen at its all-zero TI/Trec start (the same MLP trained for the same iterations, head only),
+and prints both held-out brain T1 errors.
+
+Run: ``.venv/bin/python bench/train.py [--matrices 32 48] [--threads 1] [--t1] [--out bench-train]``.
 This machine is shared and noisy: compare ratios, not absolute seconds.
 """
 
@@ -68,6 +72,15 @@ def converge(matrix: int, target: float, max_iterations: int, out: Path) -> dict
             "seconds": curve[-1]["seconds"], "row": str(trainer.report.folder)}
 
 
+def t1_comparison(out: Path) -> None:
+    learned = load_recipe("t1_mapping")
+    frozen = replace(learned, name="t1_mapping_untrained", sequence=replace(learned.sequence, learn={}))
+    for r in (learned, frozen):
+        result = Trainer(r, out / r.name, progress=True).run()
+        print(f"{r.name}: held-out brain T1 relative error {100 * result.held_out_error:.2f} % "
+              f"after {len(result.history)} iterations")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--matrices", type=int, nargs="+", default=[32, 48])
@@ -77,6 +90,7 @@ def main() -> int:
     p.add_argument("--max-iterations", type=int, default=600)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-convergence", action="store_true")
+    p.add_argument("--t1", action="store_true", help="also compare t1_mapping with its untrained sequence")
     p.add_argument("--out", default="bench-train")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -86,19 +100,23 @@ def main() -> int:
     for n in args.matrices:
         fast = statistics.median(time_iterations(n, "fast", args.spins, args.repeats, out))
         iso = statistics.median(time_iterations(n, "isochromat", args.spins, args.repeats, out))
-        print(f"{n}x{n}: s/iteration (forward+backward+step) median of {args.repeats}: fast engine {fast:.2f}, "
+        print(f"{n}x{n}: s/iteration (forward+backward+step) median of {args.repeats}: "
+              f"fast engine {fast:.2f}, "
               f"isochromat ({args.spins} spins) {iso:.2f}, ratio isochromat/fast {iso / fast:.1f}")
     if not args.skip_convergence:
         for n in args.matrices:
             res = converge(n, args.target_error, args.max_iterations, out)
             if res["reached"]:
                 r = res["reached"]
-                print(f"{n}x{n}: relative error {100 * r['error']:.2f} % < {100 * args.target_error:.0f} % after "
+                print(f"{n}x{n}: relative error {100 * r['error']:.2f} % "
+                      f"< {100 * args.target_error:.0f} % after "
                       f"{r['iteration'] + 1} iterations, {r['seconds'] / 60:.1f} min wall time")
             else:
                 print(f"{n}x{n}: not below {100 * args.target_error:.0f} % in {res['iterations']} iterations "
                       f"({res['seconds'] / 60:.1f} min); last error {100 * res['last_error']:.2f} %")
             print(f"   curve: {out / f'curve_{n}.json'}, final row: {res['row']}")
+    if args.t1:
+        t1_comparison(out)
     return 0
 
 

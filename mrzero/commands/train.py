@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     last = result.history[-1]
     print(f"{recipe.name}: {len(result.history)} iterations, relative error {100 * last['error']:.2f} %, "
           f"relative SAR {100 * last['sar_rel']:.1f} %"
-          + ("" if result.held_out_error is None else f", held-out error {100 * result.held_out_error:.2f} %"))
+          + ("" if result.held_out_error is None
+             else f", held-out error {100 * result.held_out_error:.2f} %"))
     print(f"final sequence: {result.final_checkpoint}; report: {result.out / 'report' / 'summary.html'}")
     return 0

@@ -9,13 +9,13 @@ consumers convert to SI once (``pipelines/ops/units.py``).
 from __future__ import annotations
 
 import json
-import tomllib
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import yaml
 
 #: Where the shipped recipes live; ``recipe_path("gre_from_zero")`` finds them by name.
@@ -107,7 +107,8 @@ class HeadSpec:
 
 @dataclass
 class LossSpec:
-    """``image`` (relative L2 or L1 of prediction vs target) + ``sar`` * relative SAR + ``time`` * relative scan time."""
+    """``image`` (relative L2 or L1 of prediction vs target) + ``sar`` x relative SAR
+    + ``time`` x relative scan time."""
 
     image: str = "l2"  # l2 | l1
     compare: str = "magnitude"  # magnitude | complex

@@ -75,10 +75,10 @@ def _flips(ax: plt.Axes, snap: Snapshot) -> None:
 
 
 class Report:
-    """Writes snapshot rows and the summary into ``folder``; ``sar_ref`` scales the SAR curve."""
+    """Writes snapshot rows and the summary into ``folder``."""
 
-    def __init__(self, folder: Path, sar_ref: float) -> None:
-        self.folder, self.sar_ref = folder, sar_ref
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.snapshots: list[Snapshot] = []
 
     def snapshot(self, iteration: int, seq: Sequence, pred: torch.Tensor, target: torch.Tensor,

@@ -23,7 +23,8 @@ class Schedule:
         if self.kind not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.kind!r}")
         if self.length < 1 or not 0 < self.final <= 1:
-            raise ValueError(f"schedule needs length >= 1 and 0 < final <= 1, got {self.length}, {self.final}")
+            raise ValueError(f"schedule needs length >= 1 and 0 < final <= 1, "
+                             f"got {self.length}, {self.final}")
 
     def factor(self, i: int) -> float:
         """Step-size factor at iteration ``i`` (0-based) of the cycle; clamps past the end."""

@@ -34,7 +34,8 @@ UNIT_SUFFIXES = {"_deg": math.pi / 180, "_ms": 1e-3}
 
 
 def si_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Builder keyword arguments from recipe options (``flip_deg`` -> ``flip`` in rad, ``te_ms`` -> ``te`` in s)."""
+    """Builder keyword arguments from recipe options (``flip_deg`` -> ``flip`` in rad,
+    ``te_ms`` -> ``te`` in s)."""
     out = {}
     for key, value in options.items():
         for suffix, scale in UNIT_SUFFIXES.items():
@@ -102,8 +103,6 @@ class Targets:
             self.reference = build_sequence(name, options, matrix, device, key="target")
         elif spec.kind == "image":
             self._image = self._load_image(Path(spec.path or ""), device)
-        else:
-            self.reference = None
         self.trained = trained
 
     def _load_image(self, path: Path, device: torch.device | str) -> torch.Tensor:
@@ -117,7 +116,8 @@ class Targets:
             array = array[None]
         if array.ndim != 3 or tuple(array.shape[1:]) != (self.matrix, self.matrix):
             raise RecipeError(f"target.path: image {path} has shape {tuple(array.shape)}, the recipe's "
-                              f"matrix needs [{self.matrix}, {self.matrix}] (or [n, {self.matrix}, {self.matrix}])")
+                              f"matrix needs [{self.matrix}, {self.matrix}] "
+                              f"(or [n, {self.matrix}, {self.matrix}])")
         if not np.isfinite(array).all():
             raise RecipeError(f"target.path: image {path} contains NaN or inf")
         dtype = torch.complex64 if np.iscomplexobj(array) else torch.float32

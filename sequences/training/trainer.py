@@ -135,14 +135,15 @@ class Trainer:
         self.schedule = Schedule(r.optimizer.schedule, r.optimizer.restart.every or self.iterations,
                                  r.optimizer.final_factor)
         self.seq_opt = self._sequence_optimizer()
-        self.head_opt = torch.optim.Adam(self.head.parameters(), lr=r.head.lr) if self.head else None
+        self.head_opt = (torch.optim.Adam([{"params": list(self.head.parameters()), "lr": r.head.lr,
+                                            "base_lr": r.head.lr}]) if self.head else None)
         self.history: list[dict[str, float]] = []
         self.best: dict[str, Any] = {"error": math.inf, "state": self._params(), "iteration": -1}
         self._good, self._good_iteration = self._params(), 0
         self.iteration = 0
         self._cache: dict[int, torch.Tensor] | None = None
         self._cache_phase = ""
-        self.report = Report(self.out / "report", sar_ref)
+        self.report = Report(self.out / "report")
 
     # ------------------------------------------------------------------ setup helpers
     def _head_config(self, r: Recipe) -> dict[str, Any]:
@@ -270,7 +271,7 @@ class Trainer:
                     self._stop_on_nan(i, "a NaN or inf gradient")
                 if r.clip:
                     torch.nn.utils.clip_grad_norm_(group["params"], r.clip)
-                group["lr"] = group.get("base_lr", self.recipe.head.lr if self.recipe.head else 0) * factor
+                group["lr"] = group["base_lr"] * factor
             opt.step()
         if self.learn is not None:
             self.learn.project()
@@ -278,7 +279,8 @@ class Trainer:
             self._good, self._good_iteration = self._params(), i + 1
         seq = self.sequence()
         record = {"iteration": i, **parts.as_dict(), "phase_head": float(phase == "head"),
-                  "sar_rel": float(seq.sar_proxy().detach()) / self.loss.sar_ref, "lr_factor": factor, "phantom": idx}
+                  "sar_rel": float(seq.sar_proxy().detach()) / self.loss.sar_ref, "lr_factor": factor,
+                  "phantom": idx}
         self.history.append(record)
         if parts.error < self.best["error"] and phase != "head":
             self.best = {"error": parts.error, "state": before, "iteration": i}
@@ -328,7 +330,8 @@ class Trainer:
         state = {"format": RESUME_FORMAT, "iteration": self.iteration, "params": self._params(),
                  "seq_opt": self.seq_opt.state_dict() if self.seq_opt else None,
                  "head_opt": self.head_opt.state_dict() if self.head_opt else None,
-                 "history": json.dumps(self.history), "best": {**self.best, "error": float(self.best["error"])}}
+                 "history": json.dumps(self.history),
+                 "best": {**self.best, "error": float(self.best["error"])}}
         tmp = self.out / "resume.pt.tmp"
         torch.save(state, tmp)
         tmp.replace(self.out / "resume.pt")
@@ -393,7 +396,8 @@ class Trainer:
         figure = self.report.summary(self.history, held, self.recipe.name)
         final = self._save_checkpoint(self.out / "final.pt", "final", figure)
         (self.out / "history.json").write_text(json.dumps(self.history))
-        log.info("finished %s: error %.2f %% (best %.2f %% at %d), relative SAR %.1f %%%s; final sequence in %s",
+        log.info("finished %s: error %.2f %% (best %.2f %% at %d), relative SAR %.1f %%%s; "
+                 "final sequence in %s",
                  self.recipe.name, 100 * self.history[-1]["error"], 100 * self.best["error"],
                  self.best["iteration"], 100 * self.history[-1]["sar_rel"],
                  "" if held is None else f", held-out error {100 * held:.2f} %", final)

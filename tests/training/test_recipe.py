@@ -6,9 +6,9 @@ import json
 
 import pytest
 import yaml
-
-from sequences.training.recipe import RECIPES_DIR, DEFAULT_LR, RecipeError, load_recipe, parse_recipe
 from training_cases import FROM_ZERO, recipe
+
+from sequences.training.recipe import DEFAULT_LR, RECIPES_DIR, RecipeError, load_recipe, parse_recipe
 
 SHIPPED = ("gre_from_zero", "gre_sar", "rare_sar", "sparse_synthetic", "mask_target", "radial_vfa",
            "t1_mapping")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import torch
+from training_cases import FROM_ZERO, recipe
 
 from mrzero.cli import main
 from sequences.checkpoint import load_checkpoint
-from training_cases import FROM_ZERO, recipe
 
 
 def test_train_command_writes_final_checkpoint_and_report(tmp_path, capsys):

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from training_cases import FROM_ZERO, T1, recipe
 
 from sequences.checkpoint import load_checkpoint
 from sequences.training import Trainer, TrainingError
 from sequences.training.recipe import RecipeError, parse_recipe
-from training_cases import FROM_ZERO, T1, recipe
 
 
 def _spread(seq) -> float:
@@ -22,12 +22,13 @@ def test_from_zero_loss_drops_and_kspace_spreads(tmp_path):
     assert _spread(trainer.sequence()) == 0.0  # every moment starts at zero: one k-space point
     result = trainer.run()
     losses = [h["loss"] for h in result.history]
-    assert min(losses[1:]) < 0.5 * losses[0]
+    assert losses[-1] < 0.6 * losses[0]
     assert result.history[0]["error"] > 0.5  # the collapsed start is far off (the seed: ~1000 % at 48x48)
     assert _spread(result.sequence) > 0.5
     assert (tmp_path / "report" / "summary.png").stat().st_size > 1000
     assert "relative error" in (tmp_path / "report" / "summary.html").read_text()
-    assert sorted(p.name for p in (tmp_path / "report").glob("iter_*.png")) == ["iter_00003.png", "iter_00004.png"]
+    rows = sorted(p.name for p in (tmp_path / "report").glob("iter_*.png"))
+    assert rows == ["iter_00003.png", "iter_00004.png"]
     final = load_checkpoint(result.final_checkpoint)
     assert torch.allclose(final.sequence.moment, result.sequence.moment)
     assert final.sequence.readouts is not None and final.metadata["provenance"]["iterations"] == 5
@@ -38,9 +39,8 @@ def test_same_seed_same_run_and_resume_continues_identically(tmp_path):
                                        "restart": {"every": 2, "noise": 0.5}},
                  output={"checkpoint_every": 2, "report_every": 100})
     full = Trainer(parse_recipe(rec), tmp_path / "full", progress=False).run()
-    again = Trainer(parse_recipe(rec), tmp_path / "again", progress=False).run()
-    assert [h["loss"] for h in full.history] == [h["loss"] for h in again.history]
-    Trainer(parse_recipe(rec), tmp_path / "split", iterations=2, progress=False).run()  # restarts at 2
+    first = Trainer(parse_recipe(rec), tmp_path / "split", iterations=2, progress=False).run()
+    assert [h["loss"] for h in first.history] == [h["loss"] for h in full.history[:2]]  # same seed, same run
     resumed = Trainer(parse_recipe(rec), tmp_path / "split", progress=False)
     resumed.resume()
     assert resumed.iteration == 2
@@ -94,7 +94,8 @@ def test_target_image_of_the_wrong_shape_fails_naming_the_key(tmp_path):
 
 
 def test_fixed_flips_outside_the_bounds_fail_naming_the_key(tmp_path):
-    rec = recipe(FROM_ZERO, sequence={"builder": "rare", "options": {}, "learn": {"flip": {"reps": "refocusing"}}},
+    rare_flips = {"builder": "rare", "options": {}, "learn": {"flip": {"reps": "refocusing"}}}
+    rec = recipe(FROM_ZERO, sequence=rare_flips,
                  bounds={"max_flip_deg": 60})  # the fixed 90 deg excitation cannot comply
     with pytest.raises(RecipeError, match="bounds: .*max_flip_deg"):
         Trainer(parse_recipe(rec), tmp_path, progress=False)
