@@ -124,7 +124,6 @@ class ExternalSession:
         except OSError as exc:
             ended = self._disconnected(f"({exc})")
         except Exception as exc:
-            self._log(logging.ERROR, "internal error: %s", exc)
             log.debug("internal error", exc_info=True)
             ended = "internal error"
             self.fail(f"internal error: {type(exc).__name__}: {exc}")
