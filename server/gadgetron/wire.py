@@ -18,6 +18,7 @@ arrays (whose numpy-2-broken writer is never needed: images go back as MRD image
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 import warnings
@@ -66,8 +67,6 @@ def parse_configuration(text: str) -> dict[str, Any]:
     that they mean what the same pipeline parameters mean in the MRD server's JSON. A document
     without an element (a node without ``<configuration>``) has no properties.
     """
-    import json
-
     if not _DECLARATION.sub("", text).strip():
         return {}
     try:
