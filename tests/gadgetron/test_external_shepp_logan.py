@@ -1,7 +1,10 @@
 """The external gadget driven as Gadgetron drives it returns exactly the images the MRD server
-returns for the same data (Debian's C++ Shepp-Logan generator as an independent source)."""
+returns for the same data and pipeline (Debian's C++ Shepp-Logan generator as an independent
+source)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -15,17 +18,21 @@ from server.protocol import header_message, serialized
 pytestmark = [pytest.mark.needs_ismrmrd_tools]
 
 
-def test_images_equal_those_of_the_mrd_server(gadget, shepp_logan, tmp_path):
-    server = Server(Settings(port=0, data_dir=tmp_path / "journal", pipeline_threads=1)).start()
-    try:
-        reference = send_file(shepp_logan, host=server.address[0], port=server.address[1],
-                              config="cartesian", progress=False)
-    finally:
-        server.stop()
+@pytest.fixture(scope="module")
+def mrd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(Settings(port=0, data_dir=tmp_path_factory.mktemp("journal"), pipeline_threads=1)).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("pipeline", ["cartesian", "adjoint", "iterative_adjoint"])
+def test_images_equal_those_of_the_mrd_server(gadget, mrd_server, shepp_logan, pipeline):
+    reference = send_file(shepp_logan, host=mrd_server.address[0], port=mrd_server.address[1],
+                          config=pipeline, progress=False)
     assert reference.closed and not reference.errors and reference.images
 
     mrd = open_mrd(shepp_logan)
-    answer = run_chain(gadget.address, opening({"pipeline": "cartesian"}, mrd.header_xml), mrd.items)
+    answer = run_chain(gadget.address, opening({"pipeline": pipeline}, mrd.header_xml), mrd.items)
 
     assert answer.closed and answer.errors == [] and answer.illegal is None
     assert len(answer.images) == len(reference.images)
