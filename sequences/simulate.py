@@ -9,7 +9,7 @@ on ``device`` (default: the sequence's), with the phantom moved there.
 Engines (options in brackets, see each module):
 
 * ``"fast"`` (default): configuration states, ``sequences/engines/configuration.py``
-  [tolerance, max_states, progress];
+  [tolerance, max_states, checkpointing, progress];
 * ``"isochromat"``: the seed's Algorithm 1, ``sequences/engines/isochromat.py``
   [spins, checkpointing, progress].
 """

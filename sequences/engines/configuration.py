@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -72,7 +71,13 @@ def _amplitude(x: torch.Tensor) -> torch.Tensor:
     """Per row, the largest ``max(|re|, |im|)`` over voxels (cheaper than ``abs`` of complex)."""
     if x.shape[1] == 0:
         return x.new_zeros(x.shape[0], dtype=x.real.dtype)
-    return torch.view_as_real(x.detach()).abs().amax(dim=(1, 2))
+    parts = torch.view_as_real(x.detach())
+    return torch.maximum(parts.amax(dim=(1, 2)), -parts.amin(dim=(1, 2)))
+
+
+def _times_real(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Complex ``x`` times real ``r`` (broadcast) without casting ``r`` to a complex copy."""
+    return torch.view_as_complex(torch.view_as_real(x) * r[..., None])
 
 
 def _key_groups(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,14 +115,18 @@ def _pulse(st: States, c: RfCoefficients, keep_floor: float, max_states: int) ->
     keys = torch.cat([st.key_f, -st.key_f, st.key_z])
     inv, is_zero = _key_groups(keys)
     n = is_zero.shape[0]
-    parts = (slice(0, j_f), slice(j_f, 2 * j_f), slice(2 * j_f, None))
-    f_conj = st.f.conj()
+    f_part, conj_part, z_part = slice(0, j_f), slice(j_f, 2 * j_f), slice(2 * j_f, None)
     f_m = st.f.new_zeros(n, st.f.shape[1])
     z_m = st.z.new_zeros(n, st.z.shape[1])
-    for part, src, to_f, to_z in zip(parts, (st.f, f_conj, st.z), (c.keep, c.conj, c.excite),
-                                     (c.store, c.store.conj(), c.cos), strict=True):
-        f_m.index_add_(0, inv[part], to_f * src)
-        z_m.index_add_(0, inv[part], to_z * src)
+    # products with conj(F) are written as conjugates of products with F (a lazy view), so
+    # that autograd keeps F itself rather than a materialised conjugate
+    f_m.index_add_(0, inv[f_part], c.keep * st.f)
+    f_m.index_add_(0, inv[conj_part], (c.conj.conj() * st.f).conj())
+    f_m.index_add_(0, inv[z_part], c.excite * st.z)
+    stored = c.store * st.f
+    z_m.index_add_(0, inv[f_part], stored)
+    z_m.index_add_(0, inv[conj_part], stored.conj())
+    z_m.index_add_(0, inv[z_part], c.cos * st.z)
     # merged key: amplitude-weighted mean of its members (exact value, shared derivative)
     def scale(*coefs: torch.Tensor) -> torch.Tensor:
         return sum(co.detach().abs().mean() for co in coefs).double()
@@ -138,8 +147,9 @@ def _pulse(st: States, c: RfCoefficients, keep_floor: float, max_states: int) ->
                   z_amp=z_amp[keep])
 
 
-def _samples(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float) -> torch.Tensor:
-    """All ADC samples of a repetition, ``[C, n]``, from the states right after its pulse.
+def _samples(key_f: torch.Tensor, f_all: torch.Tensor, f_amp: torch.Tensor, rep: Repetition, vox: VoxelSet,
+             keep_floor: float) -> torch.Tensor:
+    """All ADC samples of a repetition, ``[C, n]``, from the transverse states after its pulse.
 
     States whose contribution is below ``keep_floor`` at every sample (amplitude times the
     largest intravoxel sinc over the readout) are skipped. States are split by the sign of
@@ -149,16 +159,16 @@ def _samples(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float) -> t
     readout belongs to both with complementary sample masks.
     """
     real = vox.pd.dtype
-    k_all, tau_all = st.key_f[:, :3], st.key_f[:, 3]  # float64
+    k_all, tau_all = key_f[:, :3], key_f[:, 3]  # float64
     moment, time = rep.moment, rep.time
     sinc_all = torch.sinc((k_all[:, None, :] + moment[None].double()) * vox.size.double()).prod(-1)  # [J, n]
-    bound = st.f_amp.double() * sinc_all.detach().abs().amax(1)
+    bound = f_amp.double() * sinc_all.detach().abs().amax(1)
     live = torch.nonzero(bound > keep_floor).reshape(-1)
-    tau, f, sinc = tau_all[live], st.f[live], sinc_all[live].to(real)
+    tau, f, sinc = tau_all[live], f_all[live], sinc_all[live].to(real)
     since_echo = tau[:, None] + time[None].double()  # [J, n]
     # the samples' own evolution since the pulse: T2 decay, gradient and B0 phase at the voxel centre
-    b_base = torch.polar(torch.exp(-time[:, None] / vox.t2),
-                         -2 * math.pi * (moment @ vox.pos.T + time[:, None] * vox.b0))  # [n, V]
+    sample_phase = -2 * math.pi * (moment @ vox.pos.T + time[:, None] * vox.b0)  # [n, V]
+    sample_decay = -time[:, None] / vox.t2
     if bool((vox.r2dash > 0).any()):
         groups = ((1.0, time[0], since_echo >= 0), (-1.0, time[-1], since_echo < 0))
     else:
@@ -168,11 +178,12 @@ def _samples(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float) -> t
         rows = torch.nonzero(mask.any(1)).reshape(-1)
         if rows.numel() == 0:
             continue
-        a, b = f[rows], b_base
+        a, decay = f[rows], sample_decay
         if sign:
             exponent = (-sign * (tau[rows, None] + t_ref) * vox.r2dash).to(real).clamp(max=MAX_EXPONENT)
-            a = a * torch.exp(exponent)  # [J_g, V]
-            b = b * torch.exp(-sign * (time - t_ref)[:, None] * vox.r2dash)
+            a = _times_real(a, torch.exp(exponent))  # [J_g, V]
+            decay = decay - sign * (time - t_ref)[:, None] * vox.r2dash
+        b = torch.polar(torch.exp(decay), sample_phase)
         weights = torch.where(mask[rows], sinc[rows], torch.zeros_like(sinc[rows])).T.to(f.dtype)  # [n, J_g]
         summed = summed + b * (weights @ a)
     demod = torch.polar(torch.ones_like(rep.adc_phase), -rep.adc_phase)
@@ -193,29 +204,37 @@ def _relax(st: States, rep: Repetition, vox: VoxelSet) -> States:
     e1 = torch.exp(-rep.end_time / vox.t1)
     recovery = (vox.pd * (1 - e1)).to(st.z.dtype)[None]
     zero = torch.tensor([st.zero], device=st.z.device)
-    z = (st.z * e1).index_add(0, zero, recovery)
+    z = _times_real(st.z, e1).index_add(0, zero, recovery)
     return States(key_f=st.key_f + shift, f=st.f * evolve, key_z=st.key_z,
                   z=z, zero=st.zero, f_amp=st.f_amp, z_amp=st.z_amp.index_add(0, zero, _amplitude(recovery)))
 
 
-def _repetition(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float,
-                max_states: int) -> tuple[torch.Tensor | None, States]:
-    """One repetition: pulse, its samples (None without ADC), free evolution to its end."""
+def _repetition(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float, max_states: int,
+                recompute_readout: bool) -> tuple[torch.Tensor | None, States]:
+    """One repetition: pulse, its samples (None without ADC), free evolution to its end.
+
+    ``recompute_readout``: the readout's intermediates (about ten state- and sample-sized
+    tensors) are not kept for the backward pass but recomputed from the states.
+    """
     st = _pulse(st, rf_coefficients(rep.flip * vox.b1, rep.rf_phase), keep_floor, max_states)
-    samples = _samples(st, rep, vox, keep_floor) if rep.n_adc else None
+    samples = None
+    if rep.n_adc and recompute_readout:
+        samples = checkpoint(_samples, st.key_f, st.f, st.f_amp, rep, vox, keep_floor, use_reentrant=False)
+    elif rep.n_adc:
+        samples = _samples(st.key_f, st.f, st.f_amp, rep, vox, keep_floor)
     return samples, _relax(st, rep, vox)
 
 
 def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 1e-5,
-                            max_states: int = 4096, checkpointing: bool = True,
+                            max_states: int = 4096, checkpointing: bool = False,
                             progress: bool = False) -> torch.Tensor:
     """Signal ``[C, n_samples]`` of ``seq`` on ``vox`` from configuration states.
 
     ``tolerance``: states whose amplitude is below ``tolerance * max(pd)`` in every voxel are
     dropped (and skipped at readouts where they contribute less); ``max_states``: hard bound on
-    the state count (the largest are kept); ``checkpointing``: keep only each repetition's
-    starting states for the backward pass and recompute the rest (memory of a few state
-    tensors per repetition instead of all intermediates, for about one more forward pass).
+    the state count (the largest are kept); ``checkpointing``: recompute each readout in the
+    backward pass instead of keeping its intermediates (most of the memory, for a fraction of
+    a forward pass).
     """
     if tolerance < 0 or max_states < 1:
         raise ValueError(f"tolerance must be >= 0 and max_states >= 1, got {tolerance}, {max_states}")
@@ -228,14 +247,10 @@ def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 
     st = States(key_f=zero_key[:0], f=torch.zeros(0, n_vox, dtype=dtype, device=seq.device),
                 key_z=zero_key, z=z0, zero=0, f_amp=vox.pd.new_zeros(0), z_amp=_amplitude(z0))
     out = []
-    step = partial(_repetition, vox=vox, keep_floor=keep_floor, max_states=max_states)
-    use_ckpt = checkpointing and torch.is_grad_enabled()
+    recompute = checkpointing and torch.is_grad_enabled()
     bar = tqdm(repetitions(seq), desc="configuration states", unit="rep", disable=not progress)
     for rep in bar:
-        if use_ckpt:
-            samples, st = checkpoint(step, st, rep, use_reentrant=False)
-        else:
-            samples, st = step(st, rep)
+        samples, st = _repetition(st, rep, vox, keep_floor, max_states, recompute)
         if samples is not None:
             out.append(samples)
         bar.set_postfix(states=st.f.shape[0])

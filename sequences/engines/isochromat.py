@@ -9,11 +9,12 @@ samples come from one tensor expression over the cumulative moments and times.
 
 Spin placement (chosen to converge fast, without random noise): the x offset is stratified,
 ``(s + 1/2)/S - 1/2``, so a dephasing of ``m`` whole cycles per voxel along x cancels exactly for
-``0 < |m| < S``; the Lorentzian quantiles are stratified too (midpoints ``(j + 1/2)/S``) and paired
-with x by a Fibonacci-like lattice; y and z come from the additive recurrence with the plastic
-number (a low-discrepancy Kronecker sequence). The Lorentzian's heavy tails make the quantile
-sum converge slowly (about 0.3 % of M0 with 4096 spins at t <= 5 T2'), so T2'-heavy references
-need many spins.
+``0 < |m| < S``; the Lorentzian quantiles are stratified too (one per stratum of probability
+``1/S``, shifted within the strata by a different amount in each voxel) and paired with x by a
+Fibonacci-like lattice; y and z come from the additive recurrence with the plastic number (a
+low-discrepancy Kronecker sequence). The Lorentzian's heavy tails make one voxel's quantile sum
+converge slowly (about 0.3 % of M0 with 4096 spins at t <= 5 T2'); the per-voxel shifts keep
+those errors from adding up coherently across voxels in the signal.
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ from sequences.sequence import Sequence
 CHUNK_ELEMENTS = 1 << 22
 
 
-def spin_distribution(n: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Offsets ``[n, 3]`` in voxel units (in [-1/2, 1/2)) and standard Cauchy quantiles ``[n]``."""
+def spin_distribution(n: int, dtype: torch.dtype, device: torch.device,
+                      n_voxels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Offsets ``[n, 3]`` in voxel units (in [-1/2, 1/2)) and standard Cauchy quantiles ``[V, n]``.
+
+    Each voxel's quantiles are its own rotation of the stratified set (shift within a stratum
+    by a golden-ratio sequence over voxels): every voxel stays stratified and unbiased, and the
+    voxels' residual T2' errors no longer add up coherently in the signal.
+    """
     if n < 1:
         raise ValueError(f"spins must be a positive integer, got {n}")
     s = torch.arange(n, dtype=torch.float64, device=device)
@@ -44,10 +51,25 @@ def spin_distribution(n: int, dtype: torch.dtype, device: torch.device) -> tuple
     u_yz = torch.frac(0.5 + s[:, None] * torch.tensor([1 / g, 1 / g**2], dtype=torch.float64, device=device))
     stride = _coprime_near(n, n / ((1 + 5**0.5) / 2))  # Fibonacci-like lattice pairs x and quantile
     u_x = (s + 0.5) / n
-    u_f = (torch.remainder(s * stride, n) + 0.5) / n
+    shift = torch.frac(torch.arange(1, n_voxels + 1, dtype=torch.float64, device=device) * 0.6180339887498949)
+    u_f = (_radical_inverse_rank(n).to(s)[None, :] + shift[:, None]) / n  # [V, n]
     offsets = torch.stack([u_x, u_yz[:, 0], u_yz[:, 1]], dim=1) - 0.5
     cauchy = torch.tan(math.pi * (u_f - 0.5))
     return offsets.to(dtype), cauchy.to(dtype)
+
+
+def _radical_inverse_rank(n: int) -> torch.Tensor:
+    """Stratum of spin ``s``: rank of its base-2 radical inverse (van der Corput), so x and the
+    quantile form a Hammersley-like set: every dyadic box of area ``>= 1/n`` holds its share."""
+    values = []
+    for s in range(n):
+        v, f, k = 0.0, 0.5, s
+        while k:
+            v += f * (k & 1)
+            k >>= 1
+            f *= 0.5
+        values.append(v)
+    return torch.argsort(torch.argsort(torch.tensor(values)))
 
 
 def _coprime_near(n: int, target: float) -> int:
@@ -73,7 +95,7 @@ def _readout(mxy: torch.Tensor, vox: VoxelSet, offsets: torch.Tensor, cauchy: to
     for v0 in range(0, n_vox, chunk):
         sl = slice(v0, v0 + chunk)
         centre = moment @ vox.pos[sl].T  # [n, v]
-        freq = vox.b0[sl, None] + cauchy[None, :] * (vox.r2dash[sl, None] / (2 * math.pi))  # [v, S]
+        freq = vox.b0[sl, None] + cauchy[sl] * (vox.r2dash[sl, None] / (2 * math.pi))  # [v, S]
         cycles = (centre[:, :, None] + (moment @ spin_k.T)[:, None, :]
                   + time[:, None, None] * freq[None])  # [n, v, S]
         rot = torch.polar(torch.ones_like(cycles), -2 * math.pi * cycles)
@@ -93,7 +115,7 @@ def _repetition(mxy: torch.Tensor, mz: torch.Tensor, rep: Repetition, vox: Voxel
     # samples need only the spin mean; the end state needs every spin
     mean = _readout(mxy, vox, offsets, cauchy, moment[:n], time[:n]) if n else None
     end_phase = (rep.end_moment @ vox.pos.T)[:, None] + offsets @ (vox.size * rep.end_moment) \
-        + rep.end_time * (vox.b0[:, None] + cauchy[None, :] * (vox.r2dash[:, None] / (2 * math.pi)))
+        + rep.end_time * (vox.b0[:, None] + cauchy * (vox.r2dash[:, None] / (2 * math.pi)))
     mxy_end = mxy * torch.polar(torch.exp(-rep.end_time / vox.t2)[:, None].expand_as(end_phase),
                                 -2 * math.pi * end_phase)
     e1 = torch.exp(-rep.end_time / vox.t1)[:, None]
@@ -113,7 +135,7 @@ def simulate_isochromats(seq: Sequence, vox: VoxelSet, *, spins: int = 256, chec
     ``checkpointing`` recomputes each repetition in the backward pass instead of storing its
     ``samples x voxels x spins`` intermediates, which bounds memory by one repetition.
     """
-    offsets, cauchy = spin_distribution(spins, seq.flip.dtype, seq.device)
+    offsets, cauchy = spin_distribution(spins, seq.flip.dtype, seq.device, vox.n_voxels)
     mxy = torch.zeros(vox.n_voxels, spins, dtype=vox.coil.dtype, device=seq.device)
     mz = vox.pd[:, None].expand(-1, spins).clone()
     out = []
