@@ -39,6 +39,9 @@ class Context:
     #: The site's bundle store (``sequences/bundle.py``), where MRzero pipelines find a scan's
     #: trajectory and head; chosen by the server's operator, never by a client. None: no store.
     bundle_store: Path | None = None
+    #: Torch device the site's operator chose for pipelines (``mrzero serve --device``,
+    #: ``MRZERO_DEVICE``): ``cpu``, ``cuda`` or ``cuda:N``. None: a pipeline picks (CUDA when present).
+    device: str | None = None
 
 
 def chain(*stages: Stage) -> Stage:

@@ -8,6 +8,7 @@ out of memory) the client gets an ``ERROR: ...`` text at once, and the connectio
 and journaling until the client closes, so the raw data of a failed reconstruction are kept
 for reprocessing. Only errors that break the framing (truncated or unknown messages, a size
 over the limit) end the reading. At the end: the pipeline's texts, a summary text, close.
+The server's :class:`server.metrics.Metrics` count bytes and acquisitions as they arrive.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from pipelines.registry import UnknownPipelineError, get
 from server.journal import Journal, JournalError
 from server.limits import Settings
+from server.metrics import Metrics
 from server.protocol import (
     Message,
     MessageId,
@@ -47,7 +49,8 @@ class _Prefixed(logging.LoggerAdapter):
 class Connection:
     """Serves one accepted socket; :meth:`run` returns when the connection is over."""
 
-    def __init__(self, sock: socket.socket, peer: tuple[str, int], settings: Settings, number: int):
+    def __init__(self, sock: socket.socket, peer: tuple[str, int], settings: Settings, number: int,
+                 metrics: Metrics):
         self.sock = sock
         self.peer = f"{peer[0]}:{peer[1]}"
         self.settings = settings
@@ -71,6 +74,11 @@ class Connection:
         self.texts_out: list[str] = []
         self.acquisitions = 0
         self.images_sent = 0
+        self.metrics = metrics
+        #: Why another thread ended this connection (:meth:`abort`), if it did.
+        self.aborted: str | None = None
+        self._last_acquisition_at: float | None = None
+        self._last_image_at: float | None = None
         self.started = time.monotonic()
 
     # -- sending -------------------------------------------------------------------------
@@ -86,47 +94,66 @@ class Connection:
             if self.worker is not None:
                 self.worker.stop()
 
-    def fail(self, text: str) -> None:
-        """End the reconstruction (not the journal) with an error text to the client."""
+    def fail(self, text: str, kind: str) -> None:
+        """End the reconstruction (not the journal) with an error text to the client; ``kind``
+        (``server.metrics.ERROR_KINDS``) is what the metrics count it as."""
         with self._fail_lock:
             if self.failure is not None:
                 return
             self.failure = text
+        self.metrics.error("client_gone" if self.client_gone else kind)
         self.log.error("%s", text)
         self._send(serialized(f"ERROR: {text}"))
         if self.worker is not None:
             self.worker.stop()
 
+    def abort(self, reason: str) -> None:
+        """End this connection from another thread (the drain timeout after SIGTERM): the client
+        gets ``ERROR: reason``, the pipeline is stopped, and reading ends after what already
+        arrived, which is journaled; then the connection finishes as usual (journal closed
+        complete, summary, close)."""
+        self.aborted = reason
+        self.fail(reason, "drain_timeout")
+        try:
+            self.sock.shutdown(socket.SHUT_RD)  # wakes the reading thread: end of stream
+        except OSError:
+            pass
+
     # -- the connection's life -------------------------------------------------------------
     def run(self) -> None:
         self.log.info("connection from %s", self.peer)
+        self.metrics.connections.inc()
+        self.metrics.active.inc()
         self.sock.settimeout(self.limits.idle_timeout_s)
         ended = "close"
         try:
             ended = self._read_all()
         except ProtocolError as exc:
             ended = f"protocol error: {exc}"
-            self.fail(f"protocol error: {exc}")
+            self.fail(f"protocol error: {exc}", "protocol")
         except TimeoutError:
             ended = "idle timeout"
-            self.fail(f"no data for {self.limits.idle_timeout_s:g} s (idle timeout); closing")
+            self.fail(f"no data for {self.limits.idle_timeout_s:g} s (idle timeout); closing", "idle_timeout")
         except JournalError as exc:
             ended = f"journal error: {exc}"
-            self.fail(str(exc))
+            self.fail(str(exc), "journal")
         except OSError as exc:
             ended = f"client gone: {exc}"
             self.client_gone = True
         except Exception as exc:
             self.log.exception("internal error")
             ended = f"internal error: {exc}"
-            self.fail(f"internal server error: {type(exc).__name__}: {exc}")
+            self.fail(f"internal server error: {type(exc).__name__}: {exc}", "internal")
         finally:
-            self._finish(ended)
+            self._finish("drain timeout" if self.aborted else ended)
 
     def _read_all(self) -> str:
         reader = MessageReader(self._rfile, self.limits.max_message_bytes)
+        counted = 0
         while True:
             msg = reader.next()
+            self.metrics.bytes_in.inc(reader.bytes_read - counted)
+            counted = reader.bytes_read
             if msg is None:
                 self.log.warning("stream ended without a close message; keeping what arrived")
                 return "disconnect without close"
@@ -140,8 +167,11 @@ class Connection:
         if self.journal is None:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             name = f"{stamp}-{self.id}-{self.peer.replace(':', '-')}.h5"
+            if self.settings.journal_prefix:
+                name = f"{self.settings.journal_prefix}-{name}"
             self.journal = Journal(self.settings.data_dir / name, self.settings.journal_batch_items,
                                    self.settings.journal_flush_interval_s)
+            self.metrics.journal_files.inc()
             self.journal.set_attribute("client", self.peer)
             self.log.info("journal %s", self.journal.path)
         return self.journal
@@ -175,7 +205,7 @@ class Connection:
             self.log.info("config %r (config text)", text)
         else:
             self.fail("XML configurations (config text messages) are not supported; select a "
-                      "pipeline by name (config file message or JSON parameters)")
+                      "pipeline by name (config file message or JSON parameters)", "bad_config")
 
     def _text(self, text: str) -> None:
         params = parse_parameters(text)
@@ -189,22 +219,24 @@ class Connection:
 
     def _header(self, xml: str) -> None:
         if self.header_xml is not None:
-            self.fail("a second XML header arrived; one connection carries one scan")
+            self.fail("a second XML header arrived; one connection carries one scan", "protocol")
             return
         self.header_xml = xml
         try:
             self.checker = AcquisitionChecker(parse_header(xml))
         except ProtocolError as exc:
-            self.fail(str(exc))
+            self.fail(str(exc), "bad_header")
 
     def _data(self, msg: Message) -> None:
         index = self.acquisitions
         if msg.id == MessageId.ACQUISITION:
             self.acquisitions += 1
+            self.metrics.acquisitions.inc()
+            self._last_acquisition_at = time.monotonic()
         if self.failure is not None:
             return
         if self.header_xml is None:
-            self.fail(f"{MessageId(msg.id).name.lower()} before the XML header")
+            self.fail(f"{MessageId(msg.id).name.lower()} before the XML header", "protocol")
             return
         if self.checker is None:  # the header was malformed: already failed
             return
@@ -212,7 +244,7 @@ class Connection:
             try:
                 self.checker.check(index, msg.body)
             except InvalidData as exc:
-                self.fail(str(exc))
+                self.fail(str(exc), "invalid_data")
                 return
         if self.worker is None and not self._start_pipeline():
             return
@@ -226,14 +258,14 @@ class Connection:
         try:
             spec = get(name)
         except UnknownPipelineError as exc:
-            self.fail(str(exc))
+            self.fail(str(exc), "unknown_pipeline")
             return False
         self.pipeline = spec.name
         self._journal().set_attribute("pipeline", spec.name)
         self.log.info("pipeline %r (config %r)", spec.name, name)
         self.worker = Worker(spec.name, self.header_xml, self.parameters, self.settings.pipeline_modules,
                              self.limits.memory_limit_bytes, self.limits.pipeline_timeout_s,
-                             self.settings.worker_threads(), self.settings.bundle_store)
+                             self.settings.worker_threads(), self.settings.bundle_store, self.settings.device)
         self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
         self._relay.start()
         return True
@@ -244,13 +276,15 @@ class Connection:
             if tag == "I":
                 self._send(payload)
                 self.images_sent += 1
+                self.metrics.images_out.inc()
+                self._last_image_at = time.monotonic()
             elif tag == "T":
                 self.texts_out.append(payload.decode("utf-8", "replace"))
             elif tag == "L":
                 level, _, text = payload.decode("utf-8", "replace").partition("\t")
                 self.log.log(int(level), "pipeline: %s", text)
             elif tag == "E":
-                self.fail(payload.decode("utf-8", "replace"))
+                self.fail(payload.decode("utf-8", "replace"), self.worker.error_kind or "internal")
 
     def _finish(self, ended: str) -> None:
         if (self.worker is None and self.failure is None and self.header_xml is not None
@@ -273,6 +307,9 @@ class Connection:
             self._send(serialized(f"mrzero server: {summary}" + (" (failed)" if self.failure else "")))
         if self.journal is not None:  # complete on disk before the client hears close
             self.journal.close(ended if self.failure is None else f"{ended}; failed: {self.failure}")
+        if self.failure is None and self._last_image_at is not None and self._last_acquisition_at is not None:
+            self.metrics.latency.observe(max(0.0, self._last_image_at - self._last_acquisition_at))
+        self.metrics.active.dec()  # before close: a client that then scrapes sees the connection counted
         self._send(close_message())
         try:
             self.sock.shutdown(socket.SHUT_RDWR)

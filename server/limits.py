@@ -47,6 +47,14 @@ class Settings:
     #: The journal writes a batch after this many items or this long after the batch's first item.
     journal_batch_items: int = 32
     journal_flush_interval_s: float = 0.05
+    #: Start of every journal file name (e.g. the pod name), so that servers can share one volume.
+    journal_prefix: str = ""
+    #: Port of the health and metrics HTTP endpoint (``server.health``) on ``host``; None: none.
+    health_port: int | None = None
+    #: After SIGTERM, scans in progress get this long to finish before they are ended with an error.
+    drain_timeout_s: float = 90.0
+    #: Torch device of the pipelines (``cpu``, ``cuda``, ``cuda:N``); None: each pipeline picks.
+    device: str | None = None
 
     def worker_threads(self) -> int:
         """The thread count each pipeline worker uses."""

@@ -1,4 +1,11 @@
-"""The TCP listener: accepts clients, enforces the connection limit, runs one thread each."""
+"""The TCP listener: accepts clients, enforces the connection limit, runs one thread each.
+
+It also owns what a service manager sees: the metrics, liveness and readiness (served by
+``server.health`` on the health port) and the graceful stop. On SIGTERM (or Ctrl-C) the server
+stops accepting (readiness turns false), lets the scans in progress finish for up to the drain
+timeout, ends the remaining ones with an error text (``Connection.abort``), waits until every
+journal is closed, and returns.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +14,50 @@ import logging
 import signal
 import socket
 import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from pipelines import registry
 from server.connection import Connection
+from server.health import HealthServer
 from server.limits import Settings
-from server.processes import warm_up
+from server.metrics import Metrics
+from server.processes import forkserver_alive, warm_up
 from server.protocol import close_message, serialized
 
 log = logging.getLogger(__name__)
 
+#: After the drain timeout, the connections ended by the server get this long to close their journals.
+ABORT_GRACE_S = 30.0
+T = TypeVar("T")
+
+
+def _listen(what: str, make: Callable[[], T]) -> T:
+    """``make()``; an ``OSError`` (port taken, address not local) names the port it was for."""
+    try:
+        return make()
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on the {what}: {exc.strerror or exc}") from None
+
 
 class Server:
     """An MRD streaming server. ``start()`` listens in a background thread; ``serve_forever()``
-    blocks; ``stop()`` stops accepting and waits for running connections."""
+    blocks until SIGTERM/Ctrl-C; ``stop()`` stops accepting and drains running connections."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self._listener: socket.socket | None = None
         self._threads: set[threading.Thread] = set()
+        self._connections: dict[int, Connection] = {}
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
         self._stopping = threading.Event()
+        #: Set by a second stop signal: end the drain now.
+        self._hurry = threading.Event()
         self._accept_thread: threading.Thread | None = None
+        self._health: HealthServer | None = None
+        self.metrics = Metrics()
         #: Connections accepted so far (served or refused).
         self.accepted = 0
 
@@ -39,6 +68,11 @@ class Server:
         host, port = self._listener.getsockname()[:2]
         return host, port
 
+    @property
+    def health_address(self) -> tuple[str, int] | None:
+        """The health endpoint's (host, port); None without ``Settings.health_port``."""
+        return self._health.address if self._health is not None else None
+
     def bind(self) -> None:
         import importlib
 
@@ -46,7 +80,9 @@ class Server:
             importlib.import_module(module)
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         warm_up(self.settings.pipeline_modules)
-        self._listener = socket.create_server((self.settings.host, self.settings.port), backlog=64)
+        host, port = self.settings.host, self.settings.port
+        self._listener = _listen(f"MRD port {host}:{port}",
+                                 lambda: socket.create_server((host, port), backlog=64))
         limits = self.settings.limits
         log.info("MRD server listening on %s:%d; journal in %s; pipelines: %s (default %s); "
                  "max %d connections, message limit %d MB, pipeline timeout %g s, idle timeout %g s, "
@@ -56,23 +92,42 @@ class Server:
                  limits.memory_limit_bytes >> 20, self.settings.worker_threads())
 
     def start(self) -> Server:
-        """Bind and accept in a background thread; returns at once."""
+        """Bind, start the health endpoint if configured, and accept in a background thread;
+        returns at once."""
         self.bind()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="mrd accept", daemon=True)
         self._accept_thread.start()
+        if self.settings.health_port is not None:
+            host, port = self.settings.host, self.settings.health_port
+            self._health = _listen(f"health port {host}:{port}", lambda: HealthServer(self, host, port))
+            self._health.start()
         return self
 
-    def serve_forever(self) -> None:
-        """Serve until Ctrl-C or SIGTERM (service managers, ``docker stop``), then stop gracefully."""
-        if threading.current_thread() is threading.main_thread():
+    def serve_forever(self) -> bool:
+        """Serve until Ctrl-C or SIGTERM (service managers, ``docker stop``, Kubernetes), then
+        drain (:meth:`stop`). True if the server stopped cleanly: the accept loop did not fail,
+        and every connection ended with its journal closed."""
+        main = threading.current_thread() is threading.main_thread()
+        if main:
             signal.signal(signal.SIGTERM, signal.default_int_handler)
-        self.bind()
+        failed = False
         try:
-            self._accept_loop()
+            self.start()
+            assert self._accept_thread is not None
+            while self._accept_thread.is_alive():
+                self._accept_thread.join(0.5)
+            failed = True  # the loop ended by itself; it logged why
         except KeyboardInterrupt:
-            log.info("stopping: no new connections; waiting up to 30 s for running ones")
-        finally:
-            self.stop()
+            log.info("stopping: no new connections; running scans get up to %g s to finish",
+                     self.settings.drain_timeout_s)
+        if main:  # from now on a stop signal only cuts the drain short
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._second_signal)
+        return self.stop() and not failed
+
+    def _second_signal(self, signum: int, frame: object) -> None:
+        log.warning("second stop signal (%s): ending the running scans now", signal.Signals(signum).name)
+        self._hurry.set()
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
@@ -82,6 +137,7 @@ class Server:
             except OSError:
                 if self._stopping.is_set():
                     return
+                log.exception("the accept loop failed; no more connections are accepted")
                 raise
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             number = next(self._numbers)
@@ -98,13 +154,21 @@ class Server:
                 threading.Thread(target=self._refuse, args=(sock, peer), daemon=True).start()
 
     def _serve(self, sock: socket.socket, peer: tuple[str, int], number: int) -> None:
-        Connection(sock, peer, self.settings, number).run()
+        connection = Connection(sock, peer, self.settings, number, self.metrics)
+        with self._lock:
+            self._connections[number] = connection
+        try:
+            connection.run()
+        finally:
+            with self._lock:
+                del self._connections[number]
 
     def _refuse(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         """Answer error + close, then drain what the client still sends (closing a socket with
         unread data would reset it and could discard the error text before the client reads it)."""
         limit = self.settings.limits.max_connections
         log.warning("refusing %s:%d: %d connections already running (limit)", *peer[:2], limit)
+        self.metrics.refused.inc()
         try:
             sock.settimeout(5)
             sock.sendall(serialized(f"ERROR: server busy: {limit} connections already running; "
@@ -116,26 +180,71 @@ class Server:
             pass
         sock.close()
 
-    def wait_idle(self, timeout_s: float = 60.0) -> bool:
-        """Wait until no connection is running (journals closed); False if ``timeout_s`` passed."""
+    def _running(self) -> list[threading.Thread]:
         with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(timeout_s)
-        return not any(thread.is_alive() for thread in threads)
+            self._threads = {t for t in self._threads if t.is_alive()}
+            return list(self._threads)
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop accepting; wait up to ``timeout_s`` for running connections to finish."""
+    def wait_idle(self, timeout_s: float = 60.0, interrupt: threading.Event | None = None) -> bool:
+        """Wait until no connection is running (journals closed); False if ``timeout_s`` passed
+        or ``interrupt`` was set first."""
+        deadline = time.monotonic() + timeout_s
+        while threads := self._running():
+            left = deadline - time.monotonic()
+            if left <= 0 or (interrupt is not None and interrupt.is_set()):
+                return False
+            threads[0].join(min(left, 0.2))
+        return True
+
+    def liveness(self) -> tuple[bool, str]:
+        """Alive: the accept loop runs (or the server is draining) and the worker fork server lives."""
+        accepting = self._accept_thread is not None and self._accept_thread.is_alive()
+        if not accepting and not self._stopping.is_set():
+            return False, "the accept loop is not running"
+        if not forkserver_alive():
+            return False, "the fork server that starts pipeline workers is not running"
+        return True, "alive, draining" if self._stopping.is_set() else "alive"
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready: accepting new scans and below the connection limit."""
+        if self._stopping.is_set():
+            return False, "draining: no new connections"
+        if self._accept_thread is None or not self._accept_thread.is_alive():
+            return False, "not accepting connections"
+        running, limit = len(self._running()), self.settings.limits.max_connections
+        if running >= limit:
+            return False, f"busy: {running} of {limit} connections running"
+        return True, f"ready: {running} of {limit} connections running"
+
+    def stop(self, timeout_s: float | None = None) -> bool:
+        """Stop accepting; let running connections finish for up to ``timeout_s`` (default the
+        settings' drain timeout; a second SIGTERM/Ctrl-C cuts it short), then end the remaining
+        ones with an error text and wait until their journals are closed. The health endpoint
+        stops last. True if every connection ended."""
+        timeout_s = self.settings.drain_timeout_s if timeout_s is None else timeout_s
         self._stopping.set()
+        self.metrics.draining.set(1)
         if self._listener is not None:
             try:
                 self._listener.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             self._listener.close()
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(timeout_s)
+        drained = self.wait_idle(timeout_s, self._hurry)
+        if not drained:
+            with self._lock:
+                connections = list(self._connections.values())
+            log.warning("drain timeout: ending %d scan(s) still running", len(connections))
+            for connection in connections:
+                connection.abort(f"server shutting down: the scan did not finish within the drain "
+                                 f"timeout of {timeout_s:g} s; the raw data received are journaled")
+            drained = self.wait_idle(ABORT_GRACE_S)
+            if not drained:
+                log.error("%d connection(s) did not end; their journals may be incomplete",
+                          len(self._running()))
         if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
             self._accept_thread.join(timeout_s)
+        if self._health is not None:
+            self._health.stop()
+        log.info("stopped: %s", "every connection ended" if drained else "connections left running")
+        return drained

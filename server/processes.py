@@ -26,3 +26,20 @@ def warm_up(modules: tuple[str, ...] = ()) -> None:
         probe = CONTEXT.Process(target=os.getpid)  # returns once the preload imports are done
         probe.start()
         probe.join()
+
+
+def forkserver_alive() -> bool:
+    """Whether the fork server that starts pipeline workers is running (False before ``warm_up``).
+
+    Checked without reaping it (``WNOWAIT``), so that ``multiprocessing`` still sees and restarts
+    a dead one; the pid is ``multiprocessing.forkserver``'s own record of its process.
+    """
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid is None:
+        return False
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+    except ChildProcessError:  # already reaped by multiprocessing: it will start a new one
+        return False

@@ -8,12 +8,14 @@ Frames between server and worker (``multiprocessing`` pipes, one per direction):
 
 * server -> worker: MRD wire bytes of one acquisition/waveform/image; ``b""`` ends the input.
 * worker -> server: one tag byte then the payload: ``I`` an image's MRD wire bytes, ``T`` a
-  text for the client, ``L`` a log line (``levelno<TAB>text``), ``E`` an error text, ``D`` done.
+  text for the client, ``L`` a log line (``levelno<TAB>text``), ``E`` an error
+  (``kind<TAB>text``, kind from ``server.metrics.ERROR_KINDS``), ``D`` done.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 import traceback
@@ -61,8 +63,11 @@ def _inputs(conn: Connection) -> Iterator[Any]:
 
 def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
           parameters: dict[str, Any], modules: tuple[str, ...], sys_path: list[str],
-          memory_limit_bytes: int, threads: int, bundle_store: str | None = None) -> None:
+          memory_limit_bytes: int, threads: int, bundle_store: str | None = None,
+          device: str | None = None) -> None:
     """Worker process entry: run pipeline ``name`` over the inputs, report every result."""
+    # Ctrl-C at a terminal reaches the whole process group: the server decides when a scan ends
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logger = logging.getLogger(f"pipelines.{name}")
     logger.handlers[:] = [_PipeLogHandler(outputs)]
     logger.setLevel(logging.INFO)
@@ -84,7 +89,8 @@ def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
         spec = get(name)
         ctx = Context(header=parse_header(header_xml), parameters=parameters,
                       logger=logger, notify=lambda text: outputs.send_bytes(b"T" + text.encode()),
-                      pipeline_name=name, bundle_store=Path(bundle_store) if bundle_store else None)
+                      pipeline_name=name, bundle_store=Path(bundle_store) if bundle_store else None,
+                      device=device)
         _limit_memory(memory_limit_bytes)
         for item in spec.run(_inputs(inputs), ctx):
             if not isinstance(item, ismrmrd.Image):
@@ -92,16 +98,19 @@ def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
             outputs.send_bytes(b"I" + serialized(item))
         outputs.send_bytes(b"D")
     except MemoryError:
-        outputs.send_bytes(b"E" + f"pipeline {name!r} exceeded the memory limit of "
-                                  f"{memory_limit_bytes >> 20} MB".encode())
+        outputs.send_bytes(b"Ememory\t" + f"pipeline {name!r} exceeded the memory limit of "
+                                          f"{memory_limit_bytes >> 20} MB".encode())
     except BaseException as exc:
-        text = str(exc)
+        text, kind = str(exc), "pipeline_crash"
         if isinstance(exc, RuntimeError) and "allocate" in text:
             text = f"exceeded the memory limit of {memory_limit_bytes >> 20} MB ({text.splitlines()[0]})"
+            kind = "memory"
         logger.debug("%s", traceback.format_exc())
-        message = text if type(exc).__name__ == "PipelineError" else f"{type(exc).__name__}: {text}"
+        message = f"{type(exc).__name__}: {text}"
+        if type(exc).__name__ == "PipelineError":
+            message, kind = text, "pipeline"
         try:
-            outputs.send_bytes(b"E" + f"pipeline {name!r} failed: {message}".encode())
+            outputs.send_bytes(f"E{kind}\tpipeline {name!r} failed: {message}".encode())
         except OSError:
             pass
 
@@ -127,7 +136,7 @@ class Worker:
 
     def __init__(self, name: str, header_xml: str, parameters: dict[str, Any],
                  modules: tuple[str, ...], memory_limit_bytes: int, timeout_s: float, threads: int,
-                 bundle_store: Path | None = None):
+                 bundle_store: Path | None = None, device: str | None = None):
         self.name = name
         self.timeout_s = timeout_s
         in_recv, self._in_send = CONTEXT.Pipe(duplex=False)
@@ -136,7 +145,7 @@ class Worker:
         self.process = CONTEXT.Process(
             target=_main, name=f"pipeline {name}", daemon=True,
             args=(in_recv, out_send, name, header_xml, parameters, modules, list(sys.path),
-                  memory_limit_bytes, threads, str(bundle_store) if bundle_store else None))
+                  memory_limit_bytes, threads, str(bundle_store) if bundle_store else None, device))
         self.process.start()
         in_recv.close()
         out_send.close()
@@ -144,6 +153,8 @@ class Worker:
         self._input_ended = False
         self._last_progress = time.monotonic()
         self.timed_out = False
+        #: Kind (``server.metrics.ERROR_KINDS``) of the error ``results`` ended with, if any.
+        self.error_kind: str | None = None
 
     def send(self, wire: bytes | bytearray) -> None:
         """Forward one data message; raises ``OSError`` if the worker is gone."""
@@ -163,24 +174,30 @@ class Worker:
         self._last_progress = time.monotonic()
 
     def results(self, poll_s: float = 0.2) -> Iterator[tuple[str, bytes]]:
-        """Yield ``(tag, payload)`` frames until done/error; ends with ``E`` on death or timeout."""
+        """Yield ``(tag, payload)`` frames until done/error; ends with ``E`` (the error text; its
+        kind in :attr:`error_kind`) on an error, death or timeout."""
         while True:
             if self._out_recv.poll(poll_s):
                 try:
                     frame = self._out_recv.recv_bytes()
                 except (EOFError, OSError):
                     self.process.join(5)
+                    self.error_kind = "worker_died"
                     yield "E", (f"pipeline {self.name!r} worker died (exit code "
                                 f"{self.process.exitcode})").encode()
                     return
                 self._last_progress = time.monotonic()
                 tag, payload = chr(frame[0]), frame[1:]
+                if tag == "E":
+                    kind, _, payload = payload.partition(b"\t")
+                    self.error_kind = kind.decode()
                 yield tag, payload
                 if tag in "DE":
                     return
             elif (self._sending or self._input_ended) and \
                     time.monotonic() - self._last_progress > self.timeout_s:
                 self.timed_out = True
+                self.error_kind = "pipeline_timeout"
                 self.stop()
                 yield "E", (f"pipeline {self.name!r} made no progress for {self.timeout_s:g} s "
                             "(pipeline timeout); stopped").encode()

@@ -1,11 +1,78 @@
-"""``mrzero serve``: run the MRD streaming reconstruction server."""
+"""``mrzero serve``: run the MRD streaming reconstruction server.
+
+The deployment options take their defaults from ``MRZERO_*`` environment variables (what the
+container images, the systemd unit and the Kubernetes manifests set); the command line wins.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import re
+import sys
 from pathlib import Path
 
+from mrzero.environment import BadEnvironment, EnvOption, resolve
 from server.limits import DEFAULT_HOST, DEFAULT_PORT, MB, Limits, Settings
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def host(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError("not a host name or address")
+    return text
+
+
+def port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError("not a TCP port (an integer 0-65535; 0 picks a free one)")
+    return int(text)
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError("not a number of seconds (0 or more)")
+    return value
+
+
+def log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"not a log level ({', '.join(LOG_LEVELS)})")
+    return text.lower()
+
+
+def device(text: str) -> str:
+    if not _DEVICE.match(text):
+        raise argparse.ArgumentTypeError("not a device (auto, cpu, cuda or cuda:N)")
+    return text
+
+
+def journal_prefix(text: str) -> str:
+    if not _PREFIX.match(text):
+        raise argparse.ArgumentTypeError("not a file-name prefix (up to 100 letters, digits, '.', '_', '-', "
+                                         "starting with a letter or digit)")
+    return text
+
+
+ENVIRONMENT = (
+    EnvOption("host", "MRZERO_HOST", host, DEFAULT_HOST),
+    EnvOption("port", "MRZERO_PORT", port, DEFAULT_PORT),
+    EnvOption("health_port", "MRZERO_HEALTH_PORT", port, None),
+    EnvOption("data_dir", "MRZERO_DATA_DIR", Path, Settings().data_dir),
+    EnvOption("bundle_store", "MRZERO_BUNDLE_STORE", Path, None),
+    EnvOption("drain_timeout", "MRZERO_DRAIN_TIMEOUT", seconds, Settings().drain_timeout_s),
+    EnvOption("journal_prefix", "MRZERO_JOURNAL_PREFIX", journal_prefix, None),
+    EnvOption("log_level", "MRZERO_LOG_LEVEL", log_level, "info"),
+    EnvOption("device", "MRZERO_DEVICE", device, "auto"),
+)
+_ENV = {option.dest: option for option in ENVIRONMENT}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,13 +81,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve", help="run the MRD streaming reconstruction server",
         description="Serve MRD v1 streaming clients (scanner/FIRE, mrzero send, python-ismrmrd-server "
                     "clients): journal every connection's raw data, reconstruct with the pipeline its "
-                    "config name selects (see `mrzero pipelines`), stream images back.")
-    p.add_argument("--host", default=DEFAULT_HOST,
-                   help="address to bind (default %(default)s; use 0.0.0.0 to accept remote scanners)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default %(default)s)")
-    p.add_argument("--data-dir", type=Path, default=Settings().data_dir,
-                   help="directory of the raw-data journal, one MRD HDF5 file per connection "
-                        "(default %(default)s)")
+                    "config name selects (see `mrzero pipelines`), stream images back. On SIGTERM or "
+                    "Ctrl-C: stop accepting, let running scans finish (--drain-timeout), then exit.",
+        epilog="Options marked 'env' take their default from that environment variable (an empty "
+               "one counts as unset); the command line overrides it. See docs/deployment.md.")
+    p.add_argument("--host", default=None, type=host,
+                   help=_ENV["host"].help("address to bind, also of the health port; 0.0.0.0 accepts "
+                                          "remote scanners"))
+    p.add_argument("--port", type=port, default=None, help=_ENV["port"].help("MRD TCP port"))
+    p.add_argument("--health-port", type=port, default=None, metavar="PORT",
+                   help=_ENV["health_port"].help("HTTP port of /healthz, /readyz and /metrics; none: "
+                                                 "no health endpoint"))
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help=_ENV["data_dir"].help("directory of the raw-data journal, one MRD HDF5 file per "
+                                              "connection"))
+    p.add_argument("--journal-prefix", type=journal_prefix, default=None, metavar="PREFIX",
+                   help=_ENV["journal_prefix"].help("start of every journal file name (e.g. the pod name), "
+                                                    "so that servers can share one journal volume"))
+    p.add_argument("--drain-timeout", type=seconds, default=None, metavar="SECONDS",
+                   help=_ENV["drain_timeout"].help("after SIGTERM, scans in progress get this long to "
+                                                   "finish; then they end with an error"))
+    p.add_argument("--bundle-store", type=Path, default=None, metavar="STORE",
+                   help=_ENV["bundle_store"].help("bundle store (mrzero deploy --store) where the MRzero "
+                                                  "pipelines find a scan's trajectory and head by bundle "
+                                                  "name or Pulseq signature"))
+    p.add_argument("--device", type=device, default=None,
+                   help=_ENV["device"].help("torch device of the MRzero pipelines; auto: CUDA when present "
+                                            "(a client's or bundle's 'device' still wins)"))
+    p.add_argument("--log-level", type=log_level, default=None,
+                   help=_ENV["log_level"].help(f"one of {', '.join(LOG_LEVELS)}; -v means debug"))
     p.add_argument("--timeout", type=float, default=d.pipeline_timeout_s, metavar="SECONDS",
                    help="stop a pipeline that makes no progress for this long, e.g. after the last "
                         "acquisition (default %(default)g)")
@@ -36,22 +125,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline-threads", type=int, default=0, metavar="N",
                    help="torch threads per pipeline worker; 0 = CPU cores / --max-connections, at least 1 "
                         "(default %(default)s)")
-    p.add_argument("--bundle-store", type=Path, default=None, metavar="STORE",
-                   help="bundle store (mrzero deploy --store) where the MRzero pipelines find a scan's "
-                        "trajectory and head by bundle name or Pulseq signature (default: none)")
     p.add_argument("--pipeline-module", action="append", default=[], metavar="MODULE",
                    help="extra Python module that registers site pipelines (repeatable)")
     p.set_defaults(func=run)
 
 
+def _check_device(name: str) -> str | None:
+    """The device for ``Settings.device`` (None for auto); ``ValueError`` if torch cannot use it."""
+    if name == "auto":
+        return None
+    if name.startswith("cuda"):
+        import torch
+
+        index = int(name.partition(":")[2] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} asked for (--device / MRZERO_DEVICE), but torch sees "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return name
+
+
 def run(args: argparse.Namespace) -> int:
     from server.listener import Server
 
+    if args.log_level is None and getattr(args, "verbose", 0):
+        args.log_level = "debug"  # -v is on the command line: it beats MRZERO_LOG_LEVEL
+    try:
+        resolve(args, ENVIRONMENT)
+        settings_device = _check_device(args.device)
+    except (BadEnvironment, ValueError) as exc:
+        print(f"mrzero serve: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(args.log_level.upper())
+    if args.bundle_store is not None and not args.bundle_store.is_dir():
+        logging.getLogger("mrzero.serve").warning(
+            "bundle store %s does not exist (yet): MRzero pipelines find no bundle until "
+            "`mrzero deploy BUNDLE --store %s`", args.bundle_store, args.bundle_store)
     limits = Limits(max_message_bytes=int(args.max_message_mb * MB), pipeline_timeout_s=args.timeout,
                     memory_limit_bytes=int(args.memory_limit_mb * MB), max_connections=args.max_connections,
                     idle_timeout_s=args.idle_timeout)
     settings = Settings(host=args.host, port=args.port, data_dir=args.data_dir, limits=limits,
                         pipeline_modules=tuple(args.pipeline_module), pipeline_threads=args.pipeline_threads,
-                        bundle_store=args.bundle_store)
-    Server(settings).serve_forever()
-    return 0
+                        bundle_store=args.bundle_store, health_port=args.health_port,
+                        drain_timeout_s=args.drain_timeout, journal_prefix=args.journal_prefix or "",
+                        device=settings_device)
+    try:
+        clean = Server(settings).serve_forever()
+    except OSError as exc:  # the ports are taken, the journal directory cannot be made...
+        print(f"mrzero serve: cannot start: {exc}", file=sys.stderr)
+        return 2
+    return 0 if clean else 1

@@ -8,7 +8,8 @@ the bundle's ``protocol.json`` ``recon`` section, and the pipeline's defaults:
 * ``iterations`` (10) for the iterative methods; ``tikhonov`` (0) for ``cg``;
 * ``density``: ``"none"`` (the seed's plain adjoint, what MRzero training uses) or ``"pipe"``
   (Pipe-Menon weights, which make a radial adjoint look like an image);
-* ``device``: torch device of the reconstruction (``cpu``, ``cuda``; default cuda when present).
+* ``device``: torch device of the reconstruction (``cpu``, ``cuda``; default the server's
+  ``--device``/``MRZERO_DEVICE``, else cuda when present).
 
 Each coil is reconstructed on its own (``pipelines.ops.reconstruct``); the stage yields one
 ``ReconBuffer`` of coil images ``[coil, 1, ny, nx]`` per image, ready for the Cartesian
@@ -76,7 +77,7 @@ class ReconSettings:
         tikhonov = merged.get("tikhonov", 0.0)
         if isinstance(tikhonov, bool) or not isinstance(tikhonov, int | float) or not 0 <= tikhonov < 1e6:
             raise PipelineError(f"tikhonov must be a number in [0, 1e6), got {tikhonov!r}")
-        device = str(merged.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = str(merged.get("device") or ctx.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if not _DEVICE.match(device):
             raise PipelineError(f"device must be cpu or cuda[:N], got {device!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
