@@ -2,4 +2,5 @@
 
 import pipelines.cartesian  # noqa: F401
 import pipelines.savedata  # noqa: F401
+import pipelines.roar.pipeline  # noqa: F401
 import pipelines.mrzero.pipelines  # noqa: F401

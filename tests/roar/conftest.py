@@ -20,3 +20,50 @@ def ellipse_anatomy(size: int = 32, slices: int = 2) -> Anatomy:
 @pytest.fixture
 def anatomy() -> Anatomy:
     return ellipse_anatomy()
+
+
+def mgre_raw(echoes: torch.Tensor, n_coils: int = 4, noise_std: float = 0.0, seed: int = 0):
+    """A digital-twin mGRE scan of magnitudes ``[E, z, y, x]``: MRD header and acquisitions.
+
+    The header, readout order, counters (echo = contrast, slice) and flags come from the
+    project's mGRE builder and MRD export (``sequences``); the signal is the centred forward
+    FFT of the magnitudes times a smooth phase and loop-coil sensitivities, plus complex noise.
+    """
+    from pipelines.ops.fft import fftc
+    from sequences.builders.mgre import mgre
+    from sequences.mrd import acquisitions, layout_of, mrd_header
+    from sequences.phantoms.coils import coil_sensitivities
+
+    n_echo, nz, ny, nx = echoes.shape
+    seq = mgre(nx, n_echoes=n_echo)
+    layout = layout_of(seq)
+    header = mrd_header(seq, n_coils, layout=layout)
+    header.encoding[0].encodingLimits.slice.maximum = nz - 1
+    sens = coil_sensitivities((ny, nx), n_coils)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, ny), torch.linspace(-1, 1, nx), indexing="ij")
+    phase = torch.exp(1j * (0.8 * xx + 0.5 * yy**2))
+    g = torch.Generator().manual_seed(seed)
+    acqs = []
+    for z in range(nz):
+        kspace = fftc(
+            sens.unsqueeze(1) * (echoes[:, z] * phase).to(torch.complex64).unsqueeze(0)
+        )  # [c, E, y, x]
+        kspace = (
+            kspace
+            + noise_std
+            * torch.complex(torch.randn(kspace.shape, generator=g), torch.randn(kspace.shape, generator=g))
+            / 2**0.5
+        )
+        signal = torch.zeros(n_coils, seq.n_samples, dtype=torch.complex64)
+        for r in layout.readouts:
+            signal[:, r.first : r.first + r.n] = kspace[:, r.contrast, r.line]
+        for acq in acquisitions(seq, signal, layout, first_scan_counter=len(acqs)):
+            acq.idx.slice = z
+            acqs.append(acq)
+    return header, acqs
+
+
+@pytest.fixture(scope="session")
+def mgre_scan():
+    """The ``mgre_raw`` digital-twin scan maker."""
+    return mgre_raw

@@ -1,0 +1,204 @@
+"""``roar``: inline R2*/S0 maps from Cartesian multi-echo GRE raw data with the RoAR U-Net.
+
+The Cartesian pipeline's stages reconstruct one magnitude image per echo (the ``contrast``
+counter) and slice: prewhitening, oversampling removal, accumulation, FFT, coil combination,
+crop. The echo images stream back at once (float, series ``series_index``); when the scan
+ends, each volume (slices of one phase/repetition/set) is masked, divided by the mean
+first-echo signal in the mask and passed slice by slice through the U-Net, which returns S0
+(series + 1, in units of that mean first-echo signal) and R2* (series + 2, 1/s).
+
+The mask is the voxels whose echo-averaged magnitude exceeds ``mask_threshold`` (JSON
+parameter, default 0.15) times its 99th percentile. Weights come from the shipped file
+(``pipelines/roar/weights/``) or from the path a server-side caller passes to
+``roar_pipeline``; never from a client. The scan's echo times (header ``TE``) must match those
+the network was trained with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import ismrmrd
+import numpy as np
+import torch
+
+from pipelines.base import Context, PipelineError, Stage, chain
+from pipelines.images import make_image
+from pipelines.registry import register
+from pipelines.roar.unet import RoarUNet
+from pipelines.roar.weights_file import SHIPPED_WEIGHTS, load_weights
+from pipelines.stages.accumulate import accumulate_stage
+from pipelines.stages.buffer import IMAGE_COUNTERS, ReconBuffer
+from pipelines.stages.combine import combine_stage
+from pipelines.stages.crop import crop_stage
+from pipelines.stages.lines import imaging_lines_stage
+from pipelines.stages.noise import prewhiten_stage
+from pipelines.stages.oversampling import oversampling_stage
+from pipelines.stages.transform import kspace_to_image_stage
+
+_CONTRAST = IMAGE_COUNTERS.index("contrast")
+_SLICE = IMAGE_COUNTERS.index("slice")
+DEFAULT_MASK_THRESHOLD = 0.15
+
+
+@lru_cache(maxsize=4)
+def _model(path: str, device: str) -> tuple[RoarUNet, torch.Tensor]:
+    model, te, _ = load_weights(path, device)
+    return model, te
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_echo_times(header: ismrmrd.xsd.ismrmrdHeader, te: torch.Tensor, ctx: Context) -> None:
+    """Refuse a scan whose header TEs (ms) differ from the network's (s) by more than 1 %."""
+    params = header.sequenceParameters
+    scan = [float(t) * 1e-3 for t in (params.TE if params is not None and params.TE else [])]
+    if not scan:
+        ctx.logger.warning(
+            "roar: the header has no TE; assuming the network's %s ms",
+            [round(t * 1e3, 3) for t in te.tolist()],
+        )
+        return
+    if len(scan) != te.numel() or any(abs(a - b) > 0.01 * b for a, b in zip(scan, te.tolist(), strict=True)):
+        raise PipelineError(
+            f"roar: the scan's echo times {[round(t * 1e3, 3) for t in scan]} ms differ from "
+            f"the network's {[round(t * 1e3, 3) for t in te.tolist()]} ms"
+        )
+
+
+def brain_mask(echoes: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Voxels ``[z, y, x]`` of ``echoes`` ``[E, z, y, x]`` whose echo mean exceeds ``threshold`` x p99."""
+    mean = echoes.mean(0)
+    level = torch.quantile(mean.flatten().double(), 0.99).item()
+    return mean > threshold * level
+
+
+@torch.no_grad()
+def estimate_maps(
+    model: RoarUNet, echoes: torch.Tensor, mask: torch.Tensor, batch: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """S0 and R2* ``[z, y, x]`` from magnitudes ``[E, z, y, x]``, slice by slice, masked.
+
+    The input is masked and divided by the mean first-echo signal in the mask over the whole
+    volume, as in training; S0 comes back in units of that mean.
+    """
+    if not bool(mask.any()):
+        raise PipelineError("roar: the mask is empty (no signal above the threshold)")
+    device = next(model.parameters()).device
+    scale = echoes[0][mask].mean()
+    x = (echoes * mask / scale).transpose(0, 1)  # [z, E, y, x]
+    out = torch.cat([model(x[i : i + batch].to(device)).cpu() for i in range(0, x.shape[0], batch)])
+    return out[:, 0] * mask, out[:, 1] * mask
+
+
+def _meta_image(
+    data: np.ndarray,
+    ref: ReconBuffer,
+    ctx: Context,
+    series: int,
+    index: int,
+    kind: str,
+    units: str,
+    window: tuple[float, float] | None = None,
+) -> ismrmrd.Image:
+    image = make_image(
+        data.astype(np.float32),
+        ref.reference,
+        ctx.header,
+        series=series,
+        index=index,
+        role="Quantitative" if kind != "echo" else "Image",
+        history=("MRZERO", "ROAR", kind.upper()),
+        description=f"roar {kind}",
+        comment=f"RoAR {kind} ({units})",
+        encoding=ref.encoding,
+        window_meta=window,
+    )
+    meta = ismrmrd.Meta.deserialize(image.attribute_string)
+    meta["Units"] = units
+    meta["RoarMap"] = kind
+    image.attribute_string = meta.serialize()
+    return image
+
+
+def roar_stage_for(weights: Path) -> Stage:
+    """The stage that turns combined echo images into echo, S0 and R2* image series."""
+
+    def stage(items: Iterable[ReconBuffer], ctx: Context) -> Iterator[ismrmrd.Image]:
+        model, te = _model(str(weights), _device())
+        check_echo_times(ctx.header, te, ctx)
+        series = ctx.parameters.get("series_index", 1)
+        threshold = ctx.parameters.get("mask_threshold", DEFAULT_MASK_THRESHOLD)
+        if isinstance(series, bool) or not isinstance(series, int) or not 0 <= series <= 65533:
+            raise PipelineError(f"series_index must be an integer in [0, 65533], got {series!r}")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+            raise PipelineError(f"mask_threshold must be a number in (0, 1), got {threshold!r}")
+        volumes: dict[tuple, dict[int, dict[int, ReconBuffer]]] = {}
+        count = 0
+        for buf in items:
+            count += 1
+            yield _meta_image(buf.data.abs().numpy(), buf, ctx, series, count, "echo", "a.u.")
+            rest = tuple(v for i, v in enumerate(buf.key) if i not in (_CONTRAST, _SLICE))
+            volumes.setdefault((buf.encoding, *rest), {}).setdefault(buf.key[_SLICE], {})[
+                buf.key[_CONTRAST]
+            ] = buf
+        index = 0
+        for key, slices in volumes.items():
+            complete = {s: e for s, e in sorted(slices.items()) if sorted(e) == list(range(te.numel()))}
+            if len(complete) < len(slices):
+                missing = sorted(set(slices) - set(complete))
+                ctx.notify(f"roar: slices {missing} lack some of the {te.numel()} echoes; no maps for them")
+                ctx.logger.warning("roar: volume %s: incomplete slices %s skipped", key, missing)
+            if not complete:
+                continue
+            refs = [e[0] for e in complete.values()]
+            echoes = torch.stack(
+                [torch.cat([e[c].data.abs().float() for e in complete.values()]) for c in range(te.numel())]
+            )  # [E, z, y, x]
+            mask = brain_mask(echoes, float(threshold))
+            s0, r2 = estimate_maps(model, echoes, mask)
+            ctx.logger.info(
+                "roar: volume %s: %d slices, %d voxels in the mask, median R2* %.1f 1/s",
+                key,
+                len(refs),
+                int(mask.sum()),
+                float(r2[mask].median()),
+            )
+            z = 0
+            for ref in refs:
+                depth = ref.data.shape[0]
+                index += 1
+                for offset, kind, data, units, window in (
+                    (1, "s0", s0, "a.u. (mean first echo = 1)", (1.0, 2.0)),
+                    (2, "r2star", r2, "1/s", (25.0, 50.0)),
+                ):
+                    yield _meta_image(
+                        data[z : z + depth].numpy(), ref, ctx, series + offset, index, kind, units, window
+                    )
+                z += depth
+
+    return stage
+
+
+def roar_pipeline(weights: Path = SHIPPED_WEIGHTS) -> Stage:
+    """The whole ``roar`` chain with the given weights (server-side choice)."""
+    return chain(
+        prewhiten_stage,
+        imaging_lines_stage,
+        oversampling_stage,
+        accumulate_stage,
+        kspace_to_image_stage,
+        combine_stage,
+        crop_stage,
+        roar_stage_for(weights),
+    )
+
+
+roar = register(
+    "roar",
+    "RoAR: multi-echo GRE -> echo images, S0 and R2* maps (U-Net trained through S0 exp(-R2* t) F(t))",
+)(roar_pipeline())
