@@ -39,6 +39,9 @@ from sequences.phantoms.brain import brain_phantom  # noqa: E402
 from sequences.simulate import simulate  # noqa: E402
 
 PEER_SCRIPT = Path(__file__).with_name("simulate_mrzero_peer.py")
+#: Benchmarked variants of this project's engines: name -> (engine, options).
+VARIANTS = {"fast": ("fast", {}), "fast-checkpointing": ("fast", {"checkpointing": True}),
+            "isochromat": ("isochromat", {})}
 
 
 def case(n: int, dtype: torch.dtype = torch.float32, device: str = "cpu"):
@@ -113,9 +116,10 @@ def subprocess_case(args: argparse.Namespace, n: int, engine: str, mode: str, wo
 
 
 def worker(args: argparse.Namespace) -> int:
-    engine, n, mode, out = args.worker
+    variant, n, mode, out = args.worker
     torch.set_num_threads(args.threads)
-    options = {"spins": args.spins} if engine == "isochromat" else {}
+    engine, options = VARIANTS[variant]
+    options = {**options, "spins": args.spins} if engine == "isochromat" else options
     result = run_ours(int(n), engine, mode, args.repeats, options, args.device)
     np.save(out, result.pop("signal"))
     result["peak_rss_mb"] = result.pop("peak_mb")
@@ -132,13 +136,15 @@ def convergence(n: int, spins: list[int]) -> None:
         start = time.perf_counter()
         with torch.no_grad():
             sig = simulate(seq, phantom, "isochromat", spins=s)[0].numpy()
-        print(f"  spins {s:6d}: {100 * nrmse(sig, ref):6.3f} %  ({time.perf_counter() - start:.1f} s)", flush=True)
+        seconds = time.perf_counter() - start
+        print(f"  spins {s:6d}: {100 * nrmse(sig, ref):6.3f} %  ({seconds:.1f} s)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
-    parser.add_argument("--engines", nargs="+", default=["fast", "isochromat"], choices=["fast", "isochromat"])
+    parser.add_argument("--engines", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--isochromat-max", type=int, default=64,
                         help="largest matrix for the (slow) isochromat engine (default 64)")
     parser.add_argument("--spins", type=int, default=256, help="isochromats per voxel (default 256)")
@@ -148,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every case (default 1)")
     parser.add_argument("--device", default="cpu", help="device of this project's engines (cpu, cuda)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per case before giving up")
-    parser.add_argument("--convergence", type=int, metavar="N", help="only show isochromat convergence at NxN")
+    parser.add_argument("--convergence", type=int, metavar="N",
+                        help="only show the isochromat convergence at NxN")
     parser.add_argument("--worker", nargs=4, metavar=("ENGINE", "N", "MODE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -162,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer Python {args.peer_python} not found: MRzero-Core column skipped")
     engines = list(args.engines) + (["mrzero-core"] if peer else [])
     print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
-    print(f"torch threads {args.threads}, device {args.device}, median of {args.repeats}; shared noisy machine")
+    print(f"torch threads {args.threads}, device {args.device}, median of {args.repeats}; "
+          "shared noisy machine")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
@@ -178,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                        "nrmse": nrmse(res["fwd"]["signal"], ref)}
                 rows.append(row)
                 print(f"  {n:4d} {engine:12s} fwd {row['fwd_s']:8.3f} s  fwd+bwd {row['fwdbwd_s']:8.3f} s  "
-                      f"peak {row['fwdbwd_mb']:8.1f} MB  NRMSE {100 * row['nrmse']:.3f} %", flush=True)
+                      f"peak {row['fwdbwd_mb']:8.1f} MB  NRMSE {100 * row['nrmse']:.3g} %", flush=True)
     print()
     print("| matrix | engine | forward (s) | forward+backward (s) | peak memory fwd+bwd (MB) | signal NRMSE |"
           " fwd+bwd time / MRzero-Core | memory / MRzero-Core |")
@@ -186,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         peer_row = next((r for r in rows if r["n"] == row["n"] and r["engine"] == "mrzero-core"), None)
         ratio_t = f"{row['fwdbwd_s'] / peer_row['fwdbwd_s']:.2f}" if peer_row else "-"
-        ratio_m = f"{row['fwdbwd_mb'] / peer_row['fwdbwd_mb']:.2f}" if peer_row and peer_row["fwdbwd_mb"] > 0 else "-"
+        has_peer_mb = peer_row is not None and peer_row["fwdbwd_mb"] > 0
+        ratio_m = f"{row['fwdbwd_mb'] / peer_row['fwdbwd_mb']:.2f}" if has_peer_mb else "-"
         print(f"| {row['n']} | {row['engine']} | {row['fwd_s']:.3f} | {row['fwdbwd_s']:.3f} | "
-              f"{row['fwdbwd_mb']:.0f} | {100 * row['nrmse']:.2f} % | {ratio_t} | {ratio_m} |")
+              f"{row['fwdbwd_mb']:.0f} | {100 * row['nrmse']:.3g} % | {ratio_t} | {ratio_m} |")
     return 0
 
 

@@ -67,7 +67,8 @@ def main() -> int:
     parser.add_argument("--signal-out", help="write the signal ([samples] complex64) here")
     parser.add_argument("--min-signal", type=float, default=0.01,
                         help="execute_graph's min_emitted_signal and min_latent_signal (its default 0.01)")
-    parser.add_argument("--max-states", type=int, default=200, help="compute_graph's max_state_count (default 200)")
+    parser.add_argument("--max-states", type=int, default=200,
+                        help="compute_graph's max_state_count (default 200)")
     args = parser.parse_args()
     case = dict(np.load(args.case))
     import MRzeroCore as mr0

@@ -209,19 +209,11 @@ def _relax(st: States, rep: Repetition, vox: VoxelSet) -> States:
                   z=z, zero=st.zero, f_amp=st.f_amp, z_amp=st.z_amp.index_add(0, zero, _amplitude(recovery)))
 
 
-def _repetition(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float, max_states: int,
-                recompute_readout: bool) -> tuple[torch.Tensor | None, States]:
-    """One repetition: pulse, its samples (None without ADC), free evolution to its end.
-
-    ``recompute_readout``: the readout's intermediates (about ten state- and sample-sized
-    tensors) are not kept for the backward pass but recomputed from the states.
-    """
+def _repetition(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float,
+                max_states: int) -> tuple[torch.Tensor | None, States]:
+    """One repetition: pulse, its samples (None without ADC), free evolution to its end."""
     st = _pulse(st, rf_coefficients(rep.flip * vox.b1, rep.rf_phase), keep_floor, max_states)
-    samples = None
-    if rep.n_adc and recompute_readout:
-        samples = checkpoint(_samples, st.key_f, st.f, st.f_amp, rep, vox, keep_floor, use_reentrant=False)
-    elif rep.n_adc:
-        samples = _samples(st.key_f, st.f, st.f_amp, rep, vox, keep_floor)
+    samples = _samples(st.key_f, st.f, st.f_amp, rep, vox, keep_floor) if rep.n_adc else None
     return samples, _relax(st, rep, vox)
 
 
@@ -232,9 +224,9 @@ def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 
 
     ``tolerance``: states whose amplitude is below ``tolerance * max(pd)`` in every voxel are
     dropped (and skipped at readouts where they contribute less); ``max_states``: hard bound on
-    the state count (the largest are kept); ``checkpointing``: recompute each readout in the
-    backward pass instead of keeping its intermediates (most of the memory, for a fraction of
-    a forward pass).
+    the state count (the largest are kept); ``checkpointing``: keep only each repetition's
+    starting states for the backward pass and recompute the rest (about a third of the
+    memory, for about one more forward pass).
     """
     if tolerance < 0 or max_states < 1:
         raise ValueError(f"tolerance must be >= 0 and max_states >= 1, got {tolerance}, {max_states}")
@@ -250,7 +242,10 @@ def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 
     recompute = checkpointing and torch.is_grad_enabled()
     bar = tqdm(repetitions(seq), desc="configuration states", unit="rep", disable=not progress)
     for rep in bar:
-        samples, st = _repetition(st, rep, vox, keep_floor, max_states, recompute)
+        if recompute:
+            samples, st = checkpoint(_repetition, st, rep, vox, keep_floor, max_states, use_reentrant=False)
+        else:
+            samples, st = _repetition(st, rep, vox, keep_floor, max_states)
         if samples is not None:
             out.append(samples)
         bar.set_postfix(states=st.f.shape[0])

@@ -10,8 +10,8 @@ samples come from one tensor expression over the cumulative moments and times.
 Spin placement (chosen to converge fast, without random noise): the x offset is stratified,
 ``(s + 1/2)/S - 1/2``, so a dephasing of ``m`` whole cycles per voxel along x cancels exactly for
 ``0 < |m| < S``; the Lorentzian quantiles are stratified too (one per stratum of probability
-``1/S``, shifted within the strata by a different amount in each voxel) and paired with x by a
-Fibonacci-like lattice; y and z come from the additive recurrence with the plastic number (a
+``1/S``, shifted within the strata by a different amount in each voxel) and paired with x as a
+Hammersley set (base-2 radical inverse); y and z come from the additive recurrence with the plastic number (a
 low-discrepancy Kronecker sequence). The Lorentzian's heavy tails make one voxel's quantile sum
 converge slowly (about 0.3 % of M0 with 4096 spins at t <= 5 T2'); the per-voxel shifts keep
 those errors from adding up coherently across voxels in the signal.
@@ -49,7 +49,6 @@ def spin_distribution(n: int, dtype: torch.dtype, device: torch.device,
     for _ in range(40):  # plastic number, root of g^3 = g + 1: golden ratio of two dimensions
         g = (1.0 + g) ** (1.0 / 3.0)
     u_yz = torch.frac(0.5 + s[:, None] * torch.tensor([1 / g, 1 / g**2], dtype=torch.float64, device=device))
-    stride = _coprime_near(n, n / ((1 + 5**0.5) / 2))  # Fibonacci-like lattice pairs x and quantile
     u_x = (s + 0.5) / n
     shift = torch.frac(torch.arange(1, n_voxels + 1, dtype=torch.float64, device=device) * 0.6180339887498949)
     u_f = (_radical_inverse_rank(n).to(s)[None, :] + shift[:, None]) / n  # [V, n]
@@ -70,16 +69,6 @@ def _radical_inverse_rank(n: int) -> torch.Tensor:
             f *= 0.5
         values.append(v)
     return torch.argsort(torch.argsort(torch.tensor(values)))
-
-
-def _coprime_near(n: int, target: float) -> int:
-    """The integer nearest ``target`` that is coprime with ``n`` (1 for n <= 2)."""
-    best = max(1, round(target))
-    for d in range(n):
-        for c in (best + d, best - d):
-            if 0 < c < n and math.gcd(c, n) == 1:
-                return c
-    return 1
 
 
 def _readout(mxy: torch.Tensor, vox: VoxelSet, offsets: torch.Tensor, cauchy: torch.Tensor,

@@ -70,3 +70,16 @@ def test_engines_agree_on_the_tiny_problem_and_its_gradient():
     # T2' here is short and the isochromats' Lorentzian quantiles converge slowly: 2 %
     assert (s_fast - s_iso).abs().max() < 0.02 * scale
     assert (g_fast - g_iso).abs().max() < 0.02 * g_fast.abs().max()
+
+
+@pytest.mark.parametrize("engine", sorted(OPTIONS))
+def test_checkpointing_changes_memory_not_gradients(engine):
+    seq, phantom = tiny_sequence(), tiny_phantom()
+    grads = []
+    for checkpointing in (False, True):
+        moment = seq.moment.clone().requires_grad_(True)
+        out = simulate(replace(seq, moment=moment), phantom, engine, checkpointing=checkpointing,
+                       **OPTIONS[engine])
+        out.abs().pow(2).sum().backward()
+        grads.append(moment.grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-10, atol=1e-12)
