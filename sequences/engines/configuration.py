@@ -47,6 +47,8 @@ KEY_GRID = (1e-3, 1e-3, 1e-3, 1e-7)
 #: Exponents of the T2' factors are clamped here to stay finite (only reached when a readout
 #: spans more than 60 T2').
 MAX_EXPONENT = 60.0
+#: Repetitions x voxels above which the backward pass recomputes repetitions by default.
+AUTO_CHECKPOINT = 300_000
 
 
 @dataclass
@@ -218,7 +220,7 @@ def _repetition(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float,
 
 
 def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 1e-5,
-                            max_states: int = 4096, checkpointing: bool = False,
+                            max_states: int = 4096, checkpointing: bool | None = None,
                             progress: bool = False) -> torch.Tensor:
     """Signal ``[C, n_samples]`` of ``seq`` on ``vox`` from configuration states.
 
@@ -226,7 +228,8 @@ def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 
     dropped (and skipped at readouts where they contribute less); ``max_states``: hard bound on
     the state count (the largest are kept); ``checkpointing``: keep only each repetition's
     starting states for the backward pass and recompute the rest (about a third of the
-    memory, for about one more forward pass).
+    memory, for about one more forward pass); ``None`` turns it on for problems of more than
+    ``AUTO_CHECKPOINT`` repetitions x voxels (the 64x64 brain GRE stays below, 128x128 above).
     """
     if tolerance < 0 or max_states < 1:
         raise ValueError(f"tolerance must be >= 0 and max_states >= 1, got {tolerance}, {max_states}")
@@ -239,6 +242,8 @@ def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 
     st = States(key_f=zero_key[:0], f=torch.zeros(0, n_vox, dtype=dtype, device=seq.device),
                 key_z=zero_key, z=z0, zero=0, f_amp=vox.pd.new_zeros(0), z_amp=_amplitude(z0))
     out = []
+    if checkpointing is None:
+        checkpointing = seq.n_rep * n_vox > AUTO_CHECKPOINT
     recompute = checkpointing and torch.is_grad_enabled()
     bar = tqdm(repetitions(seq), desc="configuration states", unit="rep", disable=not progress)
     for rep in bar:
