@@ -60,6 +60,8 @@ PROTOCOL_KEYS = {"name": str, "signature": str, "pipeline": str, "encoding": dic
                  "files": dict}
 #: Largest difference (cycles/FOV) allowed between trajectory.npy and the file's k-space.
 TRAJECTORY_TOLERANCE = 1e-3
+#: MRD header user parameter string that carries the Pulseq signature of the file a scan ran.
+SIGNATURE_PARAMETER = "PulseqSignature"
 
 
 class BundleError(ValueError):

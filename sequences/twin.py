@@ -35,7 +35,7 @@ import ismrmrd.xsd as xsd
 import numpy as np
 import torch
 
-from sequences.bundle import BundleError, check_bundle
+from sequences.bundle import SIGNATURE_PARAMETER, BundleError, check_bundle
 from sequences.mrd import ScanInfo, acquisitions, add_noise, mrd_header, noise_acquisitions, write_mrd
 from sequences.phantom import Phantom
 from sequences.pulseq.import_ import import_seq, read_pulseq
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: MRD user parameter string with the Pulseq signature (the name ``pipelines/mrzero/lookup.py`` reads).
-SIGNATURE_PARAMETER = "PulseqSignature"
 #: Noise samples per coil in the noise-adjust scans (enough for a covariance within a few per cent).
 NOISE_SAMPLES = 4096
 #: The bundles shipped with the project (``sequences/bundles/README.md`` says how they were trained).

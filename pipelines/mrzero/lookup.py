@@ -15,8 +15,7 @@ from typing import Any
 import ismrmrd
 
 from pipelines.base import Context, PipelineError
-from sequences.bundle import BundleError, DeployedBundle, find_bundle
-from sequences.twin import SIGNATURE_PARAMETER
+from sequences.bundle import SIGNATURE_PARAMETER, BundleError, DeployedBundle, find_bundle
 
 
 def header_signature(header: ismrmrd.xsd.ismrmrdHeader) -> str | None:

@@ -17,10 +17,10 @@ from pipelines import registry
 from pipelines.base import Context, PipelineError
 from pipelines.heads import build_head
 from pipelines.offline import read_acquisitions
-from sequences.bundle import deploy_bundle, write_bundle
+from sequences.bundle import SIGNATURE_PARAMETER, deploy_bundle, write_bundle
 from sequences.checkpoint import Checkpoint
 from sequences.simulated_scan import build_sequence
-from sequences.twin import SIGNATURE_PARAMETER, stream_scan
+from sequences.twin import stream_scan
 from server.client import stream
 
 HEAD_CONFIG = {"kind": "mlp", "n_in": 1, "hidden": [4], "scale": 1.0}

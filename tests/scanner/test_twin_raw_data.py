@@ -18,9 +18,10 @@ from pipelines.offline import read_acquisitions
 from pipelines.ops.coils import rss
 from pipelines.ops.encoding import Encoding
 from pipelines.ops.reconstruct import reconstruct
+from sequences.bundle import SIGNATURE_PARAMETER
 from sequences.mrd import acquisitions, mrd_header
 from sequences.simulated_scan import build_sequence
-from sequences.twin import SHIPPED_BUNDLES, SIGNATURE_PARAMETER, stream_scan
+from sequences.twin import SHIPPED_BUNDLES, stream_scan
 
 
 def run(pipeline: str, header, items, **parameters) -> list[ismrmrd.Image]:
