@@ -79,10 +79,10 @@ class Server:
         for module in self.settings.pipeline_modules:
             importlib.import_module(module)
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        warm_up(self.settings.pipeline_modules)
         host, port = self.settings.host, self.settings.port
         self._listener = _listen(f"MRD port {host}:{port}",
                                  lambda: socket.create_server((host, port), backlog=64))
+        warm_up(self.settings.pipeline_modules)  # clients that connect meanwhile wait in the backlog
         limits = self.settings.limits
         log.info("MRD server listening on %s:%d; journal in %s; pipelines: %s (default %s); "
                  "max %d connections, message limit %d MB, pipeline timeout %g s, idle timeout %g s, "
