@@ -118,7 +118,7 @@ def fit_nlls(
     f: torch.Tensor | None = None,
     iterations: int = 100,
     r2s_bounds: tuple[float, float] = R2S_BOUNDS,
-    chunk: int = 1 << 18,
+    chunk: int = 1 << 16,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-linear least squares of S0 exp(-R2* t) F(t), Levenberg-Marquardt batched over voxels.
 
