@@ -107,7 +107,7 @@ class Report:
         if len(chosen) > MAX_SUMMARY_COLUMNS:
             idx = np.linspace(0, len(chosen) - 1, MAX_SUMMARY_COLUMNS).round().astype(int)
             chosen = [chosen[i] for i in idx]
-        cols = max(len(chosen), 2)
+        cols = max(len(chosen), 3)
         fig, axes = plt.subplots(4, cols, figsize=(2.6 * cols, 10), squeeze=False)
         for c in range(cols):
             for row in range(4):
@@ -121,9 +121,8 @@ class Report:
         if chosen:
             _image(axes[3, 0], chosen[-1].target, "target")
         axes[3, 1].axis("on")
-        ax_sar = axes[3, 2] if cols > 2 else axes[3, 1].twinx()
-        ax_sar.axis("on")
-        _curves(axes[3, 1], ax_sar, history)
+        axes[3, 2].axis("on")
+        _curves(axes[3, 1], axes[3, 2], history)
         fig.suptitle(name)
         fig.subplots_adjust(left=0.05, right=0.98, bottom=0.05, top=0.93, wspace=0.35, hspace=0.35)
         png = _png(fig)
