@@ -160,7 +160,8 @@ def raw_data(scanned: ScannedFile, signal: torch.Tensor, snr: float | None = Non
 
 def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int = 1,
               snr: float | None = None, seed: int = 0, engine: str = "fast",
-              device: torch.device | str | None = None, slice: int | None = None) -> TwinScan:
+              device: torch.device | str | None = None, slice: int | None = None,
+              progress: bool = False) -> TwinScan:
     """Simulate the bundle directory's ``.seq`` on ``phantom`` (see the module docstring).
 
     ``phantom``: ``brain``, ``sparse``, a NIfTI path (``make_phantom``, at the bundle's matrix,
@@ -168,9 +169,10 @@ def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int
 
     ``snr``: root-mean-square of the noise-free signal over the noise standard deviation (by
     Parseval, for a fully sampled Cartesian scan the image's RMS over its FOV divided by the
-    image noise); None: no noise and no noise-adjust scans.
+    image noise); None: no noise and no noise-adjust scans. ``progress`` shows the engine's
+    progress bar (engines that have one).
     """
-    from sequences.simulate import simulate
+    from sequences.simulate import ENGINES, engine_options, simulate
     from sequences.simulated_scan import make_phantom
 
     if n_coils < 1:
@@ -186,7 +188,10 @@ def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int
         ph = make_phantom(phantom, (matrix[0], matrix[1]), slice=slice, n_coils=n_coils, seed=seed,
                           device=device)
     with torch.no_grad():
-        signal = simulate(scanned.sequence, ph, engine=engine, device=device).to("cpu", torch.complex64)
+        shows = progress and engine in ENGINES and "progress" in engine_options(engine)
+        extra = {"progress": True} if shows else {}
+        signal = simulate(scanned.sequence, ph, engine=engine, device=device, **extra)
+    signal = signal.to("cpu", torch.complex64)
     timings["simulate"] = time.perf_counter() - start
     header, acqs, noise_std = raw_data(scanned, signal, snr, seed)
     log.info("twin scan of bundle %s on %s: %d coils, %d acquisitions, SNR %s",

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if parameters is not None and not isinstance(parameters, dict):
             raise ValueError("--parameters must be a JSON object")
         scan = twin_scan(bundle_dir(args.bundle), phantom=args.phantom, n_coils=args.coils, snr=args.noise,
-                         seed=args.seed)
+                         seed=args.seed, progress=True)
         reply = stream_scan(scan, args.host, args.port, config=args.config, parameters=parameters,
                             progress=True)
     except (BundleError, ValueError, OSError) as exc:
