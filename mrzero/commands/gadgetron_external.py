@@ -62,5 +62,4 @@ def run(args: argparse.Namespace) -> int:
     except UnknownPipelineError as exc:
         logging.getLogger("mrzero.gadgetron").error("--pipeline: %s", exc)
         return 2
-    server.serve_forever()
-    return 0
+    return 0 if server.serve_forever() else 1  # Ctrl-C/SIGTERM: drain, then stop

@@ -45,7 +45,14 @@ class ExternalServer(Server):
                  limits.max_message_bytes >> 20, limits.pipeline_timeout_s, self.settings.worker_threads())
 
     def _serve(self, sock: socket.socket, peer: tuple[str, int], number: int) -> None:
-        ExternalSession(sock, peer, self.settings, self.default_pipeline, number).run()
+        session = ExternalSession(sock, peer, self.settings, self.default_pipeline, number)
+        with self._lock:
+            self._connections[number] = session  # ended by ``stop`` after the drain timeout
+        try:
+            session.run()
+        finally:
+            with self._lock:
+                del self._connections[number]
 
     def _refuse(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         limit = self.settings.limits.max_connections

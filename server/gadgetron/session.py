@@ -107,6 +107,15 @@ class ExternalSession:
         if self.worker is not None:
             self.worker.stop()
 
+    def abort(self, reason: str) -> None:
+        """End this session from another thread (the listener's drain timeout after SIGTERM):
+        Gadgetron gets the error, the pipeline stops, reading ends, the session finishes."""
+        self.fail(reason)
+        try:
+            self.sock.shutdown(socket.SHUT_RD)  # wakes the reading thread: end of stream
+        except OSError:
+            pass
+
     # -- the connection's life -------------------------------------------------------------
     def run(self) -> None:
         self._log(logging.INFO, "Gadgetron connected from %s", self.peer)

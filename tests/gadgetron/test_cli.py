@@ -41,6 +41,8 @@ def test_the_command_serves_a_chain_with_its_default_pipeline(shepp_logan):
         mrd = open_mrd(shepp_logan)
         answer = run_chain(("127.0.0.1", port), opening({}, mrd.header_xml), mrd.items)
     finally:
-        proc.terminate()
-        proc.wait(60)
+        proc.terminate()  # SIGTERM, as a service manager stops it: drain, then exit 0
+        code = proc.wait(60)
+        proc.stderr.close()
     assert answer.closed and answer.errors == [] and len(answer.images) == 1
+    assert code == 0

@@ -1,6 +1,7 @@
 """The external gadget's limits: a Gadgetron that goes silent is ended after the idle timeout,
-connections over the limit are refused with Gadgetron's error message, and a message over the
-size limit is refused before it is read."""
+connections over the limit are refused with Gadgetron's error message, a message over the
+size limit is refused before it is read, and stopping the service ends a scan that does not
+finish within the drain timeout."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from server.client import open_mrd
 from server.gadgetron.listener import ExternalServer
-from server.gadgetron.peer import config_message, read_answer, run_chain
+from server.gadgetron.peer import config_message, opening, read_answer, run_chain
 from server.limits import MB, Limits, Settings
+from server.protocol import serialized
 
 
 @pytest.fixture
@@ -44,3 +47,17 @@ def test_a_message_over_the_size_limit_is_refused(strict_gadget):
     answer = run_chain(strict_gadget.address, config_message("<configuration/>") + huge)
     assert answer.closed and len(answer.errors) == 1
     assert "claims 2097152 bytes, more than the limit of 1048576 bytes" in answer.errors[0]
+
+
+def test_stopping_ends_a_running_scan_after_the_drain_timeout(shepp_logan):
+    srv = ExternalServer(Settings(port=0, pipeline_threads=1)).start()
+    mrd = open_mrd(shepp_logan)
+    with socket.create_connection(srv.address, timeout=60) as sock:
+        sock.sendall(opening({"pipeline": "cartesian"}, mrd.header_xml))
+        for acq in list(mrd.items)[:10]:
+            sock.sendall(serialized(acq))
+        stopped = srv.stop(timeout_s=0.5)  # the scan never finishes by itself
+        answer = read_answer(sock)
+    assert stopped
+    assert answer.closed and len(answer.errors) == 1
+    assert "server shutting down" in answer.errors[0]

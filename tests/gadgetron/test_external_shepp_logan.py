@@ -28,7 +28,7 @@ def mrd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.mark.parametrize("pipeline", ["cartesian", "adjoint", "iterative_adjoint"])
 def test_images_equal_those_of_the_mrd_server(gadget, mrd_server, shepp_logan, pipeline):
     reference = send_file(shepp_logan, host=mrd_server.address[0], port=mrd_server.address[1],
-                          config=pipeline, progress=False)
+                          config=pipeline, progress=False, timeout_s=120)
     assert reference.closed and not reference.errors and reference.images
 
     mrd = open_mrd(shepp_logan)
