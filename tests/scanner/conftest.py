@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from twin_scans import SHIPPED
 
 from sequences.bundle import deploy_bundle, write_bundle
 from sequences.checkpoint import Checkpoint
@@ -22,7 +23,6 @@ from server.listener import Server
 
 LIMITS = Limits(max_message_bytes=16 * MB, pipeline_timeout_s=60.0, memory_limit_bytes=2048 * MB,
                 max_connections=4, idle_timeout_s=60.0)
-SHIPPED = sorted(p.parent.name for p in SHIPPED_BUNDLES.glob("*/protocol.json"))
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import SHIPPED
-from twin_scans import scan_of
+from twin_scans import SHIPPED, scan_of
 
 from pipelines.offline import reconstruct_file
 from sequences.training.forward import ForwardModel

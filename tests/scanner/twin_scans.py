@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sequences.twin import TwinScan, twin_scan
+from sequences.twin import SHIPPED_BUNDLES, TwinScan, twin_scan
+
+#: Names of the shipped bundles (``sequences/bundles``).
+SHIPPED = sorted(p.parent.name for p in SHIPPED_BUNDLES.glob("*/protocol.json"))
 
 _SCANS: dict[tuple, TwinScan] = {}
 
