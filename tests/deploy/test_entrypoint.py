@@ -333,3 +333,21 @@ def test_scan_still_running_after_the_drain_timeout_is_ended_with_an_error(start
     acquisitions, ended = journal_of(journal)
     assert acquisitions == 7
     assert ended.startswith("drain timeout; failed: server shutting down"), ended
+
+
+def test_a_second_sigterm_ends_the_drain_at_once(start_image_server, raw):
+    server = start_image_server()  # the default drain timeout (90 s): only the second signal ends it
+    slow = SlowScan(raw, server.port)
+    assert slow.sent_first.wait(60)
+    server.wait_for(lambda: server.metrics()["mrzero_acquisitions_total"] == slow.first,
+                    "the first acquisitions")
+    server.process.send_signal(signal.SIGTERM)
+    server.wait_for(lambda: server.get("/readyz")[0] == 503, "the drain to start")
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(60) == 0, server.text
+    reply = slow.go_on()
+    assert len(reply.errors) == 1 and "server shutting down" in reply.errors[0], reply.texts
+    assert "second stop signal (SIGTERM): ending the running scans now" in server.text
+    (journal,) = server.journal.glob("*.h5")
+    acquisitions, ended = journal_of(journal)
+    assert acquisitions == slow.first and ended.startswith("drain timeout; failed: server shutting down")
