@@ -170,12 +170,13 @@ def world_searchable(path: Path) -> bool:
 
 @pytest.fixture
 def start_image_server() -> Iterator:
-    """``start(**overrides)`` runs the image's entry point; every server is stopped at the end."""
+    """``start(command=None, **overrides)`` runs ``command`` (default: the image's entry point) as
+    the image does; every server is stopped at the end."""
     image = read_dockerfile(ROOT / "docker/Dockerfile")
     started: list[Running] = []
     folders: list[str] = []
 
-    def start(**overrides: str) -> Running:
+    def start(command: list[str] | None = None, **overrides: str) -> Running:
         data = Path(tempfile.mkdtemp(prefix="mrzero-image-data-"))
         folders.append(str(data))
         for sub in ("journal", "bundles"):  # as the image's RUN mkdir -p /data/journal /data/bundles
@@ -186,7 +187,7 @@ def start_image_server() -> Iterator:
         env.update(MRZERO_HOST="127.0.0.1", MRZERO_PORT="0", MRZERO_HEALTH_PORT="0",
                    MRZERO_DATA_DIR=str(data / "journal"), MRZERO_BUNDLE_STORE=str(data / "bundles"))
         env.update(overrides)
-        command = list(image.entrypoint)
+        command = list(command or image.entrypoint)
         if os.geteuid() == 0:  # run as the image's USER, as the container does
             uid, gid = image.user
             for path in (data, data / "journal", data / "bundles"):
@@ -351,3 +352,16 @@ def test_a_second_sigterm_ends_the_drain_at_once(start_image_server, raw):
     (journal,) = server.journal.glob("*.h5")
     acquisitions, ended = journal_of(journal)
     assert acquisitions == slow.first and ended.startswith("drain timeout; failed: server shutting down")
+
+
+def test_the_fire_start_script_runs_the_same_server(start_image_server, raw):
+    """The chroot's start command, with the image's environment (as inside the FIRE chroot, which
+    is the image's file system): it keeps what is set and passes its arguments on."""
+    script = str(ROOT / "deploy/fire/start-fire-server.sh")
+    server = start_image_server([script, "--max-connections", "3"])
+    assert server.get("/readyz") == (200, "ready: 0 of 3 connections running\n")
+    reply = send_file(raw, port=server.port, progress=False, timeout_s=120)
+    assert reply.errors == [] and len(reply.images) == 1, reply.texts
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(120) == 0, server.text
+    assert [journal_of(j)[1] for j in server.journal.glob("*.h5")] == ["close"]
