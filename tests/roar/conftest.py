@@ -1,4 +1,4 @@
-"""A small procedural anatomy for RoAR tests: nested ellipses of CSF, grey and white matter."""
+"""RoAR test helpers: one torch thread, a procedural anatomy, a digital-twin mGRE scan maker."""
 
 import pytest
 import torch
@@ -15,6 +15,15 @@ def ellipse_anatomy(size: int = 32, slices: int = 2) -> Anatomy:
     gm = (brain & ~white).float()
     wm = (white & ~csf).float()
     return Anatomy(gm.expand(slices, -1, -1), wm.expand(slices, -1, -1), csf.float().expand(slices, -1, -1))
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """RoAR tests use one torch thread: OpenMP threads spin badly on the shared 2-core host."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
