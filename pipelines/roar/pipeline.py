@@ -125,6 +125,36 @@ def _meta_image(
     return image
 
 
+def _volume_maps(
+    volume: dict[int, dict[int, ReconBuffer]], model: RoarUNet, n_echoes: int, threshold: float, ctx: Context
+) -> Iterator[tuple[ReconBuffer, torch.Tensor, torch.Tensor]]:
+    """(first-echo buffer, S0, R2*) per complete slice of one volume (``slice -> echo -> buffer``)."""
+    complete = {s: e for s, e in sorted(volume.items()) if sorted(e) == list(range(n_echoes))}
+    if len(complete) < len(volume):
+        missing = sorted(set(volume) - set(complete))
+        ctx.notify(f"roar: slices {missing} lack some of the {n_echoes} echoes; no maps for them")
+        ctx.logger.warning("roar: incomplete slices %s skipped", missing)
+    if not complete:
+        return
+    echoes = torch.stack(
+        [torch.cat([e[c].data.abs().float() for e in complete.values()]) for c in range(n_echoes)]
+    )  # [E, z, y, x]
+    mask = brain_mask(echoes, threshold)
+    s0, r2 = estimate_maps(model, echoes, mask)
+    ctx.logger.info(
+        "roar: %d slices, %d voxels in the mask, median R2* %.1f 1/s",
+        len(complete),
+        int(mask.sum()),
+        float(r2[mask].median()),
+    )
+    z = 0
+    for echo_buffers in complete.values():
+        ref = echo_buffers[0]
+        depth = ref.data.shape[0]
+        yield ref, s0[z : z + depth], r2[z : z + depth]
+        z += depth
+
+
 def roar_stage_for(weights: Path) -> Stage:
     """The stage that turns combined echo images into echo, S0 and R2* image series."""
 
@@ -137,49 +167,20 @@ def roar_stage_for(weights: Path) -> Stage:
             raise PipelineError(f"series_index must be an integer in [0, 65533], got {series!r}")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
             raise PipelineError(f"mask_threshold must be a number in (0, 1), got {threshold!r}")
+        # volume key (encoding, phase, repetition, set) -> slice -> echo -> combined image
         volumes: dict[tuple, dict[int, dict[int, ReconBuffer]]] = {}
-        count = 0
-        for buf in items:
-            count += 1
+        for count, buf in enumerate(items, start=1):
             yield _meta_image(buf.data.abs().numpy(), buf, ctx, series, count, "echo", "a.u.")
             rest = tuple(v for i, v in enumerate(buf.key) if i not in (_CONTRAST, _SLICE))
-            volumes.setdefault((buf.encoding, *rest), {}).setdefault(buf.key[_SLICE], {})[
-                buf.key[_CONTRAST]
-            ] = buf
+            volume = volumes.setdefault((buf.encoding, *rest), {})
+            volume.setdefault(buf.key[_SLICE], {})[buf.key[_CONTRAST]] = buf
         index = 0
-        for key, slices in volumes.items():
-            complete = {s: e for s, e in sorted(slices.items()) if sorted(e) == list(range(te.numel()))}
-            if len(complete) < len(slices):
-                missing = sorted(set(slices) - set(complete))
-                ctx.notify(f"roar: slices {missing} lack some of the {te.numel()} echoes; no maps for them")
-                ctx.logger.warning("roar: volume %s: incomplete slices %s skipped", key, missing)
-            if not complete:
-                continue
-            refs = [e[0] for e in complete.values()]
-            echoes = torch.stack(
-                [torch.cat([e[c].data.abs().float() for e in complete.values()]) for c in range(te.numel())]
-            )  # [E, z, y, x]
-            mask = brain_mask(echoes, float(threshold))
-            s0, r2 = estimate_maps(model, echoes, mask)
-            ctx.logger.info(
-                "roar: volume %s: %d slices, %d voxels in the mask, median R2* %.1f 1/s",
-                key,
-                len(refs),
-                int(mask.sum()),
-                float(r2[mask].median()),
-            )
-            z = 0
-            for ref in refs:
-                depth = ref.data.shape[0]
+        for volume in volumes.values():
+            for ref, s0, r2 in _volume_maps(volume, model, te.numel(), float(threshold), ctx):
                 index += 1
-                for offset, kind, data, units, window in (
-                    (1, "s0", s0, "a.u. (mean first echo = 1)", (1.0, 2.0)),
-                    (2, "r2star", r2, "1/s", (25.0, 50.0)),
-                ):
-                    yield _meta_image(
-                        data[z : z + depth].numpy(), ref, ctx, series + offset, index, kind, units, window
-                    )
-                z += depth
+                s0_units, r2_units = "a.u. (mean first echo = 1)", "1/s"
+                yield _meta_image(s0.numpy(), ref, ctx, series + 1, index, "s0", s0_units, (1.0, 2.0))
+                yield _meta_image(r2.numpy(), ref, ctx, series + 2, index, "r2star", r2_units, (25.0, 50.0))
 
     return stage
 
