@@ -15,20 +15,17 @@ What the scanner does with a Pulseq file, the twin does in simulation:
 5. write a realistic MRD header (encoding, FOV and matrix from the bundle, coils, timing,
    system) carrying the file's MD5 signature as the user parameter string ``PulseqSignature``.
 
-``twin_scan`` returns the header and acquisitions; ``stream_scan`` sends them to an MRD server
-with the project's client (the one place ``sequences`` talks to ``server``: through the
-network protocol, as a scanner does) and returns what came back.
+``twin_scan`` returns the header and acquisitions; ``mrzero.twin.stream_scan`` sends them to an
+MRD server with the project's client (``sequences`` never imports ``server``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import ismrmrd
 import ismrmrd.xsd as xsd
@@ -36,14 +33,11 @@ import numpy as np
 import torch
 
 from sequences.bundle import SIGNATURE_PARAMETER, BundleError, check_bundle
-from sequences.mrd import ScanInfo, acquisitions, add_noise, mrd_header, noise_acquisitions, write_mrd
+from sequences.mrd import ScanInfo, acquisitions, add_noise, mrd_header, noise_acquisitions
 from sequences.phantom import Phantom
 from sequences.pulseq.import_ import import_seq, read_pulseq
 from sequences.readouts import TRAJECTORIES, Readout, ReadoutLayout
 from sequences.sequence import Sequence
-
-if TYPE_CHECKING:
-    from server.client import Reply
 
 log = logging.getLogger(__name__)
 
@@ -197,28 +191,3 @@ def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int
     log.info("twin scan of bundle %s on %s: %d coils, %d acquisitions, SNR %s",
              scanned.protocol["name"], ph.name, signal.shape[0], len(acqs), snr)
     return TwinScan(scanned.protocol, scanned.sequence, ph, header, acqs, signal, noise_std, timings)
-
-
-def stream_scan(scan: TwinScan, host: str, port: int, config: str | None = None,
-                parameters: dict | None = None, progress: bool = False, timeout_s: float = 600.0) -> Reply:
-    """Stream ``scan`` to an MRD server; ``config`` defaults to the bundle's pipeline."""
-    from server.client import stream
-
-    texts = [json.dumps({"parameters": parameters})] if parameters else []
-    return stream(scan.acquisitions, scan.header_xml, host=host, port=port,
-                  config=config or scan.protocol["pipeline"], texts=texts, total=len(scan.acquisitions),
-                  progress=progress, timeout_s=timeout_s)
-
-
-def save_scan(scan: TwinScan, reply: Reply, out: str | Path) -> dict[str, Path]:
-    """Write what was sent (``raw.h5``, MRD raw data) and what came back (``images.h5``, ``png/``)."""
-    from pipelines.image_files import write_images_h5, write_pngs
-
-    out = Path(out)
-    saved = {"raw data": out / "raw.h5"}
-    write_mrd(saved["raw data"], scan.header, scan.acquisitions, overwrite=True)
-    if reply.images:
-        saved["images (MRD)"] = write_images_h5(reply.images, out / "images.h5", header_xml=scan.header_xml)
-        pngs = write_pngs(reply.images, out / "png", stem=scan.protocol["name"])
-        saved["images (PNG)"] = pngs[0].parent
-    return saved

@@ -1,10 +1,6 @@
-"""The embedded default main job: digital-twin scans through the server, images to disk.
+"""The Shepp-Logan demo: independent Cartesian raw data through the server, images to disk.
 
-``run_twin_demo`` (what ``mrzero demo`` runs): the shipped bundles (``sequences/bundles``) are
-deployed to a temporary store, a server on a free 127.0.0.1 port searches it, and the digital
-twin (``sequences/twin.py``) scans the brain phantom with each bundle's ``.seq`` file and
-streams the raw data; the server finds each bundle by its Pulseq signature and returns the
-learned GRE image and the T1 map, written as MRD HDF5 and PNG next to the raw data.
+(The default main job, digital-twin scans of the shipped bundles, is ``mrzero.twin.run_twin_demo``.)
 
 ``run_demo`` (``mrzero demo --shepp-logan``): Debian's ``ismrmrd_generate_cartesian_shepp_logan``
 (ISMRMRD's C++ tools, an independent data source) writes multi-coil Cartesian raw data with a
@@ -67,41 +63,3 @@ def run_demo(output_dir: Path = Path("demo-output"), matrix: int = 128, coils: i
         raise RuntimeError("the server returned no images: " + "; ".join(reply.errors or reply.texts))
     pngs = write_pngs(reply.images, output_dir / "png", stem="shepp_logan")
     return DemoResult(raw, journal_dir, output_dir / "images.h5", pngs, reply.texts)
-
-
-@dataclass(frozen=True)
-class TwinDemoResult:
-    journal_dir: Path
-    #: Per bundle: what ``sequences.twin.save_scan`` wrote (raw data, images, PNG folder).
-    saved: dict[str, dict[str, Path]]
-    texts: list[str]
-
-
-def run_twin_demo(output_dir: Path = Path("demo-output"),
-                  bundles: tuple[str, ...] = ("learned_gre", "t1_mapping"), coils: int = 4,
-                  snr: float | None = 100.0) -> TwinDemoResult:
-    """Deploy, serve, scan with the twin, save; raises ``RuntimeError`` if the server reports an error."""
-    import tempfile
-
-    from sequences.bundle import deploy_bundle
-    from sequences.twin import bundle_dir, save_scan, stream_scan, twin_scan
-
-    output_dir = Path(output_dir)
-    journal_dir = output_dir / "journal"
-    saved, texts = {}, []
-    with tempfile.TemporaryDirectory(prefix="mrzero-store-") as store:
-        for name in bundles:
-            deploy_bundle(bundle_dir(name), store)
-        server = Server(Settings(port=0, data_dir=journal_dir, bundle_store=Path(store))).start()
-        try:
-            for name in bundles:
-                scan = twin_scan(bundle_dir(name), "brain", n_coils=coils, snr=snr)
-                reply = stream_scan(scan, *server.address)
-                if reply.errors or not reply.images:
-                    raise RuntimeError(f"{name}: the server returned no images: "
-                                       + "; ".join(reply.errors or reply.texts))
-                saved[name] = save_scan(scan, reply, output_dir / name)
-                texts += reply.texts
-        finally:
-            server.stop()
-    return TwinDemoResult(journal_dir, saved, texts)

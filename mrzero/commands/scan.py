@@ -40,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mrzero.twin import save_scan, stream_scan
     from sequences.bundle import BundleError
-    from sequences.twin import bundle_dir, save_scan, stream_scan, twin_scan
+    from sequences.twin import bundle_dir, twin_scan
 
     try:
         parameters = json.loads(args.parameters) if args.parameters else None

@@ -16,10 +16,10 @@ import pytest
 import torch
 from twin_scans import scan_of
 
+from mrzero.twin import save_scan, stream_scan
 from pipelines.bart import read_cfl, run_bart, write_cfl
 from pipelines.offline import reconstruct_file
 from sequences.phantoms import brain_phantom
-from sequences.twin import save_scan, stream_scan
 
 pytestmark = pytest.mark.needs_bart
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from twin_scans import scan_of
 
+from mrzero.twin import stream_scan
 from pipelines import registry
 from pipelines.base import Context, PipelineError
 from pipelines.heads import build_head
@@ -20,7 +21,6 @@ from pipelines.offline import read_acquisitions
 from sequences.bundle import SIGNATURE_PARAMETER, deploy_bundle, write_bundle
 from sequences.checkpoint import Checkpoint
 from sequences.simulated_scan import build_sequence
-from sequences.twin import stream_scan
 from server.client import stream
 
 HEAD_CONFIG = {"kind": "mlp", "n_in": 1, "hidden": [4], "scale": 1.0}

@@ -16,12 +16,13 @@ import pytest
 import torch
 from twin_scans import SHIPPED, scan_of
 
+from mrzero.twin import save_scan, stream_scan
 from pipelines.offline import reconstruct_file
 from sequences.training.forward import ForwardModel
 from sequences.training.losses import relative_error
 from sequences.training.recipe import load_recipe
 from sequences.training.targets import build_sequence
-from sequences.twin import SHIPPED_BUNDLES, save_scan, stream_scan
+from sequences.twin import SHIPPED_BUNDLES
 
 RECIPES = SHIPPED_BUNDLES / "recipes"
 

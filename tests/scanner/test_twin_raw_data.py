@@ -11,6 +11,7 @@ import torch
 from twin_scans import scan_of
 
 from mrzero.cli import main as mrzero
+from mrzero.twin import stream_scan
 from pipelines import registry
 from pipelines.base import Context
 from pipelines.image_files import read_images_h5
@@ -21,7 +22,7 @@ from pipelines.ops.reconstruct import reconstruct
 from sequences.bundle import SIGNATURE_PARAMETER
 from sequences.mrd import acquisitions, mrd_header
 from sequences.simulated_scan import build_sequence
-from sequences.twin import SHIPPED_BUNDLES, stream_scan
+from sequences.twin import SHIPPED_BUNDLES
 
 
 def run(pipeline: str, header, items, **parameters) -> list[ismrmrd.Image]:
@@ -106,7 +107,7 @@ def test_mrzero_scan_names_what_is_wrong(tmp_path, capsys):
 
 
 def test_twin_demo_writes_raw_data_images_and_pngs(tmp_path):
-    from server.demo import run_twin_demo
+    from mrzero.twin import run_twin_demo
 
     result = run_twin_demo(tmp_path, bundles=("learned_gre",), coils=2)
     saved = result.saved["learned_gre"]
