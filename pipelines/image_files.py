@@ -47,8 +47,16 @@ def _window(image: ismrmrd.Image, pixels: np.ndarray) -> tuple[float, float]:
     return float(pixels.min()), float(pixels.max())
 
 
+#: PNG previews of images with fewer rows are enlarged by whole pixels towards this many rows.
+PREVIEW_MIN_ROWS = 128
+
+
 def write_pngs(images: Iterable[ismrmrd.Image], directory: Path | str, stem: str = "image") -> list[Path]:
-    """One grey-scale PNG per image, channel and slice (magnitude of complex data)."""
+    """One grey-scale PNG per image, channel and slice (magnitude of complex data).
+
+    Small matrices (a 16x16 learned sequence, say) are enlarged by an integer factor, each pixel a
+    square block, so that a person can see them; the values are not interpolated.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -64,6 +72,9 @@ def write_pngs(images: Iterable[ismrmrd.Image], directory: Path | str, stem: str
             for z in range(data.shape[1]):
                 suffix = (f"_c{c}" if data.shape[0] > 1 else "") + (f"_z{z}" if data.shape[1] > 1 else "")
                 path = directory / f"{stem}_s{image.image_series_index}_{n:03d}{suffix}.png"
-                plt.imsave(path, data[c, z], cmap="gray", vmin=low, vmax=high, origin="upper")
+                plane = data[c, z]
+                factor = max(1, PREVIEW_MIN_ROWS // plane.shape[0])
+                plane = np.kron(plane, np.ones((factor, factor), dtype=plane.dtype))
+                plt.imsave(path, plane, cmap="gray", vmin=low, vmax=high, origin="upper")
                 written.append(path)
     return written
