@@ -185,7 +185,8 @@ def _samples(key_f: torch.Tensor, f_all: torch.Tensor, f_amp: torch.Tensor, rep:
             exponent = (-sign * (tau[rows, None] + t_ref) * vox.r2dash).to(real).clamp(max=MAX_EXPONENT)
             a = _times_real(a, torch.exp(exponent))  # [J_g, V]
             decay = decay - sign * (time - t_ref)[:, None] * vox.r2dash
-        b = torch.polar(torch.exp(decay), sample_phase)
+        # magnitude times a unit phasor: torch.polar's backward is NaN for subnormal magnitudes
+        b = torch.exp(decay) * torch.polar(torch.ones_like(sample_phase), sample_phase)
         weights = torch.where(mask[rows], sinc[rows], torch.zeros_like(sinc[rows])).T.to(f.dtype)  # [n, J_g]
         summed = summed + b * (weights @ a)
     demod = torch.polar(torch.ones_like(rep.adc_phase), -rep.adc_phase)
@@ -201,8 +202,8 @@ def _relax(st: States, rep: Repetition, vox: VoxelSet) -> States:
     B0, and T2 decay; the keys take the moment and time (for the intravoxel sinc and T2').
     """
     shift = torch.cat([rep.end_moment, rep.end_time[None]]).double()
-    evolve = torch.polar(torch.exp(-rep.end_time / vox.t2),
-                         -2 * math.pi * (vox.pos @ rep.end_moment + rep.end_time * vox.b0))  # [V]
+    phase = -2 * math.pi * (vox.pos @ rep.end_moment + rep.end_time * vox.b0)
+    evolve = torch.exp(-rep.end_time / vox.t2) * torch.polar(torch.ones_like(phase), phase)  # [V]
     e1 = torch.exp(-rep.end_time / vox.t1)
     recovery = (vox.pd * (1 - e1)).to(st.z.dtype)[None]
     zero = torch.tensor([st.zero], device=st.z.device)

@@ -105,8 +105,9 @@ def _repetition(mxy: torch.Tensor, mz: torch.Tensor, rep: Repetition, vox: Voxel
     mean = _readout(mxy, vox, offsets, cauchy, moment[:n], time[:n]) if n else None
     end_phase = (rep.end_moment @ vox.pos.T)[:, None] + offsets @ (vox.size * rep.end_moment) \
         + rep.end_time * (vox.b0[:, None] + cauchy * (vox.r2dash[:, None] / (2 * math.pi)))
-    mxy_end = mxy * torch.polar(torch.exp(-rep.end_time / vox.t2)[:, None].expand_as(end_phase),
-                                -2 * math.pi * end_phase)
+    # magnitude times a unit phasor: torch.polar's backward is NaN for subnormal magnitudes
+    mxy_end = mxy * torch.exp(-rep.end_time / vox.t2)[:, None] * torch.polar(torch.ones_like(end_phase),
+                                                                            -2 * math.pi * end_phase)
     e1 = torch.exp(-rep.end_time / vox.t1)[:, None]
     mz_end = vox.pd[:, None] + (mz - vox.pd[:, None]) * e1
     if mean is None:
