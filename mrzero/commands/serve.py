@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from mrzero.commands.server_options import add_worker_options, worker_settings
 from mrzero.environment import BadEnvironment, EnvOption, resolve
 from server.limits import DEFAULT_HOST, DEFAULT_PORT, MB, Limits, Settings
 
@@ -76,7 +77,6 @@ _ENV = {option.dest: option for option in ENVIRONMENT}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    d = Limits()
     p = sub.add_parser(
         "serve", help="run the MRD streaming reconstruction server",
         description="Serve MRD v1 streaming clients (scanner/FIRE, mrzero send, python-ismrmrd-server "
@@ -110,23 +110,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                             "(a client's or bundle's 'device' still wins)"))
     p.add_argument("--log-level", type=log_level, default=None,
                    help=_ENV["log_level"].help(f"one of {', '.join(LOG_LEVELS)}; -v means debug"))
-    p.add_argument("--timeout", type=float, default=d.pipeline_timeout_s, metavar="SECONDS",
-                   help="stop a pipeline that makes no progress for this long, e.g. after the last "
-                        "acquisition (default %(default)g)")
-    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout_s, metavar="SECONDS",
-                   help="disconnect a client that sends nothing for this long (default %(default)g)")
-    p.add_argument("--max-connections", type=int, default=d.max_connections,
-                   help="connections served at once; more get an error (default %(default)s)")
-    p.add_argument("--max-message-mb", type=float, default=d.max_message_bytes / MB,
+    add_worker_options(p, timeout_example=", e.g. after the last acquisition",
+                       idle_help="disconnect a client that sends nothing for this long", served="connections")
+    p.add_argument("--max-message-mb", type=float, default=Limits().max_message_bytes / MB,
                    help="largest single message accepted, refused before allocating (default %(default)g)")
-    p.add_argument("--memory-limit-mb", type=float, default=d.memory_limit_bytes / MB,
-                   help="address space a pipeline worker may add (RLIMIT_AS); 0 = unlimited "
-                        "(default %(default)g)")
-    p.add_argument("--pipeline-threads", type=int, default=0, metavar="N",
-                   help="torch threads per pipeline worker; 0 = CPU cores / --max-connections, at least 1 "
-                        "(default %(default)s)")
-    p.add_argument("--pipeline-module", action="append", default=[], metavar="MODULE",
-                   help="extra Python module that registers site pipelines (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -160,14 +147,10 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("mrzero.serve").warning(
             "bundle store %s does not exist (yet): MRzero pipelines find no bundle until "
             "`mrzero deploy BUNDLE --store %s`", args.bundle_store, args.bundle_store)
-    limits = Limits(max_message_bytes=int(args.max_message_mb * MB), pipeline_timeout_s=args.timeout,
-                    memory_limit_bytes=int(args.memory_limit_mb * MB), max_connections=args.max_connections,
-                    idle_timeout_s=args.idle_timeout)
-    settings = Settings(host=args.host, port=args.port, data_dir=args.data_dir, limits=limits,
-                        pipeline_modules=tuple(args.pipeline_module), pipeline_threads=args.pipeline_threads,
-                        bundle_store=args.bundle_store, health_port=args.health_port,
-                        drain_timeout_s=args.drain_timeout, journal_prefix=args.journal_prefix or "",
-                        device=settings_device)
+    settings = worker_settings(args, max_message_bytes=int(args.max_message_mb * MB), host=args.host,
+                               port=args.port, data_dir=args.data_dir, health_port=args.health_port,
+                               drain_timeout_s=args.drain_timeout, journal_prefix=args.journal_prefix or "",
+                               device=settings_device)
     try:
         clean = Server(settings).serve_forever()
     except OSError as exc:  # the ports are taken, the journal directory cannot be made...

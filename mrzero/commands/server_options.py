@@ -1,0 +1,48 @@
+"""The pipeline-worker options ``mrzero serve`` and ``mrzero gadgetron-external`` share.
+
+Both commands run the same worker processes under the same :class:`server.limits.Limits`; this
+module declares those options once and turns the parsed values into :class:`Settings`, so that a
+limit added or changed here reaches both servers alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from server.limits import MB, Limits, Settings
+
+
+def add_worker_options(p: argparse.ArgumentParser, *, timeout_example: str, idle_help: str,
+                       served: str) -> None:
+    """Add --timeout, --idle-timeout, --max-connections, --memory-limit-mb, --pipeline-threads and
+    --pipeline-module. Three help texts differ by what the command serves: ``timeout_example``
+    follows "for this long", ``idle_help`` describes the idle disconnect, ``served`` names what
+    --max-connections counts."""
+    d = Limits()
+    p.add_argument("--timeout", type=float, default=d.pipeline_timeout_s, metavar="SECONDS",
+                   help=f"stop a pipeline that makes no progress for this long{timeout_example} "
+                        "(default %(default)g)")
+    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout_s, metavar="SECONDS",
+                   help=f"{idle_help} (default %(default)g)")
+    p.add_argument("--max-connections", type=int, default=d.max_connections,
+                   help=f"{served} served at once; more get an error (default %(default)s)")
+    p.add_argument("--memory-limit-mb", type=float, default=d.memory_limit_bytes / MB,
+                   help="address space a pipeline worker may add (RLIMIT_AS); 0 = unlimited "
+                        "(default %(default)g)")
+    p.add_argument("--pipeline-threads", type=int, default=0, metavar="N",
+                   help="torch threads per pipeline worker; 0 = CPU cores / --max-connections, at least 1 "
+                        "(default %(default)s)")
+    p.add_argument("--pipeline-module", action="append", default=[], metavar="MODULE",
+                   help="extra Python module that registers site pipelines (repeatable)")
+
+
+def worker_settings(args: argparse.Namespace, max_message_bytes: int = Limits.max_message_bytes,
+                    **fields: Any) -> Settings:
+    """:class:`Settings` from the options above plus ``args.bundle_store``; ``fields`` are the
+    command's own settings (host, port, ...)."""
+    limits = Limits(max_message_bytes=max_message_bytes, pipeline_timeout_s=args.timeout,
+                    memory_limit_bytes=int(args.memory_limit_mb * MB), max_connections=args.max_connections,
+                    idle_timeout_s=args.idle_timeout)
+    return Settings(limits=limits, pipeline_modules=tuple(args.pipeline_module),
+                    pipeline_threads=args.pipeline_threads, bundle_store=args.bundle_store, **fields)
