@@ -104,3 +104,17 @@ def test_bssfp_steady_state_matches_closed_form(engine, flip_deg):
     ss = math.sin(flip) * (1 - e1) / (1 - (e1 - e2) * math.cos(flip) - e1 * e2) * math.exp(-tr / 2 / t2)
     assert abs(float(signal[-1].abs()) - ss) < 1e-4
     assert abs(float(signal[-2].abs()) - ss) < 1e-4
+
+
+def test_bad_input_fails_with_a_message_naming_it():
+    seq, phantom = build([(math.pi / 2, 0.0, [(1e-3, ZERO, True)])]), one_voxel()
+    with pytest.raises(ValueError, match="unknown simulation engine 'bloch'"):
+        simulate(seq, phantom, "bloch")
+    with pytest.raises(TypeError, match=r"engine 'fast' has no option\(s\) \['spins'\]"):
+        simulate(seq, phantom, "fast", spins=8)
+    with pytest.raises(ValueError, match="spins must be a positive integer"):
+        simulate(seq, phantom, "isochromat", spins=0)
+    with pytest.raises(ValueError, match="no voxel with pd > 0"):
+        simulate(seq, one_voxel(pd=0.0))
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        simulate(seq, phantom, "fast", tolerance=-1.0)
