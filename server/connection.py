@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -35,89 +34,37 @@ from server.protocol import (
     parse_parameters,
     serialized,
 )
+from server.session import WorkerSession
 from server.validation import AcquisitionChecker, InvalidData
-from server.worker import Worker
 
 log = logging.getLogger(__name__)
 
 
-class _Prefixed(logging.LoggerAdapter):
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return f"[{self.extra['id']}] {msg}", kwargs
-
-
-class Connection:
-    """Serves one accepted socket; :meth:`run` returns when the connection is over."""
+class Connection(WorkerSession):
+    """Serves one accepted socket; :meth:`run` returns when the connection is over. A failure
+    (:meth:`fail`) ends the reconstruction, not the journal; after :meth:`abort` (the drain
+    timeout) the client gets ``ERROR: reason`` and what already arrived is journaled."""
 
     def __init__(self, sock: socket.socket, peer: tuple[str, int], settings: Settings, number: int,
                  metrics: Metrics):
-        self.sock = sock
-        self.peer = f"{peer[0]}:{peer[1]}"
-        self.settings = settings
-        self.limits = settings.limits
-        self.id = f"c{number:05d}"
-        self.log = _Prefixed(log, {"id": self.id})
+        super().__init__(sock, peer, settings, f"c{number:05d}", log)
         # 64 KiB: small messages are read in batches, large bodies go straight into their buffer
         self._rfile = sock.makefile("rb", buffering=1 << 16)
-        self._send_lock = threading.Lock()
-        self._fail_lock = threading.Lock()
-        self.client_gone = False
-        self.failure: str | None = None
         self.journal: Journal | None = None
-        self.header_xml: str | None = None
         self.checker: AcquisitionChecker | None = None
         self.config_name: str | None = None
         self.parameters: dict[str, Any] = {}
-        self.pipeline: str | None = None
-        self.worker: Worker | None = None
-        self._relay: threading.Thread | None = None
         self.texts_out: list[str] = []
         self.acquisitions = 0
-        self.images_sent = 0
         self.metrics = metrics
-        #: Why another thread ended this connection (:meth:`abort`), if it did.
-        self.aborted: str | None = None
         self._last_acquisition_at: float | None = None
         self._last_image_at: float | None = None
-        self.started = time.monotonic()
 
-    # -- sending -------------------------------------------------------------------------
-    def _send(self, wire: bytes) -> None:
-        if self.client_gone:
-            return
-        try:
-            with self._send_lock:
-                self.sock.sendall(wire)
-        except OSError as exc:
-            self.client_gone = True
-            self.log.warning("client %s gone while sending: %s", self.peer, exc)
-            if self.worker is not None:
-                self.worker.stop()
+    def _error_message(self, text: str) -> bytes:
+        return serialized(f"ERROR: {text}")
 
-    def fail(self, text: str, kind: str) -> None:
-        """End the reconstruction (not the journal) with an error text to the client; ``kind``
-        (``server.metrics.ERROR_KINDS``) is what the metrics count it as."""
-        with self._fail_lock:
-            if self.failure is not None:
-                return
-            self.failure = text
-        self.metrics.error("client_gone" if self.client_gone else kind)
-        self.log.error("%s", text)
-        self._send(serialized(f"ERROR: {text}"))
-        if self.worker is not None:
-            self.worker.stop()
-
-    def abort(self, reason: str) -> None:
-        """End this connection from another thread (the drain timeout after SIGTERM): the client
-        gets ``ERROR: reason``, the pipeline is stopped, and reading ends after what already
-        arrived, which is journaled; then the connection finishes as usual (journal closed
-        complete, summary, close)."""
-        self.aborted = reason
-        self.fail(reason, "drain_timeout")
-        try:
-            self.sock.shutdown(socket.SHUT_RD)  # wakes the reading thread: end of stream
-        except OSError:
-            pass
+    def _count_error(self, kind: str) -> None:
+        self.metrics.error("client_gone" if self.peer_gone else kind)
 
     # -- the connection's life -------------------------------------------------------------
     def run(self) -> None:
@@ -139,7 +86,7 @@ class Connection:
             self.fail(str(exc), "journal")
         except OSError as exc:
             ended = f"client gone: {exc}"
-            self.client_gone = True
+            self.peer_gone = True
         except Exception as exc:
             self.log.exception("internal error")
             ended = f"internal error: {exc}"
@@ -263,39 +210,28 @@ class Connection:
         self.pipeline = spec.name
         self._journal().set_attribute("pipeline", spec.name)
         self.log.info("pipeline %r (config %r)", spec.name, name)
-        self.worker = Worker(spec.name, self.header_xml, self.parameters, self.settings.pipeline_modules,
-                             self.limits.memory_limit_bytes, self.limits.pipeline_timeout_s,
-                             self.settings.worker_threads(), self.settings.bundle_store, self.settings.device)
-        self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
-        self._relay.start()
+        self._start_worker(spec.name, self.parameters, self.settings.device)
         return True
 
-    def _relay_results(self) -> None:
-        assert self.worker is not None
-        for tag, payload in self.worker.results():
-            if tag == "I":
-                self._send(payload)
-                self.images_sent += 1
-                self.metrics.images_out.inc()
-                self._last_image_at = time.monotonic()
-            elif tag == "T":
-                self.texts_out.append(payload.decode("utf-8", "replace"))
-            elif tag == "L":
-                level, _, text = payload.decode("utf-8", "replace").partition("\t")
-                self.log.log(int(level), "pipeline: %s", text)
-            elif tag == "E":
-                self.fail(payload.decode("utf-8", "replace"), self.worker.error_kind or "internal")
+    def _image_sent(self) -> None:
+        self.metrics.images_out.inc()
+        self._last_image_at = time.monotonic()
+
+    def _pipeline_said(self, tag: str, text: str) -> None:
+        if tag == "T":
+            self.texts_out.append(text)
+        else:
+            assert self.worker is not None
+            self.fail(text, self.worker.error_kind or "internal")
 
     def _finish(self, ended: str) -> None:
         if (self.worker is None and self.failure is None and self.header_xml is not None
                 and self.checker is not None):
             self._start_pipeline()  # a scan without data still gets its pipeline's answer
+        if self.worker is not None and self.peer_gone:
+            self.worker.stop()  # nobody to send images to
+        self._wait_for_relay()
         if self.worker is not None:
-            if self.client_gone:
-                self.worker.stop()  # nobody to send images to
-            self.worker.end_input()
-            assert self._relay is not None
-            self._relay.join()
             self.worker.close()
         for text in self.texts_out:
             self._send(serialized(text))

@@ -25,6 +25,7 @@ from server.limits import Settings
 from server.metrics import Metrics
 from server.processes import forkserver_alive, warm_up
 from server.protocol import close_message, serialized
+from server.session import WorkerSession
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Server:
         self.settings = settings
         self._listener: socket.socket | None = None
         self._threads: set[threading.Thread] = set()
-        self._connections: dict[int, Connection] = {}
+        self._connections: dict[int, WorkerSession] = {}
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
         self._stopping = threading.Event()
@@ -153,9 +154,13 @@ class Server:
             if busy:
                 threading.Thread(target=self._refuse, args=(sock, peer), daemon=True).start()
 
+    def _session(self, sock: socket.socket, peer: tuple[str, int], number: int) -> WorkerSession:
+        """What serves an accepted socket: an MRD :class:`Connection`."""
+        return Connection(sock, peer, self.settings, number, self.metrics)
+
     def _serve(self, sock: socket.socket, peer: tuple[str, int], number: int) -> None:
-        connection = Connection(sock, peer, self.settings, number, self.metrics)
-        with self._lock:
+        connection = self._session(sock, peer, number)
+        with self._lock:  # ended by ``stop`` after the drain timeout
             self._connections[number] = connection
         try:
             connection.run()

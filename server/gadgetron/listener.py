@@ -44,15 +44,8 @@ class ExternalServer(Server):
                  *self.address, ", ".join(registry.names()), self.default_pipeline, limits.max_connections,
                  limits.max_message_bytes >> 20, limits.pipeline_timeout_s, self.settings.worker_threads())
 
-    def _serve(self, sock: socket.socket, peer: tuple[str, int], number: int) -> None:
-        session = ExternalSession(sock, peer, self.settings, self.default_pipeline, number)
-        with self._lock:
-            self._connections[number] = session  # ended by ``stop`` after the drain timeout
-        try:
-            session.run()
-        finally:
-            with self._lock:
-                del self._connections[number]
+    def _session(self, sock: socket.socket, peer: tuple[str, int], number: int) -> ExternalSession:
+        return ExternalSession(sock, peer, self.settings, self.default_pipeline, number)
 
     def _refuse(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         limit = self.settings.limits.max_connections

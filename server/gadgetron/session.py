@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from typing import Any
 
@@ -34,7 +33,7 @@ from server.protocol import (
     parse_header,
     parse_parameters,
 )
-from server.worker import Worker
+from server.session import WorkerSession
 
 log = logging.getLogger(__name__)
 #: How long a finished session waits for Gadgetron to close its side before closing the socket.
@@ -54,72 +53,29 @@ def drain_and_close(sock: socket.socket, timeout_s: float = DRAIN_TIMEOUT_S) -> 
     sock.close()
 
 
-class ExternalSession:
-    """Serves one Gadgetron connection; :meth:`run` returns when it is over."""
+class ExternalSession(WorkerSession):
+    """Serves one Gadgetron connection; :meth:`run` returns when it is over. A failure
+    (:meth:`fail`, also :meth:`abort` after the drain timeout) goes to our log and to
+    Gadgetron's as its error message."""
+
+    _GONE_WHILE_SENDING = (logging.ERROR, "Gadgetron %s gone while sending: %s; stopping the pipeline")
 
     def __init__(self, sock: socket.socket, peer: tuple[str, int], settings: Settings,
                  default_pipeline: str, number: int):
-        self.sock = sock
-        self.peer = f"{peer[0]}:{peer[1]}"
-        self.settings = settings
+        super().__init__(sock, peer, settings, f"g{number:05d}", log)
         self.default_pipeline = default_pipeline
-        self.id = f"g{number:05d}"
         self._rfile = sock.makefile("rb", buffering=1 << 20)
-        self._send_lock = threading.Lock()
-        self._fail_lock = threading.Lock()
         self.parameters: dict[str, Any] = {}
         self.configured = False
-        self.header_xml: str | None = None
-        self.pipeline: str | None = None
-        self.worker: Worker | None = None
-        self._relay: threading.Thread | None = None
-        self.failure: str | None = None
-        self.peer_gone = False
         self.items = 0
-        self.images_sent = 0
-        self.started = time.monotonic()
 
-    def _log(self, level: int, msg: str, *args: Any) -> None:
-        log.log(level, f"[{self.id}] {msg}", *args)
-
-    # -- sending -------------------------------------------------------------------------
-    def _send(self, wire: bytes) -> None:
-        if self.peer_gone:
-            return
-        try:
-            with self._send_lock:
-                self.sock.sendall(wire)
-        except OSError as exc:
-            self.peer_gone = True
-            self._log(logging.ERROR, "Gadgetron %s gone while sending: %s; stopping the pipeline",
-                      self.peer, exc)
-            if self.worker is not None:
-                self.worker.stop()
-
-    def fail(self, text: str) -> None:
-        """End the reconstruction with ``text`` in our log and in Gadgetron's (error message)."""
-        with self._fail_lock:
-            if self.failure is not None:
-                return
-            self.failure = text
-        self._log(logging.ERROR, "%s", text)
-        self._send(error_message(f"mrzero external gadget: {text}"))
-        if self.worker is not None:
-            self.worker.stop()
-
-    def abort(self, reason: str) -> None:
-        """End this session from another thread (the listener's drain timeout after SIGTERM):
-        Gadgetron gets the error, the pipeline stops, reading ends, the session finishes."""
-        self.fail(reason)
-        try:
-            self.sock.shutdown(socket.SHUT_RD)  # wakes the reading thread: end of stream
-        except OSError:
-            pass
+    def _error_message(self, text: str) -> bytes:
+        return error_message(f"mrzero external gadget: {text}")
 
     # -- the connection's life -------------------------------------------------------------
     def run(self) -> None:
-        self._log(logging.INFO, "Gadgetron connected from %s", self.peer)
-        self.sock.settimeout(self.settings.limits.idle_timeout_s)
+        self.log.info("Gadgetron connected from %s", self.peer)
+        self.sock.settimeout(self.limits.idle_timeout_s)
         try:
             ended = self._read_all()
         except TruncatedMessage as exc:
@@ -129,7 +85,7 @@ class ExternalSession:
             self.fail(str(exc))
         except TimeoutError:
             ended = "idle timeout"
-            self.fail(f"Gadgetron sent nothing for {self.settings.limits.idle_timeout_s:g} s (idle timeout)")
+            self.fail(f"Gadgetron sent nothing for {self.limits.idle_timeout_s:g} s (idle timeout)")
         except OSError as exc:
             ended = self._disconnected(f"({exc})")
         except Exception as exc:
@@ -138,22 +94,22 @@ class ExternalSession:
             self.fail(f"internal error: {type(exc).__name__}: {exc}")
         finally:
             self._finish()
-        self._log(logging.INFO, "pipeline %s: %d items in, %d images out, %.2f s, ended by %s%s",
-                  self.pipeline or "-", self.items, self.images_sent, time.monotonic() - self.started,
-                  ended, f"; error: {self.failure}" if self.failure else "")
+        self.log.info("pipeline %s: %d items in, %d images out, %.2f s, ended by %s%s",
+                      self.pipeline or "-", self.items, self.images_sent, time.monotonic() - self.started,
+                      ended, f"; error: {self.failure}" if self.failure else "")
 
     def _disconnected(self, how: str) -> str:
         self.peer_gone = True
         if self.failure is None:
-            self._log(logging.ERROR, "Gadgetron %s disconnected mid-stream %s after %d data items, without a "
-                      "close message; pipeline %s stopped, no more images sent", self.peer, how, self.items,
-                      self.pipeline or "-")
+            self.log.error("Gadgetron %s disconnected mid-stream %s after %d data items, without a "
+                           "close message; pipeline %s stopped, no more images sent", self.peer, how,
+                           self.items, self.pipeline or "-")
         if self.worker is not None:
             self.worker.stop()
         return "disconnect"
 
     def _read_all(self) -> str:
-        reader = ExternalReader(self._rfile, self.settings.limits.max_message_bytes)
+        reader = ExternalReader(self._rfile, self.limits.max_message_bytes)
         while True:
             msg = reader.next()
             if msg is None:
@@ -186,13 +142,12 @@ class ExternalSession:
             return
         self.configured = True
         self.parameters.update(parse_configuration(text))
-        self._log(logging.INFO, "configuration properties: %s",
-                  ", ".join(sorted(self.parameters)) or "(none)")
+        self.log.info("configuration properties: %s", ", ".join(sorted(self.parameters)) or "(none)")
 
     def _text(self, text: str) -> None:
         params = parse_parameters(text)
         if params is None or self.worker is not None:
-            self._log(logging.INFO, "text from Gadgetron (not used): %s", text[:200])
+            self.log.info("text from Gadgetron (not used): %s", text[:200])
         else:
             self.parameters.update(params)
 
@@ -221,14 +176,8 @@ class ExternalSession:
             return
         self.pipeline = spec.name
         parameters = {k: v for k, v in self.parameters.items() if k != "pipeline"}
-        self._log(logging.INFO, "pipeline %r", spec.name)
-        limits = self.settings.limits
-        assert self.header_xml is not None
-        self.worker = Worker(spec.name, self.header_xml, parameters, self.settings.pipeline_modules,
-                             limits.memory_limit_bytes, limits.pipeline_timeout_s,
-                             self.settings.worker_threads(), self.settings.bundle_store)
-        self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
-        self._relay.start()
+        self.log.info("pipeline %r", spec.name)
+        self._start_worker(spec.name, parameters, None)  # Settings.device is the MRD server's
 
     def _data(self, msg: Message) -> None:
         self.items += 1
@@ -242,25 +191,14 @@ class ExternalSession:
         except OSError:
             pass  # the worker died or was stopped: the relay reports why
 
-    def _relay_results(self) -> None:
-        assert self.worker is not None
-        for tag, payload in self.worker.results():
-            if tag == "I":
-                self._send(payload)
-                self.images_sent += 1
-            elif tag == "T":  # Gadgetron takes no text messages from an external gadget
-                self._log(logging.INFO, "pipeline text: %s", payload.decode("utf-8", "replace"))
-            elif tag == "L":
-                level, _, text = payload.decode("utf-8", "replace").partition("\t")
-                self._log(int(level), "pipeline: %s", text)
-            elif tag == "E" and not self.peer_gone:
-                self.fail(payload.decode("utf-8", "replace"))
+    def _pipeline_said(self, tag: str, text: str) -> None:
+        if tag == "T":  # Gadgetron takes no text messages from an external gadget
+            self.log.info("pipeline text: %s", text)
+        elif not self.peer_gone:
+            self.fail(text)
 
     def _finish(self) -> None:
-        if self.worker is not None:
-            self.worker.end_input()
-            assert self._relay is not None
-            self._relay.join()  # every image sent
+        self._wait_for_relay()  # every image sent
         self._send(close_message())  # before reaping the worker: Gadgetron need not wait for that
         if self.worker is not None:
             self.worker.close()
