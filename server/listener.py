@@ -25,7 +25,7 @@ from server.limits import Settings
 from server.metrics import Metrics
 from server.processes import forkserver_alive, warm_up
 from server.protocol import close_message, serialized
-from server.session import WorkerSession
+from server.session import DRAIN_TIMEOUT_S, WorkerSession, drain_and_close
 
 log = logging.getLogger(__name__)
 
@@ -175,15 +175,12 @@ class Server:
         log.warning("refusing %s:%d: %d connections already running (limit)", *peer[:2], limit)
         self.metrics.refused.inc()
         try:
-            sock.settimeout(5)
+            sock.settimeout(DRAIN_TIMEOUT_S)
             sock.sendall(serialized(f"ERROR: server busy: {limit} connections already running; "
                                     "try again later") + close_message())
-            sock.shutdown(socket.SHUT_WR)
-            while sock.recv(1 << 16):
-                pass
         except OSError:
             pass
-        sock.close()
+        drain_and_close(sock)
 
     def _running(self) -> list[threading.Thread]:
         with self._lock:

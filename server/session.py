@@ -5,7 +5,8 @@ pipeline worker.
 failure and reports it to the peer once, lets the listener abort it during the drain, starts the
 worker with its relay thread and relays the worker's images and log lines. The subclasses
 (:class:`server.connection.Connection`, :class:`server.gadgetron.session.ExternalSession`) read
-their own protocol and say how an error reaches their peer.
+their own protocol and say how an error reaches their peer. :func:`drain_and_close` ends a
+socket without losing the last messages (the Gadgetron session, and both listeners' refusals).
 """
 
 from __future__ import annotations
@@ -18,6 +19,22 @@ from typing import Any
 
 from server.limits import Settings
 from server.worker import Worker
+
+#: How long a finished session waits for its peer to close its side before closing the socket.
+DRAIN_TIMEOUT_S = 5.0
+
+
+def drain_and_close(sock: socket.socket, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    """Shut our side, read until the peer closes (closing with unread data would reset the
+    connection and could discard our last messages before the peer reads them), close."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(timeout_s)
+        while sock.recv(1 << 16):
+            pass
+    except OSError:
+        pass
+    sock.close()
 
 
 class _Prefixed(logging.LoggerAdapter):

@@ -12,12 +12,13 @@ import logging
 import socket
 
 from pipelines import registry
-from server.gadgetron.session import ExternalSession, drain_and_close
+from server.gadgetron.session import ExternalSession
 from server.gadgetron.wire import error_message
 from server.limits import Settings
 from server.listener import Server
 from server.processes import warm_up
 from server.protocol import close_message
+from server.session import drain_and_close
 
 log = logging.getLogger(__name__)
 

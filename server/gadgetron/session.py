@@ -33,24 +33,9 @@ from server.protocol import (
     parse_header,
     parse_parameters,
 )
-from server.session import WorkerSession
+from server.session import WorkerSession, drain_and_close
 
 log = logging.getLogger(__name__)
-#: How long a finished session waits for Gadgetron to close its side before closing the socket.
-DRAIN_TIMEOUT_S = 5.0
-
-
-def drain_and_close(sock: socket.socket, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
-    """Shut our side, read until the peer closes (closing with unread data would reset the
-    connection and could discard our last messages before the peer reads them), close."""
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(timeout_s)
-        while sock.recv(1 << 16):
-            pass
-    except OSError:
-        pass
-    sock.close()
 
 
 class ExternalSession(WorkerSession):
