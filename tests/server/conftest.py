@@ -3,31 +3,12 @@ with the test-only pipelines, and a well-behaved second client to stream concurr
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
-from pipelines_for_tests import rss_image
-from scans_for_tests import config_file_message, header_xml, read_reply, scan, wire_text
+from server_harness import start_server
 
-from pipelines.header import parse_header
-from server.client import Reply, stream
-from server.limits import MB, Limits, Settings
 from server.listener import Server
-from server.protocol import MessageId
-
-TEST_LIMITS = Limits(max_message_bytes=16 * MB, pipeline_timeout_s=8.0, memory_limit_bytes=512 * MB,
-                     max_connections=16, idle_timeout_s=30.0)
-
-
-def start_server(data_dir: Path, limits: Limits = TEST_LIMITS) -> Server:
-    return Server(Settings(port=0, data_dir=data_dir, limits=limits,
-                           pipeline_modules=("pipelines_for_tests",))).start()
 
 
 @pytest.fixture(scope="module")
@@ -35,70 +16,3 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(tmp_path_factory.mktemp("journal"))
     yield srv
     srv.stop()
-
-
-def assert_rss_reply(reply: Reply, acqs: list, xml: str) -> None:
-    """The reply is exactly one image equal to the reference RSS reconstruction."""
-    assert reply.errors == [] and reply.closed, reply.texts
-    assert len(reply.images) == 1
-    np.testing.assert_allclose(reply.images[0].data[0, 0], rss_image(acqs, parse_header(xml)),
-                               rtol=1e-5, atol=1e-6)
-
-
-@contextlib.contextmanager
-def concurrent_good_scan(server: Server) -> Iterator[None]:
-    """A second client streams half a good scan before the ``with`` body, the rest after it,
-    and must then get the correct image."""
-    acqs, xml = scan(seed=7), header_xml()
-    halfway, go_on = threading.Event(), threading.Event()
-    result: dict[str, Reply] = {}
-
-    def items() -> Iterator:
-        for i, acq in enumerate(acqs):
-            if i == len(acqs) // 2:
-                halfway.set()
-                go_on.wait(120)
-            yield acq
-
-    host, port = server.address
-    thread = threading.Thread(target=lambda: result.update(
-        reply=stream(items(), xml, host=host, port=port, config="test_rss", timeout_s=120)))
-    thread.start()
-    assert halfway.wait(120)
-    try:
-        yield
-    finally:
-        go_on.set()
-        thread.join(120)
-    assert_rss_reply(result["reply"], acqs, xml)
-
-
-def start(config: str = "test_rss", coils: int = 4) -> bytes:
-    """Config-file and header messages, as a scan starts."""
-    header = wire_text(MessageId.HEADER, header_xml(coils=coils).encode())
-    return config_file_message(config.encode()) + header
-
-
-def journal_of(server, sock_name: tuple[str, int]) -> h5py.File:
-    """The journal of the connection that used local address ``sock_name`` (after it ended)."""
-    assert server.wait_idle(120)
-    matches = list(server.settings.data_dir.glob(f"*-{sock_name[0]}-{sock_name[1]}.h5"))
-    assert len(matches) == 1, matches
-    return h5py.File(matches[0], "r")
-
-
-def run_bad(server, stream: bytes) -> tuple:
-    """Send ``stream`` while a good client streams; return the reply and the journal."""
-    with concurrent_good_scan(server):
-        with socket.create_connection(server.address, timeout=60) as sock:
-            name = sock.getsockname()
-            sock.sendall(stream)
-            sock.shutdown(socket.SHUT_WR)
-            reply = read_reply(sock)
-    return reply, journal_of(server, name)
-
-
-def only_error(reply) -> str:
-    assert reply.closed and reply.images == [], reply.texts
-    assert len(reply.errors) == 1, reply.texts
-    return reply.errors[0]

@@ -8,8 +8,8 @@ import struct
 import ismrmrd
 import numpy as np
 import pytest
-from conftest import only_error, run_bad, start
 from scans_for_tests import acquisition_message, config_file_message, scan, wire_text
+from server_harness import only_error, run_bad, start
 
 from server.protocol import MessageId, close_message
 

@@ -10,8 +10,16 @@ import time
 
 import numpy as np
 import pytest
-from conftest import TEST_LIMITS, concurrent_good_scan, journal_of, only_error, run_bad, start, start_server
 from scans_for_tests import acquisition_message, config_file_message, header_xml, read_reply, scan, wire_text
+from server_harness import (
+    TEST_LIMITS,
+    concurrent_good_scan,
+    journal_of,
+    only_error,
+    run_bad,
+    start,
+    start_server,
+)
 
 from server.client import stream
 from server.protocol import MessageId, close_message

@@ -10,9 +10,9 @@ from pathlib import Path
 import ismrmrd
 import numpy as np
 import pytest
-from conftest import assert_rss_reply, concurrent_good_scan
 from ismrmrd.serialization import ProtocolDeserializer
 from scans_for_tests import acquisition_message, config_file_message, exchange, header_xml, scan, wire_text
+from server_harness import assert_rss_reply, concurrent_good_scan
 
 from server.protocol import (
     MessageId,
