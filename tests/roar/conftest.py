@@ -18,12 +18,9 @@ def ellipse_anatomy(size: int = 32, slices: int = 2) -> Anatomy:
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """RoAR tests use one torch thread: OpenMP threads spin badly on the shared 2-core host."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(single_torch_thread):
+    """RoAR tests use one torch thread (``single_torch_thread`` in tests/conftest.py)."""
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -1,0 +1,14 @@
+"""Fixtures shared by every test folder."""
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def single_torch_thread():
+    """Run torch on one thread for the test, then restore the count: on a shared, oversubscribed
+    2-core host the OpenMP/MKL thread hand-off costs ~15 ms per small operation, 1000x the work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
