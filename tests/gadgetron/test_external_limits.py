@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -56,6 +57,12 @@ def test_stopping_ends_a_running_scan_after_the_drain_timeout(shepp_logan):
         sock.sendall(opening({"pipeline": "cartesian"}, mrd.header_xml))
         for acq in list(mrd.items)[:10]:
             sock.sendall(serialized(acq))
+        # stop only once the server serves this scan: sendall returns before the accept loop
+        # has taken the connection, and a stop before that would close the listening socket on it
+        deadline = time.monotonic() + 60
+        while not srv._connections:
+            assert time.monotonic() < deadline, "the server never took the connection"
+            time.sleep(0.01)
         stopped = srv.stop(timeout_s=0.5)  # the scan never finishes by itself
         answer = read_answer(sock)
     assert stopped
