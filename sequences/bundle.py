@@ -7,7 +7,8 @@ A bundle is a directory::
     sequence.seq              the Pulseq file the scanner runs
     sequence.testreport.txt   pypulseq's test report of that file
     trajectory.npy            k-space position of every ADC sample, float32 [n_samples, 3], cycles/FOV
-    head.safetensors          reconstruction-head weights (optional)
+    head.safetensors          reconstruction-head weights (optional; protocol head.sha256, when
+                              present, is their checksum and is checked)
     training.png              the training report figure (optional)
 
 ``write_bundle`` makes one from a checkpoint, ``check_bundle`` validates it (signature matches
@@ -24,6 +25,7 @@ checked against strict patterns before they touch a path.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import re
@@ -173,6 +175,9 @@ def check_bundle(bundle: str | Path) -> dict[str, Any]:
             problems.append(str(exc))
         problems += _check_trajectory(bundle, protocol, seq_path)
     if files.get("head"):
+        expected, head_path = (protocol.get("head") or {}).get("sha256"), bundle / files["head"]
+        if expected and head_path.is_file() and file_sha256(head_path) != expected:
+            problems.append(f"head weights {files['head']} do not match the SHA-256 in {PROTOCOL_FILE}")
         try:
             weights = load_file(str(bundle / files["head"]))
             bad = [k for k, v in weights.items() if not torch.isfinite(v).all()]
@@ -187,6 +192,15 @@ def check_bundle(bundle: str | Path) -> dict[str, Any]:
         listed = "; ".join(f"({i + 1}) {p}" for i, p in enumerate(problems))
         raise BundleError(f"bundle {bundle} is invalid: {listed}")
     return protocol
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (the checksum ``head.sha256`` holds)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_trajectory(bundle: Path, protocol: dict[str, Any], seq_path: Path) -> list[str]:

@@ -53,6 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", type=Path, default=Path("runs/roar-eval"), help="output folder")
     e.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     e.set_defaults(func=run_eval)
+    b = actions.add_parser(
+        "bundle",
+        help="package trained weights as a deployable bundle (pipeline roar)",
+        description="Write a bundle directory (mrzero bundle check / mrzero deploy) holding the weights "
+        "as its head and the 2D multi-echo GRE .seq file of the network's echo times, so that the "
+        "roar pipeline finds the network in a bundle store by name or by the scan's Pulseq signature.",
+    )
+    b.add_argument("weights", type=Path, help="weights written by mrzero roar train (model.safetensors)")
+    b.add_argument("-o", "--out", type=Path, required=True, help="bundle directory to create (new or empty)")
+    b.add_argument("--name", default="roar_small", help="bundle name (default %(default)s)")
+    b.add_argument("--matrix", type=int, default=64, help="mGRE .seq matrix (default %(default)s)")
+    b.set_defaults(func=run_bundle)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -108,4 +120,20 @@ def run_eval(args: argparse.Namespace) -> int:
     figure(anatomy, split["test"][0], methods, args.out / "figure4.png", data_seed=data["seed"])
     print(result.markdown())
     print(f"wrote {args.out / 'table1.md'}, {args.out / 'table1.json'}, {args.out / 'figure4.png'}")
+    return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    from pipelines.roar.bundle import write_roar_bundle
+    from sequences.bundle import BundleError
+
+    try:
+        protocol = write_roar_bundle(args.weights, args.out, name=args.name, matrix=args.matrix)
+    except (BundleError, OSError, ValueError) as exc:
+        log.error("%s", exc)
+        return 1
+    print(
+        f"bundle {protocol['name']} -> {args.out}: signature {protocol['signature']}, "
+        f"echo times {protocol['head']['config']['te_ms']} ms, weights sha256 {protocol['head']['sha256']}"
+    )
     return 0

@@ -7,11 +7,15 @@ ends, each volume (slices of one phase/repetition/set) is masked, divided by the
 first-echo signal in the mask and passed slice by slice through the U-Net, which returns S0
 (series + 1, in units of that mean first-echo signal) and R2* (series + 2, 1/s).
 
-The mask is the voxels whose echo-averaged magnitude exceeds ``mask_threshold`` (JSON
-parameter, default 0.15) times its 99th percentile. Weights come from the shipped file
-(``pipelines/roar/weights/``) or from the path a server-side caller passes to
-``roar_pipeline``; never from a client. The scan's echo times (header ``TE``) must match those
-the network was trained with.
+The brain mask (``pipelines/roar/mask.py``) thresholds the first-echo magnitude at
+``mask_threshold`` (JSON parameter, default 0.15) times its 99th percentile, drops small
+islands and fills holes. The network comes from a RoAR bundle
+(``pipelines/roar/bundle.py``: the one the JSON parameter ``bundle`` names or the header's Pulseq
+signature identifies in the server's bundle store, else ``roar_small`` from the store, else the
+shipped one), or from the weights file a server-side caller passes to ``roar_pipeline``; never
+from a path a client sends. Weights whose SHA-256 differs from their bundle's protocol, or that
+do not load, stop the scan with an error naming the bundle. The scan's echo times (header
+``TE``) must match those the network was trained with.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ import torch
 from pipelines.base import Context, PipelineError, Stage, chain
 from pipelines.images import make_image
 from pipelines.registry import register
+from pipelines.roar.bundle import RoarModelSource, scan_source
+from pipelines.roar.mask import DEFAULT_THRESHOLD, brain_mask
 from pipelines.roar.unet import RoarUNet
-from pipelines.roar.weights_file import SHIPPED_WEIGHTS, load_weights
+from pipelines.roar.weights_file import load_weights
 from pipelines.stages.accumulate import accumulate_stage
 from pipelines.stages.buffer import IMAGE_COUNTERS, ReconBuffer
 from pipelines.stages.combine import combine_stage
@@ -37,20 +43,36 @@ from pipelines.stages.lines import imaging_lines_stage
 from pipelines.stages.noise import prewhiten_stage
 from pipelines.stages.oversampling import oversampling_stage
 from pipelines.stages.transform import kspace_to_image_stage
+from sequences.bundle import file_sha256
 
 _CONTRAST = IMAGE_COUNTERS.index("contrast")
 _SLICE = IMAGE_COUNTERS.index("slice")
-DEFAULT_MASK_THRESHOLD = 0.15
 
 
 @lru_cache(maxsize=4)
-def _model(path: str, device: str) -> tuple[RoarUNet, torch.Tensor]:
+def _cached_model(path: str, sha256: str, device: str) -> tuple[RoarUNet, torch.Tensor]:
     model, te, _ = load_weights(path, device)
     return model, te
 
 
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def load_model(source: RoarModelSource, device: str) -> tuple[RoarUNet, torch.Tensor]:
+    """The network of ``source`` on ``device`` (cached by content), after checking its SHA-256."""
+    try:
+        actual = file_sha256(source.weights)
+    except OSError as exc:
+        raise PipelineError(f"roar: the weights of {source.label} are missing or unreadable: {exc}") from exc
+    if source.sha256 is not None and actual != source.sha256:
+        raise PipelineError(
+            f"roar: the weights of {source.label} ({source.weights.name}) do not match "
+            f"the SHA-256 in its protocol (file {actual[:12]}..., protocol "
+            f"{source.sha256[:12]}...); redeploy the bundle"
+        )
+    try:
+        return _cached_model(str(source.weights), actual, device)
+    except Exception as exc:  # safetensors, JSON and state-dict errors all mean broken weights
+        raise PipelineError(
+            f"roar: the weights of {source.label} do not load: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def check_echo_times(header: ismrmrd.xsd.ismrmrdHeader, te: torch.Tensor, ctx: Context) -> None:
@@ -68,13 +90,6 @@ def check_echo_times(header: ismrmrd.xsd.ismrmrdHeader, te: torch.Tensor, ctx: C
             f"roar: the scan's echo times {[round(t * 1e3, 3) for t in scan]} ms differ from "
             f"the network's {[round(t * 1e3, 3) for t in te.tolist()]} ms"
         )
-
-
-def brain_mask(echoes: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Voxels ``[z, y, x]`` of ``echoes`` ``[E, z, y, x]`` whose echo mean exceeds ``threshold`` x p99."""
-    mean = echoes.mean(0)
-    level = torch.quantile(mean.flatten().double(), 0.99).item()
-    return mean > threshold * level
 
 
 @torch.no_grad()
@@ -139,7 +154,7 @@ def _volume_maps(
     echoes = torch.stack(
         [torch.cat([e[c].data.abs().float() for e in complete.values()]) for c in range(n_echoes)]
     )  # [E, z, y, x]
-    mask = brain_mask(echoes, threshold)
+    mask = torch.from_numpy(brain_mask(echoes[0].numpy(), threshold))
     s0, r2 = estimate_maps(model, echoes, mask)
     ctx.logger.info(
         "roar: %d slices, %d voxels in the mask, median R2* %.1f 1/s",
@@ -155,14 +170,18 @@ def _volume_maps(
         z += depth
 
 
-def roar_stage_for(weights: Path) -> Stage:
-    """The stage that turns combined echo images into echo, S0 and R2* image series."""
+def roar_stage_for(weights: Path | None = None) -> Stage:
+    """The stage that turns combined echo images into echo, S0 and R2* image series, with the
+    network in ``weights`` (a server-side choice) or, when None, the scan's RoAR bundle."""
 
     def stage(items: Iterable[ReconBuffer], ctx: Context) -> Iterator[ismrmrd.Image]:
-        model, te = _model(str(weights), _device())
+        source = RoarModelSource(weights, None, str(weights)) if weights is not None else scan_source(ctx)
+        device = ctx.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, te = load_model(source, device)
+        ctx.logger.info("roar: network from %s on %s", source.label, device)
         check_echo_times(ctx.header, te, ctx)
         series = ctx.parameters.get("series_index", 1)
-        threshold = ctx.parameters.get("mask_threshold", DEFAULT_MASK_THRESHOLD)
+        threshold = ctx.parameters.get("mask_threshold", DEFAULT_THRESHOLD)
         if isinstance(series, bool) or not isinstance(series, int) or not 0 <= series <= 65533:
             raise PipelineError(f"series_index must be an integer in [0, 65533], got {series!r}")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
@@ -185,8 +204,9 @@ def roar_stage_for(weights: Path) -> Stage:
     return stage
 
 
-def roar_pipeline(weights: Path = SHIPPED_WEIGHTS) -> Stage:
-    """The whole ``roar`` chain with the given weights (server-side choice)."""
+def roar_pipeline(weights: Path | None = None) -> Stage:
+    """The whole ``roar`` chain; ``weights``: a weights file chosen on the server side, or None
+    for the scan's bundle (``pipelines/roar/bundle.py``)."""
     return chain(
         prewhiten_stage,
         imaging_lines_stage,

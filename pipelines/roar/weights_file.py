@@ -1,7 +1,8 @@
 """RoAR weights on disk: a safetensors file whose metadata carries the U-Net config and protocol.
 
 Only tensors and JSON strings are read back, never pickled objects, so a weights file from
-anywhere is safe to load. The shipped small model lives in ``pipelines/roar/weights/``.
+anywhere is safe to load. The shipped small model is the head of the bundle
+``pipelines/roar/bundles/roar_small`` (``pipelines/roar/bundle.py``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from pipelines.roar.unet import RoarUNet, UNetConfig
-
-#: The small model shipped with the project (rebuild command in docs/roar.md).
-SHIPPED_WEIGHTS = Path(__file__).with_name("weights") / "roar_small.safetensors"
 
 
 def save_weights(model: RoarUNet, path: Path, te: torch.Tensor, info: dict[str, Any]) -> None:
