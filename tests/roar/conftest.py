@@ -1,4 +1,7 @@
-"""RoAR test helpers: one torch thread, a procedural anatomy, a digital-twin mGRE scan maker."""
+"""RoAR test helpers: one torch thread, a procedural anatomy, an FFT-synthesised mGRE scan maker
+(exact truth maps) and digital-twin mGRE scans (the bundle's .seq simulated on the brain phantom)."""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +32,7 @@ def anatomy() -> Anatomy:
 
 
 def mgre_raw(echoes: torch.Tensor, n_coils: int = 4, noise_std: float = 0.0, seed: int = 0):
-    """A digital-twin mGRE scan of magnitudes ``[E, z, y, x]``: MRD header and acquisitions.
+    """An mGRE scan synthesised from magnitudes ``[E, z, y, x]``: MRD header and acquisitions.
 
     The header, readout order, counters (echo = contrast, slice) and flags come from the
     project's mGRE builder and MRD export (``sequences``); the signal is the centred forward
@@ -71,5 +74,43 @@ def mgre_raw(echoes: torch.Tensor, n_coils: int = 4, noise_std: float = 0.0, see
 
 @pytest.fixture(scope="session")
 def mgre_scan():
-    """The ``mgre_raw`` digital-twin scan maker."""
+    """The ``mgre_raw`` scan maker."""
     return mgre_raw
+
+
+@pytest.fixture(scope="session")
+def twin_bundle(tmp_path_factory) -> Path:
+    """The shipped network bundled with a 32 x 32 mGRE .seq (name ``roar_twin32``), for fast twin scans."""
+    from pipelines.roar.bundle import SHIPPED_BUNDLE, write_roar_bundle
+    from sequences.bundle import HEAD_FILE
+
+    out = tmp_path_factory.mktemp("twin_bundle") / "roar_twin32"
+    write_roar_bundle(SHIPPED_BUNDLE / HEAD_FILE, out, name="roar_twin32", matrix=32)
+    return out
+
+
+@pytest.fixture(scope="session")
+def twin_mgre(twin_bundle):
+    """``twin_mgre(snr)``: the twin scan of ``twin_bundle`` on the brain phantom (slice 3, 2 coils),
+    simulated by the fast engine once per SNR."""
+    from sequences.twin import twin_scan
+
+    scans = {}
+
+    def scan(snr: float):
+        if snr not in scans:
+            scans[snr] = twin_scan(twin_bundle, "brain", n_coils=2, snr=snr, seed=3)
+        return scans[snr]
+
+    return scan
+
+
+@pytest.fixture(scope="session")
+def twin_truth(twin_mgre) -> dict[str, torch.Tensor]:
+    """The twin phantom's R2* = 1/T2 + 1/T2' (1/s) and its brain region (voxels at least half tissue)."""
+    from sequences.phantoms.brain import brain_tissue_fractions
+
+    phantom = twin_mgre(100.0).phantom
+    r2dash = torch.where(phantom.t2dash > 0, 1 / phantom.t2dash.clamp_min(1e-9), torch.zeros(()))
+    brain = sum(brain_tissue_fractions(tuple(phantom.shape)).values()) > 0.5
+    return {"r2s": 1 / phantom.t2 + r2dash, "brain": brain, "tissue": phantom.pd > 0}

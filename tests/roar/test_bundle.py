@@ -10,7 +10,13 @@ import torch
 
 from mrzero.cli import main
 from pipelines.base import Context, PipelineError
-from pipelines.roar.bundle import DEFAULT_NAME, SHIPPED_BUNDLE, scan_source, write_roar_bundle
+from pipelines.roar.bundle import (
+    DEFAULT_NAME,
+    SHIPPED_BUNDLE,
+    RoarModelSource,
+    scan_source,
+    write_roar_bundle,
+)
 from pipelines.roar.pipeline import load_model
 from pipelines.roar.unet import RoarUNet, UNetConfig
 from pipelines.roar.weights_file import load_weights, save_weights
@@ -58,7 +64,9 @@ def test_the_shipped_bundle_is_valid_and_describes_its_network():
     assert [o["units"] for o in head["output"]] == ["a.u. (mean first echo = 1)", "1/s"]
     assert protocol["provenance"]["training"]["config"] == info["config"]
     assert any("mrzero roar train" in c for c in protocol["provenance"]["rebuild"])
-    assert protocol["encoding"]["matrix"][:2] == [64, 64] and protocol["te_ms"] == pytest.approx(4.0, abs=1e-3)
+    assert protocol["encoding"]["matrix"][:2] == [64, 64] and protocol["te_ms"] == pytest.approx(
+        4.0, abs=1e-3
+    )
 
 
 def test_written_bundle_is_checked_and_a_changed_head_is_refused(tiny_bundle, tmp_path):
@@ -81,7 +89,10 @@ def test_unequal_echo_spacing_cannot_be_bundled(tmp_path):
 
 def test_cli_bundles_deploys_and_checks(tiny_weights, tmp_path, capsys):
     out, store = tmp_path / "cli_bundle", tmp_path / "store"
-    assert main(["roar", "bundle", str(tiny_weights), "-o", str(out), "--name", "roar_cli", "--matrix", "16"]) == 0
+    assert (
+        main(["roar", "bundle", str(tiny_weights), "-o", str(out), "--name", "roar_cli", "--matrix", "16"])
+        == 0
+    )
     assert main(["bundle", "check", str(out)]) == 0
     assert main(["deploy", str(out), "--store", str(store)]) == 0
     assert "roar_cli" in capsys.readouterr().out
@@ -110,7 +121,9 @@ def test_source_follows_name_then_signature_then_default_then_shipped(tiny_bundl
 
 def test_unknown_or_foreign_bundles_are_named(tmp_path):
     store = tmp_path / "store"
-    write_bundle(Checkpoint(build_sequence("gre", 16, 0.2)), tmp_path / "flash", name="flash", pipeline="adjoint")
+    write_bundle(
+        Checkpoint(build_sequence("gre", 16, 0.2)), tmp_path / "flash", name="flash", pipeline="adjoint"
+    )
     deploy_bundle(tmp_path / "flash", store)
     with pytest.raises(PipelineError, match="'nothing_here' is deployed in the store"):
         scan_source(_ctx(store, bundle="nothing_here"))
@@ -122,3 +135,12 @@ def test_unknown_or_foreign_bundles_are_named(tmp_path):
         scan_source(_ctx(store, bundle="../../etc"))
     with pytest.raises(PipelineError, match="bundle name"):
         scan_source(_ctx(store, bundle=3))
+
+
+def test_weights_that_are_missing_or_do_not_load_are_named(tmp_path):
+    with pytest.raises(PipelineError, match="weights of bundle gone are missing"):
+        load_model(RoarModelSource(tmp_path / "gone.safetensors", None, "bundle gone"), "cpu")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(PipelineError, match="weights of bundle junk do not load"):
+        load_model(RoarModelSource(garbage, None, "bundle junk"), "cpu")
