@@ -73,7 +73,7 @@ def run_twin_demo(output_dir: Path = Path("demo-output"),
                 if reply.errors or not reply.images:
                     raise RuntimeError(f"{name}: the server returned no images: "
                                        + "; ".join(reply.errors or reply.texts))
-                saved[name] = save_scan(scan, reply, output_dir / name)
+                saved[name] = save_scan(scan, reply, output_dir / Path(name).name)
                 texts += reply.texts
         finally:
             server.stop()
