@@ -27,6 +27,7 @@ from pathlib import Path
 import ismrmrd
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from pipelines.base import Context, PipelineError, Stage, chain
 from pipelines.images import make_image
@@ -69,7 +70,7 @@ def load_model(source: RoarModelSource, device: str) -> tuple[RoarUNet, torch.Te
         )
     try:
         return _cached_model(str(source.weights), actual, device)
-    except Exception as exc:  # safetensors, JSON and state-dict errors all mean broken weights
+    except (SafetensorError, OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:  # broken weights
         raise PipelineError(
             f"roar: the weights of {source.label} do not load: {type(exc).__name__}: {exc}"
         ) from exc
