@@ -37,6 +37,8 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
+from sequences.engines.mixing import rf_mix
+from sequences.engines.readout import Group, readout
 from sequences.engines.rf import RfCoefficients, rf_coefficients
 from sequences.engines.timeline import Repetition, repetitions
 from sequences.engines.voxels import VoxelSet
@@ -44,11 +46,20 @@ from sequences.sequence import Sequence
 
 #: Grid on which keys count as equal: cycles/FOV for moments, seconds for tau.
 KEY_GRID = (1e-3, 1e-3, 1e-3, 1e-7)
-#: Exponents of the T2' factors are clamped here to stay finite (only reached when a readout
-#: spans more than 60 T2').
-MAX_EXPONENT = 60.0
 #: Repetitions x voxels above which the backward pass recomputes repetitions by default.
 AUTO_CHECKPOINT = 300_000
+
+
+@dataclass
+class Relaxation:
+    """Free evolution not yet applied to the amplitudes, per voxel ``[V]``: ``F`` is multiplied
+    by ``evolve`` (T2 decay and voxel-centre phase), ``Z`` by ``e1`` and the zero state gains
+    ``recovery``. The next pulse folds these into its coefficients, so the state arrays are
+    not touched (nor kept for the backward pass) once more per repetition."""
+
+    evolve: torch.Tensor
+    e1: torch.Tensor
+    recovery: torch.Tensor
 
 
 @dataclass
@@ -57,7 +68,7 @@ class States:
 
     ``f_amp``/``z_amp`` (``[J]``, detached) bound each state's amplitude over voxels by
     ``max(|re|, |im|)``, computed once per pulse and reused for pruning, readout selection and
-    the key-averaging weights.
+    the key-averaging weights. ``pending`` is the relaxation since the last pulse.
     """
 
     key_f: torch.Tensor
@@ -67,19 +78,15 @@ class States:
     zero: int  # row of the zero key in key_z, where T1 recovery goes
     f_amp: torch.Tensor
     z_amp: torch.Tensor
+    pending: Relaxation | None = None
 
 
 def _amplitude(x: torch.Tensor) -> torch.Tensor:
     """Per row, the largest ``max(|re|, |im|)`` over voxels (cheaper than ``abs`` of complex)."""
     if x.shape[1] == 0:
         return x.new_zeros(x.shape[0], dtype=x.real.dtype)
-    parts = torch.view_as_real(x.detach())
-    return torch.maximum(parts.amax(dim=(1, 2)), -parts.amin(dim=(1, 2)))
-
-
-def _times_real(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Complex ``x`` times real ``r`` (broadcast) without casting ``r`` to a complex copy."""
-    return torch.view_as_complex(torch.view_as_real(x) * r[..., None])
+    parts = torch.view_as_real(x.detach()).reshape(x.shape[0], -1)
+    return torch.maximum(parts.amax(1), -parts.amin(1))  # (torch.aminmax is 20x slower on CPU)
 
 
 def _key_groups(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,25 +117,22 @@ def _key_groups(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _pulse(st: States, c: RfCoefficients, keep_floor: float, max_states: int) -> States:
     """Apply the RF rotation, merge equal keys and prune; afterwards F and Z share keys.
 
-    Rows of the three sources (``F`` at its keys, ``conj F`` at the negated keys, ``Z`` at its
-    keys) are added into their merged rows in place, without concatenating the amplitudes.
+    The three sources (``F`` at its keys, ``conj F`` at the negated keys, ``Z`` at its keys)
+    are mixed into their merged rows by ``sequences/engines/mixing.py``.
     """
-    j_f = st.key_f.shape[0]
     keys = torch.cat([st.key_f, -st.key_f, st.key_z])
     inv, is_zero = _key_groups(keys)
     n = is_zero.shape[0]
-    f_part, conj_part, z_part = slice(0, j_f), slice(j_f, 2 * j_f), slice(2 * j_f, None)
-    f_m = st.f.new_zeros(n, st.f.shape[1])
-    z_m = st.z.new_zeros(n, st.z.shape[1])
-    # products with conj(F) are written as conjugates of products with F (a lazy view), so
-    # that autograd keeps F itself rather than a materialised conjugate
-    f_m.index_add_(0, inv[f_part], c.keep * st.f)
-    f_m.index_add_(0, inv[conj_part], (c.conj.conj() * st.f).conj())
-    f_m.index_add_(0, inv[z_part], c.excite * st.z)
-    stored = c.store * st.f
-    z_m.index_add_(0, inv[f_part], stored)
-    z_m.index_add_(0, inv[conj_part], stored.conj())
-    z_m.index_add_(0, inv[z_part], c.cos * st.z)
+    relax = st.pending
+    if relax is None:
+        f_m, z_m = rf_mix(st.f, st.z, inv, n, c)
+    else:
+        folded = RfCoefficients(keep=c.keep * relax.evolve, conj=c.conj * relax.evolve.conj(),
+                                excite=c.excite * relax.e1, store=c.store * relax.evolve, cos=c.cos * relax.e1)
+        f_m, z_m = rf_mix(st.f, st.z, inv, n, folded)
+        recovered = inv[2 * st.key_f.shape[0] + st.zero].reshape(1)  # merged row of the zero Z state
+        f_m.index_add_(0, recovered, (c.excite * relax.recovery)[None])
+        z_m.index_add_(0, recovered, (c.cos * relax.recovery).to(z_m.dtype)[None])
     # merged key: amplitude-weighted mean of its members (exact value, shared derivative)
     def scale(*coefs: torch.Tensor) -> torch.Tensor:
         return sum(co.detach().abs().mean() for co in coefs).double()
@@ -145,8 +149,9 @@ def _pulse(st: States, c: RfCoefficients, keep_floor: float, max_states: int) ->
         keep = keep[torch.topk(amp[keep], max_states).indices]
     zero = int(torch.nonzero(is_zero[keep]).reshape(-1)[0])
     key = key_m[keep]
-    return States(key_f=key, f=f_m[keep], key_z=key, z=z_m[keep], zero=zero, f_amp=f_amp[keep],
-                  z_amp=z_amp[keep])
+    if keep.numel() < n:
+        f_m, z_m = f_m[keep], z_m[keep]
+    return States(key_f=key, f=f_m, key_z=key, z=z_m, zero=zero, f_amp=f_amp[keep], z_amp=z_amp[keep])
 
 
 def _samples(key_f: torch.Tensor, f_all: torch.Tensor, f_amp: torch.Tensor, rep: Repetition, vox: VoxelSet,
@@ -157,59 +162,50 @@ def _samples(key_f: torch.Tensor, f_all: torch.Tensor, f_amp: torch.Tensor, rep:
     largest intravoxel sinc over the readout) are skipped. States are split by the sign of
     their time since the T2' echo, ``tau + t``: after it the Lorentzian factor is
     ``exp(-(tau + t_first)/T2') exp(-(t - t_first)/T2')``, before it the mirror image around the
-    last sample, so each group is one matrix product; a state crossing its echo during the
-    readout belongs to both with complementary sample masks.
+    last sample, so each group is one matrix product (``sequences/engines/readout.py``); a state
+    crossing its echo during the readout belongs to both with complementary sample masks.
     """
-    real = vox.pd.dtype
     k_all, tau_all = key_f[:, :3], key_f[:, 3]  # float64
     moment, time = rep.moment, rep.time
     sinc_all = torch.sinc((k_all[:, None, :] + moment[None].double()) * vox.size.double()).prod(-1)  # [J, n]
     bound = f_amp.double() * sinc_all.detach().abs().amax(1)
     live = torch.nonzero(bound > keep_floor).reshape(-1)
-    tau, f, sinc = tau_all[live], f_all[live], sinc_all[live].to(real)
-    since_echo = tau[:, None] + time[None].double()  # [J, n]
-    # the samples' own evolution since the pulse: T2 decay, gradient and B0 phase at the voxel centre
-    sample_phase = -2 * math.pi * (moment @ vox.pos.T + time[:, None] * vox.b0)  # [n, V]
-    sample_decay = -time[:, None] / vox.t2
+    since_echo = tau_all.detach()[live, None] + time.detach()[None].double()  # [J, n]
     if bool((vox.r2dash > 0).any()):
-        groups = ((1.0, time[0], since_echo >= 0), (-1.0, time[-1], since_echo < 0))
+        sides = ((1.0, time[0], since_echo >= 0), (-1.0, time[-1], since_echo < 0))
     else:
-        groups = ((0.0, time[0], torch.ones_like(since_echo, dtype=torch.bool)),)
-    summed = 0
-    for sign, t_ref, mask in groups:
-        rows = torch.nonzero(mask.any(1)).reshape(-1)
-        if rows.numel() == 0:
+        sides = ((0.0, time[0], torch.ones_like(since_echo, dtype=torch.bool)),)
+    groups = []
+    for sign, t_ref, mask in sides:
+        chosen = torch.nonzero(mask.any(1)).reshape(-1)
+        if chosen.numel() == 0:
             continue
-        a, decay = f[rows], sample_decay
-        if sign:
-            exponent = (-sign * (tau[rows, None] + t_ref) * vox.r2dash).to(real).clamp(max=MAX_EXPONENT)
-            a = _times_real(a, torch.exp(exponent))  # [J_g, V]
-            decay = decay - sign * (time - t_ref)[:, None] * vox.r2dash
-        # magnitude times a unit phasor: torch.polar's backward is NaN for subnormal magnitudes
-        b = torch.exp(decay) * torch.polar(torch.ones_like(sample_phase), sample_phase)
-        weights = torch.where(mask[rows], sinc[rows], torch.zeros_like(sinc[rows])).T.to(f.dtype)  # [n, J_g]
-        summed = summed + b * (weights @ a)
-    demod = torch.polar(torch.ones_like(rep.adc_phase), -rep.adc_phase)
-    if isinstance(summed, int):  # nothing measurable
+        rows = live[chosen]
+        sinc = sinc_all[rows].to(vox.pd.dtype)
+        weights = torch.where(mask[chosen], sinc, torch.zeros_like(sinc)).T  # [n, J_g]
+        groups.append(Group(sign, rows, tau_all[rows], t_ref, weights))
+    if not groups:  # nothing measurable
         return torch.zeros(vox.coil.shape[0], rep.n_adc, dtype=vox.coil.dtype, device=vox.coil.device)
-    return (vox.coil @ summed.T) * demod
+    summed = readout(f_all, moment, time, groups, vox)
+    return summed * torch.polar(torch.ones_like(rep.adc_phase), -rep.adc_phase)
 
 
 def _relax(st: States, rep: Repetition, vox: VoxelSet) -> States:
     """Free evolution to the end of the repetition: move transverse keys, relax, recover.
 
     Transverse amplitudes take the voxel-centre phase of the repetition's total moment and of
-    B0, and T2 decay; the keys take the moment and time (for the intravoxel sinc and T2').
+    B0, and T2 decay; the keys take the moment and time (for the intravoxel sinc and T2'). The
+    amplitudes' part is left pending for the next pulse (:class:`Relaxation`).
     """
     shift = torch.cat([rep.end_moment, rep.end_time[None]]).double()
     phase = -2 * math.pi * (vox.pos @ rep.end_moment + rep.end_time * vox.b0)
     evolve = torch.exp(-rep.end_time / vox.t2) * torch.polar(torch.ones_like(phase), phase)  # [V]
     e1 = torch.exp(-rep.end_time / vox.t1)
-    recovery = (vox.pd * (1 - e1)).to(st.z.dtype)[None]
+    recovery = vox.pd * (1 - e1)
     zero = torch.tensor([st.zero], device=st.z.device)
-    z = _times_real(st.z, e1).index_add(0, zero, recovery)
-    return States(key_f=st.key_f + shift, f=st.f * evolve, key_z=st.key_z,
-                  z=z, zero=st.zero, f_amp=st.f_amp, z_amp=st.z_amp.index_add(0, zero, _amplitude(recovery)))
+    return States(key_f=st.key_f + shift, f=st.f, key_z=st.key_z, z=st.z, zero=st.zero, f_amp=st.f_amp,
+                  z_amp=st.z_amp.index_add(0, zero, recovery.detach().abs().amax()[None].to(st.z_amp.dtype)),
+                  pending=Relaxation(evolve, e1, recovery))
 
 
 def _repetition(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float,

@@ -1,0 +1,72 @@
+"""RF mixing of configuration states into merged rows, with a hand-written gradient.
+
+An instantaneous pulse (coefficients of ``sequences/engines/rf.py``, one per voxel) sends the
+transverse amplitude ``F`` (keys ``q``), its conjugate (keys ``-q``) and the longitudinal
+amplitude ``Z`` into merged rows (``index`` arrays from the key grouping):
+
+    F'[i_f] += keep F      F'[i_c] += conj_ conj(F)      F'[i_z] += excite Z
+    Z'[i_f] += store F     Z'[i_c] += conj(store F)      Z'[i_z] += cos Z
+
+Autograd's ``index_add`` keeps its whole source alive for the backward pass, so these six
+products (each as large as the states) would be saved per repetition. :class:`RfMix` keeps only
+``F``, ``Z`` and the coefficients; its backward gathers the merged gradients back:
+
+    dF = conj(keep) dF'[i_f] + conj_ conj(dF'[i_c]) + conj(store) (dZ'[i_f] + conj(dZ'[i_c]))
+    dZ = conj(excite) dF'[i_z] + cos dZ'[i_z]
+
+and the coefficients' gradients are the matching sums over states.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sequences.engines.rf import RfCoefficients
+
+
+class RfMix(torch.autograd.Function):
+    """``(F', Z')`` ``[rows, V]`` from ``F`` ``[J_f, V]`` and ``Z`` ``[J_z, V]`` (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor, z: torch.Tensor, i_f: torch.Tensor, i_c: torch.Tensor,
+                i_z: torch.Tensor, rows: int, keep: torch.Tensor, conj_: torch.Tensor, excite: torch.Tensor,
+                store: torch.Tensor, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f_m = f.new_zeros(rows, f.shape[1])
+        f_m.index_add_(0, i_f, keep * f).index_add_(0, i_c, conj_ * f.conj()).index_add_(0, i_z, excite * z)
+        stored = store * f
+        z_m = z.new_zeros(rows, z.shape[1])
+        z_m.index_add_(0, i_f, stored).index_add_(0, i_c, stored.conj()).index_add_(0, i_z, cos * z)
+        ctx.save_for_backward(f, z, i_f, i_c, i_z, keep, conj_, excite, store, cos)
+        return f_m, z_m
+
+    @staticmethod
+    def backward(ctx, g_fm: torch.Tensor, g_zm: torch.Tensor):
+        f, z, i_f, i_c, i_z, keep, conj_, excite, store, cos = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        g_keep_f, g_conj_f, g_exc_z = g_fm[i_f], g_fm[i_c].conj(), g_fm[i_z]
+        g_stored = g_zm[i_f] + g_zm[i_c].conj()
+        g_cos_z = g_zm[i_z]
+        g_f = g_z = None
+        if need[0]:
+            g_f = keep.conj() * g_keep_f + conj_ * g_conj_f + store.conj() * g_stored
+        if need[1]:
+            g_z = excite.conj() * g_exc_z + cos * g_cos_z
+        f_c, z_c = f.conj(), z.conj()
+        g_keep = (f_c * g_keep_f).sum(0) if need[6] else None
+        g_conj = (f * g_conj_f.conj()).sum(0) if need[7] else None
+        g_excite = (z_c * g_exc_z).sum(0) if need[8] else None
+        g_store = (f_c * g_stored).sum(0) if need[9] else None
+        g_cos = (z_c * g_cos_z).real.sum(0) if need[10] else None
+        return g_f, g_z, None, None, None, None, g_keep, g_conj, g_excite, g_store, g_cos
+
+
+def rf_mix(f: torch.Tensor, z: torch.Tensor, index: torch.Tensor, rows: int,
+           c: RfCoefficients) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix ``F`` and ``Z`` by the pulse ``c`` into ``rows`` merged rows.
+
+    ``index`` holds the merged row of every source row in the order ``F``, ``conj F``, ``Z``.
+    """
+    j_f = f.shape[0]
+    i_f, i_c, i_z = index[:j_f], index[j_f:2 * j_f], index[2 * j_f:]
+    coefs = [torch.broadcast_to(co, f.shape[1:]) for co in (c.keep, c.conj, c.excite, c.store, c.cos)]
+    return RfMix.apply(f, z, i_f, i_c, i_z, rows, *coefs)

@@ -1,0 +1,160 @@
+"""The ADC samples of one repetition from its configuration states, with a hand-written gradient.
+
+States are split into groups by the side of their T2' echo (``sign`` +1 after, -1 before; a
+single group with ``sign`` 0 without T2'). With the state amplitudes ``F`` (complex ``[J, V]``),
+a group's intravoxel weights ``W_g`` (real ``[n, J_g]``: the box sinc of the state's moment at
+the sample, zero where the sample belongs to the other group) and its rows ``F_g`` of ``F``,
+the coil signal of the repetition's ``n`` samples is
+
+    out[c, n] = sum_v coil[c, v] P[n, v] U[n, v],     U = sum_g M_g * (W_g (F_g E_g))
+
+with the voxel-centre phase ``P = exp(-i 2 pi (m . x + t B0))``, the state part of the
+Lorentzian T2' decay ``E_g = exp(-sign (tau + t_ref) / T2')`` and the sample part of the decays
+``M_g = exp(-t / T2 - sign (t - t_ref) / T2')`` (``t``, ``m``: the samples' time and moment since
+the pulse, ``x``: voxel centres, ``tau``: a state's time since its last refocusing).
+
+Autograd through these lines would keep about ten ``[n, V]`` and ``[J, V]`` intermediates per
+repetition, most of the engine's memory. :class:`Readout` keeps only its inputs (``F`` is kept
+by the next step anyway) and recomputes ``P``, ``M_g``, ``E_g`` and ``W_g F_g E_g`` in the
+backward pass, written out below; ``tests/sequences/test_gradients.py`` checks it with
+``gradcheck``. Real-by-complex products run as real matrix products (half the work of a
+complex one) and ``P`` is computed once for all groups.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from sequences.engines.voxels import VoxelSet
+
+#: Exponents of the T2' factors are clamped here to stay finite (only reached when a readout
+#: spans more than 60 T2').
+MAX_EXPONENT = 60.0
+
+
+@dataclass
+class Group:
+    """States on one side of their T2' echo: rows of ``F``, their ``tau``, ``t_ref`` and weights."""
+
+    sign: float
+    rows: torch.Tensor  # [J_g] rows of F
+    tau: torch.Tensor  # [J_g] float64
+    t_ref: torch.Tensor  # scalar: the first (sign +1) or last (sign -1) sample time
+    weights: torch.Tensor  # real [n, J_g]
+
+
+def _real_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Real ``a`` ``[p, q]`` times complex ``b`` ``[q, r]`` as one real product."""
+    q, r = b.shape
+    return torch.view_as_complex((a @ torch.view_as_real(b).reshape(q, 2 * r)).reshape(-1, r, 2))
+
+
+def _phase(moment: torch.Tensor, time: torch.Tensor, vox: VoxelSet) -> torch.Tensor:
+    """``P``, complex ``[n, V]`` (cos and sin: torch.polar's CPU kernel is 2.5x slower)."""
+    phase = (-2 * math.pi) * (moment @ vox.pos.T + time[:, None] * vox.b0[None])
+    return torch.complex(torch.cos(phase), torch.sin(phase))
+
+
+@dataclass
+class _Terms:
+    """A group's recomputable factors: ``E_g``, ``F_g E_g``, ``M_g`` and ``M_g W_g F_g E_g``."""
+
+    decay: torch.Tensor  # E_g, real [J_g, V]
+    states: torch.Tensor  # F_g E_g, complex [J_g, V]
+    magnitude: torch.Tensor  # M_g, real [n, V]
+    part: torch.Tensor  # M_g W_g F_g E_g, complex [n, V]
+    unclamped: torch.Tensor | None  # where the exponent of E_g stayed below MAX_EXPONENT (None: everywhere)
+
+
+def _group_terms(f: torch.Tensor, time: torch.Tensor, group: Group, t2_decay: torch.Tensor,
+                 vox: VoxelSet) -> _Terms:
+    """The factors of one group (computed in the forward pass and again in the backward)."""
+    s = group.sign
+    rate = (-s * (group.tau + group.t_ref.double())).to(vox.r2dash.dtype)  # [J_g]
+    exponent = rate[:, None] * vox.r2dash[None]
+    # the largest exponent is a product of extremes of the two factors (T2' rates are >= 0)
+    unclamped = None
+    if rate.numel() and float(rate.max()) * float(vox.r2dash.max()) >= MAX_EXPONENT:
+        unclamped = exponent < MAX_EXPONENT
+        exponent = exponent.clamp(max=MAX_EXPONENT)
+    decay = torch.exp(exponent)
+    states = f[group.rows] * decay
+    if s:
+        t2_decay = t2_decay - s * (time - group.t_ref)[:, None] * vox.r2dash[None]
+    magnitude = torch.exp(t2_decay)
+    return _Terms(decay, states, magnitude, _real_mm(group.weights, states) * magnitude, unclamped)
+
+
+class Readout(torch.autograd.Function):
+    """``out [C, n]`` of one repetition; differentiable in ``f``, ``moment``, ``time`` and every
+    group's ``tau``, ``t_ref`` and ``weights`` (the tissue in ``vox`` is a constant)."""
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor, moment: torch.Tensor, time: torch.Tensor, vox: VoxelSet,
+                signs: tuple[float, ...], *flat: torch.Tensor) -> torch.Tensor:
+        groups = [Group(s, *flat[4 * i:4 * i + 4]) for i, s in enumerate(signs)]
+        t2_decay = -time[:, None] / vox.t2[None]
+        combined = 0
+        for group in groups:
+            combined = combined + _group_terms(f, time, group, t2_decay, vox).part
+        ctx.save_for_backward(f, moment, time, *flat)
+        ctx.signs, ctx.vox = signs, vox
+        return vox.coil @ (_phase(moment, time, vox) * combined).T
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        f, moment, time, *flat = ctx.saved_tensors
+        vox, n, v = ctx.vox, moment.shape[0], ctx.vox.n_voxels
+        groups = [Group(s, *flat[4 * i:4 * i + 4]) for i, s in enumerate(ctx.signs)]
+        t2_decay = -time[:, None] / vox.t2[None]
+        terms = [_group_terms(f, time, g, t2_decay, vox) for g in groups]
+        # dU = conj(P) dS, with dS = d/dS of sum_v coil S the same for every sample's voxels
+        grad_u = (grad_out.T @ vox.coil.conj()) * _phase(moment, time, vox).conj()
+        # q_g = conj(dU) M_g Y_g: Re(q_g) is the gradient of log M_g, -Im(sum q_g) that of arg P
+        q = [grad_u.conj() * t.part for t in terms]
+        q_sum = q[0] if len(q) == 1 else q[0] + q[1]
+        zero = torch.zeros_like(vox.b0)
+        # one product for all sample gradients: rows (re, im) of every voxel
+        columns = torch.stack([torch.stack([zero, vox.pos[:, 0]], 1), torch.stack([zero, vox.pos[:, 1]], 1),
+                               torch.stack([zero, vox.pos[:, 2]], 1), torch.stack([zero, vox.b0], 1),
+                               torch.stack([1.0 / vox.t2, zero], 1)], -1).reshape(2 * v, 5)
+        sums = torch.view_as_real(q_sum).reshape(n, 2 * v) @ columns  # [n, 5]
+        g_moment = (2 * math.pi) * sums[:, :3]
+        g_time = (2 * math.pi) * sums[:, 3] - sums[:, 4]
+        r2_columns = torch.stack([vox.r2dash, zero], 1).reshape(2 * v)
+        g_f = torch.zeros_like(f) if ctx.needs_input_grad[0] else None
+        g_flat: list[torch.Tensor | None] = []
+        for group, q_g, t in zip(groups, q, terms, strict=True):
+            s = group.sign
+            r2_sums = torch.view_as_real(q_g).reshape(n, 2 * v) @ r2_columns  # Re(q_g) @ r2'
+            g_time = g_time - s * r2_sums
+            g_ref = s * r2_sums.sum()
+            gy = torch.view_as_real(grad_u * t.magnitude).reshape(n, 2 * v)  # dY
+            g_weights = gy @ torch.view_as_real(t.states).reshape(-1, 2 * v).T  # Re(dY A^H)
+            g_states = torch.view_as_complex((group.weights.T @ gy).reshape(-1, v, 2))  # dA = W^T dY
+            if g_f is not None:
+                g_f.index_add_(0, group.rows, g_states * t.decay)
+            if s:  # d/d exponent of E: Re(conj(dA) A), zero where the exponent was clamped
+                g_exp = (g_states.conj() * t.states).real
+                if t.unclamped is not None:
+                    g_exp = torch.where(t.unclamped, g_exp, torch.zeros_like(g_exp))
+                g_tau = (-s) * (g_exp @ vox.r2dash).double()
+                g_ref = g_ref + g_tau.sum().to(g_ref.dtype)
+            else:
+                g_tau = torch.zeros_like(group.tau)
+            g_flat += [None, g_tau, g_ref.reshape(group.t_ref.shape), g_weights]
+        return (g_f, g_moment, g_time, None, None, *g_flat)
+
+
+def readout(f: torch.Tensor, moment: torch.Tensor, time: torch.Tensor, groups: list[Group],
+            vox: VoxelSet) -> torch.Tensor:
+    """The repetition's signal ``[C, n]`` from the states ``f`` (see the module docstring)."""
+    tissue = (vox.t2, vox.r2dash, vox.b0, vox.pos, vox.coil)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tissue):
+        raise ValueError("the fast engine's readout is differentiable in the sequence only; "
+                         "T2, T2', B0, positions and coil maps must not require grad")
+    flat = [x for g in groups for x in (g.rows, g.tau, g.t_ref, g.weights)]
+    return Readout.apply(f, moment, time, vox, tuple(g.sign for g in groups), *flat)
