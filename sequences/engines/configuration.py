@@ -131,8 +131,8 @@ def _pulse(st: States, c: RfCoefficients, keep_floor: float, max_states: int) ->
                                 excite=c.excite * relax.e1, store=c.store * relax.evolve, cos=c.cos * relax.e1)
         f_m, z_m = rf_mix(st.f, st.z, inv, n, folded)
         recovered = inv[2 * st.key_f.shape[0] + st.zero].reshape(1)  # merged row of the zero Z state
-        f_m.index_add_(0, recovered, (c.excite * relax.recovery)[None])
-        z_m.index_add_(0, recovered, (c.cos * relax.recovery).to(z_m.dtype)[None])
+        f_m[recovered] += (c.excite * relax.recovery)[None]
+        z_m[recovered] += (c.cos * relax.recovery)[None]
     # merged key: amplitude-weighted mean of its members (exact value, shared derivative)
     def scale(*coefs: torch.Tensor) -> torch.Tensor:
         return sum(co.detach().abs().mean() for co in coefs).double()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from sequences.engines.rf import RfCoefficients
+from sequences.engines.rows import add_rows
 
 
 class RfMix(torch.autograd.Function):
@@ -32,10 +33,10 @@ class RfMix(torch.autograd.Function):
                 i_z: torch.Tensor, rows: int, keep: torch.Tensor, conj_: torch.Tensor, excite: torch.Tensor,
                 store: torch.Tensor, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f_m = f.new_zeros(rows, f.shape[1])
-        f_m.index_add_(0, i_f, keep * f).index_add_(0, i_c, conj_ * f.conj()).index_add_(0, i_z, excite * z)
+        add_rows(add_rows(add_rows(f_m, i_f, keep * f), i_c, conj_ * f.conj()), i_z, excite * z)
         stored = store * f
         z_m = z.new_zeros(rows, z.shape[1])
-        z_m.index_add_(0, i_f, stored).index_add_(0, i_c, stored.conj()).index_add_(0, i_z, cos * z)
+        add_rows(add_rows(add_rows(z_m, i_f, stored), i_c, stored.conj()), i_z, cos * z)
         ctx.save_for_backward(f, z, i_f, i_c, i_z, keep, conj_, excite, store, cos)
         return f_m, z_m
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sequences.engines.rows import add_rows
 from sequences.engines.voxels import VoxelSet
 
 #: Exponents of the T2' factors are clamped here to stay finite (only reached when a readout
@@ -88,6 +89,19 @@ def _group_terms(f: torch.Tensor, time: torch.Tensor, group: Group, t2_decay: to
     return _Terms(decay, states, magnitude, _real_mm(group.weights, states) * magnitude, unclamped)
 
 
+def _gradient_columns(vox: VoxelSet) -> torch.Tensor:
+    """``[2V, 6]``: what the backward pass contracts ``view_as_real(q)`` with, rows (re, im) of
+    every voxel: ``Im`` against x, y, z and B0, ``Re`` against 1/T2 and 1/T2'. Cached per voxel set."""
+    cached = vox.derived.get("readout_columns")
+    if cached is None:
+        zero = torch.zeros_like(vox.b0)
+        re = torch.stack([zero, zero, zero, zero, 1.0 / vox.t2, vox.r2dash], 1)
+        im = torch.stack([vox.pos[:, 0], vox.pos[:, 1], vox.pos[:, 2], vox.b0, zero, zero], 1)
+        cached = torch.stack([re, im], 1).reshape(2 * vox.n_voxels, 6)
+        vox.derived["readout_columns"] = cached
+    return cached
+
+
 class Readout(torch.autograd.Function):
     """``out [C, n]`` of one repetition; differentiable in ``f``, ``moment``, ``time`` and every
     group's ``tau``, ``t_ref`` and ``weights`` (the tissue in ``vox`` is a constant)."""
@@ -100,31 +114,28 @@ class Readout(torch.autograd.Function):
         combined = 0
         for group in groups:
             combined = combined + _group_terms(f, time, group, t2_decay, vox).part
-        ctx.save_for_backward(f, moment, time, *flat)
+        phase = _phase(moment, time, vox)
+        ctx.save_for_backward(f, moment, time, phase, *flat)
         ctx.signs, ctx.vox = signs, vox
-        return vox.coil @ (_phase(moment, time, vox) * combined).T
+        return vox.coil @ (phase * combined).T
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        f, moment, time, *flat = ctx.saved_tensors
+        f, moment, time, phase, *flat = ctx.saved_tensors
         vox, n, v = ctx.vox, moment.shape[0], ctx.vox.n_voxels
         groups = [Group(s, *flat[4 * i:4 * i + 4]) for i, s in enumerate(ctx.signs)]
         t2_decay = -time[:, None] / vox.t2[None]
         terms = [_group_terms(f, time, g, t2_decay, vox) for g in groups]
         # dU = conj(P) dS, with dS = d/dS of sum_v coil S the same for every sample's voxels
-        grad_u = (grad_out.T @ vox.coil.conj()) * _phase(moment, time, vox).conj()
+        grad_u = (grad_out.T @ vox.coil.conj()) * phase.conj()
         # q_g = conj(dU) M_g Y_g: Re(q_g) is the gradient of log M_g, -Im(sum q_g) that of arg P
         q = [grad_u.conj() * t.part for t in terms]
         q_sum = q[0] if len(q) == 1 else q[0] + q[1]
-        zero = torch.zeros_like(vox.b0)
-        # one product for all sample gradients: rows (re, im) of every voxel
-        columns = torch.stack([torch.stack([zero, vox.pos[:, 0]], 1), torch.stack([zero, vox.pos[:, 1]], 1),
-                               torch.stack([zero, vox.pos[:, 2]], 1), torch.stack([zero, vox.b0], 1),
-                               torch.stack([1.0 / vox.t2, zero], 1)], -1).reshape(2 * v, 5)
-        sums = torch.view_as_real(q_sum).reshape(n, 2 * v) @ columns  # [n, 5]
+        columns = _gradient_columns(vox)
+        sums = torch.view_as_real(q_sum).reshape(n, 2 * v) @ columns[:, :5]  # [n, 5]
         g_moment = (2 * math.pi) * sums[:, :3]
         g_time = (2 * math.pi) * sums[:, 3] - sums[:, 4]
-        r2_columns = torch.stack([vox.r2dash, zero], 1).reshape(2 * v)
+        r2_columns = columns[:, 5]
         g_f = torch.zeros_like(f) if ctx.needs_input_grad[0] else None
         g_flat: list[torch.Tensor | None] = []
         for group, q_g, t in zip(groups, q, terms, strict=True):
@@ -136,7 +147,7 @@ class Readout(torch.autograd.Function):
             g_weights = gy @ torch.view_as_real(t.states).reshape(-1, 2 * v).T  # Re(dY A^H)
             g_states = torch.view_as_complex((group.weights.T @ gy).reshape(-1, v, 2))  # dA = W^T dY
             if g_f is not None:
-                g_f.index_add_(0, group.rows, g_states * t.decay)
+                add_rows(g_f, group.rows, g_states * t.decay)
             if s:  # d/d exponent of E: Re(conj(dA) A), zero where the exponent was clamped
                 g_exp = (g_states.conj() * t.states).real
                 if t.unclamped is not None:

@@ -7,7 +7,7 @@ per *sequence* FOV), and T2' is held as the rate ``1/T2'`` with 0 meaning no T2'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -28,6 +28,8 @@ class VoxelSet:
     pos: torch.Tensor  # sequence FOV units
     size: torch.Tensor  # voxel extent (x, y, z) in sequence FOV units
     coil: torch.Tensor  # complex [C, V]
+    #: tensors the engines derive from these once per simulation (not part of the tissue)
+    derived: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_voxels(self) -> int:
