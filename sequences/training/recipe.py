@@ -18,6 +18,8 @@ from typing import Any
 import tomllib
 import yaml
 
+from pipelines.heads.mlp import FEATURES
+
 #: Where the shipped recipes live; ``recipe_path("gre_from_zero")`` finds them by name.
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -62,7 +64,8 @@ class TargetSpec:
     options: dict[str, Any] = field(default_factory=dict)
     path: str | None = None  # image: a .npy file of shape [ny, nx]
     dummies: int = 0  # steady_state: repetitions played (ADC off) before the scan
-    threshold: float = 0.0  # mask: pd above this is 1
+    threshold: float = 0.0  # mask: pd above this is 1; t1: pd above this is the tissue compared
+    relative: bool = False  # t1: weight each pixel by 1/T1 (error = RMS of per-pixel relative errors)
 
 
 @dataclass
@@ -75,6 +78,7 @@ class PhantomSpec:
     block: list[int] = field(default_factory=lambda: [12, 12])
     n_blocks: int = 1
     seed: int = 0
+    spread: float | None = None  # sparse: None = independent voxels; a number = one tissue per block
 
 
 @dataclass
@@ -102,6 +106,7 @@ class HeadSpec:
     channels: int = 16
     layers: int = 3
     scale: float = 1.0  # mlp output scale (e.g. seconds of T1)
+    features: str = "magnitude"  # mlp input per pixel: magnitude | complex (see pipelines/heads/mlp.py)
     lr: float = 1e-3
 
 
@@ -292,12 +297,15 @@ def validate(recipe: Recipe) -> Recipe:
         _positive(f"{key}.samples", ph.samples)
         if ph.kind == "sparse" and (len(ph.block) != 2 or not all(0 < b <= r.matrix for b in ph.block)):
             raise RecipeError(f"{key}.block: must be [by, bx] within the matrix {r.matrix}, got {ph.block}")
+        if ph.spread is not None:
+            _positive(f"{key}.spread", ph.spread, allow_zero=True)
     _choice("engine.name", r.engine.name, tuple(ENGINES))
     _choice("recon.method", r.recon.method, ("adjoint", "iterative", "cg"))
     _choice("recon.split", r.recon.split, ("none", "repetition"))
     _positive("recon.iterations", r.recon.iterations)
     if r.head is not None:
         _choice("head.kind", r.head.kind, ("mlp", "cnn"))
+        _choice("head.features", r.head.features, FEATURES)
         _positive("head.lr", r.head.lr)
     if r.target.kind == "t1" and (r.head is None or r.head.kind != "mlp"):
         raise RecipeError("head: a t1 target needs an mlp head that turns signal evolutions into T1")

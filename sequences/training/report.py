@@ -4,7 +4,9 @@ Every snapshot is one row: k-space sampling (ADC positions, coloured by repetiti
 flip-angle train (degrees), the reconstructed image, the target, the loss curve (log scale, with
 the relative image error) and the relative SAR curve (percent of the reference sequence's).
 Rows are written as ``report/iter_NNNNN.png``; the summary stacks up to five snapshots as
-the seed's columns and adds the curves (``summary.png``, ``summary.html``).
+the seed's columns and adds the curves (``summary.png``, ``summary.html``). A quantitative-map
+run (T1 target) also gets ``t1_map.png`` (``t1_map_figure``): the learned TI/Trec per block,
+true and predicted maps of the held-out phantom, the relative error map and predicted vs true.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sequences.sequence import Sequence  # noqa: E402
+from sequences.sequence import INVERSION, Sequence  # noqa: E402
 
 MAX_SUMMARY_COLUMNS = 5
 
@@ -142,3 +144,50 @@ class Report:
             f"<img alt='training summary' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
             f"</body></html>")
         return png
+
+
+def _block_timings(seq: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """TI and Trec (ms) of each inversion block: the inversion repetition's first event and the
+    first event of the last repetition before the next inversion (or the end)."""
+    starts = (seq.rf_kind == INVERSION).nonzero().flatten().tolist()
+    ends = [*(r - 1 for r in starts[1:]), seq.n_rep - 1]
+    duration = seq.duration.detach().cpu().numpy() * 1e3
+    return duration[starts, 0], duration[ends, 0]
+
+
+def t1_map_figure(path: Path, seq: Sequence, pred: torch.Tensor, target: torch.Tensor,
+                  tissue: torch.Tensor, title: str) -> Path:
+    """``path`` (PNG): learned TI/Trec, true and predicted T1 maps inside ``tissue``, the relative
+    error map (percent) and predicted vs true T1 per tissue pixel."""
+    m = tissue.detach().cpu().numpy() > 0
+    true = target.detach().cpu().numpy()
+    est = pred.detach().cpu().numpy()
+    rel = np.where(m, 100 * (est - true) / np.where(m, true, 1), np.nan)
+    ti, trec = _block_timings(seq)
+    fig, axes = plt.subplots(1, 5, figsize=(16, 3.3))
+    blocks = np.arange(1, len(ti) + 1)
+    axes[0].plot(blocks, ti, "o-", label="TI")
+    axes[0].plot(blocks, trec, "s--", label="Trec")
+    axes[0].set_xlabel("inversion block", fontsize=8)
+    axes[0].set_title("learned timings (ms)", fontsize=9)
+    axes[0].legend(fontsize=7)
+    top = float(np.nanmax(np.where(m, true, np.nan))) if m.any() else 1.0
+    for ax, img, name in ((axes[1], true, "true T1 (s)"), (axes[2], est, "predicted T1 (s)")):
+        shown = ax.imshow(np.where(m, img, np.nan), cmap="magma", vmin=0, vmax=top)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+    shown = axes[3].imshow(rel, cmap="coolwarm", vmin=-30, vmax=30)
+    axes[3].set_title("relative error (%)", fontsize=9)
+    axes[3].axis("off")
+    fig.colorbar(shown, ax=axes[3], fraction=0.046)
+    axes[4].plot(true[m], est[m], ".", ms=3)
+    axes[4].plot([0, top], [0, top], "k-", lw=0.6)
+    axes[4].set_xlabel("true T1 (s)", fontsize=8)
+    axes[4].set_ylabel("predicted T1 (s)", fontsize=8)
+    axes[4].set_title("per tissue pixel", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.04, right=0.98, bottom=0.16, top=0.84, wspace=0.4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_png(fig))
+    return path

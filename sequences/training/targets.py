@@ -6,7 +6,9 @@
   same forward model), ``steady_state`` (the same, after ``dummies`` repetitions with the ADC off,
   so no transient is left), ``image`` (a user ``.npy`` image, the same for every phantom),
   ``mask`` (1 where ``pd > threshold``) and ``t1`` (the phantom's T1 map in seconds, weighted to
-  its tissue). Each target comes with a ``weight`` map saying where the loss looks.
+  its tissue, ``pd > threshold``, and with ``relative`` by ``1 / T1`` so that every pixel counts
+  by its relative error, not a long-T1 pixel more than a short one). Each target comes with a
+  ``weight`` map saying where the loss looks.
 
 Builder options in a recipe use the user's units: a key ending in ``_deg`` is degrees, ``_ms``
 milliseconds (lists too), e.g. ``{flip_deg: 5, te_ms: 3, ti_ms: [0, 0]}``; they are converted
@@ -62,7 +64,8 @@ def make_phantoms(spec: PhantomSpec, matrix: int, device: torch.device | str) ->
     if spec.kind == "brain":
         return [brain_phantom(size, slice=spec.slice, device=device)]
     return [sparse_synthetic(size, block=(spec.block[0], spec.block[1]), n_blocks=spec.n_blocks,
-                             seed=spec.seed + i, device=device) for i in range(spec.samples)]
+                             seed=spec.seed + i, spread=spec.spread, device=device)
+            for i in range(spec.samples)]
 
 
 def with_dummies(seq: Sequence, dummies: int) -> Sequence:
@@ -142,5 +145,6 @@ class Targets:
             return Target(self._image, ones)
         if kind == "mask":
             return Target((phantom.pd > self.spec.threshold).to(ones.dtype)[None], ones)
-        tissue = (phantom.pd > 0).to(ones.dtype)
-        return Target((phantom.t1 * tissue)[None], tissue)
+        tissue = (phantom.pd > self.spec.threshold).to(ones.dtype)
+        weight = tissue / phantom.t1 if self.spec.relative else tissue
+        return Target((phantom.t1 * tissue)[None], weight)

@@ -40,7 +40,7 @@ from sequences.training.forward import ForwardModel, repetition_groups
 from sequences.training.learnables import Bounds, Learnables, free_mask
 from sequences.training.losses import Loss, LossParts, relative_error
 from sequences.training.recipe import Recipe, RecipeError
-from sequences.training.report import Report
+from sequences.training.report import Report, t1_map_figure
 from sequences.training.schedule import Schedule
 from sequences.training.targets import Targets, build_sequence, make_phantoms
 
@@ -149,7 +149,8 @@ class Trainer:
     def _head_config(self, r: Recipe) -> dict[str, Any]:
         h = r.head
         if h.kind == "mlp":
-            return {"kind": "mlp", "n_in": self.n_images, "hidden": list(h.hidden), "scale": h.scale}
+            return {"kind": "mlp", "n_in": self.n_images, "hidden": list(h.hidden), "scale": h.scale,
+                    "features": h.features}
         return {"kind": "cnn", "n_in": self.n_images, "channels": h.channels, "layers": h.layers}
 
     def _sequence_optimizer(self) -> torch.optim.Adam | None:
@@ -393,6 +394,8 @@ class Trainer:
                 self.save()
         self.save()
         held = self.evaluate() if self.held_out else None
+        if held is not None and self.recipe.target.kind == "t1":
+            self._t1_map()
         figure = self.report.summary(self.history, held, self.recipe.name)
         final = self._save_checkpoint(self.out / "final.pt", "final", figure)
         (self.out / "history.json").write_text(json.dumps(self.history))
@@ -402,6 +405,17 @@ class Trainer:
                  self.best["iteration"], 100 * self.history[-1]["sar_rel"],
                  "" if held is None else f", held-out error {100 * held:.2f} %", final)
         return TrainingResult(self.final_sequence(), self.head, self.history, self.out, final, held)
+
+    @torch.no_grad()
+    def _t1_map(self) -> Path:
+        """``report/t1_map.png``: the learned timings and the T1 map of the first held-out phantom."""
+        ph = self.held_out[0]
+        target = self.held_targets.get(0, ph)
+        pred = self.predict(self.forward(self.sequence(), ph))
+        title = (f"{self.recipe.name}: {ph.name}, relative T1 error "
+                 f"{100 * float(relative_error(pred, target.image, target.weight, self.loss.compare)):.1f} %")
+        return t1_map_figure(self.report.folder / "t1_map.png", self.sequence(), pred[0], target.image[0],
+                             target.weight > 0, title)
 
     def _report(self, i: int) -> None:
         idx = int(self.history[-1]["phantom"])

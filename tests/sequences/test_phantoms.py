@@ -239,6 +239,21 @@ def test_sparse_synthetic_block_ranges_and_reproducibility():
         sparse_synthetic(size=(8, 8), block=(12, 12))
 
 
+def test_sparse_synthetic_blocks_of_one_tissue_with_spread():
+    from sequences.phantoms.sparse import sparse_synthetic
+
+    iid = sparse_synthetic(size=(16, 16), block=(6, 6), seed=2)
+    tissue = sparse_synthetic(size=(16, 16), block=(6, 6), seed=2, spread=0.1)
+    for ph in (iid, tissue):
+        on = ph.pd > 0
+        assert int(on.sum()) == 36 and 0.3 <= float(ph.t1[on].min()) and float(ph.t1[on].max()) <= 6.1
+    log_t1_std = [float(ph.t1[ph.pd > 0].log().std()) for ph in (iid, tissue)]
+    assert log_t1_std[1] < 0.2 < log_t1_std[0]  # one tissue with 10 % spread vs independent voxels
+    assert torch.equal(sparse_synthetic(size=(16, 16), block=(6, 6), seed=2).t1, iid.t1)  # default unchanged
+    with pytest.raises(ValueError, match="spread"):
+        sparse_synthetic(size=(8, 8), block=(2, 2), spread=-1.0)
+
+
 @pytest.mark.parametrize("kind", ["loops", "gaussian"])
 def test_coil_sensitivities_are_normalised_smooth_and_distinct(kind):
     from sequences.phantoms.coils import coil_sensitivities

@@ -65,3 +65,19 @@ def test_unsafe_or_mismatched_weights_are_refused(tmp_path):
         load_head(config, build_head({"kind": "cnn", "n_in": 1, "channels": 8, "layers": 2}).state_dict())
     with pytest.raises(HeadError, match="no such"):
         load_head(config, tmp_path / "missing.safetensors")
+
+
+def test_complex_features_keep_the_sign_of_the_recovery_and_drop_pd_and_phase():
+    torch.manual_seed(0)
+    head = PixelMLP(n_in=4, hidden=(8, 8, 8), features="complex")
+    signal = torch.tensor([-0.8, -0.3, 0.2, 0.6], dtype=torch.complex64)[:, None, None]  # inversion recovery
+    out = head(signal)
+    rotated = signal * 3.0 * torch.exp(torch.tensor(0.7j))  # more PD, another receiver/B0 phase
+    assert torch.allclose(head(rotated), out, atol=1e-5)
+    features = head.pixel_features(signal)
+    assert features.shape == (1, 8)
+    assert torch.allclose(features[0, :4], torch.tensor([1.0, 0.375, -0.25, -0.75]))  # relative to the strongest
+    folded = head.pixel_features(signal.abs().to(torch.complex64))  # what a magnitude head would see
+    assert not torch.allclose(folded, features)
+    with pytest.raises(ValueError, match="features"):
+        PixelMLP(n_in=4, features="phase")

@@ -53,6 +53,8 @@ def test_unknown_keys_fail_naming_the_key(data, named):
     ({"matrix": "32"}, "matrix"),
     ({"engine": {"name": "warp"}}, "engine.name"),
     ({"target": {"kind": "t1"}}, "head"),
+    ({"head": {"kind": "mlp", "features": "phase"}}, "head.features"),
+    ({"phantom": {"kind": "sparse", "block": [2, 2], "spread": -0.1}}, "phantom.spread"),
     ({"target": {"kind": "image"}}, "target.path"),
     ({"sequence": {"builder": "gre", "learn": {"flip": {"reps": "sometimes"}}}}, "sequence.learn.flip.reps"),
     ({"sequence": {"builder": "gre", "learn": {}}}, "sequence.learn"),

@@ -37,6 +37,24 @@ T1: dict[str, Any] = {
 }
 
 
+#: The T1 head alone on a fixed IR sequence (8x8): tissue-block samples, a held-out sample set.
+T1_HEAD: dict[str, Any] = {
+    "name": "tiny_t1_head",
+    "seed": 0,
+    "matrix": 8,
+    "sequence": {"builder": "t1", "options": {"ti_ms": [50, 250, 700, 1600], "trec_ms": 500, "te_ms": 8,
+                                              "tr_ms": 15, "flip_deg": 5}},
+    "target": {"kind": "t1", "threshold": 0.1, "relative": True},
+    "phantom": {"kind": "sparse", "samples": 8, "block": [2, 2], "n_blocks": 6, "spread": 0.2},
+    "held_out": {"kind": "sparse", "samples": 2, "block": [2, 2], "n_blocks": 6, "spread": 0.2, "seed": 100},
+    "recon": {"split": "repetition"},
+    "head": {"kind": "mlp", "hidden": [32, 32, 32], "lr": 0.01, "features": "complex"},
+    "loss": {"compare": "complex"},
+    "optimizer": {"iterations": 300, "final_factor": 0.1, "alternate": {"head_first": 300, "batch": 8}},
+    "output": {"checkpoint_every": 300, "report_every": 300},
+}
+
+
 def recipe(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """A deep copy of ``base`` with top-level keys replaced."""
     out = copy.deepcopy(base)
