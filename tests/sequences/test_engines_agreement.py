@@ -1,16 +1,14 @@
 """The fast engine against converged isochromats on the brain phantom's spoiled GRE.
 
-The isochromat engine is the accuracy reference, but its Lorentzian T2' quantiles converge
-slowly (about 1/spins, see docs/simulation.md): the 32x32 comparison therefore runs without
-T2' (whose analytic handling both engines share with the closed-form tests), and the
-convergence with spin count is shown with T2' on 16x16.
+The isochromat engine is the accuracy reference; its Lorentzian T2' quantiles converge slowly
+(about 1/spins, see docs/simulation.md), so the 32x32 comparison, with the phantom's T2', B0
+and B1, uses 4096 spins per voxel (normalised RMSE 0.74 %; 1.86 % at 1024 and 0.95 % at 2048
+spins). The convergence with spin count is shown on 16x16.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-
 import torch
 
 from sequences.builders.gre import flash
@@ -26,12 +24,12 @@ def gre_case(n: int):
     return flash(n, te=5e-3, tr=12e-3, flip=math.radians(10)), brain_phantom((n, n))
 
 
-def test_fast_engine_matches_converged_isochromats_on_32x32_brain_gre():
+def test_fast_engine_matches_converged_isochromats_on_32x32_brain_gre(single_torch_thread):
     seq, phantom = gre_case(32)
-    phantom = replace(phantom, t2dash=torch.zeros_like(phantom.pd))
+    assert bool((phantom.t2dash > 0).any()) and bool((phantom.b0 != 0).any())
     with torch.no_grad():
         fast = simulate(seq, phantom, "fast")
-        iso = simulate(seq, phantom, "isochromat", spins=1024)
+        iso = simulate(seq, phantom, "isochromat", spins=4096)
     assert fast.shape == iso.shape == (1, 32 * 32)
     assert nrmse(fast, iso) < 0.01
 
