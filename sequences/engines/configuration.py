@@ -51,15 +51,47 @@ AUTO_CHECKPOINT = 300_000
 
 
 @dataclass
-class Relaxation:
-    """Free evolution not yet applied to the amplitudes, per voxel ``[V]``: ``F`` is multiplied
-    by ``evolve`` (T2 decay and voxel-centre phase), ``Z`` by ``e1`` and the zero state gains
-    ``recovery``. The next pulse folds these into its coefficients, so the state arrays are
-    not touched (nor kept for the backward pass) once more per repetition."""
+class PulseFactors:
+    """One pulse's per-voxel factors (``[V]``), computed for all repetitions at once.
 
-    evolve: torch.Tensor
-    e1: torch.Tensor
-    recovery: torch.Tensor
+    ``mix`` holds the RF coefficients already multiplied by the free evolution since the
+    previous pulse (T2 decay and voxel-centre phase on ``F``, T1 decay on ``Z``), so that the
+    state arrays are rewritten once per repetition, by the mixing; ``recovered_f``/``recovered_z``
+    are the zero state's T1 recovery sent through the pulse (None before the first pulse);
+    ``scales`` (detached, float64) weigh the three sources when merged keys are averaged.
+    """
+
+    mix: RfCoefficients
+    recovered_f: torch.Tensor | None
+    recovered_z: torch.Tensor | None
+    scales: torch.Tensor
+    recovery_amp: torch.Tensor  # detached bound of the recovery after this repetition (scalar)
+
+
+def _pulse_factors(seq: Sequence, vox: VoxelSet) -> list[PulseFactors]:
+    """:class:`PulseFactors` of every repetition, from ``[R, V]`` tensor expressions."""
+    c = rf_coefficients(seq.flip[:, None] * vox.b1[None], seq.rf_phase[:, None])  # [R, V]
+    end_moment, end_time = seq.moment.sum(1), seq.duration.sum(1)  # [R, 3], [R]
+    phase = (-2 * math.pi) * (end_moment @ vox.pos.T + end_time[:, None] * vox.b0[None])
+    decay = torch.exp(-end_time[:, None] / vox.t2[None])
+    evolve = torch.complex(decay * torch.cos(phase), decay * torch.sin(phase))
+    e1 = torch.exp(-end_time[:, None] / vox.t1[None])
+    recovery = vox.pd[None] * (1 - e1)
+    # the relaxation of repetition r - 1 acts before pulse r (nothing before the first)
+    before = lambda x, first: torch.cat([torch.full_like(x[:1], first), x[:-1]])  # noqa: E731
+    evolve_b, e1_b, recovery_b = before(evolve, 1.0), before(e1, 1.0), before(recovery, 0.0)
+    mix = [c.keep * evolve_b, c.conj * evolve_b.conj(), c.excite * e1_b, c.store * evolve_b, c.cos * e1_b]
+    recovered = [c.excite * recovery_b, c.cos * recovery_b]
+
+    def mean_abs(x: torch.Tensor) -> torch.Tensor:
+        return x.detach().abs().mean(1).double()
+
+    scales = torch.stack([mean_abs(c.keep) + mean_abs(c.store), mean_abs(c.conj) + mean_abs(c.store),
+                          mean_abs(c.excite) + mean_abs(c.cos)], 1)
+    rows = zip(*(x.unbind(0) for x in mix), *(x.unbind(0) for x in recovered), scales.unbind(0),
+               recovery.detach().abs().amax(1).unbind(0), strict=True)
+    return [PulseFactors(RfCoefficients(*r[:5]), r[5] if i else None, r[6] if i else None, r[7], r[8])
+            for i, r in enumerate(rows)]
 
 
 @dataclass
@@ -68,7 +100,7 @@ class States:
 
     ``f_amp``/``z_amp`` (``[J]``, detached) bound each state's amplitude over voxels by
     ``max(|re|, |im|)``, computed once per pulse and reused for pruning, readout selection and
-    the key-averaging weights. ``pending`` is the relaxation since the last pulse.
+    the key-averaging weights.
     """
 
     key_f: torch.Tensor
@@ -78,7 +110,6 @@ class States:
     zero: int  # row of the zero key in key_z, where T1 recovery goes
     f_amp: torch.Tensor
     z_amp: torch.Tensor
-    pending: Relaxation | None = None
 
 
 def _amplitude(x: torch.Tensor) -> torch.Tensor:
@@ -114,32 +145,24 @@ def _key_groups(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return inv, is_zero
 
 
-def _pulse(st: States, c: RfCoefficients, keep_floor: float, max_states: int) -> States:
+def _pulse(st: States, pf: PulseFactors, keep_floor: float, max_states: int) -> States:
     """Apply the RF rotation, merge equal keys and prune; afterwards F and Z share keys.
 
     The three sources (``F`` at its keys, ``conj F`` at the negated keys, ``Z`` at its keys)
-    are mixed into their merged rows by ``sequences/engines/mixing.py``.
+    are mixed into their merged rows by ``sequences/engines/mixing.py``, after the free
+    evolution since the previous pulse (folded into ``pf``).
     """
     keys = torch.cat([st.key_f, -st.key_f, st.key_z])
     inv, is_zero = _key_groups(keys)
     n = is_zero.shape[0]
-    relax = st.pending
-    if relax is None:
-        f_m, z_m = rf_mix(st.f, st.z, inv, n, c)
-    else:
-        folded = RfCoefficients(keep=c.keep * relax.evolve, conj=c.conj * relax.evolve.conj(),
-                                excite=c.excite * relax.e1, store=c.store * relax.evolve, cos=c.cos * relax.e1)
-        f_m, z_m = rf_mix(st.f, st.z, inv, n, folded)
+    f_m, z_m = rf_mix(st.f, st.z, inv, n, pf.mix)
+    if pf.recovered_f is not None:
         recovered = inv[2 * st.key_f.shape[0] + st.zero].reshape(1)  # merged row of the zero Z state
-        f_m[recovered] += (c.excite * relax.recovery)[None]
-        z_m[recovered] += (c.cos * relax.recovery)[None]
+        f_m[recovered] += pf.recovered_f[None]
+        z_m[recovered] += pf.recovered_z[None]
     # merged key: amplitude-weighted mean of its members (exact value, shared derivative)
-    def scale(*coefs: torch.Tensor) -> torch.Tensor:
-        return sum(co.detach().abs().mean() for co in coefs).double()
-
     f_amp, z_amp = st.f_amp.double(), st.z_amp.double()
-    weight = torch.cat([f_amp * scale(c.keep, c.store), f_amp * scale(c.conj, c.store),
-                        z_amp * scale(c.excite, c.cos)]) + 1e-30
+    weight = torch.cat([f_amp * pf.scales[0], f_amp * pf.scales[1], z_amp * pf.scales[2]]) + 1e-30
     w_m = weight.new_zeros(n).index_add_(0, inv, weight)
     key_m = keys.new_zeros(n, 4).index_add_(0, inv, weight[:, None] * keys) / w_m[:, None]
     f_amp, z_amp = _amplitude(f_m), _amplitude(z_m)
@@ -190,30 +213,22 @@ def _samples(key_f: torch.Tensor, f_all: torch.Tensor, f_amp: torch.Tensor, rep:
     return summed * torch.polar(torch.ones_like(rep.adc_phase), -rep.adc_phase)
 
 
-def _relax(st: States, rep: Repetition, vox: VoxelSet) -> States:
-    """Free evolution to the end of the repetition: move transverse keys, relax, recover.
-
-    Transverse amplitudes take the voxel-centre phase of the repetition's total moment and of
-    B0, and T2 decay; the keys take the moment and time (for the intravoxel sinc and T2'). The
-    amplitudes' part is left pending for the next pulse (:class:`Relaxation`).
-    """
+def _relax(st: States, rep: Repetition, pf: PulseFactors) -> States:
+    """Free evolution to the end of the repetition: move transverse keys (moment and time, for
+    the intravoxel sinc and T2'); the amplitudes' decay, phase and recovery are applied by the
+    next pulse (:class:`PulseFactors`)."""
     shift = torch.cat([rep.end_moment, rep.end_time[None]]).double()
-    phase = -2 * math.pi * (vox.pos @ rep.end_moment + rep.end_time * vox.b0)
-    evolve = torch.exp(-rep.end_time / vox.t2) * torch.polar(torch.ones_like(phase), phase)  # [V]
-    e1 = torch.exp(-rep.end_time / vox.t1)
-    recovery = vox.pd * (1 - e1)
     zero = torch.tensor([st.zero], device=st.z.device)
     return States(key_f=st.key_f + shift, f=st.f, key_z=st.key_z, z=st.z, zero=st.zero, f_amp=st.f_amp,
-                  z_amp=st.z_amp.index_add(0, zero, recovery.detach().abs().amax()[None].to(st.z_amp.dtype)),
-                  pending=Relaxation(evolve, e1, recovery))
+                  z_amp=st.z_amp.index_add(0, zero, pf.recovery_amp[None].to(st.z_amp.dtype)))
 
 
-def _repetition(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float,
+def _repetition(st: States, rep: Repetition, pf: PulseFactors, vox: VoxelSet, keep_floor: float,
                 max_states: int) -> tuple[torch.Tensor | None, States]:
     """One repetition: pulse, its samples (None without ADC), free evolution to its end."""
-    st = _pulse(st, rf_coefficients(rep.flip * vox.b1, rep.rf_phase), keep_floor, max_states)
+    st = _pulse(st, pf, keep_floor, max_states)
     samples = _samples(st.key_f, st.f, st.f_amp, rep, vox, keep_floor) if rep.n_adc else None
-    return samples, _relax(st, rep, vox)
+    return samples, _relax(st, rep, pf)
 
 
 def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 1e-5,
@@ -242,12 +257,14 @@ def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 
     if checkpointing is None:
         checkpointing = seq.n_rep * n_vox > AUTO_CHECKPOINT
     recompute = checkpointing and torch.is_grad_enabled()
-    bar = tqdm(repetitions(seq), desc="configuration states", unit="rep", disable=not progress)
-    for rep in bar:
+    factors = _pulse_factors(seq, vox)
+    bar = tqdm(zip(repetitions(seq), factors, strict=True), desc="configuration states", unit="rep",
+               total=seq.n_rep, disable=not progress)
+    for rep, pf in bar:
         if recompute:
-            samples, st = checkpoint(_repetition, st, rep, vox, keep_floor, max_states, use_reentrant=False)
+            samples, st = checkpoint(_repetition, st, rep, pf, vox, keep_floor, max_states, use_reentrant=False)
         else:
-            samples, st = _repetition(st, rep, vox, keep_floor, max_states)
+            samples, st = _repetition(st, rep, pf, vox, keep_floor, max_states)
         if samples is not None:
             out.append(samples)
         bar.set_postfix(states=st.f.shape[0])

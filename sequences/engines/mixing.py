@@ -69,5 +69,6 @@ def rf_mix(f: torch.Tensor, z: torch.Tensor, index: torch.Tensor, rows: int,
     """
     j_f = f.shape[0]
     i_f, i_c, i_z = index[:j_f], index[j_f:2 * j_f], index[2 * j_f:]
-    coefs = [torch.broadcast_to(co, f.shape[1:]) for co in (c.keep, c.conj, c.excite, c.store, c.cos)]
+    coefs = [co if co.shape == f.shape[1:] else torch.broadcast_to(co, f.shape[1:])
+             for co in (c.keep, c.conj, c.excite, c.store, c.cos)]
     return RfMix.apply(f, z, i_f, i_c, i_z, rows, *coefs)
