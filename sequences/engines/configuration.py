@@ -155,11 +155,10 @@ def _pulse(st: States, pf: PulseFactors, keep_floor: float, max_states: int) -> 
     keys = torch.cat([st.key_f, -st.key_f, st.key_z])
     inv, is_zero = _key_groups(keys)
     n = is_zero.shape[0]
-    f_m, z_m = rf_mix(st.f, st.z, inv, n, pf.mix)
-    if pf.recovered_f is not None:
-        recovered = inv[2 * st.key_f.shape[0] + st.zero].reshape(1)  # merged row of the zero Z state
-        f_m[recovered] += pf.recovered_f[None]
-        z_m[recovered] += pf.recovered_z[None]
+    recovered = None
+    if pf.recovered_f is not None:  # into the merged row of the zero Z state
+        recovered = (int(inv[2 * st.key_f.shape[0] + st.zero]), pf.recovered_f, pf.recovered_z)
+    f_m, z_m = rf_mix(st.f, st.z, inv, n, pf.mix, recovered)
     # merged key: amplitude-weighted mean of its members (exact value, shared derivative)
     f_amp, z_amp = st.f_amp.double(), st.z_amp.double()
     weight = torch.cat([f_amp * pf.scales[0], f_amp * pf.scales[1], z_amp * pf.scales[2]]) + 1e-30

@@ -7,6 +7,8 @@ amplitude ``Z`` into merged rows (``index`` arrays from the key grouping):
     F'[i_f] += keep F      F'[i_c] += conj_ conj(F)      F'[i_z] += excite Z
     Z'[i_f] += store F     Z'[i_c] += conj(store F)      Z'[i_z] += cos Z
 
+plus, in the row of the zero ``Z`` state, its T1 recovery sent through the pulse.
+
 Autograd's ``index_add`` keeps its whole source alive for the backward pass, so these six
 products (each as large as the states) would be saved per repetition. :class:`RfMix` keeps only
 ``F``, ``Z`` and the coefficients; its backward gathers the merged gradients back:
@@ -31,44 +33,56 @@ class RfMix(torch.autograd.Function):
     @staticmethod
     def forward(ctx, f: torch.Tensor, z: torch.Tensor, i_f: torch.Tensor, i_c: torch.Tensor,
                 i_z: torch.Tensor, rows: int, keep: torch.Tensor, conj_: torch.Tensor, excite: torch.Tensor,
-                store: torch.Tensor, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                store: torch.Tensor, cos: torch.Tensor, recovered_row: int,
+                recovered_f: torch.Tensor | None, recovered_z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         f_m = f.new_zeros(rows, f.shape[1])
         add_rows(add_rows(add_rows(f_m, i_f, keep * f), i_c, conj_ * f.conj()), i_z, excite * z)
         stored = store * f
         z_m = z.new_zeros(rows, z.shape[1])
         add_rows(add_rows(add_rows(z_m, i_f, stored), i_c, stored.conj()), i_z, cos * z)
+        if recovered_f is not None:
+            f_m[recovered_row] += recovered_f
+            z_m[recovered_row] += recovered_z
         ctx.save_for_backward(f, z, i_f, i_c, i_z, keep, conj_, excite, store, cos)
+        ctx.recovered_row = recovered_row
         return f_m, z_m
 
     @staticmethod
     def backward(ctx, g_fm: torch.Tensor, g_zm: torch.Tensor):
         f, z, i_f, i_c, i_z, keep, conj_, excite, store, cos = ctx.saved_tensors
         need = ctx.needs_input_grad
-        g_keep_f, g_conj_f, g_exc_z = g_fm[i_f], g_fm[i_c].conj(), g_fm[i_z]
-        g_stored = g_zm[i_f] + g_zm[i_c].conj()
+        g_keep_f, g_conj_f, g_exc_z = g_fm[i_f], g_fm[i_c], g_fm[i_z]
+        g_stored = g_zm[i_f].add_(torch.conj_physical(g_zm[i_c]))
         g_cos_z = g_zm[i_z]
         g_f = g_z = None
         if need[0]:
-            g_f = keep.conj() * g_keep_f + conj_ * g_conj_f + store.conj() * g_stored
+            g_f = (g_keep_f * keep.conj()).addcmul_(torch.conj_physical(g_conj_f), conj_)
+            g_f.addcmul_(g_stored, store.conj())
         if need[1]:
-            g_z = excite.conj() * g_exc_z + cos * g_cos_z
-        f_c, z_c = f.conj(), z.conj()
-        g_keep = (f_c * g_keep_f).sum(0) if need[6] else None
-        g_conj = (f * g_conj_f.conj()).sum(0) if need[7] else None
-        g_excite = (z_c * g_exc_z).sum(0) if need[8] else None
-        g_store = (f_c * g_stored).sum(0) if need[9] else None
-        g_cos = (z_c * g_cos_z).real.sum(0) if need[10] else None
-        return g_f, g_z, None, None, None, None, g_keep, g_conj, g_excite, g_store, g_cos
+            g_z = (g_cos_z * cos).addcmul_(g_exc_z, excite.conj())
+        # sum_j conj(x) y per voxel is torch.linalg.vecdot over the state axis
+        g_keep = torch.linalg.vecdot(f, g_keep_f, dim=0) if need[6] else None
+        g_conj = (f * g_conj_f).sum(0) if need[7] else None
+        g_excite = torch.linalg.vecdot(z, g_exc_z, dim=0) if need[8] else None
+        g_store = torch.linalg.vecdot(f, g_stored, dim=0) if need[9] else None
+        g_cos = torch.linalg.vecdot(z, g_cos_z, dim=0).real if need[10] else None
+        row = ctx.recovered_row
+        g_rec_f = g_fm[row] if need[12] else None
+        g_rec_z = g_zm[row].real if need[13] else None
+        return g_f, g_z, None, None, None, None, g_keep, g_conj, g_excite, g_store, g_cos, None, g_rec_f, g_rec_z
 
 
-def rf_mix(f: torch.Tensor, z: torch.Tensor, index: torch.Tensor, rows: int,
-           c: RfCoefficients) -> tuple[torch.Tensor, torch.Tensor]:
+def rf_mix(f: torch.Tensor, z: torch.Tensor, index: torch.Tensor, rows: int, c: RfCoefficients,
+           recovered: tuple[int, torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix ``F`` and ``Z`` by the pulse ``c`` into ``rows`` merged rows.
 
-    ``index`` holds the merged row of every source row in the order ``F``, ``conj F``, ``Z``.
+    ``index`` holds the merged row of every source row in the order ``F``, ``conj F``, ``Z``;
+    ``recovered`` (merged row, complex ``[V]`` added to ``F'``, real ``[V]`` added to ``Z'``)
+    is the T1 recovery of the zero state sent through the pulse.
     """
     j_f = f.shape[0]
     i_f, i_c, i_z = index[:j_f], index[j_f:2 * j_f], index[2 * j_f:]
     coefs = [co if co.shape == f.shape[1:] else torch.broadcast_to(co, f.shape[1:])
              for co in (c.keep, c.conj, c.excite, c.store, c.cos)]
-    return RfMix.apply(f, z, i_f, i_c, i_z, rows, *coefs)
+    row, rec_f, rec_z = recovered if recovered is not None else (0, None, None)
+    return RfMix.apply(f, z, i_f, i_c, i_z, rows, *coefs, row, rec_f, rec_z)
