@@ -14,9 +14,9 @@ Lorentzian T2' decay ``E_g = exp(-sign (tau + t_ref) / T2')`` and the sample par
 the pulse, ``x``: voxel centres, ``tau``: a state's time since its last refocusing).
 
 Autograd through these lines would keep about ten ``[n, V]`` and ``[J, V]`` intermediates per
-repetition, most of the engine's memory. :class:`Readout` keeps only its inputs (``F`` is kept
-by the next step anyway) and recomputes ``P``, ``M_g``, ``E_g`` and ``W_g F_g E_g`` in the
-backward pass, written out below; ``tests/sequences/test_gradients.py`` checks it with
+repetition, most of the engine's memory. :class:`Readout` keeps its inputs (``F`` is kept by
+the next step anyway), ``P`` and each group's ``M_g W_g F_g E_g``, and recomputes ``M_g`` and
+``F_g E_g`` in the backward pass, written out below; ``tests/sequences/test_gradients.py`` checks it with
 ``gradcheck``. Real-by-complex products run as real matrix products (half the work of a
 complex one) and ``P`` is computed once for all groups.
 """
@@ -71,8 +71,9 @@ class _Terms:
 
 
 def _group_terms(f: torch.Tensor, time: torch.Tensor, group: Group, t2_decay: torch.Tensor,
-                 vox: VoxelSet) -> _Terms:
-    """The factors of one group (computed in the forward pass and again in the backward)."""
+                 vox: VoxelSet, part: torch.Tensor | None = None) -> _Terms:
+    """The factors of one group (in the forward pass, and again in the backward, which has
+    ``part`` saved)."""
     s = group.sign
     rate = (-s * (group.tau + group.t_ref.double())).to(vox.r2dash.dtype)  # [J_g]
     exponent = rate[:, None] * vox.r2dash[None]
@@ -86,7 +87,9 @@ def _group_terms(f: torch.Tensor, time: torch.Tensor, group: Group, t2_decay: to
     if s:
         t2_decay = t2_decay - s * (time - group.t_ref)[:, None] * vox.r2dash[None]
     magnitude = torch.exp(t2_decay)
-    return _Terms(decay, states, magnitude, _real_mm(group.weights, states) * magnitude, unclamped)
+    if part is None:
+        part = _real_mm(group.weights, states) * magnitude
+    return _Terms(decay, states, magnitude, part, unclamped)
 
 
 def _gradient_columns(vox: VoxelSet) -> torch.Tensor:
@@ -111,21 +114,21 @@ class Readout(torch.autograd.Function):
                 signs: tuple[float, ...], *flat: torch.Tensor) -> torch.Tensor:
         groups = [Group(s, *flat[4 * i:4 * i + 4]) for i, s in enumerate(signs)]
         t2_decay = -time[:, None] / vox.t2[None]
-        combined = 0
-        for group in groups:
-            combined = combined + _group_terms(f, time, group, t2_decay, vox).part
+        parts = [_group_terms(f, time, group, t2_decay, vox).part for group in groups]
+        combined = parts[0] if len(parts) == 1 else parts[0] + parts[1]
         phase = _phase(moment, time, vox)
-        ctx.save_for_backward(f, moment, time, phase, *flat)
+        ctx.save_for_backward(f, moment, time, phase, *parts, *flat)
         ctx.signs, ctx.vox = signs, vox
         return vox.coil @ (phase * combined).T
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        f, moment, time, phase, *flat = ctx.saved_tensors
-        vox, n, v = ctx.vox, moment.shape[0], ctx.vox.n_voxels
+        f, moment, time, phase, *rest = ctx.saved_tensors
+        vox, n, v, k = ctx.vox, moment.shape[0], ctx.vox.n_voxels, len(ctx.signs)
+        parts, flat = rest[:k], rest[k:]
         groups = [Group(s, *flat[4 * i:4 * i + 4]) for i, s in enumerate(ctx.signs)]
         t2_decay = -time[:, None] / vox.t2[None]
-        terms = [_group_terms(f, time, g, t2_decay, vox) for g in groups]
+        terms = [_group_terms(f, time, g, t2_decay, vox, p) for g, p in zip(groups, parts, strict=True)]
         # dU = conj(P) dS, with dS = d/dS of sum_v coil S the same for every sample's voxels
         grad_u = (grad_out.T @ vox.coil.conj()) * phase.conj()
         # q_g = conj(dU) M_g Y_g: Re(q_g) is the gradient of log M_g, -Im(sum q_g) that of arg P
