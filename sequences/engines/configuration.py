@@ -189,10 +189,11 @@ def _samples(key_f: torch.Tensor, f_all: torch.Tensor, f_amp: torch.Tensor, rep:
     """
     k_all, tau_all = key_f[:, :3], key_f[:, 3]  # float64
     moment, time = rep.moment, rep.time
-    sinc_all = torch.sinc((k_all[:, None, :] + moment[None].double()) * vox.size.double()).prod(-1)  # [J, n]
-    bound = f_amp.double() * sinc_all.detach().abs().amax(1)
-    live = torch.nonzero(bound > keep_floor).reshape(-1)
-    since_echo = tau_all.detach()[live, None] + time.detach()[None].double()  # [J, n]
+    with torch.no_grad():
+        sinc_all = torch.sinc((k_all[:, None, :] + moment[None].double()) * vox.size.double()).prod(-1)  # [J, n]
+        bound = f_amp.double() * sinc_all.abs().amax(1)
+        live = torch.nonzero(bound > keep_floor).reshape(-1)
+        since_echo = tau_all[live, None] + time[None].double()  # [J, n]
     if bool((vox.r2dash > 0).any()):
         sides = ((1.0, time[0], since_echo >= 0), (-1.0, time[-1], since_echo < 0))
     else:
@@ -203,9 +204,7 @@ def _samples(key_f: torch.Tensor, f_all: torch.Tensor, f_amp: torch.Tensor, rep:
         if chosen.numel() == 0:
             continue
         rows = live[chosen]
-        sinc = sinc_all[rows].to(vox.pd.dtype)
-        weights = torch.where(mask[chosen], sinc, torch.zeros_like(sinc)).T  # [n, J_g]
-        groups.append(Group(sign, rows, tau_all[rows], t_ref, weights))
+        groups.append(Group(sign, rows, tau_all[rows], t_ref, k_all[rows], mask[chosen].T))
     if not groups:  # nothing measurable
         return torch.zeros(vox.coil.shape[0], rep.n_adc, dtype=vox.coil.dtype, device=vox.coil.device)
     summed = readout(f_all, moment, time, groups, vox)

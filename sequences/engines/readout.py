@@ -38,13 +38,36 @@ MAX_EXPONENT = 60.0
 
 @dataclass
 class Group:
-    """States on one side of their T2' echo: rows of ``F``, their ``tau``, ``t_ref`` and weights."""
+    """States on one side of their T2' echo: rows of ``F``, their keys and which samples they reach."""
 
     sign: float
     rows: torch.Tensor  # [J_g] rows of F
     tau: torch.Tensor  # [J_g] float64
     t_ref: torch.Tensor  # scalar: the first (sign +1) or last (sign -1) sample time
-    weights: torch.Tensor  # real [n, J_g]
+    moment: torch.Tensor  # [J_g, 3] float64, the states' moments (cycles/FOV)
+    mask: torch.Tensor  # bool [n, J_g]: the samples at which the state is on this side of its echo
+
+
+#: Flattened tensor fields of a :class:`Group`, in order, as the Function receives them.
+GROUP_FIELDS = 5
+
+
+def _sinc_factors(group: Group, moment: torch.Tensor, vox: VoxelSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per axis the box sinc of the state at every sample and its argument, ``[3, n, J_g]`` float64."""
+    u = (moment.double()[None, :, :] + group.moment[:, None, :]).permute(2, 1, 0) * vox.size.double()[:, None, None]
+    return torch.sinc(u), u
+
+
+def _weights(group: Group, sincs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``W_g`` ``[n, J_g]``: the product of the axes' sincs where the sample is in the group."""
+    return torch.where(group.mask, sincs.prod(0), 0.0).to(dtype)
+
+
+def _sinc_slope(u: torch.Tensor, sinc: torch.Tensor) -> torch.Tensor:
+    """d sinc(u) / du ``= (cos(pi u) - sinc(u)) / u``, by its series ``-pi^2 u / 3`` near 0."""
+    small = u.abs() < 1e-4
+    safe = torch.where(small, torch.ones_like(u), u)
+    return torch.where(small, (-math.pi**2 / 3) * u, (torch.cos(math.pi * u) - sinc) / safe)
 
 
 def _real_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -70,8 +93,8 @@ class _Terms:
     unclamped: torch.Tensor | None  # where the exponent of E_g stayed below MAX_EXPONENT (None: everywhere)
 
 
-def _group_terms(f: torch.Tensor, time: torch.Tensor, group: Group, t2_decay: torch.Tensor,
-                 vox: VoxelSet, part: torch.Tensor | None = None) -> _Terms:
+def _group_terms(f: torch.Tensor, time: torch.Tensor, group: Group, weights: torch.Tensor,
+                 t2_decay: torch.Tensor, vox: VoxelSet, part: torch.Tensor | None = None) -> _Terms:
     """The factors of one group (in the forward pass, and again in the backward, which has
     ``part`` saved)."""
     s = group.sign
@@ -88,7 +111,7 @@ def _group_terms(f: torch.Tensor, time: torch.Tensor, group: Group, t2_decay: to
         t2_decay = t2_decay - s * (time - group.t_ref)[:, None] * vox.r2dash[None]
     magnitude = torch.exp(t2_decay)
     if part is None:
-        part = _real_mm(group.weights, states) * magnitude
+        part = _real_mm(weights, states) * magnitude
     return _Terms(decay, states, magnitude, part, unclamped)
 
 
@@ -105,6 +128,10 @@ def _gradient_columns(vox: VoxelSet) -> torch.Tensor:
     return cached
 
 
+def _groups(signs: tuple[float, ...], flat: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> list[Group]:
+    return [Group(s, *flat[GROUP_FIELDS * i:GROUP_FIELDS * (i + 1)]) for i, s in enumerate(signs)]
+
+
 class Readout(torch.autograd.Function):
     """``out [C, n]`` of one repetition; differentiable in ``f``, ``moment``, ``time`` and every
     group's ``tau``, ``t_ref`` and ``weights`` (the tissue in ``vox`` is a constant)."""
@@ -112,9 +139,10 @@ class Readout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, f: torch.Tensor, moment: torch.Tensor, time: torch.Tensor, vox: VoxelSet,
                 signs: tuple[float, ...], *flat: torch.Tensor) -> torch.Tensor:
-        groups = [Group(s, *flat[4 * i:4 * i + 4]) for i, s in enumerate(signs)]
+        groups = _groups(signs, flat)
         t2_decay = -time[:, None] / vox.t2[None]
-        parts = [_group_terms(f, time, group, t2_decay, vox).part for group in groups]
+        parts = [_group_terms(f, time, g, _weights(g, _sinc_factors(g, moment, vox)[0], time.dtype), t2_decay,
+                              vox).part for g in groups]
         combined = parts[0] if len(parts) == 1 else parts[0] + parts[1]
         phase = _phase(moment, time, vox)
         ctx.save_for_backward(f, moment, time, phase, *parts, *flat)
@@ -126,9 +154,12 @@ class Readout(torch.autograd.Function):
         f, moment, time, phase, *rest = ctx.saved_tensors
         vox, n, v, k = ctx.vox, moment.shape[0], ctx.vox.n_voxels, len(ctx.signs)
         parts, flat = rest[:k], rest[k:]
-        groups = [Group(s, *flat[4 * i:4 * i + 4]) for i, s in enumerate(ctx.signs)]
+        groups = _groups(ctx.signs, flat)
         t2_decay = -time[:, None] / vox.t2[None]
-        terms = [_group_terms(f, time, g, t2_decay, vox, p) for g, p in zip(groups, parts, strict=True)]
+        sincs = [_sinc_factors(g, moment, vox) for g in groups]
+        weights = [_weights(g, sinc, time.dtype) for g, (sinc, _) in zip(groups, sincs, strict=True)]
+        terms = [_group_terms(f, time, g, w, t2_decay, vox, p)
+                 for g, w, p in zip(groups, weights, parts, strict=True)]
         # dU = conj(P) dS, with dS = d/dS of sum_v coil S the same for every sample's voxels
         grad_u = (grad_out.T @ vox.coil.conj()) * phase.conj()
         # q_g = conj(dU) M_g Y_g: Re(q_g) is the gradient of log M_g, -Im(sum q_g) that of arg P
@@ -141,14 +172,14 @@ class Readout(torch.autograd.Function):
         r2_columns = columns[:, 5]
         g_f = torch.zeros_like(f) if ctx.needs_input_grad[0] else None
         g_flat: list[torch.Tensor | None] = []
-        for group, q_g, t in zip(groups, q, terms, strict=True):
+        for group, q_g, t, w, (sinc, u) in zip(groups, q, terms, weights, sincs, strict=True):
             s = group.sign
             r2_sums = torch.view_as_real(q_g).reshape(n, 2 * v) @ r2_columns  # Re(q_g) @ r2'
             g_time = g_time - s * r2_sums
             g_ref = s * r2_sums.sum()
             gy = torch.view_as_real(grad_u * t.magnitude).reshape(n, 2 * v)  # dY
             g_weights = gy @ torch.view_as_real(t.states).reshape(-1, 2 * v).T  # Re(dY A^H)
-            g_states = torch.view_as_complex((group.weights.T @ gy).reshape(-1, v, 2))  # dA = W^T dY
+            g_states = torch.view_as_complex((w.T @ gy).reshape(-1, v, 2))  # dA = W^T dY
             if g_f is not None:
                 add_rows(g_f, group.rows, g_states * t.decay)
             if s:  # d/d exponent of E: Re(conj(dA) A), zero where the exponent was clamped
@@ -159,7 +190,13 @@ class Readout(torch.autograd.Function):
                 g_ref = g_ref + g_tau.sum().to(g_ref.dtype)
             else:
                 g_tau = torch.zeros_like(group.tau)
-            g_flat += [None, g_tau, g_ref.reshape(group.t_ref.shape), g_weights]
+            # W = prod_a sinc(u_a), u_a = (k_a + m_a) w_a: the weights' gradient to keys and moments
+            slope = _sinc_slope(u, sinc)
+            others = torch.stack([sinc[1] * sinc[2], sinc[0] * sinc[2], sinc[0] * sinc[1]])
+            g_u = torch.where(group.mask, g_weights.double(), 0.0) * slope * others  # [3, n, J_g]
+            g_u = g_u * vox.size.double()[:, None, None]
+            g_moment = g_moment + g_u.sum(2).T.to(g_moment.dtype)
+            g_flat += [None, g_tau, g_ref.reshape(group.t_ref.shape), g_u.sum(1).T, None]
         return (g_f, g_moment, g_time, None, None, *g_flat)
 
 
@@ -170,5 +207,5 @@ def readout(f: torch.Tensor, moment: torch.Tensor, time: torch.Tensor, groups: l
     if torch.is_grad_enabled() and any(t.requires_grad for t in tissue):
         raise ValueError("the fast engine's readout is differentiable in the sequence only; "
                          "T2, T2', B0, positions and coil maps must not require grad")
-    flat = [x for g in groups for x in (g.rows, g.tau, g.t_ref, g.weights)]
+    flat = [x for g in groups for x in (g.rows, g.tau, g.t_ref, g.moment, g.mask)]
     return Readout.apply(f, moment, time, vox, tuple(g.sign for g in groups), *flat)
