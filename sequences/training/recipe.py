@@ -140,12 +140,15 @@ class RestartSpec:
 
 @dataclass
 class AlternateSpec:
-    """Alternating optimisation (seed 6.2): head first, then ``sequence`` and ``head`` steps in turn."""
+    """Alternating optimisation (seed 6.2): head first, then ``sequence`` and ``head`` steps in turn,
+    and ``head_last`` head steps at the end (the head fitted to the final sequence)."""
 
     head_first: int = 0
     sequence: int = 0  # 0: no alternation, sequence and head step together
     head: int = 0
+    head_last: int = 0
     batch: int = 8  # phantoms per head step
+    sequence_batch: int = 1  # phantoms per sequence (or joint) step
 
 
 @dataclass
@@ -329,12 +332,13 @@ def validate(recipe: Recipe) -> Recipe:
     _positive("optimizer.restart.every", o.restart.every, allow_zero=True)
     _positive("optimizer.restart.noise", o.restart.noise, allow_zero=True)
     a = o.alternate
-    for key in ("head_first", "sequence", "head"):
+    for key in ("head_first", "sequence", "head", "head_last"):
         _positive(f"optimizer.alternate.{key}", getattr(a, key), allow_zero=True)
     _positive("optimizer.alternate.batch", a.batch)
+    _positive("optimizer.alternate.sequence_batch", a.sequence_batch)
     if (a.sequence > 0) != (a.head > 0):
         raise RecipeError("optimizer.alternate: set both 'sequence' and 'head' step counts, or neither")
-    if (a.sequence or a.head_first) and r.head is None:
+    if (a.sequence or a.head_first or a.head_last) and r.head is None:
         raise RecipeError("optimizer.alternate: alternating optimisation needs a head")
     _positive("output.checkpoint_every", r.output.checkpoint_every)
     _positive("output.report_every", r.output.report_every)

@@ -184,7 +184,7 @@ class Trainer:
             return "sequence"
         if self.learn is None:
             return "head"
-        if i < a.head_first:
+        if i < a.head_first or i >= self.iterations - a.head_last:
             return "head"
         if a.sequence == 0:
             return "joint"
@@ -201,25 +201,27 @@ class Trainer:
         return self._cache
 
     def _step_loss(self, i: int, phase: str) -> tuple[LossParts, torch.Tensor, int]:
+        """The loss of iteration ``i``, averaged over its batch of phantoms: ``alternate.batch``
+        cached images for a head step, ``alternate.sequence_batch`` simulations otherwise."""
         gen = _draw(self.recipe.seed, i, 1)
-        n = len(self.phantoms)
-        if phase == "head":
-            cache = self._cached_images()
-            batch = torch.randperm(n, generator=gen)[: self.recipe.optimizer.alternate.batch].tolist()
-            parts_list = []
-            for idx in batch:
-                t = self.targets.get(idx, self.phantoms[idx])
-                parts_list.append(self.loss(self.predict(cache[idx]), t.image, t.weight, self.sequence()))
-            image = torch.stack([p.image for p in parts_list]).mean()
-            first = parts_list[0]
-            parts = LossParts(image, first.sar.detach(), first.time.detach(),
-                              sum(p.error for p in parts_list) / len(parts_list))
-            return parts, self.predict(cache[batch[0]]).detach(), batch[0]
-        idx = int(torch.randint(n, (1,), generator=gen))
+        n, a = len(self.phantoms), self.recipe.optimizer.alternate
         seq = self.sequence()
-        pred = self.predict(self.forward(seq, self.phantoms[idx]))
-        t = self.targets.get(idx, self.phantoms[idx])
-        return self.loss(pred, t.image, t.weight, seq), pred.detach(), idx
+        if phase == "head":
+            batch = torch.randperm(n, generator=gen)[: a.batch].tolist()
+            images = self._cached_images()
+        else:
+            batch = ([int(torch.randint(n, (1,), generator=gen))] if a.sequence_batch == 1
+                     else torch.randperm(n, generator=gen)[: a.sequence_batch].tolist())
+            images = {idx: self.forward(seq, self.phantoms[idx]) for idx in batch}
+        preds = {idx: self.predict(images[idx]) for idx in batch}
+        parts_list = []
+        for idx in batch:
+            t = self.targets.get(idx, self.phantoms[idx])
+            parts_list.append(self.loss(preds[idx], t.image, t.weight, seq))
+        first = parts_list[0]
+        parts = LossParts(torch.stack([p.image for p in parts_list]).mean(), first.sar, first.time,
+                          sum(p.error for p in parts_list) / len(parts_list))
+        return parts, preds[batch[0]].detach(), batch[0]
 
     def _finite(self) -> bool:
         tensors = list(self.learn.params.values()) if self.learn else []

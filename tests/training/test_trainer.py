@@ -130,3 +130,15 @@ def test_t1_target_counts_tissue_above_the_threshold_by_its_relative_error(tmp_p
     assert bool((target.weight[~tissue] == 0).all())
     assert torch.allclose(target.weight[tissue] * ph.t1[tissue], torch.ones(int(tissue.sum())))
     assert torch.allclose(target.image[0][tissue], ph.t1[tissue])
+
+
+def test_head_last_and_batched_sequence_steps(tmp_path, single_torch_thread):
+    alternate = {"head_first": 1, "sequence": 2, "head": 1, "head_last": 2, "batch": 2, "sequence_batch": 2}
+    rec = recipe(T1, optimizer={**T1["optimizer"], "iterations": 6, "alternate": alternate})
+    trainer = Trainer(parse_recipe(rec), tmp_path, progress=False)
+    assert [trainer.phase(i) for i in range(6)] == ["head", "sequence", "sequence", "head", "head", "head"]
+    ti_before = trainer.sequence().duration[0, 0].item()
+    result = trainer.run()
+    assert result.sequence.duration[0, 0].item() > ti_before
+    with pytest.raises(RecipeError, match="optimizer.alternate.sequence_batch"):
+        parse_recipe(recipe(T1, optimizer={**T1["optimizer"], "alternate": {**alternate, "sequence_batch": 0}}))
