@@ -76,7 +76,7 @@ def test_complex_features_keep_the_sign_of_the_recovery_and_drop_pd_and_phase():
     assert torch.allclose(head(rotated), out, atol=1e-5)
     features = head.pixel_features(signal)
     assert features.shape == (1, 8)
-    assert torch.allclose(features[0, :4], torch.tensor([1.0, 0.375, -0.25, -0.75]))  # relative to the strongest
+    assert torch.allclose(features[0, :4], torch.tensor([1.0, 0.375, -0.25, -0.75]))  # vs the strongest
     folded = head.pixel_features(signal.abs().to(torch.complex64))  # what a magnitude head would see
     assert not torch.allclose(folded, features)
     with pytest.raises(ValueError, match="features"):

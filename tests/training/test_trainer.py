@@ -141,4 +141,5 @@ def test_head_last_and_batched_sequence_steps(tmp_path, single_torch_thread):
     result = trainer.run()
     assert result.sequence.duration[0, 0].item() > ti_before
     with pytest.raises(RecipeError, match="optimizer.alternate.sequence_batch"):
-        parse_recipe(recipe(T1, optimizer={**T1["optimizer"], "alternate": {**alternate, "sequence_batch": 0}}))
+        parse_recipe(recipe(T1, optimizer={**T1["optimizer"],
+                                           "alternate": {**alternate, "sequence_batch": 0}}))
