@@ -160,44 +160,50 @@ class Readout(torch.autograd.Function):
         weights = [_weights(g, sinc, time.dtype) for g, (sinc, _) in zip(groups, sincs, strict=True)]
         terms = [_group_terms(f, time, g, w, t2_decay, vox, p)
                  for g, w, p in zip(groups, weights, parts, strict=True)]
+        need = ctx.needs_input_grad
+        group_need = [need[5 + GROUP_FIELDS * i:5 + GROUP_FIELDS * (i + 1)] for i in range(k)]
+        timing = need[2] or any(gn[1] or gn[2] for gn in group_need)  # time, tau or t_ref
+        moments = need[1] or any(gn[3] for gn in group_need)  # sample or state moments
         # dU = conj(P) dS, with dS = d/dS of sum_v coil S the same for every sample's voxels
         grad_u = (grad_out.T @ vox.coil.conj()) * phase.conj()
         # q_g = conj(dU) M_g Y_g: Re(q_g) is the gradient of log M_g, -Im(sum q_g) that of arg P
         q = [grad_u.conj() * t.part for t in terms]
         q_sum = q[0] if len(q) == 1 else q[0] + q[1]
         columns = _gradient_columns(vox)
-        sums = torch.view_as_real(q_sum).reshape(n, 2 * v) @ columns[:, :5]  # [n, 5]
+        sums = torch.view_as_real(q_sum).reshape(n, 2 * v) @ columns[:, :5 if timing else 3]  # [n, 5 or 3]
         g_moment = (2 * math.pi) * sums[:, :3]
-        g_time = (2 * math.pi) * sums[:, 3] - sums[:, 4]
-        r2_columns = columns[:, 5]
-        g_f = torch.zeros_like(f) if ctx.needs_input_grad[0] else None
+        g_time = (2 * math.pi) * sums[:, 3] - sums[:, 4] if timing else None
+        g_f = torch.zeros_like(f) if need[0] else None
         g_flat: list[torch.Tensor | None] = []
         for group, q_g, t, w, (sinc, u) in zip(groups, q, terms, weights, sincs, strict=True):
             s = group.sign
-            r2_sums = torch.view_as_real(q_g).reshape(n, 2 * v) @ r2_columns  # Re(q_g) @ r2'
-            g_time = g_time - s * r2_sums
-            g_ref = s * r2_sums.sum()
             gy = torch.view_as_real(grad_u * t.magnitude).reshape(n, 2 * v)  # dY
-            g_weights = gy @ torch.view_as_real(t.states).reshape(-1, 2 * v).T  # Re(dY A^H)
             g_states = torch.view_as_complex((w.T @ gy).reshape(-1, v, 2))  # dA = W^T dY
             if g_f is not None:
                 add_rows(g_f, group.rows, g_states * t.decay)
-            if s:  # d/d exponent of E: Re(conj(dA) A), zero where the exponent was clamped
-                g_exp = (g_states.conj() * t.states).real
-                if t.unclamped is not None:
-                    g_exp = torch.where(t.unclamped, g_exp, torch.zeros_like(g_exp))
-                g_tau = (-s) * (g_exp @ vox.r2dash).double()
-                g_ref = g_ref + g_tau.sum().to(g_ref.dtype)
-            else:
+            g_tau = g_ref = g_keys = None
+            if timing:
+                r2_sums = torch.view_as_real(q_g).reshape(n, 2 * v) @ columns[:, 5]  # Re(q_g) @ r2'
+                g_time = g_time - s * r2_sums
+                g_ref = s * r2_sums.sum()
                 g_tau = torch.zeros_like(group.tau)
-            # W = prod_a sinc(u_a), u_a = (k_a + m_a) w_a: the weights' gradient to keys and moments
-            slope = _sinc_slope(u, sinc)
-            others = torch.stack([sinc[1] * sinc[2], sinc[0] * sinc[2], sinc[0] * sinc[1]])
-            g_u = torch.where(group.mask, g_weights.double(), 0.0) * slope * others  # [3, n, J_g]
-            g_u = g_u * vox.size.double()[:, None, None]
-            g_moment = g_moment + g_u.sum(2).T.to(g_moment.dtype)
-            g_flat += [None, g_tau, g_ref.reshape(group.t_ref.shape), g_u.sum(1).T, None]
-        return (g_f, g_moment, g_time, None, None, *g_flat)
+                if s:  # d/d exponent of E: Re(conj(dA) A), zero where the exponent was clamped
+                    g_exp = (g_states.conj() * t.states).real
+                    if t.unclamped is not None:
+                        g_exp = torch.where(t.unclamped, g_exp, torch.zeros_like(g_exp))
+                    g_tau = (-s) * (g_exp @ vox.r2dash).double()
+                    g_ref = g_ref + g_tau.sum().to(g_ref.dtype)
+                g_ref = g_ref.reshape(group.t_ref.shape)
+            if moments:  # W = prod_a sinc(u_a), u_a = (k_a + m_a) w_a: to state keys and sample moments
+                g_weights = gy @ torch.view_as_real(t.states).reshape(-1, 2 * v).T  # Re(dY A^H)
+                slope = _sinc_slope(u, sinc)
+                others = torch.stack([sinc[1] * sinc[2], sinc[0] * sinc[2], sinc[0] * sinc[1]])
+                g_u = torch.where(group.mask, g_weights.double(), 0.0) * slope * others  # [3, n, J_g]
+                g_u = g_u * vox.size.double()[:, None, None]
+                g_moment = g_moment + g_u.sum(2).T.to(g_moment.dtype)
+                g_keys = g_u.sum(1).T
+            g_flat += [None, g_tau, g_ref, g_keys, None]
+        return (g_f, g_moment if need[1] else None, g_time if need[2] else None, None, None, *g_flat)
 
 
 def readout(f: torch.Tensor, moment: torch.Tensor, time: torch.Tensor, groups: list[Group],
