@@ -23,16 +23,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", default=None, help="output directory (default: train-RECIPE_NAME)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="torch CPU threads (default 0: torch's choice); 1 is often several times faster "
+                        "on a shared or busy machine, where threads wait for each other")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from sequences.training import RecipeError, Trainer, TrainingError, load_recipe
 
     try:
         recipe = load_recipe(args.recipe)
         if args.iterations is not None and args.iterations < 1:
             raise RecipeError(f"--iterations must be positive, got {args.iterations}")
+        if args.threads < 0:
+            raise RecipeError(f"--threads must be 0 (torch's choice) or positive, got {args.threads}")
+        if args.threads:
+            torch.set_num_threads(args.threads)
         trainer = Trainer(recipe, args.out or f"train-{recipe.name}", device=args.device,
                           iterations=args.iterations, progress=not args.no_progress)
         if args.resume:

@@ -37,3 +37,10 @@ def test_train_command_names_an_unknown_key(tmp_path, capsys):
     assert main(["train", str(path), "-o", str(tmp_path / "out")]) == 2
     assert "unknown recipe key 'optimiser'" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
+
+
+def test_train_command_refuses_negative_threads(tmp_path, capsys):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(FROM_ZERO))
+    assert main(["train", str(path), "--threads", "-2", "-o", str(tmp_path / "out")]) == 2
+    assert "--threads must be 0" in capsys.readouterr().out
