@@ -15,8 +15,8 @@ the pulse, ``x``: voxel centres, ``tau``: a state's time since its last refocusi
 
 Autograd through these lines would keep about ten ``[n, V]`` and ``[J, V]`` intermediates per
 repetition, most of the engine's memory. :class:`Readout` keeps its inputs (``F`` is kept by
-the next step anyway), ``P`` and each group's ``M_g W_g F_g E_g``, and recomputes ``M_g`` and
-``F_g E_g`` in the backward pass, written out below; ``tests/sequences/test_gradients.py`` checks it with
+the next step anyway), ``P`` and each group's ``E_g``, ``F_g E_g`` and ``M_g W_g F_g E_g``, and
+recomputes ``M_g`` and ``W_g`` in the backward pass, written out below; ``tests/sequences/test_gradients.py`` checks it with
 ``gradcheck``. Real-by-complex products run as real matrix products (half the work of a
 complex one) and ``P`` is computed once for all groups.
 """
@@ -93,12 +93,18 @@ class _Terms:
     unclamped: torch.Tensor | None  # where the exponent of E_g stayed below MAX_EXPONENT (None: everywhere)
 
 
+def _magnitude(time: torch.Tensor, group: Group, t2_decay: torch.Tensor, vox: VoxelSet) -> torch.Tensor:
+    """``M_g`` ``[n, V]``: T2 decay since the pulse and the samples' part of the T2' decay."""
+    if group.sign:
+        t2_decay = t2_decay - group.sign * (time - group.t_ref)[:, None] * vox.r2dash[None]
+    return torch.exp(t2_decay)
+
+
 def _group_terms(f: torch.Tensor, time: torch.Tensor, group: Group, weights: torch.Tensor,
-                 t2_decay: torch.Tensor, vox: VoxelSet, part: torch.Tensor | None = None) -> _Terms:
-    """The factors of one group (in the forward pass, and again in the backward, which has
-    ``part`` saved)."""
-    s = group.sign
-    rate = (-s * (group.tau + group.t_ref.double())).to(vox.r2dash.dtype)  # [J_g]
+                 t2_decay: torch.Tensor, vox: VoxelSet) -> _Terms:
+    """The factors of one group, computed in the forward pass and kept for the backward (all
+    but ``M_g``, which is cheaper to recompute than to keep)."""
+    rate = (-group.sign * (group.tau + group.t_ref.double())).to(vox.r2dash.dtype)  # [J_g]
     exponent = rate[:, None] * vox.r2dash[None]
     # the largest exponent is a product of extremes of the two factors (T2' rates are >= 0)
     unclamped = None
@@ -107,12 +113,8 @@ def _group_terms(f: torch.Tensor, time: torch.Tensor, group: Group, weights: tor
         exponent = exponent.clamp(max=MAX_EXPONENT)
     decay = torch.exp(exponent)
     states = f[group.rows] * decay
-    if s:
-        t2_decay = t2_decay - s * (time - group.t_ref)[:, None] * vox.r2dash[None]
-    magnitude = torch.exp(t2_decay)
-    if part is None:
-        part = _real_mm(weights, states) * magnitude
-    return _Terms(decay, states, magnitude, part, unclamped)
+    magnitude = _magnitude(time, group, t2_decay, vox)
+    return _Terms(decay, states, magnitude, _real_mm(weights, states) * magnitude, unclamped)
 
 
 def _gradient_columns(vox: VoxelSet) -> torch.Tensor:
@@ -141,11 +143,12 @@ class Readout(torch.autograd.Function):
                 signs: tuple[float, ...], *flat: torch.Tensor) -> torch.Tensor:
         groups = _groups(signs, flat)
         t2_decay = -time[:, None] / vox.t2[None]
-        parts = [_group_terms(f, time, g, _weights(g, _sinc_factors(g, moment, vox)[0], time.dtype), t2_decay,
-                              vox).part for g in groups]
-        combined = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        terms = [_group_terms(f, time, g, _weights(g, _sinc_factors(g, moment, vox)[0], time.dtype), t2_decay,
+                              vox) for g in groups]
+        combined = terms[0].part if len(terms) == 1 else terms[0].part + terms[1].part
         phase = _phase(moment, time, vox)
-        ctx.save_for_backward(f, moment, time, phase, *parts, *flat)
+        kept = [x for t in terms for x in (t.decay, t.states, t.part, t.unclamped)]
+        ctx.save_for_backward(f, moment, time, phase, *kept, *flat)
         ctx.signs, ctx.vox = signs, vox
         return vox.coil @ (phase * combined).T
 
@@ -153,13 +156,13 @@ class Readout(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         f, moment, time, phase, *rest = ctx.saved_tensors
         vox, n, v, k = ctx.vox, moment.shape[0], ctx.vox.n_voxels, len(ctx.signs)
-        parts, flat = rest[:k], rest[k:]
+        kept, flat = rest[:4 * k], rest[4 * k:]
         groups = _groups(ctx.signs, flat)
         t2_decay = -time[:, None] / vox.t2[None]
         sincs = [_sinc_factors(g, moment, vox) for g in groups]
         weights = [_weights(g, sinc, time.dtype) for g, (sinc, _) in zip(groups, sincs, strict=True)]
-        terms = [_group_terms(f, time, g, w, t2_decay, vox, p)
-                 for g, w, p in zip(groups, weights, parts, strict=True)]
+        terms = [_Terms(kept[4 * i], kept[4 * i + 1], _magnitude(time, g, t2_decay, vox), kept[4 * i + 2],
+                        kept[4 * i + 3]) for i, g in enumerate(groups)]
         need = ctx.needs_input_grad
         group_need = [need[5 + GROUP_FIELDS * i:5 + GROUP_FIELDS * (i + 1)] for i in range(k)]
         timing = need[2] or any(gn[1] or gn[2] for gn in group_need)  # time, tau or t_ref
