@@ -190,7 +190,8 @@ def _samples(key_f: torch.Tensor, f_all: torch.Tensor, f_amp: torch.Tensor, rep:
     k_all, tau_all = key_f[:, :3], key_f[:, 3]  # float64
     moment, time = rep.moment, rep.time
     with torch.no_grad():
-        sinc_all = torch.sinc((k_all[:, None, :] + moment[None].double()) * vox.size.double()).prod(-1)  # [J, n]
+        u = (k_all[:, None, :] + moment[None].double()) * vox.size.double()
+        sinc_all = torch.sinc(u).prod(-1)  # [J, n]
         bound = f_amp.double() * sinc_all.abs().amax(1)
         live = torch.nonzero(bound > keep_floor).reshape(-1)
         since_echo = tau_all[live, None] + time[None].double()  # [J, n]
@@ -260,7 +261,8 @@ def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 
                total=seq.n_rep, disable=not progress)
     for rep, pf in bar:
         if recompute:
-            samples, st = checkpoint(_repetition, st, rep, pf, vox, keep_floor, max_states, use_reentrant=False)
+            samples, st = checkpoint(_repetition, st, rep, pf, vox, keep_floor, max_states,
+                                     use_reentrant=False)
         else:
             samples, st = _repetition(st, rep, pf, vox, keep_floor, max_states)
         if samples is not None:

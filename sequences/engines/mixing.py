@@ -34,7 +34,8 @@ class RfMix(torch.autograd.Function):
     def forward(ctx, f: torch.Tensor, z: torch.Tensor, i_f: torch.Tensor, i_c: torch.Tensor,
                 i_z: torch.Tensor, rows: int, keep: torch.Tensor, conj_: torch.Tensor, excite: torch.Tensor,
                 store: torch.Tensor, cos: torch.Tensor, recovered_row: int,
-                recovered_f: torch.Tensor | None, recovered_z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                recovered_f: torch.Tensor | None,
+                recovered_z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         f_m = f.new_zeros(rows, f.shape[1])
         add_rows(add_rows(add_rows(f_m, i_f, keep * f), i_c, conj_ * f.conj()), i_z, excite * z)
         stored = store * f
@@ -69,11 +70,13 @@ class RfMix(torch.autograd.Function):
         row = ctx.recovered_row
         g_rec_f = g_fm[row] if need[12] else None
         g_rec_z = g_zm[row].real if need[13] else None
-        return g_f, g_z, None, None, None, None, g_keep, g_conj, g_excite, g_store, g_cos, None, g_rec_f, g_rec_z
+        return (g_f, g_z, None, None, None, None, g_keep, g_conj, g_excite, g_store, g_cos,
+                None, g_rec_f, g_rec_z)
 
 
 def rf_mix(f: torch.Tensor, z: torch.Tensor, index: torch.Tensor, rows: int, c: RfCoefficients,
-           recovered: tuple[int, torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           recovered: tuple[int, torch.Tensor, torch.Tensor] | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix ``F`` and ``Z`` by the pulse ``c`` into ``rows`` merged rows.
 
     ``index`` holds the merged row of every source row in the order ``F``, ``conj F``, ``Z``;

@@ -16,9 +16,10 @@ the pulse, ``x``: voxel centres, ``tau``: a state's time since its last refocusi
 Autograd through these lines would keep about ten ``[n, V]`` and ``[J, V]`` intermediates per
 repetition, most of the engine's memory. :class:`Readout` keeps its inputs (``F`` is kept by
 the next step anyway), ``P`` and each group's ``E_g``, ``F_g E_g`` and ``M_g W_g F_g E_g``, and
-recomputes ``M_g`` and ``W_g`` in the backward pass, written out below; ``tests/sequences/test_gradients.py`` checks it with
-``gradcheck``. Real-by-complex products run as real matrix products (half the work of a
-complex one) and ``P`` is computed once for all groups.
+recomputes ``M_g`` and ``W_g`` in the backward pass, written out below;
+``tests/sequences/test_gradients.py`` checks it with ``gradcheck``. Real-by-complex products
+run as real matrix products (half the work of a complex one) and ``P`` is computed once for all
+groups.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ GROUP_FIELDS = 5
 
 def _sinc_factors(group: Group, moment: torch.Tensor, vox: VoxelSet) -> tuple[torch.Tensor, torch.Tensor]:
     """Per axis the box sinc of the state at every sample and its argument, ``[3, n, J_g]`` float64."""
-    u = (moment.double()[None, :, :] + group.moment[:, None, :]).permute(2, 1, 0) * vox.size.double()[:, None, None]
+    u = (moment.double()[None, :, :] + group.moment[:, None, :]).permute(2, 1, 0)
+    u = u * vox.size.double()[:, None, None]
     return torch.sinc(u), u
 
 

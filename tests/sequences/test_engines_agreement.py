@@ -9,6 +9,7 @@ spins). The convergence with spin count is shown on 16x16.
 from __future__ import annotations
 
 import math
+
 import torch
 
 from sequences.builders.gre import flash
