@@ -38,7 +38,7 @@ from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from sequences.engines.mixing import rf_mix
-from sequences.engines.readout import Group, readout
+from sequences.engines.readout import Group, readout, voxel_phase
 from sequences.engines.rf import RfCoefficients, rf_coefficients
 from sequences.engines.timeline import Repetition, repetitions
 from sequences.engines.voxels import VoxelSet
@@ -72,9 +72,7 @@ def _pulse_factors(seq: Sequence, vox: VoxelSet) -> list[PulseFactors]:
     """:class:`PulseFactors` of every repetition, from ``[R, V]`` tensor expressions."""
     c = rf_coefficients(seq.flip[:, None] * vox.b1[None], seq.rf_phase[:, None])  # [R, V]
     end_moment, end_time = seq.moment.sum(1), seq.duration.sum(1)  # [R, 3], [R]
-    phase = (-2 * math.pi) * (end_moment @ vox.pos.T + end_time[:, None] * vox.b0[None])
-    decay = torch.exp(-end_time[:, None] / vox.t2[None])
-    evolve = torch.complex(decay * torch.cos(phase), decay * torch.sin(phase))
+    evolve = voxel_phase(end_moment, end_time, vox) * torch.exp(-end_time[:, None] / vox.t2[None])
     e1 = torch.exp(-end_time[:, None] / vox.t1[None])
     recovery = vox.pd[None] * (1 - e1)
     # the relaxation of repetition r - 1 acts before pulse r (nothing before the first)

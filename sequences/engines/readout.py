@@ -78,8 +78,9 @@ def _real_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex((a @ torch.view_as_real(b).reshape(q, 2 * r)).reshape(-1, r, 2))
 
 
-def _phase(moment: torch.Tensor, time: torch.Tensor, vox: VoxelSet) -> torch.Tensor:
-    """``P``, complex ``[n, V]`` (cos and sin: torch.polar's CPU kernel is 2.5x slower)."""
+def voxel_phase(moment: torch.Tensor, time: torch.Tensor, vox: VoxelSet) -> torch.Tensor:
+    """``exp(-i 2 pi (m . x + t B0))`` at the voxel centres, complex ``[n, V]`` for moments
+    ``[n, 3]`` and times ``[n]`` (cos and sin: torch.polar's CPU kernel is 2.5x slower)."""
     phase = (-2 * math.pi) * (moment @ vox.pos.T + time[:, None] * vox.b0[None])
     return torch.complex(torch.cos(phase), torch.sin(phase))
 
@@ -148,7 +149,7 @@ class Readout(torch.autograd.Function):
         terms = [_group_terms(f, time, g, _weights(g, _sinc_factors(g, moment, vox)[0], time.dtype), t2_decay,
                               vox) for g in groups]
         combined = terms[0].part if len(terms) == 1 else terms[0].part + terms[1].part
-        phase = _phase(moment, time, vox)
+        phase = voxel_phase(moment, time, vox)
         kept = [x for t in terms for x in (t.decay, t.states, t.part, t.unclamped)]
         ctx.save_for_backward(f, moment, time, phase, *kept, *flat)
         ctx.signs, ctx.vox = signs, vox
