@@ -11,17 +11,19 @@ B0. The same keys serve all voxels.
 
 * RF mixes the transverse amplitude ``F`` at key ``q``, the conjugate of ``F`` at ``-q`` and
   the longitudinal amplitude ``Z`` at ``q`` (``sequences/engines/rf.py``). All keys are put in
-  one list, states with equal keys (on a fine grid) are merged with ``index_add`` and states
-  whose amplitude is below ``tolerance`` (relative to the largest PD) in every voxel are pruned,
-  so the state count stays bounded.
+  one list, states with equal keys (on a fine grid) are merged (``sequences/engines/mixing.py``)
+  and states whose amplitude is below ``tolerance`` (relative to the largest PD) in every voxel
+  are pruned, so the state count stays bounded.
 * Within a repetition nothing mixes: transverse keys move by the cumulative moment and time,
   ``F`` decays with T2 and precesses at the voxel centre, ``Z`` decays with T1 and recovers
-  towards PD in the zero state.
+  towards PD in the zero state. These per-voxel factors are computed for all repetitions at once
+  and applied by the next pulse (:class:`PulseFactors`).
 * Each ADC sample sums over voxels and states, with the sample's own evolution since the pulse
   (T2, gradient and B0 phase at the voxel centre), the intravoxel dephasing of a uniformly
   filled box ``prod_axes sinc(k w)`` and the Lorentzian T2' decay ``exp(-|tau|/T2')``, all
   analytic. The samples of a repetition are one pair of matrix products (states before and
-  after their T2' echo, so that ``|tau|`` splits into factors of state and of sample).
+  after their T2' echo, so that ``|tau|`` splits into factors of state and of sample;
+  ``sequences/engines/readout.py``).
 
 A merged state's key (which only enters the sinc and the T2' factor) is the amplitude-weighted
 mean of its members' keys: its value is exact (the members agree to the grid), and its
@@ -236,9 +238,10 @@ def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 
     ``tolerance``: states whose amplitude is below ``tolerance * max(pd)`` in every voxel are
     dropped (and skipped at readouts where they contribute less); ``max_states``: hard bound on
     the state count (the largest are kept); ``checkpointing``: keep only each repetition's
-    starting states for the backward pass and recompute the rest (about a third of the
-    memory, for about one more forward pass); ``None`` turns it on for problems of more than
-    ``AUTO_CHECKPOINT`` repetitions x voxels (the 64x64 brain GRE stays below, 128x128 above).
+    starting states for the backward pass and recompute the rest (on the 128x128 brain GRE
+    three quarters of the memory at the same time); ``None`` turns it on for problems of more
+    than ``AUTO_CHECKPOINT`` repetitions x voxels (the 64x64 brain GRE stays below, 128x128
+    above).
     """
     if tolerance < 0 or max_states < 1:
         raise ValueError(f"tolerance must be >= 0 and max_states >= 1, got {tolerance}, {max_states}")
