@@ -87,7 +87,7 @@ def voxel_phase(moment: torch.Tensor, time: torch.Tensor, vox: VoxelSet) -> torc
 
 @dataclass
 class _Terms:
-    """A group's recomputable factors: ``E_g``, ``F_g E_g``, ``M_g`` and ``M_g W_g F_g E_g``."""
+    """A group's factors: ``E_g``, ``F_g E_g``, ``M_g`` and ``M_g W_g F_g E_g``."""
 
     decay: torch.Tensor  # E_g, real [J_g, V]
     states: torch.Tensor  # F_g E_g, complex [J_g, V]
@@ -139,15 +139,15 @@ def _groups(signs: tuple[float, ...], flat: tuple[torch.Tensor, ...] | list[torc
 
 class Readout(torch.autograd.Function):
     """``out [C, n]`` of one repetition; differentiable in ``f``, ``moment``, ``time`` and every
-    group's ``tau``, ``t_ref`` and ``weights`` (the tissue in ``vox`` is a constant)."""
+    group's ``tau``, ``t_ref`` and state ``moment`` (the tissue in ``vox`` is a constant)."""
 
     @staticmethod
     def forward(ctx, f: torch.Tensor, moment: torch.Tensor, time: torch.Tensor, vox: VoxelSet,
                 signs: tuple[float, ...], *flat: torch.Tensor) -> torch.Tensor:
         groups = _groups(signs, flat)
         t2_decay = -time[:, None] / vox.t2[None]
-        terms = [_group_terms(f, time, g, _weights(g, _sinc_factors(g, moment, vox)[0], time.dtype), t2_decay,
-                              vox) for g in groups]
+        weights = [_weights(g, _sinc_factors(g, moment, vox)[0], time.dtype) for g in groups]
+        terms = [_group_terms(f, time, g, w, t2_decay, vox) for g, w in zip(groups, weights, strict=True)]
         combined = terms[0].part if len(terms) == 1 else terms[0].part + terms[1].part
         phase = voxel_phase(moment, time, vox)
         kept = [x for t in terms for x in (t.decay, t.states, t.part, t.unclamped)]
