@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.offline import reconstruct_file  # noqa: E402
+from mrzero.pipelines.offline import reconstruct_file  # noqa: E402
 
 AS_CPP = {"output": "float", "scale": "dft"}
 

@@ -5,7 +5,7 @@ package's own external gadget (``gadgetron.external.Connection`` running its exa
 Dataset: Debian's ``ismrmrd_generate_cartesian_shepp_logan`` (``--matrix``, ``--coils``, with a
 noise-adjust scan and 2x readout oversampling). Both gadgets run as subprocesses on 127.0.0.1
 with one compute thread each (mrzero: ``--pipeline-threads 1``; peer: OMP/BLAS threads 1); this
-process plays Gadgetron (``server.gadgetron.peer``): configuration, header, pre-serialised
+process plays Gadgetron (``mrzero.server.gadgetron.peer``): configuration, header, pre-serialised
 acquisitions, close, reading the images concurrently. Measured per scan, from connect to the
 gadget's close: the median of ``--repeats`` scans each, alternating between the two; and, in the
 same repeats, the ``cartesian`` pipeline alone over the same acquisitions in this process (one
@@ -31,13 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines import registry  # noqa: E402
-from pipelines.base import Context  # noqa: E402
-from pipelines.header import fix_header_text, parse_header  # noqa: E402
-from server.client import open_mrd  # noqa: E402
-from server.demo import generate_shepp_logan  # noqa: E402
-from server.gadgetron.peer import CLOSE, Answer, opening, run_chain  # noqa: E402
-from server.protocol import serialized  # noqa: E402
+from mrzero.client import open_mrd  # noqa: E402
+from mrzero.pipelines import registry  # noqa: E402
+from mrzero.pipelines.base import Context  # noqa: E402
+from mrzero.pipelines.mrd_header import fix_header_text, parse_header  # noqa: E402
+from mrzero.server.framing import serialized  # noqa: E402
+from mrzero.server.gadgetron.peer import CLOSE, Answer, opening, run_chain  # noqa: E402
+from mrzero.shepp_logan_demo import generate_shepp_logan  # noqa: E402
 
 #: The peer: the gadgetron package's Connection and example reconstruction, one scan at a time.
 PEER = """

@@ -1,8 +1,8 @@
 """Pulseq export and import of a Cartesian GRE against pypulseq's own build of the same sequence.
 
-Ours: ``sequences.pulseq.export.export`` of the ``flash`` builder's Sequence (model to hardware
+Ours: ``mrzero.sequences.pulseq.export.export`` of the ``flash`` builder's Sequence (model to hardware
 events, timing and limit checks, ``write`` with signature, test report) and
-``sequences.pulseq.import_.import_seq`` of that file (pypulseq's reader plus the exact waveform
+``mrzero.sequences.pulseq.import_.import_seq`` of that file (pypulseq's reader plus the exact waveform
 integration into the Sequence model). Peer: a hand-written pypulseq GRE with the same matrix,
 FOV, TE, TR, flip, dwell, RF block pulse, RF spoiling and LIN labels, as a pypulseq user writes
 it (build, ``write`` with its timing check, test report); for import, pypulseq's ``read`` plus
@@ -31,10 +31,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sequences.builders import flash  # noqa: E402
-from sequences.pulseq.export import export  # noqa: E402
-from sequences.pulseq.import_ import import_seq  # noqa: E402
-from sequences.pulseq.system import hardware  # noqa: E402
+from mrzero.sequences.builders import flash  # noqa: E402
+from mrzero.sequences.pulseq.export import export  # noqa: E402
+from mrzero.sequences.pulseq.import_ import import_seq  # noqa: E402
+from mrzero.sequences.pulseq.system import hardware  # noqa: E402
 
 #: (TE, TR, dwell) per matrix, so that the readout fits: seconds.
 PROTOCOLS = {64: (5e-3, 15e-3, 50e-6), 128: (5e-3, 15e-3, 30e-6), 256: (6e-3, 20e-3, 20e-6)}

@@ -40,11 +40,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.bart import read_cfl, run_bart, write_cfl  # noqa: E402
-from pipelines.ops.coils import rss  # noqa: E402
-from pipelines.ops.encoding import Encoding  # noqa: E402
-from pipelines.ops.fft import fftc, ifftc  # noqa: E402
-from pipelines.ops.reconstruct import reconstruct  # noqa: E402
+from mrzero.core.ops.coils import rss  # noqa: E402
+from mrzero.core.ops.encoding import Encoding  # noqa: E402
+from mrzero.core.ops.fft import fftc, ifftc  # noqa: E402
+from mrzero.core.ops.reconstruct import reconstruct  # noqa: E402
+from mrzero.pipelines.bart import read_cfl, run_bart, write_cfl  # noqa: E402
 
 NOISE = 0.005
 COILS = 8
@@ -136,16 +136,16 @@ def _timed_items(items: list, marks: dict) -> Iterator:
 
 
 def bench_server_latency(n: int, work: Path, repeats: int, threads: int) -> list[dict]:
-    from pipelines import registry
-    from pipelines.base import Context
-    from pipelines.header import parse_header
-    from sequences.bundle import deploy_bundle, write_bundle
-    from sequences.checkpoint import Checkpoint
-    from sequences.simulated_scan import build_sequence
-    from sequences.twin import raw_data, scanned_file
-    from server.client import stream
-    from server.limits import Settings
-    from server.listener import Server
+    from mrzero.client import stream
+    from mrzero.pipelines import registry
+    from mrzero.pipelines.base import Context
+    from mrzero.pipelines.mrd_header import parse_header
+    from mrzero.sequences.builder_scan import build_sequence
+    from mrzero.sequences.bundle import deploy_bundle, write_bundle
+    from mrzero.sequences.checkpoint import Checkpoint
+    from mrzero.sequences.digital_twin import raw_data, scanned_file
+    from mrzero.server.limits import Settings
+    from mrzero.server.listener import Server
 
     bundle, store = work / f"radial{n}", work / f"store{n}"
     seq = build_sequence("radial", n, 0.2, dwell=10e-6)  # 10 us: the echo of a 256-sample spoke fits TE 3 ms

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from scipy.optimize import least_squares
 
-from pipelines.roar.fitting import fit_nlls
-from pipelines.roar.signal_model import echo_times
-from pipelines.roar.synthetic import brain_anatomy, make_slice_set
-from pipelines.roar.unet import RoarUNet, UNetConfig, parameter_count
+from mrzero.pipelines.roar.fitting import fit_nlls
+from mrzero.pipelines.roar.signal_model import echo_times
+from mrzero.pipelines.roar.synthetic import brain_anatomy, make_slice_set
+from mrzero.pipelines.roar.unet import RoarUNet, UNetConfig, parameter_count
 
 
 def _median_time(fn, repeats: int) -> tuple[float, list[float]]:

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipelines.base import Context
-from pipelines.registry import get
-from pipelines.roar.bundle import SHIPPED_BUNDLE
-from pipelines.roar.fitting import fit_nlls
-from sequences.phantoms.brain import brain_tissue_fractions
-from sequences.twin import twin_scan
+from mrzero.pipelines.base import Context
+from mrzero.pipelines.registry import get
+from mrzero.pipelines.roar.bundle import SHIPPED_BUNDLE
+from mrzero.pipelines.roar.fitting import fit_nlls
+from mrzero.sequences.digital_twin import twin_scan
+from mrzero.sequences.phantoms.brain import brain_tissue_fractions
 
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:

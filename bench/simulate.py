@@ -1,7 +1,7 @@
 """Benchmark the simulation engines against MRzero-Core 1.2 on spoiled GRE of the brain phantom.
 
 For each matrix (default 32, 64, 128) the Cartesian RF- and gradient-spoiled GRE
-(``sequences.builders.gre.flash``: TE 5 ms, TR 12 ms, flip 10 deg) is simulated on the embedded
+(``mrzero.sequences.builders.gre.flash``: TE 5 ms, TR 12 ms, flip 10 deg) is simulated on the embedded
 brain phantom by the fast engine, the isochromat engine and, when ``--peer-python`` points to a
 Python with ``mrzerocore`` installed, MRzero-Core (``bench/simulate_mrzero_peer.py``). Every
 case runs in a fresh subprocess so that its peak memory (``ru_maxrss`` increase over the state
@@ -37,9 +37,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sequences.builders.gre import flash  # noqa: E402
-from sequences.phantoms.brain import brain_phantom  # noqa: E402
-from sequences.simulate import simulate  # noqa: E402
+from mrzero.sequences.builders.gre import flash  # noqa: E402
+from mrzero.sequences.phantoms.brain import brain_phantom  # noqa: E402
+from mrzero.sequences.simulate import simulate  # noqa: E402
 
 PEER_SCRIPT = Path(__file__).with_name("simulate_mrzero_peer.py")
 #: Benchmarked variants of this project's engines: name -> (engine, options).

@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.protocol import MessageId, MessageReader, close_message, header_message, serialized  # noqa: E402
+from mrzero.server.framing import MessageId, MessageReader, close_message, header_message, serialized  # noqa: E402
 
 COILS, SAMPLES, LINES = 32, 512, 256
 #: Torch threads per reconstruction, in the server's workers and in the in-memory runs alike.
@@ -156,9 +156,9 @@ def compute_once() -> None:
     """Child mode: build the scan, say ready, wait for go, time one in-memory cartesian run."""
     import torch
 
-    from pipelines import registry
-    from pipelines.base import Context
-    from pipelines.header import parse_header
+    from mrzero.pipelines import registry
+    from mrzero.pipelines.base import Context
+    from mrzero.pipelines.mrd_header import parse_header
 
     torch.set_num_threads(PIPELINE_THREADS)
     acqs, spec = acquisitions(), registry.get("cartesian")

@@ -36,8 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sequences.phantoms import brain_tissue_fractions  # noqa: E402
-from sequences.training import Trainer, load_recipe  # noqa: E402
+from mrzero.sequences.phantoms import brain_tissue_fractions  # noqa: E402
+from mrzero.sequences.training import Trainer, load_recipe  # noqa: E402
 
 
 def recipe_for(matrix: int, engine: str, spins: int):

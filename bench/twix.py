@@ -35,9 +35,9 @@ import twixtools
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.offline import reconstruct_file  # noqa: E402
-from pipelines.reprocess import reconstruct_images  # noqa: E402
-from pipelines.twix import convert_twix, load_twix  # noqa: E402
+from mrzero.pipelines.offline import reconstruct_file  # noqa: E402
+from mrzero.pipelines.reprocess import reconstruct_images  # noqa: E402
+from mrzero.pipelines.twix import convert_twix, load_twix  # noqa: E402
 
 GRE = Path(__file__).resolve().parents[1] / "tests" / "data" / "twix" / "gre.dat"
 FLOAT = {"output": "float", "scale": 1.0}

@@ -10,17 +10,17 @@ JSON parameters (all optional): ``prewhiten`` (true), ``trigger`` ("repetition")
 
 from __future__ import annotations
 
-from pipelines.base import chain
-from pipelines.registry import register
-from pipelines.stages.accumulate import accumulate_stage
-from pipelines.stages.combine import combine_stage
-from pipelines.stages.crop import crop_stage
-from pipelines.stages.lines import imaging_lines_stage
-from pipelines.stages.noise import prewhiten_stage
-from pipelines.stages.output import output_stage
-from pipelines.stages.oversampling import oversampling_stage
-from pipelines.stages.scale import scale_stage
-from pipelines.stages.transform import kspace_to_image_stage
+from mrzero.pipelines.base import chain
+from mrzero.pipelines.registry import register
+from mrzero.pipelines.stages.accumulate import accumulate_stage
+from mrzero.pipelines.stages.combine import combine_stage
+from mrzero.pipelines.stages.crop import crop_stage
+from mrzero.pipelines.stages.lines import imaging_lines_stage
+from mrzero.pipelines.stages.noise import prewhiten_stage
+from mrzero.pipelines.stages.output import output_stage
+from mrzero.pipelines.stages.oversampling import oversampling_stage
+from mrzero.pipelines.stages.scale import scale_stage
+from mrzero.pipelines.stages.transform import kspace_to_image_stage
 
 cartesian = register(
     "cartesian",

@@ -3,7 +3,7 @@
 MRD images carry their geometry in the patient coordinates of DICOM (LPS, millimetres): the
 ``position`` of the image centre, the unit vectors ``read_dir`` (along a row, increasing column
 index x), ``phase_dir`` (down a column, increasing row index y) and ``slice_dir``, and the
-``field_of_view`` over ``matrix_size``. As everywhere in this project (``pipelines/ops/units``),
+``field_of_view`` over ``matrix_size``. As everywhere in this project (``core/ops/units``),
 pixel ``i`` of ``n`` sits at ``(i - n // 2)`` pixels from the centre. NIfTI's world space is
 RAS, so the affine is ``diag(-1, -1, 1)`` times the LPS one. Voxel axes are (x, y, z[, volume]):
 the NIfTI array is the MRD ``[z, y, x]`` array transposed.

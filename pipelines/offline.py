@@ -18,11 +18,11 @@ import ismrmrd
 import numpy as np
 from tqdm import tqdm
 
-from pipelines import registry
-from pipelines.base import Context
-from pipelines.header import parse_header
+from mrzero.pipelines import registry
+from mrzero.pipelines.base import Context
+from mrzero.pipelines.mrd_header import parse_header
 
-log = logging.getLogger("pipelines.offline")
+log = logging.getLogger("mrzero.pipelines.offline")
 
 #: Acquisitions read from HDF5 per request.
 READ_CHUNK = 256

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipelines.base import Stage
+from mrzero.pipelines.base import Stage
 
 #: The pipeline an empty or absent config name selects.
 DEFAULT_PIPELINE = "cartesian"
@@ -49,7 +49,7 @@ def register(name: str, description: str) -> Callable[[Stage], Stage]:
 
 
 def _load_catalog() -> None:
-    import pipelines.catalog  # noqa: F401  (fixed module: registers the shipped pipelines)
+    import mrzero.pipelines.catalog  # noqa: F401  (fixed module: registers the shipped mrzero.pipelines)
 
 
 def names() -> list[str]:

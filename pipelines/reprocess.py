@@ -1,7 +1,7 @@
 """Offline reprocessing: twix ``.dat`` or MRD ``.h5`` raw files through a registered pipeline.
 
 Each input file is reconstructed with exactly the pipeline the server runs inline (looked up in
-``pipelines.registry``) and its images are written to ``OUTDIR/<name>/``: the MRD images
+``mrzero.pipelines.registry``) and its images are written to ``OUTDIR/<name>/``: the MRD images
 (``<name>_images.h5``), NIfTI volumes (``<name>_s<series>.nii.gz``) and PNG previews. The
 files of one input are first written to a hidden temporary folder that is renamed when all of
 them are complete, so a failure leaves nothing behind. A folder input processes every
@@ -24,11 +24,11 @@ from typing import Any
 import ismrmrd
 from tqdm import tqdm
 
-from pipelines import offline, registry
-from pipelines.base import Context
-from pipelines.image_files import write_images_h5, write_pngs
-from pipelines.nifti import write_nifti
-from pipelines.twix import load_twix
+from mrzero.pipelines import offline, registry
+from mrzero.pipelines.base import Context
+from mrzero.pipelines.image_files import write_images_h5, write_pngs
+from mrzero.pipelines.nifti import write_nifti
+from mrzero.pipelines.twix import load_twix
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pipelines.base import Context
-from pipelines.registry import register
+from mrzero.pipelines.base import Context
+from mrzero.pipelines.registry import register
 
 
 @register("savedataonly", "journal the raw data only; no reconstruction, no images")

@@ -25,13 +25,11 @@ checked against strict patterns before they touch a path.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,34 +39,31 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sequences.checkpoint import Checkpoint
-from sequences.pulseq.export import ExportOptions, export
-from sequences.pulseq.import_ import echo_and_repetition_time
-from sequences.pulseq.signature import SignatureError, verified_signature
-from sequences.pulseq.system import HardwareLimits
-from sequences.readouts import derive_layout
+from mrzero.core.bundles import (
+    BUNDLE_PIPELINES,
+    DEPLOYMENT_FILE,
+    FIGURE_FILE,
+    FORMAT,
+    HEAD_FILE,
+    NAME_PATTERN,
+    PROTOCOL_FILE,
+    REPORT_FILE,
+    SEQ_FILE,
+    TRAJECTORY_FILE,
+    TRAJECTORY_TOLERANCE,
+    VERSION,
+    BundleError,
+    file_sha256,
+    read_protocol,
+)
+from mrzero.sequences.adc_layout import derive_layout
+from mrzero.sequences.checkpoint import Checkpoint
+from mrzero.sequences.pulseq.export import ExportOptions, export
+from mrzero.sequences.pulseq.import_ import echo_and_repetition_time
+from mrzero.sequences.pulseq.signature import SignatureError, verified_signature
+from mrzero.sequences.pulseq.system import HardwareLimits
 
 log = logging.getLogger(__name__)
-
-FORMAT = "mrzero-bundle"
-VERSION = 1
-SEQ_FILE, REPORT_FILE, PROTOCOL_FILE = "sequence.seq", "sequence.testreport.txt", "protocol.json"
-TRAJECTORY_FILE, HEAD_FILE, FIGURE_FILE = "trajectory.npy", "head.safetensors", "training.png"
-DEPLOYMENT_FILE = "deployment.json"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-SIGNATURE_PATTERN = re.compile(r"^[0-9a-f]{32}$")
-#: Fields every protocol.json must hold, with their JSON types.
-PROTOCOL_KEYS = {"name": str, "signature": str, "pipeline": str, "encoding": dict, "trajectory": dict,
-                 "files": dict}
-#: Largest difference (cycles/FOV) allowed between trajectory.npy and the file's k-space.
-TRAJECTORY_TOLERANCE = 1e-3
-#: MRD header user parameter string that carries the Pulseq signature of the file a scan ran.
-SIGNATURE_PARAMETER = "PulseqSignature"
-
-
-class BundleError(ValueError):
-    """A bundle (or a lookup) is invalid; the message lists every problem found."""
-
 
 def bundle_name(text: str) -> str:
     """A store-safe bundle name from free text ("flash 48x48" -> "flash_48x48")."""
@@ -82,8 +77,6 @@ def write_bundle(checkpoint: Checkpoint, out: str | Path, name: str | None = Non
                  pipeline: str | None = None, limits: HardwareLimits | None = None,
                  options: ExportOptions | None = None, source: str | Path | None = None) -> dict[str, Any]:
     """Export ``checkpoint`` as a bundle directory ``out`` (must not exist yet); returns the protocol."""
-    from pipelines import registry  # the pipeline names are the reconstruction side's contract
-
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise BundleError(f"{out} exists and is not empty; choose a new bundle directory")
@@ -93,9 +86,9 @@ def write_bundle(checkpoint: Checkpoint, out: str | Path, name: str | None = Non
     pipeline = pipeline or meta.get("pipeline") or ("cartesian" if layout.trajectory == "cartesian" else None)
     if pipeline is None:
         raise BundleError(f"sequence {seq.name!r} is not Cartesian: name its reconstruction pipeline "
-                          f"(one of {', '.join(registry.names())})")
-    if pipeline not in registry.names():
-        raise BundleError(f"unknown pipeline {pipeline!r}; known pipelines: {', '.join(registry.names())}")
+                          f"(one of {', '.join(BUNDLE_PIPELINES)})")
+    if pipeline not in BUNDLE_PIPELINES:
+        raise BundleError(f"unknown pipeline {pipeline!r}; known pipelines: {', '.join(BUNDLE_PIPELINES)}")
     name = bundle_name(name or meta.get("name") or seq.name)
     out.mkdir(parents=True, exist_ok=True)
     result = export(seq, out / SEQ_FILE, limits=limits, options=options)
@@ -134,30 +127,10 @@ def write_bundle(checkpoint: Checkpoint, out: str | Path, name: str | None = Non
     return protocol
 
 
-def _read_protocol(bundle: Path) -> dict[str, Any]:
-    path = bundle / PROTOCOL_FILE
-    if not path.is_file():
-        raise BundleError(f"{bundle}: no {PROTOCOL_FILE}; not a bundle directory")
-    try:
-        protocol = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
-    kind = (protocol.get("format"), protocol.get("version")) if isinstance(protocol, dict) else None
-    if kind != (FORMAT, VERSION):
-        raise BundleError(f"{path}: not an {FORMAT} v{VERSION} protocol")
-    wrong = [f"{key} (expected {kind.__name__})" for key, kind in PROTOCOL_KEYS.items()
-             if not isinstance(protocol.get(key), kind)]
-    if wrong:
-        raise BundleError(f"{path}: missing or mistyped field(s): {', '.join(wrong)}")
-    return protocol
-
-
 def check_bundle(bundle: str | Path) -> dict[str, Any]:
     """Validate a bundle directory; returns its protocol or raises ``BundleError`` listing every problem."""
-    from pipelines import registry
-
     bundle = Path(bundle)
-    protocol = _read_protocol(bundle)
+    protocol = read_protocol(bundle)
     problems: list[str] = []
     if not NAME_PATTERN.match(str(protocol.get("name", ""))):
         problems.append(f"name {protocol.get('name')!r} is not a valid bundle name")
@@ -185,22 +158,13 @@ def check_bundle(bundle: str | Path) -> dict[str, Any]:
                 problems.append(f"head weights {', '.join(bad[:5])} hold NaN or inf")
         except (OSError, SafetensorError) as exc:
             problems.append(f"head weights {files['head']} do not load as safetensors: {exc}")
-    if protocol.get("pipeline") not in registry.names():
-        problems.append(f"pipeline {protocol.get('pipeline')!r} is not registered "
-                        f"(known: {', '.join(registry.names())})")
+    if protocol.get("pipeline") not in BUNDLE_PIPELINES:
+        problems.append(f"pipeline {protocol.get('pipeline')!r} is not a bundle pipeline "
+                        f"(known: {', '.join(BUNDLE_PIPELINES)})")
     if problems:
         listed = "; ".join(f"({i + 1}) {p}" for i, p in enumerate(problems))
         raise BundleError(f"bundle {bundle} is invalid: {listed}")
     return protocol
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (the checksum ``head.sha256`` holds)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_trajectory(bundle: Path, protocol: dict[str, Any], seq_path: Path) -> list[str]:
@@ -249,55 +213,3 @@ def deploy_bundle(bundle: str | Path, store: str | Path) -> Path:
     return target
 
 
-@dataclass(frozen=True)
-class DeployedBundle:
-    """A bundle in a store, as the server uses it."""
-
-    path: Path
-    protocol: dict[str, Any]
-    deployed_at: str
-
-    @property
-    def name(self) -> str:
-        return self.protocol["name"]
-
-    @property
-    def signature(self) -> str:
-        return self.protocol["signature"]
-
-    @property
-    def pipeline(self) -> str:
-        return self.protocol["pipeline"]
-
-    def trajectory(self) -> np.ndarray:
-        """k-space of every ADC sample, ``[n_samples, 3]`` float32, cycles/FOV."""
-        return np.load(self.path / self.protocol["trajectory"]["file"], allow_pickle=False)
-
-    def head_weights(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor] | None:
-        """The reconstruction head's state dict (safetensors, no unpickling), or None."""
-        head = self.protocol["files"].get("head")
-        return None if not head else load_file(str(self.path / head), device=str(device))
-
-
-def find_bundle(store: str | Path, name: str | None = None,
-                signature: str | None = None) -> DeployedBundle | None:
-    """The deployed bundle with this name and/or Pulseq signature (latest deployment wins), or None."""
-    if name is None and signature is None:
-        raise BundleError("find_bundle needs a name or a signature")
-    if name is not None and not NAME_PATTERN.match(name):
-        raise BundleError(f"invalid bundle name {name!r}: letters, digits, '.', '_' and '-' only")
-    if signature is not None:
-        signature = signature.lower()
-        if not SIGNATURE_PATTERN.match(signature):
-            raise BundleError(f"invalid Pulseq signature {signature!r}: expected 32 hexadecimal digits")
-    root = Path(store) / "bundles"
-    found: list[DeployedBundle] = []
-    for path in root.glob(f"{name or '*'}/{signature or '*'}"):
-        try:
-            protocol = _read_protocol(path)
-            deployed_at = json.loads((path / DEPLOYMENT_FILE).read_text())["deployed_at"]
-        except (BundleError, OSError, KeyError, json.JSONDecodeError) as exc:
-            log.warning("skipping broken deployed bundle %s: %s", path, exc)
-            continue
-        found.append(DeployedBundle(path, protocol, deployed_at))
-    return max(found, key=lambda b: b.deployed_at, default=None)

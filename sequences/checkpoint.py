@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from sequences.readouts import Readout, ReadoutLayout
-from sequences.sequence import TENSOR_FIELDS, ExportHints, Sequence
+from mrzero.sequences.adc_layout import Readout, ReadoutLayout
+from mrzero.sequences.sequence import TENSOR_FIELDS, ExportHints, Sequence
 
 FORMAT = "mrzero-checkpoint"
 VERSION = 1

@@ -4,7 +4,7 @@ Built to be reused by a digital-twin scan that streams to the server: ``mrd_head
 ``acquisitions`` make the same objects a scanner would send, ``noise_acquisitions`` the
 noise-adjust scans that go first, and ``write_mrd`` stores any of them with ``ismrmrd.Dataset``.
 
-What is filled in, from the ``Sequence`` and its ``ReadoutLayout`` (``sequences/readouts.py``;
+What is filled in, from the ``Sequence`` and its ``ReadoutLayout`` (``sequences/adc_layout.py``;
 derived from the trajectory when a sequence has none):
 
 * header: encoded and recon space (readout samples x lines x 1, FOV in mm), encoding limits
@@ -31,9 +31,9 @@ import ismrmrd.xsd as xsd
 import numpy as np
 import torch
 
-from pipelines.ops.units import GAMMA_HZ_PER_T
-from sequences.readouts import ReadoutLayout, derive_layout
-from sequences.sequence import EXCITATION, INVERSION, Sequence
+from mrzero.core.units import GAMMA_HZ_PER_T
+from mrzero.sequences.adc_layout import ReadoutLayout, derive_layout
+from mrzero.sequences.sequence import EXCITATION, INVERSION, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def acquisitions(seq: Sequence, signal: torch.Tensor, layout: ReadoutLayout | No
     """One ``ismrmrd.Acquisition`` per readout of ``seq`` from ``signal`` ``[coil, n_samples]``, in order.
 
     ``with_trajectory=False`` leaves out the trajectory arrays even off the Cartesian grid, as a
-    scanner running a Pulseq file does (the digital twin, ``sequences/twin.py``).
+    scanner running a Pulseq file does (the digital twin, ``sequences/digital_twin.py``).
     """
     layout = layout or layout_of(seq)
     if signal.ndim != 2 or signal.shape[1] != seq.n_samples:

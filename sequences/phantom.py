@@ -3,7 +3,7 @@
 Maps are ``[ny, nx]`` (or ``[nz, ny, nx]``) float tensors: proton density (arbitrary units),
 T1, T2, T2' (s), B0 off-resonance (Hz), B1 (relative transmit scale, 1 = nominal), and
 optionally complex coil sensitivities ``[coil, ...map shape]``. Voxel positions follow
-``pipelines/ops/units.py``: FOV units, pixel ``i`` of ``n`` at ``(i - n//2) / n``.
+``core/units.py``: FOV units, pixel ``i`` of ``n`` at ``(i - n//2) / n``.
 Loaders (NIfTI, the embedded brain phantom, sparse synthetic samples) live beside this module.
 """
 

@@ -1,6 +1,6 @@
 """The MRzero sequence model: ``R`` repetitions x ``E`` events, held as tensors.
 
-Timeline of one repetition ``r`` (see ``pipelines/ops/units.py`` for the sign convention):
+Timeline of one repetition ``r`` (see ``core/units.py`` for the sign convention):
 
 1. one instantaneous RF pulse: flip ``flip[r]`` (rad, scaled per voxel by B1) about the axis
    set by ``rf_phase[r]`` (rad);
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from sequences.readouts import ReadoutLayout
+from mrzero.sequences.adc_layout import ReadoutLayout
 
 #: ``rf_kind`` values.
 EXCITATION, REFOCUSING, INVERSION = 0, 1, 2

@@ -1,7 +1,7 @@
 """The one simulation interface: ``simulate(sequence, phantom, engine=..., device=...)``.
 
 Returns the complex signal ``[coil, n_samples]`` in the ADC order of ``Sequence.trajectory()``,
-``sum_voxels coil * Mxy`` with the sign conventions of ``pipelines/ops/units.py``; complex64 for
+``sum_voxels coil * Mxy`` with the sign conventions of ``core/units.py``; complex64 for
 a float32 sequence, complex128 for float64 (for gradcheck). Differentiable in every sequence
 tensor (flip, rf_phase, duration, moment, adc_phase) and device-agnostic: the simulation runs
 on ``device`` (default: the sequence's), with the phantom moved there.
@@ -23,11 +23,11 @@ from collections.abc import Callable
 
 import torch
 
-from sequences.engines.configuration import simulate_configurations
-from sequences.engines.isochromat import simulate_isochromats
-from sequences.engines.voxels import voxels_of
-from sequences.phantom import Phantom
-from sequences.sequence import Sequence, SequenceError
+from mrzero.sequences.engines.configuration import simulate_configurations
+from mrzero.sequences.engines.isochromat import simulate_isochromats
+from mrzero.sequences.engines.voxels import voxels_of
+from mrzero.sequences.phantom import Phantom
+from mrzero.sequences.sequence import Sequence, SequenceError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """One client connection: read and journal its stream, route it to a pipeline, send images back.
 
-The connection's thread reads messages (``server.protocol``), writes each one to the journal
+The connection's thread reads messages (``mrzero.server.framing``), writes each one to the journal
 *before* anything else looks at it, validates acquisitions, and forwards them to the pipeline
 worker process. A relay thread sends the worker's images to the client as they come. When
 the reconstruction fails (unknown pipeline, invalid data, a pipeline that raises, hangs or runs
@@ -8,7 +8,7 @@ out of memory) the client gets an ``ERROR: ...`` text at once, and the connectio
 and journaling until the client closes, so the raw data of a failed reconstruction are kept
 for reprocessing. Only errors that break the framing (truncated or unknown messages, a size
 over the limit) end the reading. At the end: the pipeline's texts, a summary text, close.
-The server's :class:`server.metrics.Metrics` count bytes and acquisitions as they arrive.
+The server's :class:`mrzero.server.metrics.Metrics` count bytes and acquisitions as they arrive.
 """
 
 from __future__ import annotations
@@ -19,11 +19,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from pipelines.registry import UnknownPipelineError, get
-from server.journal import Journal, JournalError
-from server.limits import Settings
-from server.metrics import Metrics
-from server.protocol import (
+from mrzero.pipelines.registry import UnknownPipelineError, get
+from mrzero.server.framing import (
     Message,
     MessageId,
     MessageReader,
@@ -34,8 +31,11 @@ from server.protocol import (
     parse_parameters,
     serialized,
 )
-from server.session import WorkerSession
-from server.validation import AcquisitionChecker, InvalidData
+from mrzero.server.journal import Journal, JournalError
+from mrzero.server.limits import Settings
+from mrzero.server.metrics import Metrics
+from mrzero.server.session import WorkerSession
+from mrzero.server.validation import AcquisitionChecker, InvalidData
 
 log = logging.getLogger(__name__)
 

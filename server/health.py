@@ -5,7 +5,7 @@
   the server.
 * ``/readyz`` (readiness): 200 while the server accepts scans and runs fewer than
   ``--max-connections``; 503 while busy or draining, so a load balancer sends scans elsewhere.
-* ``/metrics``: :class:`server.metrics.Metrics` in Prometheus text format.
+* ``/metrics``: :class:`mrzero.server.metrics.Metrics` in Prometheus text format.
 
 A ``ThreadingHTTPServer`` in a daemon thread of the server process: probes never wait for a
 scan, and the MRD port never sees HTTP.
@@ -21,13 +21,13 @@ from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from server.metrics import Metrics
+from mrzero.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
 class Probed(Protocol):
-    """What the endpoint asks the MRD server (``server.listener.Server``)."""
+    """What the endpoint asks the MRD server (``mrzero.server.listener.Server``)."""
 
     metrics: Metrics
 

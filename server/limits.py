@@ -49,7 +49,7 @@ class Settings:
     journal_flush_interval_s: float = 0.05
     #: Start of every journal file name (e.g. the pod name), so that servers can share one volume.
     journal_prefix: str = ""
-    #: Port of the health and metrics HTTP endpoint (``server.health``) on ``host``; None: none.
+    #: Port of the health and metrics HTTP endpoint (``mrzero.server.health``) on ``host``; None: none.
     health_port: int | None = None
     #: After SIGTERM, scans in progress get this long to finish before they are ended with an error.
     drain_timeout_s: float = 90.0

@@ -1,7 +1,7 @@
 """The TCP listener: accepts clients, enforces the connection limit, runs one thread each.
 
 It also owns what a service manager sees: the metrics, liveness and readiness (served by
-``server.health`` on the health port) and the graceful stop. On SIGTERM (or Ctrl-C) the server
+``mrzero.server.health`` on the health port) and the graceful stop. On SIGTERM (or Ctrl-C) the server
 stops accepting (readiness turns false), lets the scans in progress finish for up to the drain
 timeout, ends the remaining ones with an error text (``Connection.abort``), waits until every
 journal is closed, and returns.
@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from pipelines import registry
-from server.connection import Connection
-from server.health import HealthServer
-from server.limits import Settings
-from server.metrics import Metrics
-from server.processes import forkserver_alive, warm_up
-from server.protocol import close_message, serialized
-from server.session import DRAIN_TIMEOUT_S, WorkerSession, drain_and_close
+from mrzero.pipelines import registry
+from mrzero.server.connection import Connection
+from mrzero.server.framing import close_message, serialized
+from mrzero.server.health import HealthServer
+from mrzero.server.limits import Settings
+from mrzero.server.metrics import Metrics
+from mrzero.server.processes import forkserver_alive, warm_up
+from mrzero.server.session import DRAIN_TIMEOUT_S, WorkerSession, drain_and_close
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The server's Prometheus metrics, served as text on the health port's ``/metrics``.
 
-One registry per :class:`server.listener.Server` (not the process-global default), so that
+One registry per :class:`mrzero.server.listener.Server` (not the process-global default), so that
 several servers in one process (tests, benchmarks) count apart. Connections update the
 counters as messages arrive, so a scrape during a scan shows it in progress.
 """

@@ -12,7 +12,7 @@ import os
 import threading
 
 CONTEXT = multiprocessing.get_context("forkserver")
-_PRELOAD = ["pipelines.catalog", "server.worker"]
+_PRELOAD = ["mrzero.pipelines.catalog", "mrzero.server.worker"]
 _lock = threading.Lock()
 
 

@@ -4,7 +4,7 @@ pipeline worker.
 :class:`WorkerSession` sends under a lock and notices a peer that went away, records the first
 failure and reports it to the peer once, lets the listener abort it during the drain, starts the
 worker with its relay thread and relays the worker's images and log lines. The subclasses
-(:class:`server.connection.Connection`, :class:`server.gadgetron.session.ExternalSession`) read
+(:class:`mrzero.server.connection.Connection`, :class:`mrzero.server.gadgetron.session.ExternalSession`) read
 their own protocol and say how an error reaches their peer. :func:`drain_and_close` ends a
 socket without losing the last messages (the Gadgetron session, and both listeners' refusals).
 """
@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Any
 
-from server.limits import Settings
-from server.worker import Worker
+from mrzero.server.limits import Settings
+from mrzero.server.worker import Worker
 
 #: How long a finished session waits for its peer to close its side before closing the socket.
 DRAIN_TIMEOUT_S = 5.0
@@ -94,7 +94,7 @@ class WorkerSession:
         raise NotImplementedError
 
     def _count_error(self, kind: str) -> None:
-        """Count a failure of ``kind`` (``server.metrics.ERROR_KINDS``) where the server keeps metrics."""
+        """Count a failure of ``kind`` (``mrzero.server.metrics.ERROR_KINDS``) where the server keeps metrics."""
 
     def fail(self, text: str, kind: str = "internal") -> None:
         """End the reconstruction (not the reading) with ``text`` in our log and sent to the peer;

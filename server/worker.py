@@ -1,7 +1,7 @@
 """The pipeline worker: one process per connection, so that a pipeline that raises, hangs or
 eats memory ends only its own connection.
 
-Processes come from the server's fork server (``server.processes``). The worker limits its
+Processes come from the server's fork server (``mrzero.server.processes``). The worker limits its
 own address space (RLIMIT_AS) to what it had at start plus the configured memory limit.
 
 Frames between server and worker (``multiprocessing`` pipes, one per direction):
@@ -9,7 +9,7 @@ Frames between server and worker (``multiprocessing`` pipes, one per direction):
 * server -> worker: MRD wire bytes of one acquisition/waveform/image; ``b""`` ends the input.
 * worker -> server: one tag byte then the payload: ``I`` an image's MRD wire bytes, ``T`` a
   text for the client, ``L`` a log line (``levelno<TAB>text``), ``E`` an error
-  (``kind<TAB>text``, kind from ``server.metrics.ERROR_KINDS``), ``D`` done.
+  (``kind<TAB>text``, kind from ``mrzero.server.metrics.ERROR_KINDS``), ``D`` done.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import ismrmrd
 
-from server.processes import CONTEXT, warm_up  # noqa: F401  (warm_up: server.gadgetron imports it here)
-from server.protocol import decode_wire, serialized
+from mrzero.server.framing import decode_wire, serialized
+from mrzero.server.processes import CONTEXT, warm_up  # noqa: F401  (warm_up: mrzero.server.gadgetron imports it here)
 
 
 class _PipeLogHandler(logging.Handler):
@@ -82,9 +82,9 @@ def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
 
         for module in modules:
             importlib.import_module(module)
-        from pipelines.base import Context
-        from pipelines.header import parse_header
-        from pipelines.registry import get
+        from mrzero.pipelines.base import Context
+        from mrzero.pipelines.mrd_header import parse_header
+        from mrzero.pipelines.registry import get
 
         spec = get(name)
         ctx = Context(header=parse_header(header_xml), parameters=parameters,
@@ -153,7 +153,7 @@ class Worker:
         self._input_ended = False
         self._last_progress = time.monotonic()
         self.timed_out = False
-        #: Kind (``server.metrics.ERROR_KINDS``) of the error ``results`` ended with, if any.
+        #: Kind (``mrzero.server.metrics.ERROR_KINDS``) of the error ``results`` ended with, if any.
         self.error_kind: str | None = None
 
     def send(self, wire: bytes | bytearray) -> None:

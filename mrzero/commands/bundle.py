@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from sequences.bundle import BundleError, check_bundle
+    from mrzero.core.bundles import BundleError
+    from mrzero.sequences.bundle import check_bundle
 
     try:
         protocol = check_bundle(args.bundle)

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.twix import TwixError, convert_twix
+    from mrzero.pipelines.twix import TwixError, convert_twix
 
     output = args.output or args.file.with_suffix(".h5")
     try:

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.shepp_logan:
-        from server.demo import run_demo
+        from mrzero.shepp_logan_demo import run_demo
 
         result = run_demo(args.output_dir, args.matrix, args.coils or 8, args.config)
         print(f"raw data:      {result.raw}")
@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"images (MRD):  {result.images_h5}")
         print("images (PNG):  " + ", ".join(str(p) for p in result.pngs))
         return 0
-    from mrzero.twin import run_twin_demo
-    from sequences.twin import SHIPPED_BUNDLES
+    from mrzero.sequences.digital_twin import SHIPPED_BUNDLES
+    from mrzero.twin_demo import run_twin_demo
 
     bundles = tuple(args.bundle or sorted(p.parent.name for p in SHIPPED_BUNDLES.glob("*/protocol.json")))
     result = run_twin_demo(args.output_dir, bundles, args.coils or 4, args.noise)

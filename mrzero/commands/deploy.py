@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sequences.bundle import BundleError, deploy_bundle
+    from mrzero.core.bundles import BundleError
+    from mrzero.sequences.bundle import deploy_bundle
 
     try:
         target = deploy_bundle(args.bundle, args.store)

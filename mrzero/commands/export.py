@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "The file respects the hardware limits: events that need more time are stretched and "
                     "listed; a sequence that no stretching can fit (gradient or B1 above the limit) is "
                     "refused with the event named. Units here: ms, mT/m, T/m/s, uT, mm.")
-    p.add_argument("checkpoint", nargs="?", help="checkpoint file (sequences.checkpoint.save_checkpoint)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint file (mrzero.sequences.checkpoint.save_checkpoint)")
     p.add_argument("--sequence", choices=("gre", "radial", "rare", "t1", "mgre"),
                    help="instead of a checkpoint: a builder's target sequence with its default protocol")
     p.add_argument("--matrix", type=int, default=64, help="matrix of --sequence (default 64)")
@@ -41,10 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sequences.bundle import BundleError, write_bundle
-    from sequences.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-    from sequences.pulseq.export import ExportError, ExportOptions
-    from sequences.pulseq.system import hardware
+    from mrzero.core.bundles import BundleError
+    from mrzero.sequences.bundle import write_bundle
+    from mrzero.sequences.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+    from mrzero.sequences.pulseq.export import ExportError, ExportOptions
+    from mrzero.sequences.pulseq.system import hardware
 
     if (args.checkpoint is None) == (args.sequence is None):
         log.error("give either a CHECKPOINT file or --sequence NAME")
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint:
             checkpoint = load_checkpoint(args.checkpoint)
         else:
-            from sequences.builders import BUILDERS
+            from mrzero.sequences.builders import BUILDERS
 
             checkpoint = Checkpoint(BUILDERS[args.sequence](matrix=args.matrix))
         if args.head_output:

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from mrzero.commands.server_options import add_worker_options, worker_settings
-from server.limits import DEFAULT_HOST
+from mrzero.server.limits import DEFAULT_HOST
 
 #: The port of Gadgetron's own examples of ``<external><connect port="..."/>``.
 DEFAULT_PORT = 18000
@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.registry import UnknownPipelineError
-    from server.gadgetron.listener import ExternalServer
+    from mrzero.pipelines.registry import UnknownPipelineError
+    from mrzero.server.gadgetron.listener import ExternalServer
 
     settings = worker_settings(args, host=args.host, port=args.port)
     try:

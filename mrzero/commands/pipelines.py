@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines import registry
+    from mrzero.pipelines import registry
 
     for name in registry.names():
         default = " (default)" if name == registry.DEFAULT_PIPELINE else ""

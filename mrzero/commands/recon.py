@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.registry import UnknownPipelineError
-    from pipelines.reprocess import reprocess
+    from mrzero.pipelines.registry import UnknownPipelineError
+    from mrzero.pipelines.reprocess import reprocess
 
     log = logging.getLogger("mrzero.recon")
     try:

@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pipelines.roar.train import load_config, train
+    from mrzero.pipelines.roar.train import load_config, train
 
     summary = train(load_config(args.config), progress=not args.no_progress)
     print(f"best validation loss {summary['best_val_loss']:.4g}; weights {summary['weights']}")
@@ -76,9 +76,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from pipelines.roar.evaluate import figure, network_method, nlls_method, table
-    from pipelines.roar.synthetic import brain_anatomy, split_indices
-    from pipelines.roar.weights_file import load_weights
+    from mrzero.pipelines.roar.evaluate import figure, network_method, nlls_method, table
+    from mrzero.pipelines.roar.synthetic import brain_anatomy, split_indices
+    from mrzero.pipelines.roar.weights_file import load_weights
 
     loaded = {
         name: [load_weights(p) for p in paths]
@@ -124,8 +124,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    from pipelines.roar.bundle import write_roar_bundle
-    from sequences.bundle import BundleError
+    from mrzero.core.bundles import BundleError
+    from mrzero.roar_bundle import write_roar_bundle
 
     try:
         protocol = write_roar_bundle(args.weights, args.out, name=args.name, matrix=args.matrix)

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from server.limits import DEFAULT_HOST, DEFAULT_PORT
+from mrzero.server.limits import DEFAULT_HOST, DEFAULT_PORT
 
 log = logging.getLogger("mrzero.scan")
 
@@ -40,9 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrzero.twin import save_scan, stream_scan
-    from sequences.bundle import BundleError
-    from sequences.twin import bundle_dir, twin_scan
+    from mrzero.core.bundles import BundleError
+    from mrzero.sequences.digital_twin import bundle_dir, twin_scan
+    from mrzero.twin_demo import save_scan, stream_scan
 
     try:
         parameters = json.loads(args.parameters) if args.parameters else None

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from server.limits import DEFAULT_HOST, DEFAULT_PORT
+from mrzero.server.limits import DEFAULT_HOST, DEFAULT_PORT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.image_files import write_pngs
-    from server.client import send_file
+    from mrzero.client import send_file
+    from mrzero.pipelines.image_files import write_pngs
 
     try:
         reply = send_file(args.file, host=args.host, port=args.port, config=args.config,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mrzero.commands.server_options import add_worker_options, worker_settings
 from mrzero.environment import BadEnvironment, EnvOption, resolve
-from server.limits import DEFAULT_HOST, DEFAULT_PORT, MB, Limits, Settings
+from mrzero.server.limits import DEFAULT_HOST, DEFAULT_PORT, MB, Limits, Settings
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
@@ -132,7 +132,7 @@ def _check_device(name: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.listener import Server
+    from mrzero.server.listener import Server
 
     if args.log_level is None and getattr(args, "verbose", 0):
         args.log_level = "debug"  # -v is on the command line: it beats MRZERO_LOG_LEVEL

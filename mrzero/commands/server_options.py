@@ -1,6 +1,6 @@
 """The pipeline-worker options ``mrzero serve`` and ``mrzero gadgetron-external`` share.
 
-Both commands run the same worker processes under the same :class:`server.limits.Limits`; this
+Both commands run the same worker processes under the same :class:`mrzero.server.limits.Limits`; this
 module declares those options once and turns the parsed values into :class:`Settings`, so that a
 limit added or changed here reaches both servers alike.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from server.limits import MB, Limits, Settings
+from mrzero.server.limits import MB, Limits, Settings
 
 
 def add_worker_options(p: argparse.ArgumentParser, *, timeout_example: str, idle_help: str,

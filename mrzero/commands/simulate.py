@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipelines.ops.units import deg_to_rad, ms_to_s
+from mrzero.core.units import deg_to_rad, ms_to_s
 
 log = logging.getLogger("mrzero.simulate")
 
@@ -57,7 +57,7 @@ def builder_options(args: argparse.Namespace) -> dict[str, float | str | int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sequences.simulated_scan import simulate_scan
+    from mrzero.sequences.builder_scan import simulate_scan
 
     try:
         result = simulate_scan(args.sequence, args.matrix, args.out, phantom=args.phantom, engine=args.engine,

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sequences.training import RecipeError, Trainer, TrainingError, load_recipe
+    from mrzero.sequences.training import RecipeError, Trainer, TrainingError, load_recipe
 
     try:
         recipe = load_recipe(args.recipe)

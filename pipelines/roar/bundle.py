@@ -1,6 +1,6 @@
 """The RoAR model as a deployable bundle, and which bundle the ``roar`` pipeline uses for a scan.
 
-A RoAR bundle is an ordinary bundle (``sequences/bundle.py``, checked by ``mrzero bundle check``
+A RoAR bundle (written by ``mrzero roar bundle``, ``mrzero/roar_bundle.py``) is an ordinary bundle (``sequences/bundle.py``, checked by ``mrzero bundle check``
 and installed by ``mrzero deploy``) whose Pulseq file is the 2D multi-echo GRE the network was
 trained for (``sequences/builders/mgre.py`` at the network's echo times) and whose head is the
 U-Net's weights file exactly as training wrote it (safetensors with the U-Net config, echo times
@@ -16,23 +16,12 @@ signature the header carries, else the deployed ``roar_small``, else the shipped
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.base import Context, PipelineError
-from pipelines.mrzero.lookup import header_signature
-from pipelines.roar.weights_file import load_weights
-from sequences.bundle import (
-    HEAD_FILE,
-    PROTOCOL_FILE,
-    BundleError,
-    check_bundle,
-    file_sha256,
-    find_bundle,
-    write_bundle,
-)
+from mrzero.core.bundles import PROTOCOL_FILE, BundleError, find_bundle, header_signature
+from mrzero.pipelines.base import Context, PipelineError
 
 #: Name of the bundle the pipeline uses when a scan names none.
 DEFAULT_NAME = "roar_small"
@@ -46,43 +35,6 @@ REBUILD = (
 )
 #: What the network returns, as written into the protocol.
 OUTPUTS = ({"quantity": "S0", "units": "a.u. (mean first echo = 1)"}, {"quantity": "R2*", "units": "1/s"})
-
-
-def write_roar_bundle(
-    weights: str | Path,
-    out: str | Path,
-    name: str = DEFAULT_NAME,
-    matrix: int = 64,
-    rebuild: tuple[str, ...] = REBUILD,
-) -> dict[str, Any]:
-    """Bundle the RoAR weights file with the mGRE ``.seq`` of its echo times (``matrix``^2, 200 mm FOV).
-
-    ``out`` must not exist or be empty. Returns the protocol, after ``check_bundle`` accepted it.
-    """
-    from sequences.builders.mgre import mgre
-    from sequences.checkpoint import Checkpoint
-
-    weights, out = Path(weights), Path(out)
-    model, te, info = load_weights(weights)
-    te_s = [round(float(t), 6) for t in te]  # float32 metadata -> whole microseconds
-    spacing = [round(b - a, 6) for a, b in zip(te_s, te_s[1:], strict=False)]
-    if len(te_s) < 2 or len(set(spacing)) != 1:
-        raise BundleError(
-            f"{weights}: echo times {te_s} s are not equally spaced; the mGRE builder "
-            "makes equally spaced echoes"
-        )
-    seq = mgre(matrix, n_echoes=len(te_s), te_first=te_s[0], echo_spacing=spacing[0])
-    metadata = {
-        "head_config": {"kind": "roar_unet", **model.config.to_dict(), "te_ms": [t * 1e3 for t in te_s]},
-        "head_output": list(OUTPUTS),
-        "provenance": {"training": info, "weights_source": str(weights), "rebuild": list(rebuild)},
-    }
-    protocol = write_bundle(Checkpoint(seq, metadata=metadata), out, name=name, pipeline="roar")
-    shutil.copyfile(weights, out / HEAD_FILE)
-    protocol["files"]["head"] = HEAD_FILE
-    protocol["head"]["sha256"] = file_sha256(out / HEAD_FILE)
-    (out / PROTOCOL_FILE).write_text(json.dumps(protocol, indent=2, sort_keys=True) + "\n")
-    return check_bundle(out)
 
 
 @dataclass(frozen=True)
@@ -135,7 +87,7 @@ def scan_source(ctx: Context) -> RoarModelSource:
             deployed.path, deployed.protocol, f"bundle {deployed.name} (deployed {deployed.deployed_at})"
         )
     if name and name != DEFAULT_NAME:
-        where = f"the store {store}" if store is not None else "this server (it has no bundle store)"
+        where = "the bundle store" if store is not None else "this server (it has no bundle store)"
         raise PipelineError(
             f"roar: no bundle named {name!r} is deployed in {where}; deploy it with "
             "'mrzero deploy BUNDLE --store STORE'"

@@ -19,10 +19,10 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from pipelines.roar.fitting import fit_nlls
-from pipelines.roar.synthetic import Anatomy, SliceSet, make_slice_set
-from pipelines.roar.train import relative_error
-from pipelines.roar.unet import RoarUNet
+from mrzero.pipelines.roar.fitting import fit_nlls
+from mrzero.pipelines.roar.synthetic import Anatomy, SliceSet, make_slice_set
+from mrzero.pipelines.roar.train import relative_error
+from mrzero.pipelines.roar.unet import RoarUNet
 
 #: The paper's Table 1 (RE in % at SNR 5, 10, 15).
 PAPER_TABLE = {"NLLS": (46.6, 23.8, 15.8), "RoAR": (22.0, 17.1, 14.9), "Supervised": (22.5, 17.2, 14.9)}

@@ -29,22 +29,22 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from pipelines.base import Context, PipelineError, Stage, chain
-from pipelines.images import make_image
-from pipelines.registry import register
-from pipelines.roar.bundle import RoarModelSource, scan_source
-from pipelines.roar.mask import DEFAULT_THRESHOLD, brain_mask
-from pipelines.roar.unet import RoarUNet
-from pipelines.roar.weights_file import load_weights
-from pipelines.stages.accumulate import accumulate_stage
-from pipelines.stages.buffer import IMAGE_COUNTERS, ReconBuffer
-from pipelines.stages.combine import combine_stage
-from pipelines.stages.crop import crop_stage
-from pipelines.stages.lines import imaging_lines_stage
-from pipelines.stages.noise import prewhiten_stage
-from pipelines.stages.oversampling import oversampling_stage
-from pipelines.stages.transform import kspace_to_image_stage
-from sequences.bundle import file_sha256
+from mrzero.core.bundles import file_sha256
+from mrzero.pipelines.base import Context, PipelineError, Stage, chain
+from mrzero.pipelines.images import make_image
+from mrzero.pipelines.registry import register
+from mrzero.pipelines.roar.bundle import RoarModelSource, scan_source
+from mrzero.pipelines.roar.mask import DEFAULT_THRESHOLD, brain_mask
+from mrzero.pipelines.roar.unet import RoarUNet
+from mrzero.pipelines.roar.weights_file import load_weights
+from mrzero.pipelines.stages.accumulate import accumulate_stage
+from mrzero.pipelines.stages.buffer import IMAGE_COUNTERS, ReconBuffer
+from mrzero.pipelines.stages.combine import combine_stage
+from mrzero.pipelines.stages.crop import crop_stage
+from mrzero.pipelines.stages.lines import imaging_lines_stage
+from mrzero.pipelines.stages.noise import prewhiten_stage
+from mrzero.pipelines.stages.oversampling import oversampling_stage
+from mrzero.pipelines.stages.transform import kspace_to_image_stage
 
 _CONTRAST = IMAGE_COUNTERS.index("contrast")
 _SLICE = IMAGE_COUNTERS.index("slice")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pipelines.roar.signal_model import echo_times, f_sinc, mgre_magnitude
+from mrzero.pipelines.roar.signal_model import echo_times, f_sinc, mgre_magnitude
 
 #: Mean tissue R2* (1/s) and per-subject standard deviation: grey, white, CSF.
 R2S_MEAN = {"gm": 15.0, "wm": 20.0, "csf": 5.0}
@@ -98,8 +98,8 @@ def normalise(signal: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def brain_anatomy(size: int = 64) -> Anatomy:
-    """All slices of the embedded brain phantom (``sequences.phantoms``) at ``size x size``."""
-    from sequences.phantoms.brain import N_BRAIN_SLICES, brain_tissue_fractions
+    """All slices of the embedded brain phantom (``mrzero.sequences.phantoms``) at ``size x size``."""
+    from mrzero.core.brain_atlas import N_BRAIN_SLICES, brain_tissue_fractions
 
     slices = [brain_tissue_fractions((size, size), slice=k) for k in range(N_BRAIN_SLICES)]
     return Anatomy(*(torch.stack([s[name] for s in slices]) for name in ("gm", "wm", "csf")))

@@ -24,10 +24,10 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from pipelines.roar.signal_model import echo_times, mgre_magnitude
-from pipelines.roar.synthetic import SliceSet, brain_anatomy, make_slice_set, split_indices
-from pipelines.roar.unet import RoarUNet, UNetConfig
-from pipelines.roar.weights_file import save_weights
+from mrzero.pipelines.roar.signal_model import echo_times, mgre_magnitude
+from mrzero.pipelines.roar.synthetic import SliceSet, brain_anatomy, make_slice_set, split_indices
+from mrzero.pipelines.roar.unet import RoarUNet, UNetConfig
+from mrzero.pipelines.roar.weights_file import save_weights
 
 log = logging.getLogger(__name__)
 

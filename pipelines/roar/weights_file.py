@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pipelines.roar.unet import RoarUNet, UNetConfig
+from mrzero.pipelines.roar.unet import RoarUNet, UNetConfig
 
 
 def save_weights(model: RoarUNet, path: Path, te: torch.Tensor, info: dict[str, Any]) -> None:

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import ismrmrd
 import torch
 
-from pipelines.base import Context, PipelineError
-from pipelines.header import HeaderError, geometry
-from pipelines.stages.acquisitions import describe
-from pipelines.stages.buffer import IMAGE_COUNTERS, ReconBuffer
-from pipelines.stages.oversampling import centred_readout
+from mrzero.pipelines.base import Context, PipelineError
+from mrzero.pipelines.mrd_header import HeaderError, geometry
+from mrzero.pipelines.stages.acquisitions import describe
+from mrzero.pipelines.stages.buffer import IMAGE_COUNTERS, ReconBuffer
+from mrzero.pipelines.stages.oversampling import centred_readout
 
 TRIGGER_COUNTERS = (*IMAGE_COUNTERS, "average", "segment")
 _FLUSH_ALL_FLAGS = (ismrmrd.ACQ_LAST_IN_REPETITION, ismrmrd.ACQ_LAST_IN_MEASUREMENT)

@@ -6,7 +6,7 @@ import ismrmrd
 import numpy as np
 import torch
 
-from pipelines.base import PipelineError
+from mrzero.pipelines.base import PipelineError
 
 #: Acquisitions a Cartesian image reconstruction does not use (besides noise, handled first).
 NON_IMAGING_FLAGS = (

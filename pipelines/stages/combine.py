@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from pipelines.base import Context, PipelineError
-from pipelines.ops.coils import adaptive_combine, rss
-from pipelines.stages.buffer import ReconBuffer
+from mrzero.core.ops.coils import adaptive_combine, rss
+from mrzero.pipelines.base import Context, PipelineError
+from mrzero.pipelines.stages.buffer import ReconBuffer
 
 COMBINE_METHODS = ("rss", "adaptive")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from pipelines.base import Context, PipelineError
-from pipelines.header import geometry
-from pipelines.ops.oversampling import crop_center
-from pipelines.stages.buffer import ReconBuffer
+from mrzero.core.ops.oversampling import crop_center
+from mrzero.pipelines.base import Context, PipelineError
+from mrzero.pipelines.mrd_header import geometry
+from mrzero.pipelines.stages.buffer import ReconBuffer
 
 
 def crop_stage(items: Iterable[ReconBuffer], ctx: Context) -> Iterator[ReconBuffer]:

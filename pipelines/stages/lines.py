@@ -13,8 +13,8 @@ from typing import Any
 
 import ismrmrd
 
-from pipelines.base import Context
-from pipelines.stages.acquisitions import NON_IMAGING_FLAGS, check_data
+from mrzero.pipelines.base import Context
+from mrzero.pipelines.stages.acquisitions import NON_IMAGING_FLAGS, check_data
 
 
 def imaging_lines_stage(items: Iterable[Any], ctx: Context) -> Iterator[ismrmrd.Acquisition]:

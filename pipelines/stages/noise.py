@@ -2,7 +2,7 @@
 
 Noise acquisitions (``ACQ_IS_NOISE_MEASUREMENT``) are accumulated and dropped from the stream.
 When the first other acquisition arrives, the prewhitening matrix is computed
-(``pipelines.ops.prewhiten``) with the dwell times of the noise and of that acquisition and
+(``mrzero.core.ops.prewhiten``) with the dwell times of the noise and of that acquisition and
 the header's relative receiver noise bandwidth, and is applied to every later acquisition.
 Without noise scans, or with the JSON parameter ``{"prewhiten": false}``, data pass unchanged.
 Waveforms and other items pass through.
@@ -16,10 +16,10 @@ from typing import Any
 import ismrmrd
 import torch
 
-from pipelines.base import Context, PipelineError
-from pipelines.header import receiver_noise_bandwidth
-from pipelines.ops.prewhiten import bandwidth_scale, noise_covariance, prewhiten, prewhitening_matrix
-from pipelines.stages.acquisitions import check_data, describe, samples, with_data
+from mrzero.core.ops.prewhiten import bandwidth_scale, noise_covariance, prewhiten, prewhitening_matrix
+from mrzero.pipelines.base import Context, PipelineError
+from mrzero.pipelines.mrd_header import receiver_noise_bandwidth
+from mrzero.pipelines.stages.acquisitions import check_data, describe, samples, with_data
 
 
 def prewhiten_stage(items: Iterable[Any], ctx: Context) -> Iterator[Any]:

@@ -3,7 +3,7 @@
 JSON parameters: ``"output"``: ``"uint16"`` (default; magnitude rounded and clipped to
 ``[0, 65535]``) or ``"float"`` (float32 magnitude); ``"series_index"`` (default 1).
 Images are numbered ``image_index = 1, 2, ...`` in the order they are ready, and carry the
-window of their value range and the FIRE meta of ``pipelines.images.make_image``.
+window of their value range and the FIRE meta of ``mrzero.pipelines.images.make_image``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Iterable, Iterator
 import ismrmrd
 import numpy as np
 
-from pipelines.base import Context, PipelineError
-from pipelines.images import as_numpy, make_image, to_uint16
-from pipelines.stages.buffer import ReconBuffer
+from mrzero.pipelines.base import Context, PipelineError
+from mrzero.pipelines.images import as_numpy, make_image, to_uint16
+from mrzero.pipelines.stages.buffer import ReconBuffer
 
 OUTPUT_KINDS = ("uint16", "float")
 

@@ -2,7 +2,7 @@
 
 Each line's valid samples (``discard_pre``/``discard_post`` removed) are placed in a readout
 of the encoded matrix size with the echo centre ``center_sample`` at the middle (zero-filling
-an asymmetric echo), and ``pipelines.ops.oversampling`` keeps the central field of view. The
+an asymmetric echo), and ``mrzero.core.ops.oversampling`` keeps the central field of view. The
 output line is symmetric: ``center_sample = n // 2``, no discards, and its dwell time is
 scaled by the oversampling factor. Without oversampling in the header lines pass unchanged.
 """
@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator
 import ismrmrd
 import torch
 
-from pipelines.base import Context, PipelineError
-from pipelines.header import HeaderError, geometry
-from pipelines.ops.oversampling import remove_readout_oversampling
-from pipelines.stages.acquisitions import describe, samples, with_data
+from mrzero.core.ops.oversampling import remove_readout_oversampling
+from mrzero.pipelines.base import Context, PipelineError
+from mrzero.pipelines.mrd_header import HeaderError, geometry
+from mrzero.pipelines.stages.acquisitions import describe, samples, with_data
 
 
 def centred_readout(acq: ismrmrd.Acquisition, n: int) -> torch.Tensor:

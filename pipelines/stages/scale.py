@@ -20,10 +20,10 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from pipelines.base import Context, PipelineError
-from pipelines.header import geometry
-from pipelines.stages.buffer import ReconBuffer
-from pipelines.stages.output import output_kind
+from mrzero.pipelines.base import Context, PipelineError
+from mrzero.pipelines.mrd_header import geometry
+from mrzero.pipelines.stages.buffer import ReconBuffer
+from mrzero.pipelines.stages.output import output_kind
 
 AUTO_TARGET = 2048.0
 AUTO_PERCENTILE = 0.99

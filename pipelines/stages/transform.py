@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from pipelines.base import Context
-from pipelines.ops.fft import ifftc
-from pipelines.stages.buffer import ReconBuffer
+from mrzero.core.ops.fft import ifftc
+from mrzero.pipelines.base import Context
+from mrzero.pipelines.stages.buffer import ReconBuffer
 
 
 def kspace_to_image_stage(items: Iterable[ReconBuffer], ctx: Context) -> Iterator[ReconBuffer]:

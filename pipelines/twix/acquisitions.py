@@ -23,8 +23,8 @@ import numpy as np
 from ismrmrd.hdf5 import acquisition_header_dtype
 from twixtools import mdh_def
 
-from pipelines.twix.geometry import directions_from_quaternions, directions_from_slice
-from pipelines.twix.protocol import Protocol
+from mrzero.pipelines.twix.geometry import directions_from_quaternions, directions_from_slice
+from mrzero.pipelines.twix.protocol_fields import Protocol
 
 #: Siemens flag -> MRD flag, where one implies the other.
 _SIMPLE_FLAGS = {

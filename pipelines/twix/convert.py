@@ -20,7 +20,7 @@ from typing import Any
 import ismrmrd
 import numpy as np
 
-from pipelines.twix.acquisitions import (
+from mrzero.pipelines.twix.acquisitions import (
     acquisition_headers,
     header_table,
     loop_flags,
@@ -28,10 +28,10 @@ from pipelines.twix.acquisitions import (
     sample_time_us,
     siemens_flags,
 )
-from pipelines.twix.header import build_header
-from pipelines.twix.mrd_writer import write_raw_file
-from pipelines.twix.protocol import Protocol
-from pipelines.twix.reader import TwixFile, read_twix_file
+from mrzero.pipelines.twix.header_builder import build_header
+from mrzero.pipelines.twix.mrd_writer import write_raw_file
+from mrzero.pipelines.twix.protocol_fields import Protocol
+from mrzero.pipelines.twix.reader import TwixFile, read_twix_file
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ def directions_from_slice(normal: Sequence[float], inplane_rotation_rad: float =
     defines it: for a transverse slice the projection of the anterior-posterior axis, for a
     coronal or sagittal one the in-plane direction perpendicular to the head-foot axis; the
     in-plane rotation turns it about the normal. Checked against the quaternions of real data
-    for rotation 0 only (``tests/twix``); the quaternion is preferred wherever a readout has one.
+    for rotation 0 only (``tests/pipelines/twix``); the quaternion is preferred wherever a readout has one.
     """
     n = np.asarray(normal, dtype=float)
     length = float(np.linalg.norm(n))

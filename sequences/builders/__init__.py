@@ -7,13 +7,13 @@ empty: what is learnable is the training's choice.
 
 from collections.abc import Callable
 
-from sequences.builders.blocks import phase_order, rf_spoil_phases
-from sequences.builders.gre import flash
-from sequences.builders.inversion import inversion_gre
-from sequences.builders.mgre import mgre
-from sequences.builders.radial import radial_gre, spoke_angles
-from sequences.builders.rare import rare
-from sequences.sequence import Sequence
+from mrzero.sequences.builders.blocks import phase_order, rf_spoil_phases
+from mrzero.sequences.builders.gre import flash
+from mrzero.sequences.builders.inversion import inversion_gre
+from mrzero.sequences.builders.mgre import mgre
+from mrzero.sequences.builders.radial import radial_gre, spoke_angles
+from mrzero.sequences.builders.rare import rare
+from mrzero.sequences.sequence import Sequence
 
 #: Builders by the short names of ``mrzero simulate --sequence``.
 BUILDERS: dict[str, Callable[..., Sequence]] = {

@@ -1,6 +1,6 @@
 """Building blocks shared by the sequence builders: phase order, RF spoiling, gradient-echo repetitions.
 
-All inputs are SI (seconds, radians); moments in cycles/FOV (see ``pipelines/ops/units.py``).
+All inputs are SI (seconds, radians); moments in cycles/FOV (see ``core/units.py``).
 A readout of ``n`` samples along the unit direction ``u`` through the offset ``k0`` puts sample
 ``i`` at ``k0 + (i - n//2) u``: on a Cartesian axis the integer grid ``-n/2 .. n/2 - 1`` with
 k = 0 at sample ``n//2``. Each sample event carries the moment ``u`` (one sample's worth), so
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from sequences.readouts import Readout, ReadoutLayout
-from sequences.sequence import EXCITATION, ExportHints, Sequence
+from mrzero.sequences.adc_layout import Readout, ReadoutLayout
+from mrzero.sequences.sequence import EXCITATION, ExportHints, Sequence
 
 #: The RF-spoiling phase increment of Zur et al. (1991), in radians.
 RF_SPOIL_INCREMENT = math.radians(117.0)

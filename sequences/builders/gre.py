@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from sequences.builders.blocks import (
+from mrzero.sequences.builders.blocks import (
     RF_SPOIL_INCREMENT,
     Draft,
     check_matrix,
@@ -14,7 +14,7 @@ from sequences.builders.blocks import (
     phase_order,
     rf_spoil_phases,
 )
-from sequences.sequence import Sequence
+from mrzero.sequences.sequence import Sequence
 
 
 def flash(matrix: int = 48, te: float = 3e-3, tr: float = 20e-3, flip: float = math.radians(5),

@@ -7,7 +7,7 @@ from collections.abc import Sequence as Seq
 
 import torch
 
-from sequences.builders.blocks import (
+from mrzero.sequences.builders.blocks import (
     RF_SPOIL_INCREMENT,
     Draft,
     check_matrix,
@@ -15,7 +15,7 @@ from sequences.builders.blocks import (
     phase_order,
     rf_spoil_phases,
 )
-from sequences.sequence import INVERSION, Sequence
+from mrzero.sequences.sequence import INVERSION, Sequence
 
 #: Default inversion times (s) of the 10 blocks: a standard IR spread over the brain's T1 range.
 DEFAULT_TI = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.2, 1.6, 2.4, 3.2)

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from sequences.builders.blocks import (
+from mrzero.sequences.builders.blocks import (
     RF_SPOIL_INCREMENT,
     Draft,
     check_matrix,
@@ -14,7 +14,7 @@ from sequences.builders.blocks import (
     phase_order,
     rf_spoil_phases,
 )
-from sequences.sequence import Sequence
+from mrzero.sequences.sequence import Sequence
 
 
 def mgre(matrix: int = 64, n_echoes: int = 10, te_first: float = 4e-3, echo_spacing: float = 4e-3,

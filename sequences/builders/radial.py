@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from sequences.builders.blocks import (
+from mrzero.sequences.builders.blocks import (
     GOLDEN_ANGLE,
     RF_SPOIL_INCREMENT,
     Draft,
@@ -14,7 +14,7 @@ from sequences.builders.blocks import (
     gre_echoes,
     rf_spoil_phases,
 )
-from sequences.sequence import Sequence
+from mrzero.sequences.sequence import Sequence
 
 ANGLE_SCHEMES = ("golden", "uniform")
 

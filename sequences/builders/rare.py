@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from sequences.builders.blocks import Draft, check_matrix, phase_order
-from sequences.sequence import REFOCUSING, Sequence
+from mrzero.sequences.builders.blocks import Draft, check_matrix, phase_order
+from mrzero.sequences.sequence import REFOCUSING, Sequence
 
 
 def rare(matrix: int = 96, echo_spacing: float = 6e-3, flip_excitation: float = math.pi / 2,

@@ -1,4 +1,4 @@
-"""Simulation engines behind ``sequences.simulate.simulate``.
+"""Simulation engines behind ``mrzero.sequences.simulate.simulate``.
 
 * ``isochromat``: the seed's Algorithm 1, spins per voxel; with many spins the accuracy reference.
 * ``configuration``: the fast engine, extended-phase-graph configuration states with 3D moments

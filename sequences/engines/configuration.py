@@ -39,12 +39,12 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
-from sequences.engines.mixing import rf_mix
-from sequences.engines.readout import Group, readout, voxel_phase
-from sequences.engines.rf import RfCoefficients, rf_coefficients
-from sequences.engines.timeline import Repetition, repetitions
-from sequences.engines.voxels import VoxelSet
-from sequences.sequence import Sequence
+from mrzero.sequences.engines.mixing import rf_mix
+from mrzero.sequences.engines.readout import Group, readout, voxel_phase
+from mrzero.sequences.engines.rf import RfCoefficients, rf_coefficients
+from mrzero.sequences.engines.timeline import Repetition, repetitions
+from mrzero.sequences.engines.voxels import VoxelSet
+from mrzero.sequences.sequence import Sequence
 
 #: Grid on which keys count as equal: cycles/FOV for moments, seconds for tau.
 KEY_GRID = (1e-3, 1e-3, 1e-3, 1e-7)

@@ -25,10 +25,10 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
-from sequences.engines.rf import rf_coefficients, rotate
-from sequences.engines.timeline import Repetition, repetitions
-from sequences.engines.voxels import VoxelSet
-from sequences.sequence import Sequence
+from mrzero.sequences.engines.rf import rf_coefficients, rotate
+from mrzero.sequences.engines.timeline import Repetition, repetitions
+from mrzero.sequences.engines.voxels import VoxelSet
+from mrzero.sequences.sequence import Sequence
 
 #: Largest number of (sample x voxel x spin) phases evaluated at once; bounds the memory.
 CHUNK_ELEMENTS = 1 << 22

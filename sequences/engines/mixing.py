@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from sequences.engines.rf import RfCoefficients
-from sequences.engines.rows import add_rows
+from mrzero.sequences.engines.rf import RfCoefficients
+from mrzero.sequences.engines.rows import add_rows
 
 
 class RfMix(torch.autograd.Function):

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
-from sequences.engines.rows import add_rows
-from sequences.engines.voxels import VoxelSet
+from mrzero.sequences.engines.rows import add_rows
+from mrzero.sequences.engines.voxels import VoxelSet
 
 #: Exponents of the T2' factors are clamped here to stay finite (only reached when a readout
 #: spans more than 60 T2').

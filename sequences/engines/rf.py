@@ -1,4 +1,4 @@
-"""The instantaneous RF rotation in the sign convention of ``pipelines/ops/units.py``.
+"""The instantaneous RF rotation in the sign convention of ``core/units.py``.
 
 A pulse of flip ``a`` (already scaled by B1) and phase ``phi`` rotates M about
 ``(cos phi, sin phi, 0)`` so that equilibrium becomes ``Mxy = i sin(a) e^{i phi}``. Written on

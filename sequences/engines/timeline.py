@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sequences.sequence import Sequence
+from mrzero.sequences.sequence import Sequence
 
 
 @dataclass

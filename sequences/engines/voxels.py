@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from sequences.phantom import Phantom
-from sequences.sequence import Sequence
+from mrzero.sequences.phantom import Phantom
+from mrzero.sequences.sequence import Sequence
 
 
 @dataclass

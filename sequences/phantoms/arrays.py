@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sequences.phantom import Phantom, PhantomError
-from sequences.phantoms.tissue import t2dash_from_t2star
+from mrzero.sequences.phantom import Phantom, PhantomError
+from mrzero.sequences.phantoms.tissue import t2dash_from_t2star
 
 ArrayLike = np.ndarray | torch.Tensor
 

@@ -1,6 +1,6 @@
 """Smooth synthetic receive-coil sensitivities for simulated multi-coil data.
 
-Two models on a 2D grid (positions in FOV units, see ``pipelines/ops/units.py``):
+Two models on a 2D grid (positions in FOV units, see ``core/units.py``):
 
 ``loops``     each coil is a rectangular loop parallel to the slice normal, seen in-plane as
               two antiparallel wires on a ring around the object; the in-plane Biot-Savart

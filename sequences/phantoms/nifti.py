@@ -24,9 +24,9 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from sequences.phantom import Phantom, PhantomError
-from sequences.phantoms.arrays import phantom_from_arrays
-from sequences.phantoms.resample import resample_phantom
+from mrzero.sequences.phantom import Phantom, PhantomError
+from mrzero.sequences.phantoms.arrays import phantom_from_arrays
+from mrzero.sequences.phantoms.resample import resample_phantom
 
 ALIASES = {
     "pd": ("pd", "m0", "proton_density", "rho"),

@@ -1,4 +1,6 @@
-"""Area-averaging resampling of 2D maps between regular grids covering the same field of view.
+"""Resampling a 2D phantom to another matrix over the same field of view, by area averaging.
+
+The area averaging itself (``area_resample``) lives in ``mrzero.core.brain_atlas``.
 
 Each output pixel is the mean of the input over its area, input pixels cut by its border
 counted by the overlapping length. Unlike interpolation this keeps partial volume exact: the
@@ -11,26 +13,8 @@ from dataclasses import replace
 
 import torch
 
-from sequences.phantom import Phantom
-
-
-def area_weights(n_in: int, n_out: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``[n_out, n_in]`` matrix of overlaps: row ``i`` averages the input cells under output cell ``i``."""
-    if n_in < 1 or n_out < 1:
-        raise ValueError(f"grid sizes must be positive, got n_in={n_in}, n_out={n_out}")
-    edges_in = torch.arange(n_in + 1, dtype=dtype) / n_in
-    edges_out = torch.arange(n_out + 1, dtype=dtype) / n_out
-    lo = torch.maximum(edges_out[:-1, None], edges_in[None, :-1])
-    hi = torch.minimum(edges_out[1:, None], edges_in[None, 1:])
-    return (hi - lo).clamp(min=0) * n_out
-
-
-def area_resample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resample ``[..., ny, nx]`` maps to ``[..., size[0], size[1]]`` by area averaging (same dtype)."""
-    ny, nx = int(size[0]), int(size[1])
-    wy = area_weights(maps.shape[-2], ny).to(device=maps.device, dtype=maps.dtype)
-    wx = area_weights(maps.shape[-1], nx).to(device=maps.device, dtype=maps.dtype)
-    return wy @ maps @ wx.T
+from mrzero.core.brain_atlas import area_resample
+from mrzero.sequences.phantom import Phantom
 
 
 def resample_phantom(phantom: Phantom, size: tuple[int, int]) -> Phantom:

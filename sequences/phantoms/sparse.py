@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from sequences.phantom import Phantom
+from mrzero.sequences.phantom import Phantom
 
 #: Shortest T2 (s) a sample may get: the seed's range starts at 0, which no engine can relax with.
 MIN_T2 = 1e-3

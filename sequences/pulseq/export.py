@@ -1,4 +1,4 @@
-"""Export a :class:`~sequences.sequence.Sequence` to a Pulseq file that a scanner can run.
+"""Export a :class:`~mrzero.sequences.sequence.Sequence` to a Pulseq file that a scanner can run.
 
 How the instantaneous model becomes hardware events (pypulseq 1.5):
 
@@ -36,11 +36,11 @@ import numpy as np
 import pypulseq as pp
 import torch
 
-from pipelines.ops.units import GAMMA_HZ_PER_T
-from sequences.pulseq.system import HardwareLimits, hardware
-from sequences.pulseq.waveform import area_at, grad_points, rf_integral
-from sequences.readouts import derive_layout
-from sequences.sequence import EXCITATION, INVERSION, REFOCUSING, Sequence
+from mrzero.core.units import GAMMA_HZ_PER_T
+from mrzero.sequences.adc_layout import derive_layout
+from mrzero.sequences.pulseq.system import HardwareLimits, hardware
+from mrzero.sequences.pulseq.waveform import area_at, grad_points, rf_integral
+from mrzero.sequences.sequence import EXCITATION, INVERSION, REFOCUSING, Sequence
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Read a Pulseq ``.seq`` file into the simulation's :class:`~sequences.sequence.Sequence` model.
+"""Read a Pulseq ``.seq`` file into the simulation's :class:`~mrzero.sequences.sequence.Sequence` model.
 
 The same file then drives the scanner and its digital twin. The mapping:
 
@@ -37,9 +37,9 @@ import numpy as np
 import pypulseq as pp
 import torch
 
-from pipelines.ops.units import per_m_to_cycles_per_fov
-from sequences.pulseq.waveform import area_at, grad_points, rf_integral
-from sequences.sequence import EXCITATION, INVERSION, REFOCUSING, ExportHints, Sequence
+from mrzero.core.units import per_m_to_cycles_per_fov
+from mrzero.sequences.pulseq.waveform import area_at, grad_points, rf_integral
+from mrzero.sequences.sequence import EXCITATION, INVERSION, REFOCUSING, ExportHints, Sequence
 
 log = logging.getLogger(__name__)
 

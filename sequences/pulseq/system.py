@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import pypulseq as pp
 
-from pipelines.ops.units import GAMMA_HZ_PER_T, tesla_per_m_to_hz_per_m
+from mrzero.core.units import GAMMA_HZ_PER_T, tesla_per_m_to_hz_per_m
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 ``ForwardModel(engine, recon, matrix)(seq, phantom)`` returns complex images ``[n_img, ny, nx]``:
 one image, or with ``split="repetition"`` one per readout-layout repetition (e.g. the ten
 inversion blocks of the T1 sequence), each reconstructed from its own samples and trajectory
-with ``pipelines.ops.reconstruct``. Targets simulated from a target sequence go through the
+with ``mrzero.core.ops.reconstruct``. Targets simulated from a target sequence go through the
 same model, so target and prediction share every convention and scale.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from pipelines.ops.reconstruct import reconstruct
-from sequences.phantom import Phantom
-from sequences.sequence import Sequence
-from sequences.simulate import simulate
+from mrzero.core.ops.reconstruct import reconstruct
+from mrzero.sequences.phantom import Phantom
+from mrzero.sequences.sequence import Sequence
+from mrzero.sequences.simulate import simulate
 
 
 def repetition_groups(seq: Sequence) -> list[torch.Tensor]:

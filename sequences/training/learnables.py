@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from pipelines.ops.units import GAMMA_HZ_PER_T
-from sequences.sequence import EXCITATION, INVERSION, REFOCUSING, Sequence
+from mrzero.core.units import GAMMA_HZ_PER_T
+from mrzero.sequences.sequence import EXCITATION, INVERSION, REFOCUSING, Sequence
 
 log = logging.getLogger(__name__)
 

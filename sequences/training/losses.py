@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sequences.sequence import Sequence
+from mrzero.sequences.sequence import Sequence
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Every section is a dataclass below; a key that is not a field fails at once with its dotted
 path (``optimizer.lr_strat``), as does a value of the wrong type or an impossible bound. Units
 at this interface are the user's: degrees, milliseconds, mT/m; ``Recipe`` keeps them and the
-consumers convert to SI once (``pipelines/ops/units.py``).
+consumers convert to SI once (``core/units.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import tomllib
 import yaml
 
-from pipelines.heads.mlp import FEATURES
+from mrzero.core.heads.mlp import FEATURES
 
 #: Where the shipped recipes live; ``recipe_path("gre_from_zero")`` finds them by name.
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -47,7 +47,7 @@ class FreeSpec:
 class SequenceSpec:
     """The sequence being trained: a builder's sequence (or a checkpoint) and what is free."""
 
-    builder: str = "gre"  # sequences.builders.BUILDERS name
+    builder: str = "gre"  # mrzero.sequences.builders.BUILDERS name
     options: dict[str, Any] = field(default_factory=dict)  # builder options, degrees and ms
     checkpoint: str | None = None  # start from this training checkpoint's sequence instead
     zero: list[str] = field(default_factory=list)  # fields set to 0 at the start ("from zero")
@@ -89,7 +89,7 @@ class EngineSpec:
 
 @dataclass
 class ReconSpec:
-    """Reconstruction from the trained trajectory (``pipelines.ops.reconstruct``)."""
+    """Reconstruction from the trained trajectory (``mrzero.core.ops.reconstruct``)."""
 
     method: str = "adjoint"  # adjoint | iterative | cg
     iterations: int = 10
@@ -99,14 +99,14 @@ class ReconSpec:
 
 @dataclass
 class HeadSpec:
-    """An optional reconstruction head (``pipelines/heads``)."""
+    """An optional reconstruction head (``core/heads``)."""
 
     kind: str = "mlp"  # mlp | cnn
     hidden: list[int] = field(default_factory=lambda: [64, 64, 64])
     channels: int = 16
     layers: int = 3
     scale: float = 1.0  # mlp output scale (e.g. seconds of T1)
-    features: str = "magnitude"  # mlp input per pixel: magnitude | complex (see pipelines/heads/mlp.py)
+    features: str = "magnitude"  # mlp input per pixel: magnitude | complex (see core/heads/mlp.py)
     lr: float = 1e-3
 
 
@@ -266,8 +266,8 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
 
 def validate(recipe: Recipe) -> Recipe:
     """Check choices and bounds that types alone cannot; raise ``RecipeError`` naming the key."""
-    from sequences.builders import BUILDERS
-    from sequences.simulate import ENGINES
+    from mrzero.sequences.builders import BUILDERS
+    from mrzero.sequences.simulate import ENGINES
 
     r = recipe
     if r.matrix < 4:

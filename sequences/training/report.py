@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sequences.sequence import INVERSION, Sequence  # noqa: E402
+from mrzero.sequences.sequence import INVERSION, Sequence  # noqa: E402
 
 MAX_SUMMARY_COLUMNS = 5
 

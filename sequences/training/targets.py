@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from sequences.builders import BUILDERS
-from sequences.phantom import Phantom
-from sequences.phantoms import brain_phantom, sparse_synthetic
-from sequences.sequence import Sequence
-from sequences.training.forward import ForwardModel
-from sequences.training.recipe import PhantomSpec, RecipeError, TargetSpec
+from mrzero.sequences.builders import BUILDERS
+from mrzero.sequences.phantom import Phantom
+from mrzero.sequences.phantoms import brain_phantom, sparse_synthetic
+from mrzero.sequences.sequence import Sequence
+from mrzero.sequences.training.forward import ForwardModel
+from mrzero.sequences.training.recipe import PhantomSpec, RecipeError, TargetSpec
 
 UNIT_SUFFIXES = {"_deg": math.pi / 180, "_ms": 1e-3}
 

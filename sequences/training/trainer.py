@@ -13,7 +13,7 @@ head, compares with the target and steps the optimisers (``losses.py``). Around 
   (head frozen) and ``head`` head steps alternate; the cache is refreshed at each switch;
 * a NaN or inf in the loss, a gradient or a parameter stops the run with ``TrainingError``
   after writing the last good state to ``last_good.pt``;
-* every ``output.checkpoint_every`` iterations ``checkpoint.pt`` (a ``sequences.checkpoint``
+* every ``output.checkpoint_every`` iterations ``checkpoint.pt`` (a ``mrzero.sequences.checkpoint``
   file that ``mrzero export`` reads) and ``resume.pt`` (optimiser states and history, read with
   ``weights_only=True``) are written; ``resume=True`` continues from them and gives the same
   result as an uninterrupted run, because every random draw is seeded by (seed, iteration);
@@ -32,17 +32,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from pipelines.heads import build_head
-from sequences.checkpoint import load_checkpoint, save_checkpoint
-from sequences.readouts import derive_layout
-from sequences.sequence import Sequence
-from sequences.training.forward import ForwardModel, repetition_groups
-from sequences.training.learnables import Bounds, Learnables, free_mask
-from sequences.training.losses import Loss, LossParts, relative_error
-from sequences.training.recipe import Recipe, RecipeError
-from sequences.training.report import Report, t1_map_figure
-from sequences.training.schedule import Schedule
-from sequences.training.targets import Targets, build_sequence, make_phantoms
+from mrzero.core.heads import build_head
+from mrzero.sequences.adc_layout import derive_layout
+from mrzero.sequences.checkpoint import load_checkpoint, save_checkpoint
+from mrzero.sequences.sequence import Sequence
+from mrzero.sequences.training.forward import ForwardModel, repetition_groups
+from mrzero.sequences.training.learnables import Bounds, Learnables, free_mask
+from mrzero.sequences.training.losses import Loss, LossParts, relative_error
+from mrzero.sequences.training.recipe import Recipe, RecipeError
+from mrzero.sequences.training.report import Report, t1_map_figure
+from mrzero.sequences.training.schedule import Schedule
+from mrzero.sequences.training.targets import Targets, build_sequence, make_phantoms
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The external gadget's TCP listener: the MRD server's accept loop, serving Gadgetron sessions.
 
 Gadgetron opens one connection per reconstruction of a chain with an ``<external><connect>``
-node; each is served by :class:`server.gadgetron.session.ExternalSession` in its own thread,
+node; each is served by :class:`mrzero.server.gadgetron.session.ExternalSession` in its own thread,
 up to the connection limit (more are answered with Gadgetron's error message and close).
 """
 
@@ -11,14 +11,14 @@ import importlib
 import logging
 import socket
 
-from pipelines import registry
-from server.gadgetron.session import ExternalSession
-from server.gadgetron.wire import error_message
-from server.limits import Settings
-from server.listener import Server
-from server.processes import warm_up
-from server.protocol import close_message
-from server.session import drain_and_close
+from mrzero.pipelines import registry
+from mrzero.server.framing import close_message
+from mrzero.server.gadgetron.session import ExternalSession
+from mrzero.server.gadgetron.wire import error_message
+from mrzero.server.limits import Settings
+from mrzero.server.listener import Server
+from mrzero.server.processes import warm_up
+from mrzero.server.session import drain_and_close
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class ExternalServer(Server):
     """Listens for Gadgetron; ``default_pipeline`` serves nodes without a ``pipeline`` property.
 
-    Raises :class:`pipelines.registry.UnknownPipelineError` at construction for an unknown
+    Raises :class:`mrzero.pipelines.registry.UnknownPipelineError` at construction for an unknown
     default, so a typo fails when the service starts, not at the first scan.
     """
 

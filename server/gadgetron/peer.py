@@ -18,7 +18,7 @@ from typing import Any
 
 import ismrmrd
 
-from server.protocol import header_message, serialized
+from mrzero.server.framing import header_message, serialized
 
 CLOSE = struct.pack("<H", 4)
 

@@ -3,7 +3,7 @@
 The pipeline is the external node's ``pipeline`` property (else the listener's default), looked
 up in the same registry as the MRD server's config names; the other properties are the
 pipeline's parameters. It starts when the header arrives and runs in the MRD server's worker
-process (``server.worker``: same isolation, memory limit and progress timeout), so the images
+process (``mrzero.server.worker``: same isolation, memory limit and progress timeout), so the images
 are those the MRD server returns for the same data. Images go back as MRD image messages while
 the data still stream in.
 
@@ -20,10 +20,8 @@ import socket
 import time
 from typing import Any
 
-from pipelines.registry import UnknownPipelineError, get
-from server.gadgetron.wire import ACCEPTED, ExternalReader, error_message, parse_configuration
-from server.limits import Settings
-from server.protocol import (
+from mrzero.pipelines.registry import UnknownPipelineError, get
+from mrzero.server.framing import (
     Message,
     MessageId,
     ProtocolError,
@@ -33,7 +31,9 @@ from server.protocol import (
     parse_header,
     parse_parameters,
 )
-from server.session import WorkerSession, drain_and_close
+from mrzero.server.gadgetron.wire import ACCEPTED, ExternalReader, error_message, parse_configuration
+from mrzero.server.limits import Settings
+from mrzero.server.session import WorkerSession, drain_and_close
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The wire protocol between Gadgetron and an external gadget, on top of ``server.protocol``.
+"""The wire protocol between Gadgetron and an external gadget, on top of ``mrzero.server.framing``.
 
 Gadgetron (``<external>`` node) sends, in this order: a configuration message (id 2, the
 ``<configuration>`` element of the node as an XML document with a uint32 length), the MRD
@@ -31,7 +31,14 @@ import numpy as np
 from gadgetron.external import constants
 from gadgetron.types.image_array import read_image_array
 
-from server.protocol import Message, MessageId, MessageReader, ProtocolError, TruncatedMessage, serialized
+from mrzero.server.framing import (
+    Message,
+    MessageId,
+    MessageReader,
+    ProtocolError,
+    TruncatedMessage,
+    serialized,
+)
 
 #: Gadgetron's message id of an error text from the external peer (uint64 length, text).
 ERROR = constants.GADGET_MESSAGE_ERROR
@@ -44,7 +51,7 @@ GADGETRON_TYPES = {
 #: What this external gadget takes, for error messages.
 ACCEPTED = ("acquisitions (1008), waveforms (1026), images (1022) and image arrays (1024); "
             "put it before the chain's AcquisitionAccumulateTrigger/BucketToBuffer gadgets")
-#: The MRD messages Gadgetron may send, framed by ``server.protocol.MessageReader``.
+#: The MRD messages Gadgetron may send, framed by ``mrzero.server.framing.MessageReader``.
 _MRD_IDS = frozenset({MessageId.CONFIG_FILE, MessageId.CONFIG_TEXT, MessageId.HEADER, MessageId.CLOSE,
                       MessageId.TEXT, MessageId.ACQUISITION, MessageId.WAVEFORM, MessageId.IMAGE})
 _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
@@ -156,7 +163,7 @@ def image_array_images(array: Any) -> list[ismrmrd.Image]:
 class ExternalReader:
     """Frames what Gadgetron sends to an external gadget, one :class:`Message` at a time.
 
-    MRD messages are framed by :class:`server.protocol.MessageReader` (size limits, NUL
+    MRD messages are framed by :class:`mrzero.server.framing.MessageReader` (size limits, NUL
     quirks, truncation); an image array becomes one MRD image message per image; the other
     Gadgetron types and unknown ids raise :class:`ProtocolError` naming what arrived.
     """

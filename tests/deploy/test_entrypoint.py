@@ -45,10 +45,10 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.offline import reconstruct_file
-from server.client import Reply, open_mrd, send_file, stream
-from server.demo import generate_shepp_logan
-from server.protocol import close_message, header_message, serialized
+from mrzero.client import Reply, open_mrd, send_file, stream
+from mrzero.pipelines.offline import reconstruct_file
+from mrzero.server.framing import close_message, header_message, serialized
+from mrzero.shepp_logan_demo import generate_shepp_logan
 
 pytestmark = [pytest.mark.needs_ismrmrd_tools]
 

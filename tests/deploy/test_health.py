@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.client import open_mrd, send_file, stream
-from server.demo import generate_shepp_logan
-from server.limits import Limits, Settings
-from server.listener import Server
+from mrzero.client import open_mrd, send_file, stream
+from mrzero.server.limits import Limits, Settings
+from mrzero.server.listener import Server
+from mrzero.shepp_logan_demo import generate_shepp_logan
 
 pytestmark = [pytest.mark.needs_ismrmrd_tools]
 

@@ -12,8 +12,8 @@ import pytest
 from mrzero.cli import build_parser, main
 from mrzero.commands.serve import ENVIRONMENT
 from mrzero.environment import BadEnvironment, resolve
-from pipelines.base import Context, PipelineError
-from pipelines.mrzero.recon import ReconSettings
+from mrzero.pipelines.base import Context, PipelineError
+from mrzero.pipelines.learned.recon import ReconSettings
 
 
 def parsed(argv: list[str], environ: dict[str, str]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.bart import BartError, read_cfl, run_bart, write_cfl
+from mrzero.pipelines.bart import BartError, read_cfl, run_bart, write_cfl
 
 
 def test_cfl_round_trip_keeps_shape_order_and_values(tmp_path):

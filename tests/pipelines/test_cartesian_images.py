@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from mrd_builders import acquisition, context, header
 
-from pipelines.cartesian import cartesian
-from pipelines.images import make_image, to_uint16, window
+from mrzero.pipelines.cartesian import cartesian
+from mrzero.pipelines.images import make_image, to_uint16, window
 
 
 def _centre_line_fields(e1):

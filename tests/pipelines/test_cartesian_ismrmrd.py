@@ -16,8 +16,14 @@ import numpy as np
 import pytest
 from mrd_builders import header_xml
 
-from pipelines.header import HeaderError, fix_header_text, geometry, parse_header
-from pipelines.offline import MRDFileError, read_acquisitions, read_header, read_waveforms, reconstruct_file
+from mrzero.pipelines.mrd_header import HeaderError, fix_header_text, geometry, parse_header
+from mrzero.pipelines.offline import (
+    MRDFileError,
+    read_acquisitions,
+    read_header,
+    read_waveforms,
+    reconstruct_file,
+)
 
 pytestmark = pytest.mark.needs_ismrmrd_tools
 AS_CPP = {"output": "float", "scale": "dft"}

@@ -9,16 +9,16 @@ import pytest
 import torch
 from mrd_builders import acquisition, context, header
 
-from pipelines.base import PipelineError
-from pipelines.cartesian import cartesian
-from pipelines.ops.fft import ifftc
-from pipelines.stages.accumulate import accumulate_stage
-from pipelines.stages.buffer import ReconBuffer
-from pipelines.stages.combine import combine_stage
-from pipelines.stages.crop import crop_stage
-from pipelines.stages.lines import imaging_lines_stage
-from pipelines.stages.scale import AUTO_TARGET, scale_stage
-from pipelines.stages.transform import kspace_to_image_stage
+from mrzero.core.ops.fft import ifftc
+from mrzero.pipelines.base import PipelineError
+from mrzero.pipelines.cartesian import cartesian
+from mrzero.pipelines.stages.accumulate import accumulate_stage
+from mrzero.pipelines.stages.buffer import ReconBuffer
+from mrzero.pipelines.stages.combine import combine_stage
+from mrzero.pipelines.stages.crop import crop_stage
+from mrzero.pipelines.stages.lines import imaging_lines_stage
+from mrzero.pipelines.stages.scale import AUTO_TARGET, scale_stage
+from mrzero.pipelines.stages.transform import kspace_to_image_stage
 
 SQUARE = header(enc=(8, 8, 1), rec=(8, 8, 1), enc_fov_mm=(300, 300, 5))
 

@@ -4,7 +4,7 @@ import ismrmrd
 import matplotlib.image
 import numpy as np
 
-from pipelines.image_files import write_pngs
+from mrzero.pipelines.image_files import write_pngs
 
 
 def image(rows: int, cols: int) -> ismrmrd.Image:

@@ -14,9 +14,9 @@ import pytest
 import torch
 from encoding_samples import radial_trajectory, random_image
 
-from pipelines.bart import read_cfl, run_bart, write_cfl
-from pipelines.ops.encoding import Encoding
-from pipelines.ops.reconstruct import reconstruct
+from mrzero.core.ops.encoding import Encoding
+from mrzero.core.ops.reconstruct import reconstruct
+from mrzero.pipelines.bart import read_cfl, run_bart, write_cfl
 
 pytestmark = pytest.mark.needs_bart
 

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from sequences.phantom import Phantom
-from sequences.sequence import Sequence
+from mrzero.sequences.phantom import Phantom
+from mrzero.sequences.sequence import Sequence
 
 #: Per-engine options that make a one-voxel isochromat simulation converged enough.
 ENGINE_OPTIONS = {"fast": {}, "isochromat": {"spins": 1024}}

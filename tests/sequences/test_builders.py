@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from sequences.builders import (
+from mrzero.sequences.adc_layout import derive_layout
+from mrzero.sequences.builders import (
     BUILDERS,
     flash,
     inversion_gre,
@@ -17,9 +18,8 @@ from sequences.builders import (
     rare,
     rf_spoil_phases,
 )
-from sequences.builders.blocks import GOLDEN_ANGLE
-from sequences.readouts import derive_layout
-from sequences.sequence import EXCITATION, INVERSION, REFOCUSING, SequenceError
+from mrzero.sequences.builders.blocks import GOLDEN_ANGLE
+from mrzero.sequences.sequence import EXCITATION, INVERSION, REFOCUSING, SequenceError
 
 
 def grid_points(k: torch.Tensor) -> list[tuple[int, int]]:
@@ -227,8 +227,8 @@ def test_rf_and_gradient_spoiled_flash_reaches_the_ernst_signal():
     the voxel's k-space weighting; with T2 = 40 ms only RF spoiling brings the mean back to
     Ernst, the gradient spoiler alone leaves a coherent steady state well below it.
     """
-    from sequences.phantoms import phantom_from_arrays
-    from sequences.simulate import simulate
+    from mrzero.sequences.phantoms import phantom_from_arrays
+    from mrzero.sequences.simulate import simulate
 
     n, t1, tr, te, flip = 32, 0.05, 10e-3, 3e-3, math.radians(20)
 
@@ -259,8 +259,8 @@ def test_rare_echo_centres_are_spin_echoes():
     positive: the CPMG and ADC phases); then a voxel with T2 = 50 ms, T2' = 4 ms and 30 Hz
     off-resonance gives exactly exp(-TE/T2) with zero phase at echo j, TE = (j + 1) * ESP.
     """
-    from sequences.phantoms import phantom_from_arrays
-    from sequences.simulate import simulate
+    from mrzero.sequences.phantoms import phantom_from_arrays
+    from mrzero.sequences.simulate import simulate
 
     n, esp = 16, 6e-3
     seq = rare(matrix=n, echo_spacing=esp, dtype=torch.float64)
@@ -290,8 +290,8 @@ def test_mgre_echoes_decay_with_t2star_and_precess_with_b0():
     Taken on the first line (no earlier excitation leaves coherences behind), relative to a
     voxel without relaxation or off-resonance, which cancels the voxel's k-space weighting.
     """
-    from sequences.phantoms import phantom_from_arrays
-    from sequences.simulate import simulate
+    from mrzero.sequences.phantoms import phantom_from_arrays
+    from mrzero.sequences.simulate import simulate
 
     n, t2, t2dash, df = 8, 0.06, 0.03, 20.0
     seq = mgre(matrix=n, n_echoes=5, dtype=torch.float64)
@@ -316,8 +316,8 @@ def test_mgre_echoes_decay_with_t2star_and_precess_with_b0():
 def test_inversion_blocks_follow_the_inversion_recovery_curve():
     """Through the fast engine: the first (centric, ky = 0) readout of each block after full
     recovery is proportional to 1 - 2 exp(-TI/T1), sign included."""
-    from sequences.phantoms import phantom_from_arrays
-    from sequences.simulate import simulate
+    from mrzero.sequences.phantoms import phantom_from_arrays
+    from mrzero.sequences.simulate import simulate
 
     n, t1, ti = 8, 0.5, [0.05, 0.2, 0.6, 1.2]
     seq = inversion_gre(matrix=n, ti=ti, trec=5.0, te=3e-3, tr=6e-3, dtype=torch.float64)

@@ -12,9 +12,9 @@ import math
 
 import torch
 
-from sequences.builders.gre import flash
-from sequences.phantoms.brain import brain_phantom
-from sequences.simulate import simulate
+from mrzero.sequences.builders.gre import flash
+from mrzero.sequences.phantoms.brain import brain_phantom
+from mrzero.sequences.simulate import simulate
 
 
 def nrmse(signal: torch.Tensor, ref: torch.Tensor) -> float:

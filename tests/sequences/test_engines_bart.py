@@ -18,7 +18,7 @@ import pytest
 import torch
 from engine_cases import ENGINE_OPTIONS, bssfp, one_voxel, spoiled_gre_fid
 
-from sequences.simulate import simulate
+from mrzero.sequences.simulate import simulate
 
 pytestmark = pytest.mark.needs_bart
 ENGINES = sorted(ENGINE_OPTIONS)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from engine_cases import ENGINE_OPTIONS, bssfp, build, one_voxel, spoiled_gre_fid
 
-from sequences.simulate import simulate
+from mrzero.sequences.simulate import simulate
 
 ENGINES = sorted(ENGINE_OPTIONS)
 ZERO = (0.0, 0.0, 0.0)

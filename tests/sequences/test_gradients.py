@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sequences.phantom import Phantom
-from sequences.sequence import Sequence
-from sequences.simulate import simulate
+from mrzero.sequences.phantom import Phantom
+from mrzero.sequences.sequence import Sequence
+from mrzero.sequences.simulate import simulate
 
 FIELDS = ("flip", "rf_phase", "duration", "moment", "adc_phase")
 OPTIONS = {"fast": {"tolerance": 0.0}, "isochromat": {"spins": 16}}

@@ -1,7 +1,7 @@
 """MRD export of simulated scans: header, counters and flags, HDF5 round trip, upright reconstruction.
 
 The signal here is the exact Fourier encoding of a known object (``s(k) = sum_x c(x) m(x)
-exp(-i 2 pi k.x)``, the convention of ``pipelines/ops/units.py``), so these tests check the
+exp(-i 2 pi k.x)``, the convention of ``core/units.py``), so these tests check the
 export and its readers without depending on a simulation engine.
 """
 
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.header import geometry, parse_header
-from sequences.builders import flash, inversion_gre, mgre, radial_gre, rare
-from sequences.mrd import (
+from mrzero.pipelines.mrd_header import geometry, parse_header
+from mrzero.sequences.builders import flash, inversion_gre, mgre, radial_gre, rare
+from mrzero.sequences.mrd import (
     MRDExportError,
     ScanInfo,
     acquisitions,
@@ -29,7 +29,7 @@ from sequences.mrd import (
     simulated_to_mrd,
     write_mrd,
 )
-from sequences.phantoms import coil_sensitivities
+from mrzero.sequences.phantoms import coil_sensitivities
 
 
 def asymmetric_object(n: int) -> torch.Tensor:
@@ -164,8 +164,8 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
 
 @pytest.mark.parametrize("order", ["linear", "centric"])
 def test_cartesian_pipeline_reconstructs_the_exported_gre_upright(tmp_path, order):
-    import pipelines.catalog  # noqa: F401  (registers the pipelines)
-    from pipelines.offline import reconstruct_file
+    import mrzero.pipelines.catalog  # noqa: F401  (registers the mrzero.pipelines)
+    from mrzero.pipelines.offline import reconstruct_file
 
     n = 16
     obj = asymmetric_object(n)

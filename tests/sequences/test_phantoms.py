@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sequences.phantoms import (
+from mrzero.core.brain_atlas import area_resample, area_weights
+from mrzero.sequences.phantoms import (
     BRAIN_TISSUES_3T,
     N_BRAIN_SLICES,
     Tissue,
@@ -14,8 +15,7 @@ from sequences.phantoms import (
     brain_tissue_fractions,
     t2dash_from_t2star,
 )
-from sequences.phantoms.resample import area_resample, area_weights
-from sequences.phantoms.tissue import mix_tissues
+from mrzero.sequences.phantoms.tissue import mix_tissues
 
 
 # ------------------------------------------------------------------ embedded brain
@@ -150,7 +150,7 @@ def _write_nifti(path, quantities, units=None, shape=(6, 5, 4), zoom=2.0):
 
 
 def test_nifti_loader_reads_named_volumes_units_orientation_and_fov(tmp_path):
-    from sequences.phantoms.nifti import load_nifti_phantom
+    from mrzero.sequences.phantoms.nifti import load_nifti_phantom
 
     f = tmp_path / "maps.nii.gz"
     q = ["t1", "t2", "t2_star", "m0", "b0"]
@@ -170,7 +170,7 @@ def test_nifti_loader_reads_named_volumes_units_orientation_and_fov(tmp_path):
 
 
 def test_nifti_loader_errors_name_file_and_problem(tmp_path):
-    from sequences.phantoms.nifti import NiftiPhantomError, load_nifti_phantom
+    from mrzero.sequences.phantoms.nifti import NiftiPhantomError, load_nifti_phantom
 
     with pytest.raises(NiftiPhantomError, match="no such file"):
         load_nifti_phantom(tmp_path / "absent.nii.gz")
@@ -201,8 +201,8 @@ def _ok(tmp_path):
 def test_phantom_from_arrays_defaults_and_errors():
     import numpy as np
 
-    from sequences.phantom import PhantomError
-    from sequences.phantoms.arrays import phantom_from_arrays
+    from mrzero.sequences.phantom import PhantomError
+    from mrzero.sequences.phantoms.arrays import phantom_from_arrays
 
     pd = np.array([[0.0, 1.0], [0.5, 0.0]])
     p = phantom_from_arrays(pd, t1=np.where(pd > 0, 1.0, 0.0), t2=np.full((2, 2), 0.1),
@@ -220,7 +220,7 @@ def test_phantom_from_arrays_defaults_and_errors():
 
 # ------------------------------------------------------------------ sparse synthetic and coils
 def test_sparse_synthetic_block_ranges_and_reproducibility():
-    from sequences.phantoms.sparse import sparse_synthetic
+    from mrzero.sequences.phantoms.sparse import sparse_synthetic
 
     a = sparse_synthetic(seed=3)
     assert a.shape == (32, 32)
@@ -240,7 +240,7 @@ def test_sparse_synthetic_block_ranges_and_reproducibility():
 
 
 def test_sparse_synthetic_blocks_of_one_tissue_with_spread():
-    from sequences.phantoms.sparse import sparse_synthetic
+    from mrzero.sequences.phantoms.sparse import sparse_synthetic
 
     iid = sparse_synthetic(size=(16, 16), block=(6, 6), seed=2)
     tissue = sparse_synthetic(size=(16, 16), block=(6, 6), seed=2, spread=0.1)
@@ -256,7 +256,7 @@ def test_sparse_synthetic_blocks_of_one_tissue_with_spread():
 
 @pytest.mark.parametrize("kind", ["loops", "gaussian"])
 def test_coil_sensitivities_are_normalised_smooth_and_distinct(kind):
-    from sequences.phantoms.coils import coil_sensitivities
+    from mrzero.sequences.phantoms.coils import coil_sensitivities
 
     c = coil_sensitivities((32, 32), n_coils=4, kind=kind)
     assert c.shape == (4, 32, 32) and c.dtype == torch.complex64

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mrzero.cli import main
-from pipelines.header import parse_header
-from sequences.phantoms import brain_phantom
+from mrzero.pipelines.mrd_header import parse_header
+from mrzero.sequences.phantoms import brain_phantom
 
 
 def corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -19,8 +19,8 @@ def corr(a: np.ndarray, b: np.ndarray) -> float:
 def test_simulated_gre_is_written_as_mrd_and_reconstructs_upright(tmp_path, capsys):
     import ismrmrd
 
-    import pipelines.catalog  # noqa: F401  (registers the pipelines)
-    from pipelines.offline import reconstruct_file
+    import mrzero.pipelines.catalog  # noqa: F401  (registers the mrzero.pipelines)
+    from mrzero.pipelines.offline import reconstruct_file
 
     n = 16
     rc = main(["simulate", "--sequence", "gre", "--matrix", str(n), "--coils", "2", "--flip", "15",
@@ -55,7 +55,7 @@ def test_other_sequences_give_one_tile_per_image(tmp_path, capsys, sequence, til
 
 
 def test_mgre_echoes_decay_in_the_reconstructed_images(tmp_path):
-    from sequences.simulated_scan import simulate_scan
+    from mrzero.sequences.builder_scan import simulate_scan
 
     result = simulate_scan("mgre", 8, tmp_path, n_coils=1)
     means = result.images.mean(dim=(1, 2))
@@ -77,7 +77,7 @@ def test_bad_options_fail_with_a_clear_message(tmp_path, capsys):
 
 
 def test_radial_scan_reconstructs_the_brain_from_its_own_trajectory(tmp_path):
-    from sequences.simulated_scan import simulate_scan
+    from mrzero.sequences.builder_scan import simulate_scan
 
     n = 16
     pd = brain_phantom((n, n)).pd.numpy()

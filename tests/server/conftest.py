@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from server_harness import start_server
 
-from server.listener import Server
+from mrzero.server.listener import Server
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from typing import Any
 import ismrmrd
 import numpy as np
 
-from pipelines.base import Context
-from pipelines.registry import register
+from mrzero.pipelines.base import Context
+from mrzero.pipelines.registry import register
 
 
 def rss_image(acquisitions: list[ismrmrd.Acquisition], header: ismrmrd.xsd.ismrmrdHeader) -> np.ndarray:

@@ -8,8 +8,8 @@ import struct
 import ismrmrd
 import numpy as np
 
-from server.client import Reply, receive
-from server.protocol import MessageId
+from mrzero.client import Reply, receive
+from mrzero.server.framing import MessageId
 
 HEADER_TEMPLATE = """<?xml version="1.0"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">

@@ -13,11 +13,11 @@ import numpy as np
 from pipelines_for_tests import rss_image
 from scans_for_tests import config_file_message, header_xml, read_reply, scan, wire_text
 
-from pipelines.header import parse_header
-from server.client import Reply, stream
-from server.limits import MB, Limits, Settings
-from server.listener import Server
-from server.protocol import MessageId
+from mrzero.client import Reply, stream
+from mrzero.pipelines.mrd_header import parse_header
+from mrzero.server.framing import MessageId
+from mrzero.server.limits import MB, Limits, Settings
+from mrzero.server.listener import Server
 
 TEST_LIMITS = Limits(max_message_bytes=16 * MB, pipeline_timeout_s=8.0, memory_limit_bytes=512 * MB,
                      max_connections=16, idle_timeout_s=30.0)

@@ -11,7 +11,7 @@ import pytest
 from scans_for_tests import acquisition_message, config_file_message, scan, wire_text
 from server_harness import only_error, run_bad, start
 
-from server.protocol import MessageId, close_message
+from mrzero.server.framing import MessageId, close_message
 
 CLOSE = close_message()
 

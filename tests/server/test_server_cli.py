@@ -15,8 +15,8 @@ import numpy as np
 from pipelines_for_tests import rss_image
 from scans_for_tests import header_xml, scan
 
-from pipelines.header import parse_header
-from pipelines.image_files import read_images_h5
+from mrzero.pipelines.image_files import read_images_h5
+from mrzero.pipelines.mrd_header import parse_header
 
 HERE = Path(__file__).resolve().parent
 MRZERO = [sys.executable, "-c", "import sys; from mrzero.cli import main; sys.exit(main())"]

@@ -21,8 +21,8 @@ from server_harness import (
     start_server,
 )
 
-from server.client import stream
-from server.protocol import MessageId, close_message
+from mrzero.client import stream
+from mrzero.server.framing import MessageId, close_message
 
 
 @pytest.mark.parametrize("config, fragment", [

@@ -11,8 +11,8 @@ import numpy as np
 from scans_for_tests import header_xml, scan
 
 from mrzero.cli import main as mrzero
-from pipelines.image_files import read_images_h5, write_images_h5
-from server.client import stream
+from mrzero.client import stream
+from mrzero.pipelines.image_files import read_images_h5, write_images_h5
 
 
 def only_journal(server):

@@ -14,7 +14,7 @@ from ismrmrd.serialization import ProtocolDeserializer
 from scans_for_tests import acquisition_message, config_file_message, exchange, header_xml, scan, wire_text
 from server_harness import assert_rss_reply, concurrent_good_scan
 
-from server.protocol import (
+from mrzero.server.framing import (
     MessageId,
     MessageReader,
     ProtocolError,

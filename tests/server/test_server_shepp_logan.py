@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.image_files import read_images_h5
-from pipelines.offline import reconstruct_file
-from server.demo import run_demo
+from mrzero.pipelines.image_files import read_images_h5
+from mrzero.pipelines.offline import reconstruct_file
+from mrzero.shepp_logan_demo import run_demo
 
 pytestmark = [pytest.mark.needs_ismrmrd_tools]
 

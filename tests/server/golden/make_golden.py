@@ -28,7 +28,7 @@ from scans_for_tests import (  # noqa: E402
     wire_text,
 )
 
-from server.protocol import MessageId, close_message  # noqa: E402
+from mrzero.server.framing import MessageId, close_message  # noqa: E402
 
 GARBAGE = bytes(range(0x80, 0xC0)) + b"gadgetron_default.xml\xff\xfe"
 

@@ -1,0 +1,1 @@
+"""The bottom layer: units and conventions, operators, heads and the read side of bundles."""

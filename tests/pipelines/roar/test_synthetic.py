@@ -1,0 +1,51 @@
+"""Synthetic mGRE subjects: truth ranges, determinism, noise level, normalisation, split."""
+
+import pytest
+import torch
+
+from mrzero.pipelines.roar.synthetic import SyntheticError, make_subject, normalise, split_indices
+
+
+def test_subject_is_deterministic_and_subjects_differ(anatomy):
+    a, b, c = make_subject(anatomy, 3), make_subject(anatomy, 3), make_subject(anatomy, 4)
+    assert torch.equal(a.r2s, b.r2s) and torch.equal(a.f, b.f)
+    assert not torch.equal(a.r2s, c.r2s)
+
+
+def test_tissue_values_are_brain_like(anatomy):
+    s = make_subject(anatomy, 0)
+    r2 = s.r2s[s.mask]
+    assert 8.0 < r2.median().item() < 25.0
+    assert r2.min().item() >= 1.0 and r2.max().item() < 80.0
+    assert (s.r2s[~s.mask] == 0).all() and (s.s0[~s.mask] == 0).all()
+    assert (s.f >= 0).all() and (s.f <= 1).all()
+    assert s.f.shape == (10, *s.r2s.shape)
+    # F decays with echo time where there is a through-slice gradient, and is 1 at t -> 0
+    assert (s.f[-1] <= s.f[0] + 1e-6).all() and s.f[-1][s.mask].min() < 0.95
+
+
+def test_noise_level_follows_snr_and_normalisation_by_first_echo(anatomy):
+    s = make_subject(anatomy, 1)
+    g = torch.Generator().manual_seed(0)
+    diff = s.noisy(10.0, g) - s.clean()
+    sigma = diff[:, s.mask].std().item()
+    assert sigma == pytest.approx(s.s0[s.mask].mean().item() / 10.0, rel=0.05)
+    y, scale = normalise(s.clean(), s.mask)
+    assert y[0][s.mask].mean().item() == pytest.approx(1.0, rel=1e-5)
+    assert scale.item() == pytest.approx(s.clean()[0][s.mask].mean().item())
+
+
+def test_split_is_subject_wise_and_seeded():
+    a = split_indices(35, 4, 8, seed=1)
+    assert len(a["train"]) == 23 and len(a["val"]) == 4 and len(a["test"]) == 8
+    assert not set(a["train"]) & set(a["test"]) and not set(a["val"]) & set(a["test"])
+    assert a == split_indices(35, 4, 8, seed=1) and a != split_indices(35, 4, 8, seed=2)
+
+
+def test_bad_settings_are_named(anatomy):
+    with pytest.raises(SyntheticError, match="cannot split"):
+        split_indices(5, 2, 3)
+    with pytest.raises(SyntheticError, match="SNR"):
+        make_subject(anatomy, 0).noisy(0.0, torch.Generator())
+    with pytest.raises(SyntheticError, match="mask is empty"):
+        normalise(torch.ones(10, 1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.bool))

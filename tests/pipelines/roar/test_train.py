@@ -1,0 +1,90 @@
+"""RoAR training: losses, schedule, config errors, a tiny run with checkpoint/resume and weights."""
+
+import json
+
+import pytest
+import torch
+
+from mrzero.pipelines.roar.signal_model import echo_times
+from mrzero.pipelines.roar.synthetic import make_slice_set
+from mrzero.pipelines.roar.train import (
+    DataConfig,
+    TrainConfig,
+    evaluate_loss,
+    learning_rate,
+    load_config,
+    loss_of,
+    train,
+)
+from mrzero.pipelines.roar.unet import RoarUNet, UNetConfig, parameter_count
+from mrzero.pipelines.roar.weights_file import load_weights
+
+
+def test_published_unet_has_about_50m_parameters_and_keeps_image_size():
+    assert 45e6 < parameter_count(RoarUNet()) < 52e6
+    small = RoarUNet(UNetConfig(width=4, depth=2))
+    assert small(torch.zeros(1, 10, 30, 22)).shape == (1, 2, 30, 22)
+    with pytest.raises(ValueError, match="echoes"):
+        small(torch.zeros(1, 9, 16, 16))
+
+
+def test_published_schedule_scaled():
+    assert learning_rate(8e-4, 5, 80) == pytest.approx(8e-4)
+    assert learning_rate(8e-4, 6, 80) == pytest.approx(8e-4 / 1.5)
+    assert learning_rate(8e-4, 79, 80) == pytest.approx(8e-4 / 18)
+    assert learning_rate(8e-4, 10, 40) == pytest.approx(8e-4 / 4.5)  # epochs 3 and 10 of 40
+
+
+def test_losses_vanish_at_the_truth(anatomy):
+    data = make_slice_set(anatomy, [0], [10.0])
+    truth = torch.stack([data.s0, data.r2s], dim=1)
+    te = echo_times()
+    assert loss_of("denoise", truth, data, te, 20.0).item() < 1e-10
+    assert loss_of("supervised", truth, data, te, 20.0).item() == 0.0
+    # self-supervised: the residual is the noise, variance (mean S0 / SNR)^2 after normalisation
+    sigma = (data.noisy - data.clean)[data.mask.unsqueeze(1).expand_as(data.noisy)].std()
+    assert loss_of("self", truth, data, te, 20.0).item() == pytest.approx(sigma.item() ** 2, rel=0.1)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mode: denoise\ndata: {size: 32, colour: blue}\n")
+    with pytest.raises(ValueError, match="colour"):
+        load_config(bad)
+    bad.write_text("mode: dream\n")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        load_config(bad)
+
+
+def test_tiny_training_learns_saves_and_resumes(tmp_path):
+    cfg = TrainConfig(
+        mode="denoise",
+        output=str(tmp_path / "run"),
+        epochs=2,
+        batch=4,
+        lr=5e-3,
+        data=DataConfig(size=32, subjects=3, val=1, test=1, copies=4),
+        model=UNetConfig(width=4, depth=2, dropout=0.0),
+    )
+    summary = train(cfg, progress=False)
+    out = tmp_path / "run"
+    assert {"model.safetensors", "checkpoint.pt", "history.json", "loss.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    model, te, info = load_weights(out / "model.safetensors")
+    assert info["mode"] == "denoise" and torch.allclose(te, echo_times())
+    from mrzero.pipelines.roar.synthetic import brain_anatomy, split_indices
+
+    val = make_slice_set(
+        brain_anatomy(32), split_indices(3, 1, 1)["val"], (5.0, 20.0), seed=0, noise_seed=10_000
+    )
+    trained, trained_re = evaluate_loss(model, val, cfg, te, torch.device("cpu"))
+    torch.manual_seed(0)
+    untrained, untrained_re = evaluate_loss(RoarUNet(cfg.model), val, cfg, te, torch.device("cpu"))
+    assert trained == pytest.approx(min(summary["history"]["val_loss"]), rel=1e-4)
+    assert trained < 0.8 * untrained and trained_re < untrained_re
+    cfg.epochs = 3
+    resumed = train(cfg, progress=False)
+    assert len(resumed["history"]["train_loss"]) == 3
+    assert resumed["history"]["train_loss"][:2] == summary["history"]["train_loss"]
+    assert json.loads((out / "history.json").read_text())["config"]["epochs"] == 3
