@@ -45,7 +45,9 @@ DEFAULT_SLICE = 3
 @lru_cache(maxsize=1)
 def brain_data() -> dict[str, np.ndarray]:
     if not DATA.exists():
-        raise FileNotFoundError(f"embedded brain phantom missing: {DATA} (rebuild with tools/make_brain_phantom.py)")
+        raise FileNotFoundError(
+            f"embedded brain phantom missing: {DATA} (rebuild with tools/make_brain_phantom.py)"
+        )
     with np.load(DATA) as data:
         return {k: data[k] for k in data.files}
 
@@ -63,9 +65,12 @@ def brain_map(name: str, size: tuple[int, int], slice: int, device, dtype) -> to
     return area_resample(torch.from_numpy(data), size).to(device=device, dtype=dtype)
 
 
-def brain_tissue_fractions(size: tuple[int, int] = (64, 64), slice: int = DEFAULT_SLICE,
-                           device: torch.device | str | None = None,
-                           dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def brain_tissue_fractions(
+    size: tuple[int, int] = (64, 64),
+    slice: int = DEFAULT_SLICE,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, torch.Tensor]:
     """Volume fractions ``{"gm", "wm", "csf"}`` (each ``[ny, nx]``, 0..1, summing to <= 1) of one slice."""
     size = check_slice(size, slice)
     data = brain_data()

@@ -35,8 +35,14 @@ DEPLOYMENT_FILE = "deployment.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SIGNATURE_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 #: Fields every protocol.json must hold, with their JSON types.
-PROTOCOL_KEYS = {"name": str, "signature": str, "pipeline": str, "encoding": dict, "trajectory": dict,
-                 "files": dict}
+PROTOCOL_KEYS = {
+    "name": str,
+    "signature": str,
+    "pipeline": str,
+    "encoding": dict,
+    "trajectory": dict,
+    "files": dict,
+}
 #: Largest difference (cycles/FOV) allowed between trajectory.npy and the file's k-space.
 TRAJECTORY_TOLERANCE = 1e-3
 #: The reconstruction pipelines a bundle may name (``mrzero.pipelines.registry`` registers each of them;
@@ -61,8 +67,11 @@ def read_protocol(bundle: Path) -> dict[str, Any]:
     kind = (protocol.get("format"), protocol.get("version")) if isinstance(protocol, dict) else None
     if kind != (FORMAT, VERSION):
         raise BundleError(f"{path}: not an {FORMAT} v{VERSION} protocol")
-    wrong = [f"{key} (expected {kind.__name__})" for key, kind in PROTOCOL_KEYS.items()
-             if not isinstance(protocol.get(key), kind)]
+    wrong = [
+        f"{key} (expected {kind.__name__})"
+        for key, kind in PROTOCOL_KEYS.items()
+        if not isinstance(protocol.get(key), kind)
+    ]
     if wrong:
         raise BundleError(f"{path}: missing or mistyped field(s): {', '.join(wrong)}")
     return protocol
@@ -107,8 +116,9 @@ class DeployedBundle:
         return None if not head else load_file(str(self.path / head), device=str(device))
 
 
-def find_bundle(store: str | Path, name: str | None = None,
-                signature: str | None = None) -> DeployedBundle | None:
+def find_bundle(
+    store: str | Path, name: str | None = None, signature: str | None = None
+) -> DeployedBundle | None:
     """The deployed bundle with this name and/or Pulseq signature (latest deployment wins), or None."""
     if name is None and signature is None:
         raise BundleError("find_bundle needs a name or a signature")
@@ -140,19 +150,22 @@ def lookup_bundle(store: str | Path | None, name: str | None, signature: str | N
     """
     asked = f"bundle {name!r}" if name else f"Pulseq signature {signature}"
     if store is None:
-        raise BundleError(f"the scan asks for {asked}, but this server has no bundle store "
-                          "(start it with --bundle-store)")
+        raise BundleError(
+            f"the scan asks for {asked}, but this server has no bundle store (start it with --bundle-store)"
+        )
     bundle = find_bundle(store, name=name or None, signature=None if name else signature)
     if bundle is None:
-        raise BundleError(f"no deployed bundle matches the scan's {asked} in the server's bundle store; "
-                          "deploy it with 'mrzero deploy BUNDLE --store STORE'")
+        raise BundleError(
+            f"no deployed bundle matches the scan's {asked} in the server's bundle store; "
+            "deploy it with 'mrzero deploy BUNDLE --store STORE'"
+        )
     return bundle
 
 
 def header_signature(header: ismrmrd.xsd.ismrmrdHeader) -> str | None:
     """The ``PulseqSignature`` user parameter string of ``header``, or None."""
     params = header.userParameters
-    for entry in (params.userParameterString if params is not None else []):
+    for entry in params.userParameterString if params is not None else []:
         if entry.name == SIGNATURE_PARAMETER and entry.value:
             return str(entry.value).strip()
     return None

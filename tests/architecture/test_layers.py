@@ -15,8 +15,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = {"core": "mrzero.core", "sequences": "mrzero.sequences", "pipelines": "mrzero.pipelines",
-           "server": "mrzero.server", "mrzero": "mrzero"}
+FOLDERS = {
+    "core": "mrzero.core",
+    "sequences": "mrzero.sequences",
+    "pipelines": "mrzero.pipelines",
+    "server": "mrzero.server",
+    "mrzero": "mrzero",
+}
 # which packages each layer may import (besides the standard library and third-party packages)
 ALLOWED = {
     "mrzero.core": {"mrzero.core"},
@@ -67,11 +72,15 @@ def test_every_package_module_respects_the_layer_order():
             if layer != "mrzero" and target not in ALLOWED[layer]:
                 problems.append(f"{path.relative_to(ROOT)}:{line}: {module} ({layer}) imports {imported}")
             if layer != "mrzero" and target == "mrzero":
-                problems.append(f"{path.relative_to(ROOT)}:{line}: {module} imports the command layer ({imported})")
+                problems.append(
+                    f"{path.relative_to(ROOT)}:{line}: {module} imports the command layer ({imported})"
+                )
     assert not problems, "imports against the layer order:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("folder", ["core", "sequences", "pipelines", "server", "mrzero", "tests", "bench", "tools"])
+@pytest.mark.parametrize(
+    "folder", ["core", "sequences", "pipelines", "server", "mrzero", "tests", "bench", "tools"]
+)
 def test_nothing_imports_a_folder_name_as_a_top_level_package(folder):
     bare = {"core", "sequences", "pipelines", "server"}
     problems = []
@@ -87,4 +96,6 @@ def test_every_package_folder_is_listed_in_pyproject():
 
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {module for path, module in _sources() if path.name == "__init__.py"}
-    assert found == listed, f"missing from pyproject: {sorted(found - listed)}; stale: {sorted(listed - found)}"
+    assert found == listed, (
+        f"missing from pyproject: {sorted(found - listed)}; stale: {sorted(listed - found)}"
+    )
