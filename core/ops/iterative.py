@@ -85,11 +85,23 @@ def conjugate_gradient(encoding: Encoding, signal: torch.Tensor, iterations: int
     Stops early once every batch entry's residual norm fell below ``tolerance`` times its
     initial one. Returns ``[batch or 1, *shape]``.
     """
+    rhs = encoding.adjoint(signal if weights is None else signal * weights)
+    normal = encoding.normal_operator(weights, dtype=signal.dtype)
+    return conjugate_gradient_solve(normal, rhs, iterations, tikhonov, tolerance)
+
+
+def conjugate_gradient_solve(normal: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor,
+                             iterations: int = 10, tikhonov: float = 0.0,
+                             tolerance: float = 1e-6) -> torch.Tensor:
+    """CG on ``(N + tikhonov I) x = rhs`` from 0 for any Hermitian non-negative operator ``N``.
+
+    ``rhs`` is ``[batch, ...]``; each batch entry is an independent system. The loop behind
+    ``conjugate_gradient`` (which supplies ``N = E^H W E`` and ``rhs = E^H W s``); also used by
+    the Cartesian SENSE operator (``sense.py``), whose normal operator is FFT-based.
+    """
     _check_iterations(iterations)
     if tikhonov < 0:
         raise ValueError(f"tikhonov must be non-negative, got {tikhonov}")
-    rhs = encoding.adjoint(signal if weights is None else signal * weights)
-    normal = encoding.normal_operator(weights, dtype=signal.dtype)
     x = torch.zeros_like(rhs)
     residual, direction = rhs, rhs
     rs = _batch_dot(residual, residual)
