@@ -9,6 +9,7 @@ as the MRD standard defines them.
 
 from __future__ import annotations
 
+import logging
 import ntpath
 from collections.abc import Sequence
 from typing import Any
@@ -16,10 +17,12 @@ from typing import Any
 import ismrmrd
 
 from mrzero.pipelines.twix.acquisitions import header_table
+from mrzero.pipelines.twix.epi_readout import epi_trajectory_description, missing_regrid_fields
 from mrzero.pipelines.twix.protocol_fields import Protocol
 from mrzero.pipelines.twix.reader import TwixError
 
 xsd = ismrmrd.xsd
+log = logging.getLogger(__name__)
 
 #: Siemens' receiver noise bandwidth relative to the sampling bandwidth (the value MRD
 #: converters use for Siemens systems).
@@ -77,9 +80,20 @@ def _encoding(prot: Protocol, data_mdbs: list[Any], refscan: bool, embedded: boo
     slice_os = 1.0 + (prot.number("MeasYaps.sKSpace.dSliceOversamplingForDialog") or 0.0)
     is_3d = prot.number("MeasYaps.sKSpace.ucDimension", 2.0) == 4
 
+    trajectory = _TRAJECTORIES.get(int(prot.number("MeasYaps.sKSpace.ucTrajectory", 1.0)),
+                                   xsd.trajectoryType.OTHER)
+    epi_factor = prot.number("MeasYaps.sFastImaging.lEPIFactor") or 1
+    if trajectory == xsd.trajectoryType.CARTESIAN and epi_factor > 1:
+        trajectory = xsd.trajectoryType.EPI
+    epi_readout = epi_trajectory_description(prot) if trajectory == xsd.trajectoryType.EPI else None
+    if trajectory == xsd.trajectoryType.EPI and epi_readout is None:
+        log.warning("%s: EPI protocol without the readout's regridding fields (%s); its ramp-sampled "
+                    "readouts cannot be reconstructed", prot.path, ", ".join(missing_regrid_fields(prot)))
+
     table = header_table(data_mdbs)
     samples = int(table["SamplesInScan"].max())
-    enc_x = max(round(base * readout_os), samples)
+    # EPI: ramp-sampled readouts hold more samples than the grid they are regridded to
+    enc_x = round(base * readout_os) if epi_readout is not None else max(round(base * readout_os), samples)
     counters = {name: table["Counter"][key].tolist()
                 for name, key in LIMIT_COUNTERS.items()}
     enc_y = int(prot.number("Meas.iNoOfFourierLines") or round(lines * phase_os))
@@ -103,11 +117,6 @@ def _encoding(prot: Protocol, data_mdbs: list[Any], refscan: bool, embedded: boo
                                       int(centre.CenterPar) if is_3d else 0, enc_z - 1),
         **{name: _limit(values) for name, values in counters.items() if not name.startswith("kspace")},
     )
-    trajectory = _TRAJECTORIES.get(int(prot.number("MeasYaps.sKSpace.ucTrajectory", 1.0)),
-                                   xsd.trajectoryType.OTHER)
-    epi_factor = prot.number("MeasYaps.sFastImaging.lEPIFactor") or 1
-    if trajectory == xsd.trajectoryType.CARTESIAN and epi_factor > 1:
-        trajectory = xsd.trajectoryType.EPI
     encoding = xsd.encodingType(
         encodedSpace=xsd.encodingSpaceType(matrixSize=_matrix(enc_x, enc_y, enc_z),
                                            fieldOfView_mm=_fov(fov_read * enc_x / base, fov_phase * phase_os,
@@ -116,6 +125,7 @@ def _encoding(prot: Protocol, data_mdbs: list[Any], refscan: bool, embedded: boo
                                          fieldOfView_mm=_fov(fov_read, fov_phase, recon_fov_z)),
         encodingLimits=limits,
         trajectory=trajectory,
+        trajectoryDescription=epi_readout,
     )
     accel_pe = int(prot.number("MeasYaps.sPat.lAccelFactPE") or 1)
     accel_3d = int(prot.number("MeasYaps.sPat.lAccelFact3D") or 1)
