@@ -55,8 +55,15 @@ class GrappaKernel:
 
     def to(self, device: torch.device | str) -> GrappaKernel:
         """The same kernel with its weights on ``device``."""
-        return GrappaKernel(self.weights.to(device), self.accel, self.kernel_size, self.kz_blocks,
-                            self.coils, self.sources, self.targets)
+        return GrappaKernel(
+            self.weights.to(device),
+            self.accel,
+            self.kernel_size,
+            self.kz_blocks,
+            self.coils,
+            self.sources,
+            self.targets,
+        )
 
 
 def _blocks(n: int) -> list[int]:
@@ -88,8 +95,13 @@ def _check_kspace(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} must be [coil, kz, ky, kx] (kz = 1 for 2D), got shape {tuple(x.shape)}")
 
 
-def grappa_calibrate(acs: torch.Tensor, accel: tuple[int, int], kernel_size: tuple[int, int] = (5, 4),
-                     regularization: float = 1e-4, kz_blocks: int | None = None) -> GrappaKernel:
+def grappa_calibrate(
+    acs: torch.Tensor,
+    accel: tuple[int, int],
+    kernel_size: tuple[int, int] = (5, 4),
+    regularization: float = 1e-4,
+    kz_blocks: int | None = None,
+) -> GrappaKernel:
     """Fit GRAPPA weights on the fully sampled calibration block ``acs`` ``[coil, kz_acs, ky_acs, kx]``.
 
     ``accel = (R_y, R_z)``; ``kernel_size = (readout points, ky blocks)``; ``kz_blocks`` (default
@@ -123,24 +135,28 @@ def grappa_calibrate(acs: torch.Tensor, accel: tuple[int, int], kernel_size: tup
         hi = n - 1 - max(r * max(blocks), r - 1)
         if hi < lo:
             need = max(r * max(blocks), r - 1) - r * min(blocks) + 1
-            raise ValueError(f"the calibration block has {n} {axis} lines; the kernel ({len(blocks)} "
-                             f"{axis} blocks at R={r}) spans {need}: too few ACS lines for the kernel")
+            raise ValueError(
+                f"the calibration block has {n} {axis} lines; the kernel ({len(blocks)} "
+                f"{axis} blocks at R={r}) spans {need}: too few ACS lines for the kernel"
+            )
         return range(lo, hi + 1)
 
     zs, ys, xs = span(bz, rz, hz, "kz"), span(by, ry, hy, "ky"), span(bx, 1, hx, "kx")
     equations = len(zs) * len(ys) * len(xs)
     unknowns = nc * len(sources)
     if equations < unknowns:
-        raise ValueError(f"too few ACS lines for the kernel: the calibration block "
-                         f"[{hz} kz x {hy} ky x {hx} kx] gives {equations} kernel positions for "
-                         f"{unknowns} unknowns per target (coils x kernel points); acquire more "
-                         "calibration lines or use a smaller kernel")
+        raise ValueError(
+            f"too few ACS lines for the kernel: the calibration block "
+            f"[{hz} kz x {hy} ky x {hx} kx] gives {equations} kernel positions for "
+            f"{unknowns} unknowns per target (coils x kernel points); acquire more "
+            "calibration lines or use a smaller kernel"
+        )
 
     def window(z: int, y: int, x: int) -> torch.Tensor:  # [nc, len(zs), len(ys), len(xs)]
-        return acs[:, zs.start + z: zs.stop + z, ys.start + y: ys.stop + y, xs.start + x: xs.stop + x]
+        return acs[:, zs.start + z : zs.stop + z, ys.start + y : ys.stop + y, xs.start + x : xs.stop + x]
 
     src = torch.stack([window(rz * jz, ry * jy, jx) for jz, jy, jx in sources], dim=1)
-    src = src.reshape(unknowns, equations).to(torch.complex64)          # [nc * nsrc, eq]
+    src = src.reshape(unknowns, equations).to(torch.complex64)  # [nc * nsrc, eq]
     tgt = torch.stack([window(dz, dy, 0) for dz, dy in targets], dim=0)
     tgt = tgt.reshape(len(targets) * nc, equations).to(torch.complex64)  # [ntgt * nc, eq]
     gram = (src @ src.conj().T).to(torch.complex128)
@@ -174,12 +190,14 @@ def sampling_lattice(sampled: torch.Tensor, accel: tuple[int, int]) -> tuple[int
     lattice = sampled[oz::rz, oy::ry]
     zi = torch.nonzero(lattice.any(dim=1)).flatten()
     yi = torch.nonzero(lattice.any(dim=0)).flatten()
-    box = lattice[int(zi[0]): int(zi[-1]) + 1, int(yi[0]): int(yi[-1]) + 1]
+    box = lattice[int(zi[0]) : int(zi[-1]) + 1, int(yi[0]) : int(yi[-1]) + 1]
     if not bool(box.all()):
         missing = int((~box).sum())
-        raise ValueError(f"the sampling does not match R_y={ry}, R_z={rz}: the best lattice of these "
-                         f"steps misses {missing} of its {box.numel()} lines between its first and last "
-                         "acquired line")
+        raise ValueError(
+            f"the sampling does not match R_y={ry}, R_z={rz}: the best lattice of these "
+            f"steps misses {missing} of its {box.numel()} lines between its first and last "
+            "acquired line"
+        )
     # denser than stated: some other lattice offset is complete over the same extent too
     z0, z1 = oz + rz * int(zi[0]), oz + rz * int(zi[-1])
     y0, y1 = oy + ry * int(yi[0]), oy + ry * int(yi[-1])
@@ -187,17 +205,20 @@ def sampling_lattice(sampled: torch.Tensor, accel: tuple[int, int]) -> tuple[int
         for dy in range(ry):
             if (dz, dy) == (0, 0):
                 continue
-            shifted = sampled[z0 + dz: z1 + 1: rz, y0 + dy: y1 + 1: ry]
+            shifted = sampled[z0 + dz : z1 + 1 : rz, y0 + dy : y1 + 1 : ry]
             if box.shape[0] * box.shape[1] > 1 and shifted.shape == box.shape and bool(shifted.all()):
                 step = math.gcd(dy, ry) if dz == 0 else ry
                 step_z = math.gcd(dz, rz) if dy == 0 else rz
-                raise ValueError(f"the sampling does not match R_y={ry}, R_z={rz}: the k-space is "
-                                 f"sampled more densely (every {step} ky, {step_z} kz line(s))")
+                raise ValueError(
+                    f"the sampling does not match R_y={ry}, R_z={rz}: the k-space is "
+                    f"sampled more densely (every {step} ky, {step_z} kz line(s))"
+                )
     return oy, oz
 
 
-def grappa_apply(kernel: GrappaKernel, kspace: torch.Tensor, sampled: torch.Tensor,
-                 max_elements: int = 1 << 24) -> torch.Tensor:
+def grappa_apply(
+    kernel: GrappaKernel, kspace: torch.Tensor, sampled: torch.Tensor, max_elements: int = 1 << 24
+) -> torch.Tensor:
     """Fill the missing lines of ``kspace`` ``[coil, kz, ky, kx]`` (zeros where not ``sampled``).
 
     ``sampled`` ``[kz, ky]`` bool; acquired lines are returned unchanged. ``max_elements``
@@ -208,14 +229,15 @@ def grappa_apply(kernel: GrappaKernel, kspace: torch.Tensor, sampled: torch.Tens
     if nc != kernel.coils:
         raise ValueError(f"kspace has {nc} coils, the kernel was calibrated for {kernel.coils}")
     if not isinstance(sampled, torch.Tensor) or tuple(sampled.shape) != (nz, ny):
-        raise ValueError(f"sampled must be a bool mask [kz, ky] = [{nz}, {ny}], "
-                         f"got {tuple(getattr(sampled, 'shape', ()))}")
+        raise ValueError(
+            f"sampled must be a bool mask [kz, ky] = [{nz}, {ny}], got {tuple(getattr(sampled, 'shape', ()))}"
+        )
     sampled = sampled.to(device=kspace.device, dtype=torch.bool)
     ry, rz = kernel.accel
     oy, oz = sampling_lattice(sampled, (ry, rz))
     data = kspace * sampled[None, :, :, None].to(kspace.dtype)
     weights = kernel.weights.to(device=kspace.device, dtype=kspace.dtype)
-    lattice = data[:, oz::rz, oy::ry]                                   # [nc, lz, ly, nx]
+    lattice = data[:, oz::rz, oy::ry]  # [nc, lz, ly, nx]
     lz, ly = lattice.shape[1], lattice.shape[2]
     jz = [s[0] for s in kernel.sources]
     jy = [s[1] for s in kernel.sources]
@@ -240,12 +262,19 @@ def grappa_apply(kernel: GrappaKernel, kspace: torch.Tensor, sampled: torch.Tens
     for b0 in range(0, cz, rows):
         b1 = min(cz, b0 + rows)
         nbz = b1 - b0
-        patches = torch.stack([
-            padded[:, pad_z[0] + first_z + b0 + z: pad_z[0] + first_z + b1 + z,
-                   pad_y[0] + first_y + y: pad_y[0] + first_y + cy + y,
-                   pad_x[0] + x: pad_x[0] + x + nx]
-            for z, y, x in kernel.sources], dim=1)                      # [nc, nsrc, nbz, cy, nx]
-        pred = weights @ patches.reshape(nc * nsrc, -1)                 # [ntgt * nc, nbz * cy * nx]
+        patches = torch.stack(
+            [
+                padded[
+                    :,
+                    pad_z[0] + first_z + b0 + z : pad_z[0] + first_z + b1 + z,
+                    pad_y[0] + first_y + y : pad_y[0] + first_y + cy + y,
+                    pad_x[0] + x : pad_x[0] + x + nx,
+                ]
+                for z, y, x in kernel.sources
+            ],
+            dim=1,
+        )  # [nc, nsrc, nbz, cy, nx]
+        pred = weights @ patches.reshape(nc * nsrc, -1)  # [ntgt * nc, nbz * cy * nx]
         pred = pred.reshape(len(kernel.targets), nc, nbz, cy, nx)
         for t, (dz, dy) in enumerate(kernel.targets):
             z = oz + rz * (first_z + torch.arange(b0, b1, device=kspace.device)) + dz
@@ -256,8 +285,8 @@ def grappa_apply(kernel: GrappaKernel, kspace: torch.Tensor, sampled: torch.Tens
                 continue
             zsel, ysel = torch.nonzero(zok).flatten(), torch.nonzero(yok).flatten()
             zz, yy = z[zsel], y[ysel]
-            block = pred[t][:, zsel][:, :, ysel]                        # [nc, nzs, nys, nx]
-            keep = sampled[zz][:, yy]                                   # acquired: unchanged
+            block = pred[t][:, zsel][:, :, ysel]  # [nc, nzs, nys, nx]
+            keep = sampled[zz][:, yy]  # acquired: unchanged
             current = out[:, zz][:, :, yy]
             merged = torch.where(keep[None, :, :, None], current, block)
             out[:, zz[:, None], yy[None, :]] = merged

@@ -63,8 +63,13 @@ def _patches(block: torch.Tensor, kernel: tuple[int, int, int]) -> torch.Tensor:
     return p.reshape(-1, nc * math.prod(kernel))
 
 
-def espirit_eigen(acs: torch.Tensor, grid: tuple[int, int, int], kernel: int = 6,
-                  threshold: float = 0.02, calibration_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def espirit_eigen(
+    acs: torch.Tensor,
+    grid: tuple[int, int, int],
+    kernel: int = 6,
+    threshold: float = 0.02,
+    calibration_size: int = 32,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """ESPIRiT's first eigenvectors and eigenvalues on ``grid`` ``(gz, gy, gx)``.
 
     Returns ``(maps [coil, gz, gy, gx], eigenvalues [gz, gy, gx])`` with unit-norm maps
@@ -77,16 +82,16 @@ def espirit_eigen(acs: torch.Tensor, grid: tuple[int, int, int], kernel: int = 6
     positions = math.prod(n - k + 1 for n, k in zip(block.shape[1:], ksize, strict=True))
     if positions < 1:
         raise ValueError(f"the calibration block {tuple(block.shape[1:])} is smaller than the kernel {ksize}")
-    a = _patches(block.to(torch.complex64), ksize)                     # [positions, nc * K]
+    a = _patches(block.to(torch.complex64), ksize)  # [positions, nc * K]
     gram = (a.conj().T @ a).to(torch.complex128)
-    evals, evecs = torch.linalg.eigh(gram)                             # ascending
+    evals, evecs = torch.linalg.eigh(gram)  # ascending
     sv = evals.clamp_min(0).sqrt().flip(0)
     evecs = evecs.flip(1)
     if not float(sv[0]) > 0:
         raise ValueError("the calibration block is zero: no coil sensitivities can be estimated")
     keep = int((sv >= threshold * sv[0]).sum())
     # rows of A are patches^T, so the patches span conj(V): A = U S V^H, patch = conj(V) S U^T
-    v = evecs[:, :keep].conj()                                         # [nc * K, keep]
+    v = evecs[:, :keep].conj()  # [nc * K, keep]
     k_total = math.prod(ksize)
     proj = (v @ v.conj().T).reshape(nc, *ksize, nc, *ksize)
     # autocorrelation C[i, j, dz, dy, dx] = sum_{kappa - kappa' = delta} P[i, kappa, j, kappa']
@@ -96,18 +101,28 @@ def espirit_eigen(acs: torch.Tensor, grid: tuple[int, int, int], kernel: int = 6
         for ay in range(ky):
             for ax in range(kx):
                 # kappa' = (az, ay, ax); delta = kappa - kappa' + (k - 1) as index
-                corr[:, :, kz - 1 - az: 2 * kz - 1 - az, ky - 1 - ay: 2 * ky - 1 - ay,
-                     kx - 1 - ax: 2 * kx - 1 - ax] += proj[:, :, :, :, :, az, ay, ax].permute(0, 4, 1, 2, 3)
+                corr[
+                    :,
+                    :,
+                    kz - 1 - az : 2 * kz - 1 - az,
+                    ky - 1 - ay : 2 * ky - 1 - ay,
+                    kx - 1 - ax : 2 * kx - 1 - ax,
+                ] += proj[:, :, :, :, :, az, ay, ax].permute(0, 4, 1, 2, 3)
     padded = torch.zeros(nc, nc, *grid, dtype=torch.complex64, device=acs.device)
     starts = [g // 2 - (k - 1) for g, k in zip(grid, ksize, strict=True)]
-    padded[:, :, starts[0]: starts[0] + 2 * kz - 1, starts[1]: starts[1] + 2 * ky - 1,
-           starts[2]: starts[2] + 2 * kx - 1] = corr.to(torch.complex64)
+    padded[
+        :,
+        :,
+        starts[0] : starts[0] + 2 * kz - 1,
+        starts[1] : starts[1] + 2 * ky - 1,
+        starts[2] : starts[2] + 2 * kx - 1,
+    ] = corr.to(torch.complex64)
     ndim = 3 if grid[0] > 1 else 2
     m = ifftc(padded, ndim=ndim) * (math.sqrt(math.prod(grid[-ndim:])) / k_total)  # [nc, nc, *grid]
     m = m.permute(2, 3, 4, 0, 1).reshape(-1, nc, nc)
     m = 0.5 * (m + m.conj().transpose(1, 2))
     lam, vec = torch.linalg.eigh(m)
-    top, val = vec[:, :, -1], lam[:, -1]                               # [pix, nc], [pix]
+    top, val = vec[:, :, -1], lam[:, -1]  # [pix, nc], [pix]
     # phase relative to the coils' first principal component (a virtual body coil)
     flat = block.reshape(nc, -1).to(torch.complex64)
     u = torch.linalg.svd(flat @ flat.conj().T)[0][:, 0]
@@ -133,9 +148,16 @@ def _interpolate_axis(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
     return x.index_select(dim, lo) * (1 - w) + x.index_select(dim, hi) * w
 
 
-def estimate_sensitivities(acs: torch.Tensor, shape: tuple[int, int, int], kernel: int = 6,
-                           threshold: float = 0.02, crop: float = 0.8, calibration_size: int = 32,
-                           grid: tuple[int, int, int] | None = None, max_grid: int = 64) -> torch.Tensor:
+def estimate_sensitivities(
+    acs: torch.Tensor,
+    shape: tuple[int, int, int],
+    kernel: int = 6,
+    threshold: float = 0.02,
+    crop: float = 0.8,
+    calibration_size: int = 32,
+    grid: tuple[int, int, int] | None = None,
+    max_grid: int = 64,
+) -> torch.Tensor:
     """ESPIRiT coil sensitivities ``[coil, nz, ny, nx]`` from a fully sampled calibration block.
 
     ``acs`` ``[coil, kz_acs, ky_acs, kx]`` is the centre of k-space (its index ``n // 2`` on each
@@ -154,8 +176,9 @@ def estimate_sensitivities(acs: torch.Tensor, shape: tuple[int, int, int], kerne
     if min(nz, ny, nx) < 1:
         raise ValueError(f"shape must be positive, got {shape!r}")
     if kernel < 1 or not 0 < threshold < 1 or not 0 <= crop < 1:
-        raise ValueError(f"need kernel >= 1, 0 < threshold < 1, 0 <= crop < 1; "
-                         f"got {kernel}, {threshold}, {crop}")
+        raise ValueError(
+            f"need kernel >= 1, 0 < threshold < 1, 0 <= crop < 1; got {kernel}, {threshold}, {crop}"
+        )
     if acs.shape[1] > nz or acs.shape[2] > ny or acs.shape[3] > nx:
         raise ValueError(f"the calibration block {tuple(acs.shape[1:])} is larger than the image {shape}")
     if nz > 1 and acs.shape[1] < 2:
@@ -193,8 +216,14 @@ class CartesianSense:
         return lambda image: self.adjoint(self.forward(image))
 
 
-def sense_reconstruct(kspace: torch.Tensor, sampled: torch.Tensor, maps: torch.Tensor, iterations: int = 30,
-                      regularization: float = 0.0, tolerance: float = 1e-6) -> torch.Tensor:
+def sense_reconstruct(
+    kspace: torch.Tensor,
+    sampled: torch.Tensor,
+    maps: torch.Tensor,
+    iterations: int = 30,
+    regularization: float = 0.0,
+    tolerance: float = 1e-6,
+) -> torch.Tensor:
     """SENSE image ``[nz, ny, nx]`` (complex) from undersampled ``kspace`` ``[coil, kz, ky, kx]``.
 
     ``sampled`` ``[kz, ky]`` bool (or ``[kz, ky, kx]`` for masks that vary along the readout);
@@ -204,14 +233,17 @@ def sense_reconstruct(kspace: torch.Tensor, sampled: torch.Tensor, maps: torch.T
     """
     _check_kspace("kspace", kspace)
     if not isinstance(maps, torch.Tensor) or tuple(maps.shape) != tuple(kspace.shape):
-        raise ValueError(f"maps must be [coil, nz, ny, nx] = {list(kspace.shape)} like the k-space, "
-                         f"got {list(getattr(maps, 'shape', []))}")
+        raise ValueError(
+            f"maps must be [coil, nz, ny, nx] = {list(kspace.shape)} like the k-space, "
+            f"got {list(getattr(maps, 'shape', []))}"
+        )
     if not isinstance(sampled, torch.Tensor) or sampled.dtype != torch.bool:
         raise ValueError("sampled must be a bool tensor [kz, ky]")
     nz, ny, nx = kspace.shape[1:]
     if tuple(sampled.shape) not in ((nz, ny), (nz, ny, nx)):
-        raise ValueError(f"sampled must be [kz, ky] = [{nz}, {ny}] (or [kz, ky, kx]), "
-                         f"got {list(sampled.shape)}")
+        raise ValueError(
+            f"sampled must be [kz, ky] = [{nz}, {ny}] (or [kz, ky, kx]), got {list(sampled.shape)}"
+        )
     mask = sampled
     if regularization < 0:
         raise ValueError(f"regularization must be non-negative, got {regularization}")

@@ -21,20 +21,40 @@ CALIBRATION = ismrmrd.ACQ_IS_PARALLEL_CALIBRATION
 CALIBRATION_AND_IMAGING = ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING
 
 
-def generate(path: str | Path, matrix: int = 128, coils: int = 8, accel: int = 1, acs: int = 0,
-             noise: float = 0.005, noise_scan: bool = False) -> Path:
+def generate(
+    path: str | Path,
+    matrix: int = 128,
+    coils: int = 8,
+    accel: int = 1,
+    acs: int = 0,
+    noise: float = 0.005,
+    noise_scan: bool = False,
+) -> Path:
     """Run the generator; returns ``path``."""
-    args = ["ismrmrd_generate_cartesian_shepp_logan", "-o", str(path), "-m", str(matrix), "-c", str(coils),
-            "-a", str(accel), "-w", str(acs), "-n", str(noise)]
+    args = [
+        "ismrmrd_generate_cartesian_shepp_logan",
+        "-o",
+        str(path),
+        "-m",
+        str(matrix),
+        "-c",
+        str(coils),
+        "-a",
+        str(accel),
+        "-w",
+        str(acs),
+        "-n",
+        str(noise),
+    ]
     subprocess.run(args + (["-C"] if noise_scan else []), check=True, capture_output=True)
     return Path(path)
 
 
 @dataclass
 class Repetition:
-    kspace: torch.Tensor      # [coil, 1, ky, kx] complex64, zeros where not acquired (all lines)
-    sampled: torch.Tensor     # [1, ky] bool: every acquired line (imaging and calibration)
-    imaging: torch.Tensor     # [1, ky] bool: imaging lines (no flag or CALIBRATION_AND_IMAGING)
+    kspace: torch.Tensor  # [coil, 1, ky, kx] complex64, zeros where not acquired (all lines)
+    sampled: torch.Tensor  # [1, ky] bool: every acquired line (imaging and calibration)
+    imaging: torch.Tensor  # [1, ky] bool: imaging lines (no flag or CALIBRATION_AND_IMAGING)
     calibration: torch.Tensor  # [1, ky] bool: lines flagged CALIBRATION or CALIBRATION_AND_IMAGING
 
 
@@ -52,8 +72,10 @@ def read_repetitions(path: str | Path) -> dict[int, Repetition]:
             continue
         r = acq.idx.repetition
         if r not in reps:
-            reps[r] = Repetition(torch.zeros(acq.data.shape[0], 1, ny, nx, dtype=torch.complex64),
-                                 *(torch.zeros(1, ny, dtype=torch.bool) for _ in range(3)))
+            reps[r] = Repetition(
+                torch.zeros(acq.data.shape[0], 1, ny, nx, dtype=torch.complex64),
+                *(torch.zeros(1, ny, dtype=torch.bool) for _ in range(3)),
+            )
         rep, y = reps[r], acq.idx.kspace_encode_step_1
         rep.kspace[:, 0, y] = torch.from_numpy(np.ascontiguousarray(acq.data))
         rep.sampled[0, y] = True
