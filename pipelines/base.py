@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ class Context:
     """What a pipeline knows about its connection besides the data items."""
 
     header: ismrmrd.xsd.ismrmrdHeader
-    #: The client's JSON parameters (FIRE: ``{"parameters": {...}}`` flattened to the inner dict).
+    #: The client's JSON parameters (FIRE: ``{"parameters": {...}}`` flattened to the inner dict), as
+    #: sent; stages read the validated ``params`` instead.
     parameters: dict[str, Any] = field(default_factory=dict)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("pipelines"))
     #: Sends a text (log) message to the client; a no-op offline.
@@ -43,12 +45,23 @@ class Context:
     #: ``MRZERO_DEVICE``): ``cpu``, ``cuda`` or ``cuda:N``. None: a pipeline picks (CUDA when present).
     device: str | None = None
 
+    @cached_property
+    def params(self) -> Any:
+        """``parameters`` validated against the declaration of the pipeline ``pipeline_name`` (the
+        default pipeline when empty): a frozen dataclass (``pipelines/parameters.py``). Raises
+        ``ParameterError`` naming an unknown or invalid parameter."""
+        from mrzero.pipelines.registry import get  # the registry imports this module
+
+        return get(self.pipeline_name).parse(self.parameters)
+
 
 def chain(*stages: Stage) -> Stage:
     """Compose stages so that each one's output feeds the next."""
+
     def run(items: Iterable[Any], ctx: Context) -> Iterator[Any]:
         stream: Iterable[Any] = items
         for stage in stages:
             stream = stage(stream, ctx)
         yield from stream
+
     return run

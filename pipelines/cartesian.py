@@ -3,14 +3,16 @@
 Noise prewhitening -> imaging lines only (waveforms ignored) -> readout oversampling removal
 -> accumulation into zero-filled k-space per image -> centred orthonormal inverse FFT -> coil
 combination -> crop to the recon matrix -> scaling -> 16-bit (or float) MRD images.
-JSON parameters (all optional): ``prewhiten`` (true), ``trigger`` ("repetition"), ``combine``
-("rss" | "adaptive"), ``adaptive_kernel`` (7), ``scale`` (number | "auto" | "dft"),
-``output`` ("uint16" | "float"), ``series_index`` (1). See ``docs/pipelines.md``.
+JSON parameters: ``CartesianParameters`` below (``pipelines/parameters.py``; ``mrzero pipelines``
+and ``docs/pipelines.md`` list them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mrzero.pipelines.base import chain
+from mrzero.pipelines.parameters import ImageParameters
 from mrzero.pipelines.registry import register
 from mrzero.pipelines.stages.accumulate import accumulate_stage
 from mrzero.pipelines.stages.combine import combine_stage
@@ -22,8 +24,16 @@ from mrzero.pipelines.stages.oversampling import oversampling_stage
 from mrzero.pipelines.stages.scale import scale_stage
 from mrzero.pipelines.stages.transform import kspace_to_image_stage
 
+
+@dataclass(frozen=True)
+class CartesianParameters(ImageParameters):
+    """The Cartesian chain's JSON parameters: those of its stages (prewhiten, trigger, combine,
+    adaptive_kernel, scale, output, series_index) and the ones declared here."""
+
+
 cartesian = register(
     "cartesian",
     "Cartesian 2D/3D: prewhitening, oversampling removal, zero-filled FFT, rss/adaptive coil combination",
+    CartesianParameters,
 )(chain(prewhiten_stage, imaging_lines_stage, oversampling_stage, accumulate_stage,
         kspace_to_image_stage, combine_stage, crop_stage, scale_stage, output_stage))

@@ -1,17 +1,19 @@
 """The explicit registry of named pipelines: the only names a network client can reach.
 
-Pipelines register themselves with ``@register(name, description)`` in their own modules, and
-``pipelines/catalog.py`` imports each of those modules by its fixed name. A client's config
-name is only ever looked up in this dictionary: nothing it sends imports a module or reads a
-path.
+Pipelines register themselves with ``@register(name, description, parameters)`` in their own
+modules, and ``pipelines/catalog.py`` imports each of those modules by its fixed name. A client's
+config name is only ever looked up in this dictionary: nothing it sends imports a module or reads a
+path. ``parameters`` is the pipeline's declared JSON parameters (``pipelines/parameters.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mrzero.pipelines.base import Stage
+from mrzero.pipelines.parameters import PipelineParameters, parse_parameters
 
 #: The pipeline an empty or absent config name selects.
 DEFAULT_PIPELINE = "cartesian"
@@ -22,6 +24,12 @@ class PipelineSpec:
     name: str
     description: str
     run: Stage
+    #: The frozen dataclass of the JSON parameters the pipeline accepts.
+    parameters: type = PipelineParameters
+
+    def parse(self, raw: dict[str, Any]) -> Any:
+        """The client's JSON parameters, validated (``ParameterError`` naming the parameter)."""
+        return parse_parameters(self.parameters, raw, self.name)
 
 
 class UnknownPipelineError(KeyError):
@@ -38,13 +46,15 @@ class UnknownPipelineError(KeyError):
 _REGISTRY: dict[str, PipelineSpec] = {}
 
 
-def register(name: str, description: str) -> Callable[[Stage], Stage]:
-    """Decorator: make ``run`` reachable under ``name``."""
+def register(name: str, description: str, parameters: type = PipelineParameters) -> Callable[[Stage], Stage]:
+    """Decorator: make ``run`` reachable under ``name``, accepting the JSON ``parameters`` declared."""
+
     def add(run: Stage) -> Stage:
         if name in _REGISTRY:
             raise ValueError(f"pipeline {name!r} registered twice")
-        _REGISTRY[name] = PipelineSpec(name, description, run)
+        _REGISTRY[name] = PipelineSpec(name, description, run, parameters)
         return run
+
     return add
 
 
