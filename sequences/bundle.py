@@ -59,7 +59,7 @@ from mrzero.core.bundles import (
 from mrzero.sequences.adc_layout import derive_layout
 from mrzero.sequences.checkpoint import Checkpoint
 from mrzero.sequences.pulseq.export import ExportOptions, export
-from mrzero.sequences.pulseq.import_ import echo_and_repetition_time
+from mrzero.sequences.pulseq.import_ import import_seq
 from mrzero.sequences.pulseq.signature import SignatureError, verified_signature
 from mrzero.sequences.pulseq.system import HardwareLimits
 
@@ -99,7 +99,8 @@ def write_bundle(checkpoint: Checkpoint, out: str | Path, name: str | None = Non
         save_file(weights, str(out / HEAD_FILE))
     if checkpoint.figure_png is not None:
         (out / FIGURE_FILE).write_bytes(checkpoint.figure_png)
-    te, tr = echo_and_repetition_time(seq)
+    written = import_seq(out / SEQ_FILE)  # TE/TR of the file as written (stretches included)
+    te, tr = written.te, written.tr
     protocol = {
         "format": FORMAT, "version": VERSION, "name": name, "signature": result.signature,
         "pipeline": pipeline,

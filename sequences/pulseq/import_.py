@@ -14,8 +14,23 @@ The same file then drives the scanner and its digital twin. The mapping:
   ``delay + (i + 0.5) dwell``). An event ends at each sample (ADC flag set) and one last event
   ends at the next RF centre, so timing is preserved;
 * ``rf_kind`` follows the RF ``use``: refocusing -> REFOCUSING; inversion, saturation and
-  preparation -> INVERSION (k-space untouched); everything else -> EXCITATION;
+  preparation -> INVERSION (k-space untouched); everything else -> EXCITATION. Files that do not
+  store the use (before v1.5, or ``undefined``) get it guessed from flip angle, frequency and
+  position (``sequences/pulseq/rf_use.py``), and the guess is reported;
+* each pulse's frequency offset (``freq`` Hz plus ``freqPPM`` at the field strength) is kept in
+  ``ImportedSequence.rf_frequency``; with ``off_resonant_rf`` (default on) it becomes the
+  model's ``rf_offsets`` so that the engines rotate each voxel by the pulse as played out at its
+  own off-resonance (``sequences/engines/rf.py``);
+* TE is measured on the imaging samples: ADCs acquired while the ``NAV`` label is set
+  (navigators, phase-correction echoes) are left out;
+* soft delays keep the block duration written in the file (their default) and are reported,
+  as are triggers, which the simulation ignores;
 * ADC frequency offsets and the ADC phase of any but a repetition's first ADC are not modelled.
+
+Before pypulseq parses the file, ``sequences/pulseq/file_check.py`` refuses files beyond the
+import's limits and broken files, naming the line and block. pypulseq's reader is called
+without its duplicate removal, which trips (``TypeError: type NoneType doesn't define
+__round__``) on v1.4 files holding an arbitrary gradient no block uses, as MATLAB writes them.
 
 pypulseq 1.5 cannot read the ROTATIONS extension (``extension ROTATIONS <id>`` with rows
 ``id w x y z``, a unit quaternion rotating a block's logical gradients into the physical frame):
@@ -30,7 +45,7 @@ import math
 import re
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +53,22 @@ import pypulseq as pp
 import torch
 
 from mrzero.core.units import per_m_to_cycles_per_fov
+from mrzero.sequences.pulseq.file_check import FileFacts, ImportLimits, PulseqFileError, scan
+from mrzero.sequences.pulseq.rf_use import guess_rf_use
 from mrzero.sequences.pulseq.waveform import area_at, grad_points, rf_integral
 from mrzero.sequences.sequence import EXCITATION, INVERSION, REFOCUSING, ExportHints, Sequence
 
 log = logging.getLogger(__name__)
 
-RF_KIND = {"refocusing": REFOCUSING, "inversion": INVERSION, "saturation": INVERSION,
-           "preparation": INVERSION}
+RF_KIND = {
+    "refocusing": REFOCUSING,
+    "inversion": INVERSION,
+    "saturation": INVERSION,
+    "preparation": INVERSION,
+}
+#: Proton gyromagnetic ratio (Hz/T) and the field strength assumed when the file names none.
+GAMMA_HZ_PER_T = 42.577478e6
+DEFAULT_FIELD_T = 3.0
 
 
 class PulseqReadError(ValueError):
@@ -81,6 +105,7 @@ def _strip_rotations(text: str) -> tuple[str, dict[int, np.ndarray]]:
             ext_list[eid] = (etype, ref, nxt)
             continue
         out.append(line)
+
     # Re-link extension lists without their rotation entries.
     def skip(eid: int) -> int:
         while eid and ext_list[eid][0] == rot_type:
@@ -90,10 +115,12 @@ def _strip_rotations(text: str) -> tuple[str, dict[int, np.ndarray]]:
     kept = {eid: (t, ref, skip(nxt)) for eid, (t, ref, nxt) in ext_list.items() if t != rot_type}
     text = "".join(out)
     ext_rows = "".join(f"{eid} {t} {ref} {nxt}\n" for eid, (t, ref, nxt) in sorted(kept.items()))
-    text = re.sub(r"(^\[EXTENSIONS\][ \t]*\n)", lambda m: m.group(1) + ext_rows, text, count=1,
-                  flags=re.MULTILINE)
+    text = re.sub(
+        r"(^\[EXTENSIONS\][ \t]*\n)", lambda m: m.group(1) + ext_rows, text, count=1, flags=re.MULTILINE
+    )
 
     block_rot: dict[int, np.ndarray] = {}
+
     def rewrite_block(m: re.Match) -> str:
         fields = m.group(0).split()
         eid = int(fields[7])
@@ -110,7 +137,7 @@ def _strip_rotations(text: str) -> tuple[str, dict[int, np.ndarray]]:
     if blocks is None:
         raise PulseqReadError("file has a ROTATIONS extension but no [BLOCKS] section")
     body = re.sub(r"^[ \t]*\d+([ \t]+-?\d+){7}[ \t]*$", rewrite_block, blocks.group(1), flags=re.MULTILINE)
-    text = text[:blocks.start(1)] + body + text[blocks.end(1):]
+    text = text[: blocks.start(1)] + body + text[blocks.end(1) :]
     return text, block_rot
 
 
@@ -120,84 +147,156 @@ def quaternion_matrix(q: np.ndarray) -> np.ndarray:
     if not math.isclose(norm, 1.0, rel_tol=1e-3):
         raise PulseqReadError(f"rotation quaternion {q.tolist()} is not of unit length ({norm:.4f})")
     w, x, y, z = q / norm
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
-def read_pulseq(path: str | Path) -> tuple[pp.Sequence, dict[int, np.ndarray]]:
+def read_pulseq(
+    path: str | Path, limits: ImportLimits | None = None
+) -> tuple[pp.Sequence, dict[int, np.ndarray]]:
     """The pypulseq sequence of a file and the rotation matrix of each rotated block (1-based)."""
+    seq, rotations, _ = _read(path, limits)
+    return seq, rotations
+
+
+def _read(
+    path: str | Path, limits: ImportLimits | None
+) -> tuple[pp.Sequence, dict[int, np.ndarray], FileFacts]:
+    """:func:`read_pulseq` and what the pre-scan found; refuses broken files and files beyond ``limits``."""
     path = Path(path)
     if not path.is_file():
         raise PulseqReadError(f"{path}: no such Pulseq file")
     text = path.read_text(errors="replace")
     if "[BLOCKS]" not in text:
         raise PulseqReadError(f"{path}: not a Pulseq file (no [BLOCKS] section)")
+    try:
+        facts = scan(text, limits or ImportLimits())
+    except PulseqFileError as err:
+        raise PulseqReadError(f"{path}: {err}") from err
     stripped, quats = _strip_rotations(text)
     seq = pp.Sequence()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*higher than installed package version.*")
+        warnings.filterwarnings("ignore", message=".*Loading older Pulseq format.*")
         source = path
         if quats:
             source = Path(tmp) / path.name
             source.write_text(stripped)
-            log.info("%s: applied the ROTATIONS extension to %d block(s) outside pypulseq",
-                     path.name, len(quats))
+            log.info(
+                "%s: applied the ROTATIONS extension to %d block(s) outside pypulseq", path.name, len(quats)
+            )
         try:
-            seq.read(str(source))
+            seq.read(str(source), detect_rf_use=False, remove_duplicates=False)
         except Exception as exc:  # pypulseq raises bare ValueError/RuntimeError/KeyError on bad files
-            raise PulseqReadError(f"{path}: pypulseq cannot parse the file: "
-                                  f"{type(exc).__name__}: {exc}") from exc
-    return seq, {block: quaternion_matrix(q) for block, q in quats.items()}
+            raise PulseqReadError(
+                f"{path}: pypulseq cannot parse the file: {type(exc).__name__}: {exc}"
+            ) from exc
+    return seq, {block: quaternion_matrix(q) for block, q in quats.items()}, facts
 
 
 # ---------------------------------------------------------------------------- waveform integration
+@dataclass
+class RfPulse:
+    """One RF pulse as the file plays it out (SI units; the shape's time from the pulse start)."""
+
+    t: np.ndarray  # s
+    signal: np.ndarray  # complex Hz, B1 envelope without the frequency offset
+    center: float  # s from the pulse start
+    frequency: float  # Hz, relative to the receiver (freq offset plus freqPPM at the field strength)
+    use: str  # as stored in the file; "undefined" where it is not
+
+
 @dataclass
 class _Timeline:
     rf_time: np.ndarray  # s, RF centres
     rf_flip: np.ndarray  # rad
     rf_phase: np.ndarray  # rad
-    rf_kind: np.ndarray  # int
+    pulses: list[RfPulse]
     adc_time: np.ndarray  # s, every sample
     adc_object: np.ndarray  # index of the ADC object of every sample
     adc_phase: np.ndarray  # rad per ADC object
+    adc_nav: np.ndarray  # bool per ADC object: acquired with the NAV label set
     grad: list[tuple[np.ndarray, np.ndarray]]  # per physical axis: (t, Hz/m) corner points
     duration: float
     rf_duration: float
     rf_shape: str
     dwell: float
+    soft_delays: list[str]
+    triggers: list[str]
 
 
 def _block_gradients(block, rotation: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per physical axis corner points of one block's gradients (block-relative time)."""
-    logical = [grad_points(g) if g is not None else (np.zeros(0), np.zeros(0))
-               for g in (block.gx, block.gy, block.gz)]
+    logical = [
+        grad_points(g) if g is not None else (np.zeros(0), np.zeros(0))
+        for g in (block.gx, block.gy, block.gz)
+    ]
     if rotation is None:
         return logical
     grid = np.unique(np.concatenate([t for t, _ in logical]))
-    values = np.stack([np.interp(grid, t, a, left=0.0, right=0.0) if len(t) else np.zeros_like(grid)
-                       for t, a in logical])
+    values = np.stack(
+        [np.interp(grid, t, a, left=0.0, right=0.0) if len(t) else np.zeros_like(grid) for t, a in logical]
+    )
     physical = rotation @ values
     return [(grid, physical[i]) for i in range(3)]
 
 
-def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray]) -> _Timeline:
-    rf_t, flip, phase, kind = [], [], [], []
-    adc_t, adc_obj, adc_phase = [], [], []
+def _nav_flag(block, nav: bool) -> bool:
+    """The NAV label after this block's label events."""
+    for label in (block.label or {}).values():
+        if label.label == "NAV":
+            nav = bool(label.value) if label.type == "labelset" else nav
+    return nav
+
+
+def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray], larmor_mhz: float) -> _Timeline:
+    rf_t, flip, phase, pulses = [], [], [], []
+    adc_t, adc_obj, adc_phase, adc_nav = [], [], [], []
     axes_t: list[list[np.ndarray]] = [[], [], []]
     axes_g: list[list[np.ndarray]] = [[], [], []]
-    rf_duration, rf_shape, dwell = 1e-3, "block", 0.0
+    soft_delays, triggers = [], []
+    rf_duration, rf_shape, dwell, nav = 1e-3, "block", 0.0, False
     t0 = 0.0
     for index in seq.block_events:
         block = seq.get_block(index)
+        nav = _nav_flag(block, nav)
+        if getattr(block, "soft_delay", None) is not None:
+            sd = block.soft_delay
+            soft_delays.append(
+                f"block {index}: soft delay '{sd.hint}' kept at its default "
+                f"{1e3 * float(seq.block_durations[index]):.3f} ms"
+            )
+        for trig in (getattr(block, "trigger", None) or {}).values():
+            triggers.append(
+                f"block {index}: {trig.type} on {trig.channel} (delay {1e3 * trig.delay:.3f} ms,"
+                f" {1e3 * trig.duration:.3f} ms) not simulated"
+            )
         if block.rf is not None:
             rf = block.rf
             area = rf_integral(rf.t, rf.signal)
             centre = rf.center if hasattr(rf, "center") else pp.calc_rf_center(rf)[0]
             rf_t.append(t0 + rf.delay + centre)
             flip.append(2 * math.pi * abs(area))
-            phase.append(rf.phase_offset + math.atan2(area.imag, area.real))
-            kind.append(RF_KIND.get(getattr(rf, "use", ""), EXCITATION))
+            phase.append(
+                rf.phase_offset
+                + getattr(rf, "phase_ppm", 0.0) * larmor_mhz
+                + math.atan2(area.imag, area.real)
+            )
+            frequency = float(rf.freq_offset) + float(getattr(rf, "freq_ppm", 0.0)) * larmor_mhz
+            pulses.append(
+                RfPulse(
+                    np.asarray(rf.t, float),
+                    np.asarray(rf.signal, complex),
+                    float(centre),
+                    frequency,
+                    str(getattr(rf, "use", "undefined") or "undefined"),
+                )
+            )
             if len(rf_t) == 1:
                 rf_duration = float(rf.shape_dur)
                 magnitude = np.abs(rf.signal)
@@ -208,18 +307,54 @@ def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray]) -> _Timeline:
             adc_t.append(t0 + adc.delay + (np.arange(n) + 0.5) * adc.dwell)
             adc_obj.append(np.full(n, len(adc_phase)))
             adc_phase.append(float(adc.phase_offset))
+            adc_nav.append(nav)
             dwell = dwell or float(adc.dwell)
         for axis, (t, g) in enumerate(_block_gradients(block, rotations.get(index))):
             if len(t):
                 axes_t[axis].append(t + t0)
                 axes_g[axis].append(g)
         t0 += float(seq.block_durations[index])
-    grad = [(np.concatenate(ts) if ts else np.zeros(0), np.concatenate(gs) if gs else np.zeros(0))
-            for ts, gs in zip(axes_t, axes_g, strict=True)]
-    return _Timeline(np.array(rf_t), np.array(flip), np.array(phase), np.array(kind, dtype=np.int64),
-                     np.concatenate(adc_t) if adc_t else np.zeros(0),
-                     np.concatenate(adc_obj) if adc_obj else np.zeros(0, dtype=int),
-                     np.array(adc_phase), grad, t0, rf_duration, rf_shape, dwell)
+    grad = [
+        (np.concatenate(ts) if ts else np.zeros(0), np.concatenate(gs) if gs else np.zeros(0))
+        for ts, gs in zip(axes_t, axes_g, strict=True)
+    ]
+    return _Timeline(
+        np.array(rf_t),
+        np.array(flip),
+        np.array(phase),
+        pulses,
+        np.concatenate(adc_t) if adc_t else np.zeros(0),
+        np.concatenate(adc_obj) if adc_obj else np.zeros(0, dtype=int),
+        np.array(adc_phase),
+        np.array(adc_nav, dtype=bool),
+        grad,
+        t0,
+        rf_duration,
+        rf_shape,
+        dwell,
+        soft_delays,
+        triggers,
+    )
+
+
+def _rf_uses(tl: _Timeline, larmor_mhz: float, guess: bool) -> tuple[list[str], list[str]]:
+    """Each pulse's use (guessed where the file has none) and a report line per guessed pulse."""
+    stored = [p.use for p in tl.pulses]
+    if not guess and "undefined" not in stored:
+        return stored, []
+    nxt = np.append(tl.rf_time[1:], np.inf)
+    sampled = [
+        bool(np.any((tl.adc_time > a) & (tl.adc_time < b))) for a, b in zip(tl.rf_time, nxt, strict=True)
+    ]
+    ppm = [p.frequency / larmor_mhz for p in tl.pulses]
+    guessed = guess_rf_use(np.degrees(tl.rf_flip).tolist(), ppm, sampled)
+    uses = [new if guess or use == "undefined" else use for use, new in zip(stored, guessed, strict=True)]
+    counts: dict[str, int] = {}
+    for use, old in zip(uses, stored, strict=True):
+        if guess or old == "undefined":
+            counts[use] = counts.get(use, 0) + 1
+    found = ", ".join(f"{n} {use}" for use, n in counts.items())
+    return uses, [f"RF use guessed from flip angle, frequency and position (the file stores none): {found}"]
 
 
 # ---------------------------------------------------------------------------- the model
@@ -233,14 +368,27 @@ class ImportedSequence:
     lead_in: float  # s of the file before the model's t = 0 (the first RF centre)
     definitions: dict
     rotated_blocks: int
+    #: per repetition, the pulse that starts it as played out (None: the flip-0 noise repetition)
+    pulses: list[RfPulse | None] = field(default_factory=list)
+    #: per ADC sample (model order): False for navigator / phase-correction samples (NAV label)
+    imaging: np.ndarray | None = None
+    field_strength: float = DEFAULT_FIELD_T  # T, converts ppm offsets to Hz
+    version: tuple[int, int, int] = (1, 5, 0)
+    #: what the simulation does not do as the file says (guessed RF use, soft delays, triggers)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def te(self) -> float:
-        return echo_and_repetition_time(self.sequence)[0]
+        return echo_and_repetition_time(self.sequence, self.imaging)[0]
 
     @property
     def tr(self) -> float:
-        return echo_and_repetition_time(self.sequence)[1]
+        return echo_and_repetition_time(self.sequence, self.imaging)[1]
+
+    @property
+    def rf_frequency(self) -> np.ndarray:
+        """Frequency offset (Hz) of the pulse of every repetition (0 for the noise repetition)."""
+        return np.array([p.frequency if p is not None else 0.0 for p in self.pulses])
 
 
 def _matrix_from_k(k: np.ndarray) -> tuple[int, int, int]:
@@ -251,12 +399,9 @@ def _matrix_from_k(k: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(max(1, s)) for s in span)  # type: ignore[return-value]
 
 
-def to_sequence(seq: pp.Sequence, rotations: dict[int, np.ndarray] | None = None,
-                fov: tuple[float, float, float] | None = None,
-                name: str | None = None) -> tuple[Sequence, float]:
-    """The sequence model of a pypulseq sequence, and the file time before the model's t = 0."""
-    definitions = seq.definitions
-    tl = _timeline(seq, rotations or {})
+def _fov(
+    definitions: dict, tl: _Timeline, fov: tuple[float, float, float] | None
+) -> tuple[float, float, float]:
     if fov is None and "FOV" not in definitions:
         if any(np.any(g != 0) for _, g in tl.grad):
             raise PulseqReadError("the file defines no FOV; pass fov=(x, y, z) in metres to import it")
@@ -267,15 +412,39 @@ def to_sequence(seq: pp.Sequence, rotations: dict[int, np.ndarray] | None = None
             fov = (*fov, float(definitions.get("SliceThickness", 5e-3)))
     if len(fov) != 3 or any(f <= 0 for f in fov):
         raise PulseqReadError(f"FOV must be three positive lengths in metres, got {fov}")
+    return fov  # type: ignore[return-value]
+
+
+def to_sequence(
+    seq: pp.Sequence,
+    rotations: dict[int, np.ndarray] | None = None,
+    fov: tuple[float, float, float] | None = None,
+    name: str | None = None,
+    field_strength: float = DEFAULT_FIELD_T,
+    guess_use: bool = False,
+) -> ImportedSequence:
+    """The sequence model of a pypulseq sequence (``n_blocks``/``duration`` filled in by the caller).
+
+    ``guess_use``: guess every pulse's use (files before v1.5); pulses stored as ``undefined``
+    are guessed anyway.
+    """
+    definitions = seq.definitions
+    larmor_mhz = GAMMA_HZ_PER_T * field_strength * 1e-6
+    tl = _timeline(seq, rotations or {}, larmor_mhz)
+    fov = _fov(definitions, tl, fov)
+    uses, notes = _rf_uses(tl, larmor_mhz, guess_use) if tl.pulses else ([], [])
     excited = tl.rf_time
     starts = list(excited)
-    flips, phases, kinds = list(tl.rf_flip), list(tl.rf_phase), list(tl.rf_kind)
+    flips, phases = list(tl.rf_flip), list(tl.rf_phase)
+    kinds = [RF_KIND.get(u, EXCITATION) for u in uses]
+    pulses: list[RfPulse | None] = list(tl.pulses)
     lead_in = float(excited[0]) if len(excited) else 0.0
     if len(excited) == 0 or (len(tl.adc_time) and tl.adc_time[0] < excited[0]):
         starts.insert(0, 0.0)
         flips.insert(0, 0.0)
         phases.insert(0, 0.0)
         kinds.insert(0, EXCITATION)
+        pulses.insert(0, None)
         lead_in = 0.0
     starts_a = np.array(starts)
     ends = np.append(starts_a[1:], tl.duration)
@@ -289,8 +458,8 @@ def to_sequence(seq: pp.Sequence, rotations: dict[int, np.ndarray] | None = None
     for r in range(n_rep):
         c = counts[r]
         bounds[r, 0] = starts_a[r]
-        bounds[r, 1:c + 1] = tl.adc_time[offsets[r]:offsets[r + 1]]
-        bounds[r, c + 1:] = ends[r]
+        bounds[r, 1 : c + 1] = tl.adc_time[offsets[r] : offsets[r + 1]]
+        bounds[r, c + 1 :] = ends[r]
     flat = bounds.reshape(-1)
     area = np.stack([area_at(t, g, flat) for t, g in tl.grad], axis=-1).reshape(n_rep, n_event + 1, 3)
     moment = np.diff(area, axis=1)
@@ -303,38 +472,89 @@ def to_sequence(seq: pp.Sequence, rotations: dict[int, np.ndarray] | None = None
     has = counts > 0
     first_obj[has] = tl.adc_object[sample_rep_first[has]]
     adc_phase = np.where(has, tl.adc_phase[first_obj] if len(tl.adc_phase) else 0.0, 0.0)
-    hints = ExportHints(rf_duration=tl.rf_duration, rf_shape=tl.rf_shape,
-                        slice_thickness=float(definitions.get("SliceThickness", fov[2])),
-                        readout_dwell=tl.dwell or 80e-6)
+    hints = ExportHints(
+        rf_duration=tl.rf_duration,
+        rf_shape=tl.rf_shape,
+        slice_thickness=float(definitions.get("SliceThickness", fov[2])),
+        readout_dwell=tl.dwell or 80e-6,
+    )
     model = Sequence(
-        flip=torch.tensor(flips, dtype=torch.float32), rf_phase=torch.tensor(phases, dtype=torch.float32),
+        flip=torch.tensor(flips, dtype=torch.float32),
+        rf_phase=torch.tensor(phases, dtype=torch.float32),
         duration=torch.tensor(duration, dtype=torch.float32),
         moment=torch.tensor(moment, dtype=torch.float32),
-        adc=torch.tensor(adc), adc_phase=torch.tensor(adc_phase, dtype=torch.float32),
-        rf_kind=torch.tensor(kinds, dtype=torch.int64), fov=tuple(fov),  # type: ignore[arg-type]
-        name=name or str(definitions.get("Name", "imported")), hints=hints,
+        adc=torch.tensor(adc),
+        adc_phase=torch.tensor(adc_phase, dtype=torch.float32),
+        rf_kind=torch.tensor(kinds, dtype=torch.int64),
+        fov=tuple(fov),  # type: ignore[arg-type]
+        name=name or str(definitions.get("Name", "imported")),
+        hints=hints,
     )
-    model.matrix = _matrix_from_k(model.trajectory().double().numpy())
-    return model, lead_in
+    imaging = ~tl.adc_nav[tl.adc_object] if len(tl.adc_time) else np.zeros(0, dtype=bool)
+    model.matrix = _matrix_from_k(model.trajectory().double().numpy()[imaging])
+    if tl.adc_nav.any():
+        notes.append(
+            f"{int(tl.adc_nav.sum())} ADC event(s) acquired with the NAV label: left out of TE and the matrix"
+        )
+    return ImportedSequence(
+        model,
+        len(seq.block_events),
+        tl.duration,
+        lead_in,
+        dict(definitions),
+        len(rotations or {}),
+        pulses,
+        imaging,
+        field_strength,
+        notes=notes + tl.soft_delays + tl.triggers,
+    )
 
 
-def import_seq(path: str | Path, fov: tuple[float, float, float] | None = None) -> ImportedSequence:
-    """Read a ``.seq`` file (any Pulseq 1.4/1.5 file pypulseq reads, plus v1.5.1 ROTATIONS)."""
-    seq, rotations = read_pulseq(path)
-    model, lead_in = to_sequence(seq, rotations, fov=fov, name=Path(path).stem)
-    duration = float(sum(seq.block_durations.values()))
+def import_seq(
+    path: str | Path,
+    fov: tuple[float, float, float] | None = None,
+    limits: ImportLimits | None = None,
+    field_strength: float | None = None,
+) -> ImportedSequence:
+    """Read a ``.seq`` file (Pulseq 1.2 to 1.5, plus v1.5.1 ROTATIONS); see the module docstring.
+
+    ``limits``: refuse larger files (:class:`ImportLimits`); ``field_strength`` (T): converts the
+    ppm offsets of pulses, default the file's ``B0`` definition, else 3 T.
+    """
+    seq, rotations, facts = _read(path, limits)
+    if field_strength is None:
+        field_strength = float(seq.definitions.get("B0", DEFAULT_FIELD_T))
+    try:
+        imported = to_sequence(
+            seq,
+            rotations,
+            fov=fov,
+            name=Path(path).stem,
+            field_strength=field_strength,
+            guess_use=facts.version < (1, 5, 0),
+        )
+    except PulseqReadError as err:
+        raise PulseqReadError(f"{path}: {err}") from err
+    imported.version = facts.version
+    for note in imported.notes:
+        log.info("%s: %s", Path(path).name, note)
     if log.isEnabledFor(logging.INFO):
-        log.info("imported %s: %d blocks, %.4f s -> %s", Path(path).name, len(seq.block_events), duration,
-                 model.summary())
-    return ImportedSequence(model, len(seq.block_events), duration, lead_in, dict(seq.definitions),
-                            len(rotations))
+        log.info(
+            "imported %s: %d blocks, %.4f s -> %s",
+            Path(path).name,
+            imported.n_blocks,
+            imported.duration,
+            imported.sequence.summary(),
+        )
+    return imported
 
 
-def echo_and_repetition_time(seq: Sequence) -> tuple[float, float]:
+def echo_and_repetition_time(seq: Sequence, imaging: np.ndarray | None = None) -> tuple[float, float]:
     """TE and TR (s) the way Pulseq's test report defines them.
 
     TE: from the last excitation to the echo (the sample nearest k = 0, interpolated towards the
-    neighbour that brackets k = 0). TR: between the excitations around the echo.
+    neighbour that brackets k = 0), among the ``imaging`` samples (default all; navigators
+    excluded by the import). TR: between the excitations around the echo.
     """
     flips = seq.flip.detach().cpu().numpy()
     kinds = seq.rf_kind.cpu().numpy()
@@ -345,6 +565,8 @@ def echo_and_repetition_time(seq: Sequence) -> tuple[float, float]:
     if len(excitation) == 0 or len(times) == 0:
         return math.nan, float(seq.total_duration())
     keep = times > excitation[0]
+    if imaging is not None and len(imaging) == len(keep) and bool((keep & imaging).any()):
+        keep = keep & imaging
     times, k = times[keep], k[keep]
     norm = np.linalg.norm(k, axis=1)
     i = int(np.argmin(norm))
