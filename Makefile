@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Independent references used by the tests and the demo's data generator (Debian packages).
+# Independent references used by the tests and the demo's data generator (Debian packages;
+# dicom3tools' dciodvfy validates the DICOM export).
 system-tools:
-	@command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null && command -v bart >/dev/null || \
-	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ismrmrd-tools bart )
+	@command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null && command -v bart >/dev/null && \
+	  command -v dciodvfy >/dev/null || \
+	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ismrmrd-tools bart dicom3tools )
 
 demo: setup
 	$(BIN)/mrzero demo

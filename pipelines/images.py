@@ -42,11 +42,21 @@ def _directions(values: Sequence[float]) -> list[str]:
     return [f"{float(v):.18f}" for v in values]
 
 
-def make_image(data: np.ndarray | torch.Tensor, reference: ismrmrd.AcquisitionHeader | ismrmrd.Acquisition,
-               header: ismrmrd.xsd.ismrmrdHeader, *, series: int, index: int, role: str = "Image",
-               comment: str = "", history: Sequence[str] = ("MRZERO",), description: str = "",
-               encoding: int | None = None, window_meta: tuple[float, float] | None = None,
-               image_type: int | None = None) -> ismrmrd.Image:
+def make_image(
+    data: np.ndarray | torch.Tensor,
+    reference: ismrmrd.AcquisitionHeader | ismrmrd.Acquisition,
+    header: ismrmrd.xsd.ismrmrdHeader,
+    *,
+    series: int,
+    index: int,
+    role: str = "Image",
+    comment: str = "",
+    history: Sequence[str] = ("MRZERO",),
+    description: str = "",
+    encoding: int | None = None,
+    window_meta: tuple[float, float] | None = None,
+    image_type: int | None = None,
+) -> ismrmrd.Image:
     """An MRD image of ``data`` (``[y, x]``, ``[z, y, x]`` or ``[channel, z, y, x]``).
 
     ``reference`` is the acquisition (or its header) nearest the k-space centre; ``series`` and
@@ -63,9 +73,14 @@ def make_image(data: np.ndarray | torch.Tensor, reference: ismrmrd.AcquisitionHe
     fov = enc.reconSpace.fieldOfView_mm
     if image_type is None:
         image_type = ismrmrd.IMTYPE_COMPLEX if np.iscomplexobj(array) else ismrmrd.IMTYPE_MAGNITUDE
-    image = ismrmrd.Image.from_array(array, acquisition=reference, image_type=image_type,
-                                     image_index=index, image_series_index=series,
-                                     field_of_view=(fov.x, fov.y, fov.z))
+    image = ismrmrd.Image.from_array(
+        array,
+        acquisition=reference,
+        image_type=image_type,
+        image_index=index,
+        image_series_index=series,
+        field_of_view=(fov.x, fov.y, fov.z),
+    )
     centre, width = window_meta if window_meta is not None else window(array)
     meta = ismrmrd.Meta()
     meta["DataRole"] = role
@@ -78,3 +93,29 @@ def make_image(data: np.ndarray | torch.Tensor, reference: ismrmrd.AcquisitionHe
     meta["ImageColumnDir"] = _directions(reference.phase_dir)
     image.attribute_string = meta.serialize()
     return image
+
+
+def read_meta(image: ismrmrd.Image) -> ismrmrd.Meta:
+    """The image's meta attributes (empty when it has none or they do not parse)."""
+    try:
+        return ismrmrd.Meta.deserialize(image.attribute_string) if image.attribute_string else ismrmrd.Meta()
+    except (ValueError, SyntaxError, KeyError):  # the XML parser's errors for a malformed string
+        return ismrmrd.Meta()
+
+
+def meta_text(meta: ismrmrd.Meta, key: str, default: str = "") -> str:
+    """One meta value as text (the first of a list), ``default`` when absent or empty."""
+    value = meta.get(key, default)
+    if isinstance(value, list):
+        value = value[0] if value else default
+    return str(value) if str(value) else default
+
+
+def rescale(image: ismrmrd.Image) -> tuple[float, float]:
+    """(slope, intercept) with which a pixel becomes a value, ``RescaleSlope``/``RescaleIntercept`` meta
+    (``value = pixel * slope + intercept``; (1, 0) when absent)."""
+    meta = read_meta(image)
+    try:
+        return float(meta_text(meta, "RescaleSlope", "1")), float(meta_text(meta, "RescaleIntercept", "0"))
+    except ValueError:
+        return 1.0, 0.0

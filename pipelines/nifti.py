@@ -3,7 +3,7 @@
 MRD images carry their geometry in the patient coordinates of DICOM (LPS, millimetres): the
 ``position`` of the image centre, the unit vectors ``read_dir`` (along a row, increasing column
 index x), ``phase_dir`` (down a column, increasing row index y) and ``slice_dir``, and the
-``field_of_view`` over ``matrix_size``. As everywhere in this project (``core/ops/units``),
+``field_of_view`` over ``matrix_size``. As everywhere in this project (``core/units.py``),
 pixel ``i`` of ``n`` sits at ``(i - n // 2)`` pixels from the centre. NIfTI's world space is
 RAS, so the affine is ``diag(-1, -1, 1)`` times the LPS one. Voxel axes are (x, y, z[, volume]):
 the NIfTI array is the MRD ``[z, y, x]`` array transposed.
@@ -25,41 +25,15 @@ import ismrmrd
 import nibabel as nib
 import numpy as np
 
+from mrzero.pipelines.image_files import series_name
+from mrzero.pipelines.image_geometry import lps_affine, vector, warn_without_geometry
+from mrzero.pipelines.images import meta_text, read_meta, rescale
+
 log = logging.getLogger(__name__)
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 #: Relative tolerance on slice spacing and direction agreement when stacking slices.
 _STACK_TOLERANCE = 1e-3
-
-
-def _vector(values) -> np.ndarray:
-    return np.array([float(v) for v in values])
-
-
-def lps_affine(image: ismrmrd.Image, slice_spacing_mm: float | None = None) -> np.ndarray:
-    """4x4 matrix from voxel (x, y, z) indices of ``image`` to LPS millimetres.
-
-    ``slice_spacing_mm`` overrides the z spacing (the distance between stacked 2D slices);
-    otherwise it is ``field_of_view[2] / matrix_size[2]`` (the slice thickness of a 2D image).
-    """
-    size = [int(n) for n in image.matrix_size]
-    fov = _vector(image.field_of_view)
-    spacing = fov / np.maximum(size, 1)
-    if slice_spacing_mm is not None:
-        spacing[2] = slice_spacing_mm
-    axes = np.stack([_vector(image.read_dir), _vector(image.phase_dir), _vector(image.slice_dir)], axis=1)
-    for k in range(3):
-        norm = np.linalg.norm(axes[:, k])
-        if not 0.9 < norm < 1.1:
-            raise ValueError(f"image {image.image_index} has no valid geometry "
-                             f"(direction {k} has length {norm:.3g})")
-        axes[:, k] /= norm
-    columns = axes * spacing
-    centre_index = np.array([n // 2 for n in size], dtype=float)
-    affine = np.eye(4)
-    affine[:3, :3] = columns
-    affine[:3, 3] = _vector(image.position) - columns @ centre_index
-    return affine
 
 
 def ras_affine(image: ismrmrd.Image, slice_spacing_mm: float | None = None) -> np.ndarray:
@@ -78,15 +52,17 @@ def _stack_slices(images: list[ismrmrd.Image]) -> tuple[list[ismrmrd.Image], flo
     if len(images) == 1:
         return images, None
     first = images[0]
-    normal = _vector(first.slice_dir)
+    normal = vector(first.slice_dir)
     for image in images[1:]:
-        same = (tuple(image.matrix_size) == tuple(first.matrix_size)
-                and np.allclose(_vector(image.read_dir), _vector(first.read_dir), atol=_STACK_TOLERANCE)
-                and np.allclose(_vector(image.phase_dir), _vector(first.phase_dir), atol=_STACK_TOLERANCE))
+        same = (
+            tuple(image.matrix_size) == tuple(first.matrix_size)
+            and np.allclose(vector(image.read_dir), vector(first.read_dir), atol=_STACK_TOLERANCE)
+            and np.allclose(vector(image.phase_dir), vector(first.phase_dir), atol=_STACK_TOLERANCE)
+        )
         if not same or int(image.matrix_size[2]) != 1:
             return None
-    ordered = sorted(images, key=lambda im: float(_vector(im.position) @ normal))
-    positions = np.array([_vector(im.position) for im in ordered])
+    ordered = sorted(images, key=lambda im: float(vector(im.position) @ normal))
+    positions = np.array([vector(im.position) for im in ordered])
     steps = np.diff(positions, axis=0)
     along = steps @ normal
     if along.min() <= 0 or not np.allclose(along, along[0], rtol=_STACK_TOLERANCE):
@@ -106,9 +82,14 @@ def _series_volumes(images: list[ismrmrd.Image]) -> list[tuple[np.ndarray, np.nd
         return None
     reference, spacing = stacks[0]
     for ordered, other_spacing in stacks[1:]:
-        if len(ordered) != len(reference) or other_spacing != spacing or any(
-                not np.allclose(_vector(a.position), _vector(b.position), atol=1e-3)
-                for a, b in zip(ordered, reference, strict=True)):
+        if (
+            len(ordered) != len(reference)
+            or other_spacing != spacing
+            or any(
+                not np.allclose(vector(a.position), vector(b.position), atol=1e-3)
+                for a, b in zip(ordered, reference, strict=True)
+            )
+        ):
             return None
     volumes = []
     for ordered, _ in stacks:
@@ -120,34 +101,81 @@ def _series_volumes(images: list[ismrmrd.Image]) -> list[tuple[np.ndarray, np.nd
     return [(array, ras_affine(reference[0], spacing))]
 
 
-def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+def _scaling(members: list[ismrmrd.Image]) -> tuple[float, float, str]:
+    """(scl_slope, scl_inter, description) of a series: its ``RescaleSlope``/``RescaleIntercept``
+    meta and ``Quantity [Units]`` (NaN slope when images differ, which then leave as values)."""
+    scales = {rescale(im) for im in members}
+    slope, intercept = scales.pop() if len(scales) == 1 else (float("nan"), 0.0)
+    meta = read_meta(members[0])
+    quantity = meta_text(meta, "Quantity", meta_text(meta, "SequenceDescriptionAdditional", "image"))
+    units = meta_text(meta, "Units")
+    return slope, intercept, f"{quantity} [{units}]" if units else quantity
+
+
+def _nifti(
+    data: np.ndarray, affine: np.ndarray, slope: float, intercept: float, description: str
+) -> nib.Nifti1Image:
+    """A NIfTI image whose ``scl_slope``/``scl_inter`` turn the stored integers into values."""
     if data.dtype == np.float64:
         data = data.astype(np.float32)
     image = nib.Nifti1Image(data, affine)
     image.set_qform(affine, code=1)  # scanner-based anatomical coordinates
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm")
+    image.header.set_data_dtype(data.dtype)
+    if (slope, intercept) != (1.0, 0.0):
+        image.header.set_slope_inter(slope, intercept)
+    image.header["descrip"] = description.encode("ascii", "replace")[:79]
     return image
 
 
 def write_nifti(images: Iterable[ismrmrd.Image], directory: str | Path, stem: str) -> list[Path]:
-    """Write ``images`` as NIfTI files ``{stem}_s{series}.nii.gz`` in ``directory``; returns the paths."""
+    """Write ``images`` as NIfTI files ``{stem}_s{series:03d}.nii.gz`` in ``directory``; returns the paths.
+
+    Integer images keep their integers, with the ``RescaleSlope``/``RescaleIntercept`` meta as
+    ``scl_slope``/``scl_inter``; the description says ``Quantity [Units]``. Images without patient
+    geometry get the identity orientation (``image_geometry``), with a warning.
+    """
     directory = Path(directory)
+    images = list(images)
+    warn_without_geometry(images, f"NIfTI {stem}")
     series: dict[int, list[ismrmrd.Image]] = defaultdict(list)
     for image in images:
         series[int(image.image_series_index)].append(image)
     written: list[Path] = []
     for index, members in sorted(series.items()):
+        slope, intercept, description = _scaling(members)
+        if np.isnan(slope):  # maps with different scalings in one series: store the values
+            members = [_as_values(im) for im in members]
+            slope, intercept = 1.0, 0.0
         volumes = _series_volumes(members)
         if volumes is None:
-            log.info("series %d does not form one volume; writing its %d images separately", index,
-                     len(members))
-            volumes = [(im.data.transpose(3, 2, 1, 0).squeeze(-1) if im.data.shape[0] == 1
-                        else im.data.transpose(3, 2, 1, 0), ras_affine(im)) for im in members]
+            log.info(
+                "series %d does not form one volume; writing its %d images separately", index, len(members)
+            )
+            volumes = [
+                (
+                    im.data.transpose(3, 2, 1, 0).squeeze(-1)
+                    if im.data.shape[0] == 1
+                    else im.data.transpose(3, 2, 1, 0),
+                    ras_affine(im),
+                )
+                for im in members
+            ]
         for n, (data, affine) in enumerate(volumes):
             suffix = f"_{n:03d}" if len(volumes) > 1 else ""
-            path = directory / f"{stem}_s{index:03d}{suffix}.nii.gz"
+            path = directory / f"{series_name(stem, index)}{suffix}.nii.gz"
             directory.mkdir(parents=True, exist_ok=True)
-            nib.save(_nifti(data, affine), str(path))
+            nib.save(_nifti(data, affine, slope, intercept, description), str(path))
             written.append(path)
     return written
+
+
+def _as_values(image: ismrmrd.Image) -> ismrmrd.Image:
+    """A float32 copy of ``image`` holding ``pixel * slope + intercept``."""
+    slope, intercept = rescale(image)
+    return ismrmrd.Image(
+        head=image.getHead(),
+        attribute_string=image.attribute_string,
+        data=image.data.astype(np.float32) * np.float32(slope) + np.float32(intercept),
+    )

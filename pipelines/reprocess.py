@@ -2,7 +2,8 @@
 
 Each input file is reconstructed with exactly the pipeline the server runs inline (looked up in
 ``mrzero.pipelines.registry``) and its images are written to ``OUTDIR/<name>/``: the MRD images
-(``<name>_images.h5``), NIfTI volumes (``<name>_s<series>.nii.gz``) and PNG previews. The
+(``<name>_images.h5``), NIfTI volumes (``<name>_s<series>.nii.gz``), PNG previews and, on request,
+DICOM files (``dicom/<name>_s<series>_<n>.dcm``). The
 files of one input are first written to a hidden temporary folder that is renamed when all of
 them are complete, so a failure leaves nothing behind. A folder input processes every
 ``.dat``/``.h5`` file below it, continues past files that fail, and returns a
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from mrzero.pipelines import offline, registry
 from mrzero.pipelines.base import Context
+from mrzero.pipelines.dicom import write_dicom
 from mrzero.pipelines.image_files import write_images_h5, write_pngs
 from mrzero.pipelines.nifti import write_nifti
 from mrzero.pipelines.twix import load_twix
@@ -68,8 +70,9 @@ class Summary:
 
     def report(self) -> str:
         """A human-readable summary: counts, then one line per file."""
-        lines = [f"{len(self.succeeded)} of {len(self.outcomes)} file(s) reconstructed, "
-                 f"{len(self.failed)} failed"]
+        lines = [
+            f"{len(self.succeeded)} of {len(self.outcomes)} file(s) reconstructed, {len(self.failed)} failed"
+        ]
         for o in self.outcomes:
             if o.ok:
                 lines.append(f"  ok      {o.source}: {o.images} image(s) -> {o.output} ({o.seconds:.1f} s)")
@@ -82,8 +85,11 @@ def find_inputs(path: str | os.PathLike[str]) -> list[Path]:
     """``path`` itself if it is a file, else every raw file below the folder, sorted."""
     path = Path(path)
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in RAW_SUFFIXES
-                      and not p.name.startswith("."))
+        return sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in RAW_SUFFIXES and not p.name.startswith(".")
+        )
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     return [path]
@@ -99,9 +105,12 @@ def _raw_stream(path: Path) -> tuple[ismrmrd.xsd.ismrmrdHeader, Iterator[ismrmrd
     return measurement.header, measurement.acquisitions(), measurement.raw_bytes
 
 
-def reconstruct_images(path: str | os.PathLike[str], pipeline: str = "",
-                       parameters: dict[str, Any] | None = None,
-                       bundle_store: Path | None = None) -> tuple[list[ismrmrd.Image], int]:
+def reconstruct_images(
+    path: str | os.PathLike[str],
+    pipeline: str = "",
+    parameters: dict[str, Any] | None = None,
+    bundle_store: Path | None = None,
+) -> tuple[list[ismrmrd.Image], int]:
     """The images the registered ``pipeline`` makes from a raw file, and its raw size in bytes.
 
     ``bundle_store`` is where MRzero pipelines find the scan's bundle, as the server's
@@ -109,17 +118,30 @@ def reconstruct_images(path: str | os.PathLike[str], pipeline: str = "",
     """
     spec = registry.get(pipeline)
     header, acquisitions, raw_bytes = _raw_stream(Path(path))
-    ctx = Context(header=header, parameters=dict(parameters or {}), pipeline_name=spec.name,
-                  logger=logging.getLogger(f"pipelines.{spec.name}"), bundle_store=bundle_store)
+    ctx = Context(
+        header=header,
+        parameters=dict(parameters or {}),
+        pipeline_name=spec.name,
+        logger=logging.getLogger(f"pipelines.{spec.name}"),
+        bundle_store=bundle_store,
+    )
     images = list(spec.run(acquisitions, ctx))
     if not images:
         raise ValueError(f"pipeline {spec.name!r} made no images")
     return images, raw_bytes
 
 
-def reconstruct_file(path: Path, out_dir: Path, pipeline: str = "", parameters: dict[str, Any] | None = None,
-                     force: bool = False, bundle_store: Path | None = None) -> Outcome:
-    """Reconstruct one file into ``out_dir`` (MRD images, NIfTI, PNG); errors go into the outcome."""
+def reconstruct_file(
+    path: Path,
+    out_dir: Path,
+    pipeline: str = "",
+    parameters: dict[str, Any] | None = None,
+    force: bool = False,
+    bundle_store: Path | None = None,
+    dicom: bool = False,
+) -> Outcome:
+    """Reconstruct one file into ``out_dir`` (MRD images, NIfTI, PNG and, with ``dicom``, DICOM in
+    ``out_dir/dicom``); errors go into the outcome."""
     outcome = Outcome(path)
     start = time.perf_counter()
     staging: Path | None = None
@@ -133,6 +155,8 @@ def reconstruct_file(path: Path, out_dir: Path, pipeline: str = "", parameters: 
         write_images_h5(images, staging / f"{stem}_images.h5")
         write_nifti(images, staging, stem)
         write_pngs(images, staging / "png", stem)
+        if dicom:
+            write_dicom(images, staging / "dicom", stem, _raw_stream(path)[0], registry.get(pipeline).name)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
@@ -140,8 +164,9 @@ def reconstruct_file(path: Path, out_dir: Path, pipeline: str = "", parameters: 
         outcome.output, outcome.images = out_dir, len(images)
     except Exception as exc:  # one bad file must not stop a folder of thousands
         message, prefix = str(exc), f"{path}: "  # the report names the file once
-        outcome.error = (message[len(prefix):] if message.startswith(prefix)
-                         else f"{type(exc).__name__}: {message}")
+        outcome.error = (
+            message[len(prefix) :] if message.startswith(prefix) else f"{type(exc).__name__}: {message}"
+        )
         log.error("%s: %s", path, outcome.error)
         log.debug("%s: traceback", path, exc_info=True)
     finally:
@@ -155,14 +180,23 @@ def _output_names(files: list[Path], root: Path) -> list[Path]:
     """Output folder (relative) per input: the relative path without suffix, unique in the run."""
     names = [(f.relative_to(root) if root.is_dir() else Path(f.name)).with_suffix("") for f in files]
     duplicated = {n for n in names if names.count(n) > 1}
-    return [n.with_name(f"{n.name}_{f.suffix.lstrip('.')}") if n in duplicated else n
-            for n, f in zip(names, files, strict=True)]
+    return [
+        n.with_name(f"{n.name}_{f.suffix.lstrip('.')}") if n in duplicated else n
+        for n, f in zip(names, files, strict=True)
+    ]
 
 
-def reprocess(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], pipeline: str = "",
-              parameters: dict[str, Any] | None = None, force: bool = False, progress: bool = True,
-              bundle_store: Path | None = None) -> Summary:
-    """Reconstruct a raw file, or every raw file below a folder, into ``out_dir``."""
+def reprocess(
+    source: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    pipeline: str = "",
+    parameters: dict[str, Any] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    bundle_store: Path | None = None,
+    dicom: bool = False,
+) -> Summary:
+    """Reconstruct a raw file, or every raw file below a folder, into ``out_dir`` (``dicom``: DICOM too)."""
     source, out_dir = Path(source), Path(out_dir)
     registry.get(pipeline)  # an unknown pipeline fails before any file is touched
     inside_output = out_dir.resolve()  # a rerun must not take earlier outputs for inputs
@@ -170,12 +204,15 @@ def reprocess(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], p
     if not files:
         raise FileNotFoundError(f"{source}: no {' or '.join(RAW_SUFFIXES)} files below this folder")
     summary = Summary()
-    bar = tqdm(list(zip(files, _output_names(files, source), strict=True)), desc="reprocessing",
-               unit="file",
-               disable=not progress or len(files) < 2)
+    bar = tqdm(
+        list(zip(files, _output_names(files, source), strict=True)),
+        desc="reprocessing",
+        unit="file",
+        disable=not progress or len(files) < 2,
+    )
     for path, name in bar:
         bar.set_postfix_str(path.name)
-        outcome = reconstruct_file(path, out_dir / name, pipeline, parameters, force, bundle_store)
+        outcome = reconstruct_file(path, out_dir / name, pipeline, parameters, force, bundle_store, dicom)
         summary.outcomes.append(outcome)
         log.info("%s: %s", path, "ok" if outcome.ok else f"failed: {outcome.error}")
     return summary

@@ -13,7 +13,7 @@ FOV = (8.0, 18.0, 3.0)  # mm: pixel 2 x 3 mm, 3 mm thick
 
 
 def _image(position, read=(1, 0, 0), phase=(0, 1, 0), normal=(0, 0, 1), contrast=0, value=0.0, series=1):
-    data = (np.arange(NX * NY, dtype=np.float32).reshape(1, 1, NY, NX) + value)
+    data = np.arange(NX * NY, dtype=np.float32).reshape(1, 1, NY, NX) + value
     image = ismrmrd.Image.from_array(data, image_series_index=series, field_of_view=FOV)
     image.position[:], image.read_dir[:] = position, read
     image.phase_dir[:], image.slice_dir[:] = phase, normal
@@ -43,8 +43,10 @@ def test_oblique_geometry_by_hand():
 
 
 def test_slices_and_echoes_stack_into_one_4d_volume(tmp_path):
-    images = [_image((0, 0, z), contrast=c, value=100 * k)
-              for k, (z, c) in enumerate([(5.0, 1), (0.0, 0), (5.0, 0), (0.0, 1)])]
+    images = [
+        _image((0, 0, z), contrast=c, value=100 * k)
+        for k, (z, c) in enumerate([(5.0, 1), (0.0, 0), (5.0, 0), (0.0, 1)])
+    ]
     (path,) = write_nifti(images, tmp_path, "stack")
     assert path.name == "stack_s001.nii.gz"
     nifti = nib.load(path)
@@ -67,7 +69,29 @@ def test_unevenly_spaced_slices_are_written_one_file_each(tmp_path):
         np.testing.assert_allclose(_lps(nib.load(path).affine, 2, 3), image.position[:])
 
 
-def test_image_without_geometry_is_refused():
-    image = _image((0, 0, 0), read=(0, 0, 0))
-    with pytest.raises(ValueError, match="no valid geometry"):
-        ras_affine(image)
+def test_image_without_geometry_gets_the_identity_and_a_warning(tmp_path, caplog):
+    image = _image((5, 6, 7), read=(0, 0, 0), phase=(0, 0, 0), normal=(0, 0, 0))
+    (path,) = write_nifti([image], tmp_path, "nogeo")
+    assert "no patient geometry" in caplog.text
+    np.testing.assert_allclose(nib.load(path).affine[:3, :3], np.diag([-2.0, -3.0, 3.0]))
+    np.testing.assert_array_equal(np.asarray(nib.load(path).dataobj)[..., 0], image.data[0, 0].T)
+
+
+def test_integer_maps_keep_slope_intercept_and_units(tmp_path):
+    counts = np.arange(NX * NY, dtype=np.uint16).reshape(1, 1, NY, NX) + 2188
+    image = _image((0, 0, 0))
+    image = ismrmrd.Image(head=image.getHead(), data=counts)
+    meta = ismrmrd.Meta()
+    meta["Quantity"], meta["Units"], meta["RescaleSlope"], meta["RescaleIntercept"] = (
+        "T1",
+        "s",
+        "0.001",
+        "0.5",
+    )
+    image.attribute_string = meta.serialize()
+    (path,) = write_nifti([image], tmp_path, "t1")
+    nifti = nib.load(path)
+    assert nifti.get_data_dtype() == np.uint16
+    assert (nifti.dataobj.slope, nifti.dataobj.inter) == pytest.approx((0.001, 0.5))
+    np.testing.assert_allclose(nifti.get_fdata()[..., 0], counts[0, 0].T * 0.001 + 0.5, rtol=1e-6)
+    assert nifti.header["descrip"].item().decode() == "T1 [s]"
