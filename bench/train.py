@@ -70,7 +70,7 @@ def converge(matrix: int, target: float, max_iterations: int, out: Path) -> dict
             reached = curve[-1]
             break
     trainer.iteration = len(curve)
-    trainer._report(len(curve) - 1)
+    trainer.report_step(len(curve) - 1)
     (out / f"curve_{matrix}.json").write_text(json.dumps(curve))
     return {"matrix": matrix, "reached": reached, "iterations": len(curve), "last_error": curve[-1]["error"],
             "seconds": curve[-1]["seconds"], "row": str(trainer.report.folder)}

@@ -1,4 +1,4 @@
-"""Step-size schedules from high to low (the seed: explore first, converge without oscillation later).
+"""Step-size schedules from high to low (MRzero: explore first, converge without oscillation later).
 
 ``factor(i)`` multiplies each field's base step size at iteration ``i`` of a cycle of ``length``
 iterations: ``cosine`` falls from 1 to ``final`` along half a cosine, ``exponential``
@@ -23,8 +23,9 @@ class Schedule:
         if self.kind not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.kind!r}")
         if self.length < 1 or not 0 < self.final <= 1:
-            raise ValueError(f"schedule needs length >= 1 and 0 < final <= 1, "
-                             f"got {self.length}, {self.final}")
+            raise ValueError(
+                f"schedule needs length >= 1 and 0 < final <= 1, got {self.length}, {self.final}"
+            )
 
     def factor(self, i: int) -> float:
         """Step-size factor at iteration ``i`` (0-based) of the cycle; clamps past the end."""
@@ -32,5 +33,5 @@ class Schedule:
         if self.kind == "cosine":
             return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * x))
         if self.kind == "exponential":
-            return self.final ** x
+            return self.final**x
         return 1.0

@@ -7,5 +7,12 @@ runs it (``trainer.py``); ``mrzero train RECIPE`` is the command line. See docs/
 from mrzero.sequences.training.recipe import Recipe, RecipeError, load_recipe, recipe_path
 from mrzero.sequences.training.trainer import Trainer, TrainingError, TrainingResult
 
-__all__ = ["Recipe", "RecipeError", "Trainer", "TrainingError", "TrainingResult", "load_recipe",
-           "recipe_path"]
+__all__ = [
+    "Recipe",
+    "RecipeError",
+    "Trainer",
+    "TrainingError",
+    "TrainingResult",
+    "load_recipe",
+    "recipe_path",
+]

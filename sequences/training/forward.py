@@ -53,7 +53,8 @@ class ForwardModel:
         images = []
         for idx in groups:
             s, k = (signal, traj) if idx is None else (signal[:, idx], traj[idx])
-            img = reconstruct(s, k, self.matrix, method=self.method, iterations=self.iterations,
-                              density=self.density)
+            img = reconstruct(
+                s, k, self.matrix, method=self.method, iterations=self.iterations, density=self.density
+            )
             images.append(img[0])
         return torch.stack(images)

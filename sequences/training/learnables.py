@@ -64,8 +64,9 @@ def rep_selection(seq: Sequence, selector: str | list[str]) -> torch.Tensor:
     return chosen
 
 
-def free_mask(seq: Sequence, name: str, reps: str | list[str] = "all", events: list[int] | str = "all",
-              axes: str = "xy") -> torch.Tensor:
+def free_mask(
+    seq: Sequence, name: str, reps: str | list[str] = "all", events: list[int] | str = "all", axes: str = "xy"
+) -> torch.Tensor:
     """The boolean mask of field ``name`` selected by repetitions, events and (moment) axes."""
     r_mask = rep_selection(seq, reps)
     shape = tuple(getattr(seq, name).shape)
@@ -97,7 +98,8 @@ class Learnables(torch.nn.Module):
         self.masks = {k: v.to(base.device) for k, v in masks.items()}
         self.bounds = bounds
         self.params = torch.nn.ParameterDict(
-            {k: torch.nn.Parameter(getattr(self.base, k).detach().clone()) for k in masks})
+            {k: torch.nn.Parameter(getattr(self.base, k).detach().clone()) for k in masks}
+        )
         self.project()
 
     def sequence(self) -> Sequence:

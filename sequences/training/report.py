@@ -39,10 +39,26 @@ class Snapshot:
     target: np.ndarray
 
 
-def _curves(ax_loss: plt.Axes, ax_sar: plt.Axes, history: list[dict[str, float]]) -> None:
+def band_keys(evaluations: list[dict[str, float]]) -> list[str]:
+    """The k-space band error names recorded in ``evaluations`` (``err_k0-4``, ...), in band order."""
+    return [k for k in (evaluations[-1] if evaluations else {}) if k.startswith("err_k")]
+
+
+def _curves(
+    ax_loss: plt.Axes, ax_sar: plt.Axes, history: list[dict[str, float]], evaluations: list[dict[str, float]]
+) -> None:
     it = [h["iteration"] for h in history]
     ax_loss.semilogy(it, [max(h["loss"], 1e-12) for h in history], lw=0.8, label="loss")
     ax_loss.semilogy(it, [max(h["error"], 1e-12) for h in history], lw=0.8, label="rel. error")
+    at = [e["iteration"] for e in evaluations]
+    for key in band_keys(evaluations):
+        ax_loss.semilogy(
+            at,
+            [max(e.get(key, 0.0), 1e-12) for e in evaluations],
+            "--",
+            lw=0.7,
+            label=key.replace("err_k", "|k| ").replace("+", "+ cyc/FOV"),
+        )
     ax_loss.set_title("loss / error")
     ax_loss.set_xlabel("iteration")
     ax_loss.legend(fontsize=6)
@@ -83,28 +99,48 @@ class Report:
         self.folder = folder
         self.snapshots: list[Snapshot] = []
 
-    def snapshot(self, iteration: int, seq: Sequence, pred: torch.Tensor, target: torch.Tensor,
-                 history: list[dict[str, float]]) -> Path:
+    def snapshot(
+        self,
+        iteration: int,
+        seq: Sequence,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        history: list[dict[str, float]],
+        evaluations: list[dict[str, float]],
+    ) -> Path:
         """Draw one row and remember it for the summary; returns the PNG path."""
         reps = torch.arange(seq.n_rep, device=seq.device)[:, None].expand_as(seq.adc)[seq.adc]
-        snap = Snapshot(iteration, seq.trajectory().detach()[:, :2].cpu().numpy(), reps.cpu().numpy(),
-                        np.degrees(seq.flip.detach().cpu().numpy()),
-                        pred.detach()[0].abs().cpu().numpy(), target.detach()[0].abs().cpu().numpy())
+        snap = Snapshot(
+            iteration,
+            seq.trajectory().detach()[:, :2].cpu().numpy(),
+            reps.cpu().numpy(),
+            np.degrees(seq.flip.detach().cpu().numpy()),
+            pred.detach()[0].abs().cpu().numpy(),
+            target.detach()[0].abs().cpu().numpy(),
+        )
         self.snapshots.append(snap)
         fig, axes = plt.subplots(1, 6, figsize=(15, 2.6))
         _kspace(axes[0], snap)
         _flips(axes[1], snap)
         _image(axes[2], snap.image, "reconstruction")
         _image(axes[3], snap.target, "target")
-        _curves(axes[4], axes[5], history)
+        _curves(axes[4], axes[5], history, evaluations)
         fig.subplots_adjust(left=0.03, right=0.99, bottom=0.18, top=0.88, wspace=0.35)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"iter_{iteration:05d}.png"
         path.write_bytes(_png(fig))
         return path
 
-    def summary(self, history: list[dict[str, float]], held_out_error: float | None, name: str) -> bytes:
-        """``summary.png`` (snapshots as columns, curves) and ``summary.html``; returns the PNG bytes."""
+    def summary(
+        self,
+        history: list[dict[str, float]],
+        held_out: dict[str, float] | None,
+        name: str,
+        evaluations: list[dict[str, float]],
+        best: dict,
+    ) -> bytes:
+        """``summary.png`` (snapshots as columns, curves) and ``summary.html`` (with a table of the
+        final, best and held-out errors, total and per k-space band); returns the PNG bytes."""
         chosen = self.snapshots
         if len(chosen) > MAX_SUMMARY_COLUMNS:
             idx = np.linspace(0, len(chosen) - 1, MAX_SUMMARY_COLUMNS).round().astype(int)
@@ -124,25 +160,41 @@ class Report:
             _image(axes[3, 0], chosen[-1].target, "target")
         axes[3, 1].axis("on")
         axes[3, 2].axis("on")
-        _curves(axes[3, 1], axes[3, 2], history)
+        _curves(axes[3, 1], axes[3, 2], history, evaluations)
         fig.suptitle(name)
         fig.subplots_adjust(left=0.05, right=0.98, bottom=0.05, top=0.93, wspace=0.35, hspace=0.35)
         png = _png(fig)
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "summary.png").write_bytes(png)
         last = history[-1] if history else {}
-        best = min((h["error"] for h in history if not h.get("phase_head")), default=float("nan"))
-        rows = [("iterations", len(history)), ("final relative error", f"{100 * last.get('error', 0):.2f} %"),
-                ("best relative error", f"{100 * best:.2f} %"),
-                ("final relative SAR", f"{100 * last.get('sar_rel', 0):.1f} %")]
-        if held_out_error is not None:
-            rows.append(("held-out relative error", f"{100 * held_out_error:.2f} %"))
+        chosen_best = best.get("metrics", {})
+        rows = [
+            ("iterations", len(history)),
+            ("final relative error", f"{100 * last.get('error', 0):.2f} %"),
+            ("final relative SAR", f"{100 * last.get('sar_rel', 0):.1f} %"),
+            (
+                "best state (lowest full loss on the evaluation set)",
+                f"iteration {best.get('iteration', -1)}, loss {chosen_best.get('loss', float('nan')):.5g}",
+            ),
+            ("best relative error", f"{100 * chosen_best.get('error', float('nan')):.2f} %"),
+        ]
+        for label, errors in (
+            ("last evaluation", evaluations[-1] if evaluations else {}),
+            ("held-out", held_out or {}),
+        ):
+            if "error" in errors:
+                rows.append((f"{label} relative error", f"{100 * errors['error']:.2f} %"))
+            rows += [
+                (f"{label} error at {k.replace('err_k', '|k| ')} cycles/FOV", f"{100 * errors[k]:.2f} %")
+                for k in band_keys([errors])
+            ]
         table = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
         (self.folder / "summary.html").write_text(
             f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)}</title></head>"
             f"<body><h1>{html.escape(name)}</h1><table>{table}</table>"
             f"<img alt='training summary' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-            f"</body></html>")
+            f"</body></html>"
+        )
         return png
 
 
@@ -155,8 +207,9 @@ def _block_timings(seq: Sequence) -> tuple[np.ndarray, np.ndarray]:
     return duration[starts, 0], duration[ends, 0]
 
 
-def t1_map_figure(path: Path, seq: Sequence, pred: torch.Tensor, target: torch.Tensor,
-                  tissue: torch.Tensor, title: str) -> Path:
+def t1_map_figure(
+    path: Path, seq: Sequence, pred: torch.Tensor, target: torch.Tensor, tissue: torch.Tensor, title: str
+) -> Path:
     """``path`` (PNG): learned TI/Trec, true and predicted T1 maps inside ``tissue``, the relative
     error map (percent) and predicted vs true T1 per tissue pixel."""
     m = tissue.detach().cpu().numpy() > 0

@@ -49,8 +49,9 @@ def si_options(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_sequence(builder: str, options: dict[str, Any], matrix: int, device: torch.device | str,
-                   key: str = "sequence") -> Sequence:
+def build_sequence(
+    builder: str, options: dict[str, Any], matrix: int, device: torch.device | str, key: str = "sequence"
+) -> Sequence:
     """A builder's sequence at ``matrix``; a bad option fails naming the recipe key."""
     try:
         return BUILDERS[builder](matrix=matrix, device=device, **si_options(options))
@@ -63,9 +64,17 @@ def make_phantoms(spec: PhantomSpec, matrix: int, device: torch.device | str) ->
     size = (matrix, matrix)
     if spec.kind == "brain":
         return [brain_phantom(size, slice=spec.slice, device=device)]
-    return [sparse_synthetic(size, block=(spec.block[0], spec.block[1]), n_blocks=spec.n_blocks,
-                             seed=spec.seed + i, spread=spec.spread, device=device)
-            for i in range(spec.samples)]
+    return [
+        sparse_synthetic(
+            size,
+            block=(spec.block[0], spec.block[1]),
+            n_blocks=spec.n_blocks,
+            seed=spec.seed + i,
+            spread=spec.spread,
+            device=device,
+        )
+        for i in range(spec.samples)
+    ]
 
 
 def with_dummies(seq: Sequence, dummies: int) -> Sequence:
@@ -73,8 +82,10 @@ def with_dummies(seq: Sequence, dummies: int) -> Sequence:
     if dummies == 0:
         return seq
     idx = torch.arange(dummies, device=seq.device) % seq.n_rep
-    fields = {name: torch.cat([getattr(seq, name)[idx], getattr(seq, name)])
-              for name in ("flip", "rf_phase", "rf_kind", "duration", "moment", "adc_phase")}
+    fields = {
+        name: torch.cat([getattr(seq, name)[idx], getattr(seq, name)])
+        for name in ("flip", "rf_phase", "rf_kind", "duration", "moment", "adc_phase")
+    }
     fields["adc"] = torch.cat([torch.zeros_like(seq.adc[idx]), seq.adc])
     layout = None
     if seq.readouts is not None:
@@ -94,8 +105,16 @@ class Target:
 class Targets:
     """Targets of a recipe, computed once per phantom (no gradient) and cached."""
 
-    def __init__(self, spec: TargetSpec, forward: ForwardModel, matrix: int, trained: Sequence,
-                 builder: str, builder_options: dict[str, Any], device: torch.device | str) -> None:
+    def __init__(
+        self,
+        spec: TargetSpec,
+        forward: ForwardModel,
+        matrix: int,
+        trained: Sequence,
+        builder: str,
+        builder_options: dict[str, Any],
+        device: torch.device | str,
+    ) -> None:
         self.spec, self.forward, self.matrix = spec, forward, matrix
         self.reference: Sequence | None = None
         self._cache: dict[int, Target] = {}
@@ -118,9 +137,11 @@ class Targets:
         if array.ndim == 2:
             array = array[None]
         if array.ndim != 3 or tuple(array.shape[1:]) != (self.matrix, self.matrix):
-            raise RecipeError(f"target.path: image {path} has shape {tuple(array.shape)}, the recipe's "
-                              f"matrix needs [{self.matrix}, {self.matrix}] "
-                              f"(or [n, {self.matrix}, {self.matrix}])")
+            raise RecipeError(
+                f"target.path: image {path} has shape {tuple(array.shape)}, the recipe's "
+                f"matrix needs [{self.matrix}, {self.matrix}] "
+                f"(or [n, {self.matrix}, {self.matrix}])"
+            )
         if not np.isfinite(array).all():
             raise RecipeError(f"target.path: image {path} contains NaN or inf")
         dtype = torch.complex64 if np.iscomplexobj(array) else torch.float32

@@ -36,7 +36,7 @@ def test_gradients_reach_only_free_entries():
     seq = rare(matrix=8)
     learn = Learnables(seq, {"flip": free_mask(seq, "flip", reps="refocusing")}, Bounds())
     out = learn.sequence()
-    (out.flip ** 2).sum().backward()
+    (out.flip**2).sum().backward()
     grad = learn.params["flip"].grad
     assert grad[0] == 0 and bool((grad[1:] != 0).all())
     assert torch.equal(out.free["flip"], seq.rf_kind == REFOCUSING)
@@ -44,8 +44,9 @@ def test_gradients_reach_only_free_entries():
 
 def test_projection_enforces_durations_flips_and_hardware_moment():
     seq = flash(matrix=4)
-    masks = {name: torch.ones_like(getattr(seq, name), dtype=torch.bool)
-             for name in ("duration", "flip", "moment")}
+    masks = {
+        name: torch.ones_like(getattr(seq, name), dtype=torch.bool) for name in ("duration", "flip", "moment")
+    }
     bounds = Bounds(max_gradient=10e-3, min_duration=1e-4, max_flip=math.radians(90))
     learn = Learnables(seq, masks, bounds)
     with torch.no_grad():
@@ -63,8 +64,9 @@ def test_projection_enforces_durations_flips_and_hardware_moment():
 
 def test_fixed_flips_above_the_bound_are_reported():
     seq = rare(matrix=8)
-    learn = Learnables(seq, {"duration": torch.ones_like(seq.duration, dtype=torch.bool)},
-                       Bounds(max_flip=math.radians(90)))
+    learn = Learnables(
+        seq, {"duration": torch.ones_like(seq.duration, dtype=torch.bool)}, Bounds(max_flip=math.radians(90))
+    )
     assert learn.out_of_bounds() == ["flip above bounds.max_flip_deg"]
 
 

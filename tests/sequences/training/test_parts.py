@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
+from mrzero.core.training.schedule import Schedule
 from mrzero.sequences.builders import flash, inversion_gre
 from mrzero.sequences.training.forward import repetition_groups
 from mrzero.sequences.training.losses import Loss, relative_error
-from mrzero.sequences.training.schedule import Schedule
 from mrzero.sequences.training.targets import si_options, with_dummies
 
 
@@ -48,8 +48,12 @@ def test_relative_error_weights_and_magnitude():
 
 def test_builder_options_convert_degrees_and_milliseconds():
     opts = si_options({"flip_deg": 90, "te_ms": 3, "ti_ms": [0, 500], "order": "centric"})
-    assert opts == {"flip": pytest.approx(math.pi / 2), "te": pytest.approx(3e-3),
-                    "ti": [0.0, pytest.approx(0.5)], "order": "centric"}
+    assert opts == {
+        "flip": pytest.approx(math.pi / 2),
+        "te": pytest.approx(3e-3),
+        "ti": [0.0, pytest.approx(0.5)],
+        "order": "centric",
+    }
 
 
 def test_dummies_precede_the_scan_with_the_adc_off():

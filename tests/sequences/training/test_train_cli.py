@@ -18,8 +18,15 @@ def test_train_command_writes_final_checkpoint_and_report(tmp_path, capsys):
     assert main(["train", str(path), "--iterations", "2", "-o", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "tiny_from_zero: 2 iterations, relative error" in printed
-    for name in ("final.pt", "checkpoint.pt", "resume.pt", "history.json", "report/summary.html",
-                 "report/summary.png", "report/iter_00001.png"):
+    for name in (
+        "final.pt",
+        "checkpoint.pt",
+        "resume.pt",
+        "history.json",
+        "report/summary.html",
+        "report/summary.png",
+        "report/iter_00001.png",
+    ):
         assert (out / name).is_file(), name
     final = load_checkpoint(out / "final.pt")
     assert final.figure_png is not None and final.figure_png[:4] == b"\x89PNG"

@@ -35,9 +35,11 @@ def test_from_zero_loss_drops_and_kspace_spreads(tmp_path):
 
 
 def test_same_seed_same_run_and_resume_continues_identically(tmp_path):
-    rec = recipe(FROM_ZERO, optimizer={**FROM_ZERO["optimizer"], "iterations": 3,
-                                       "restart": {"every": 2, "noise": 0.5}},
-                 output={"checkpoint_every": 2, "report_every": 100})
+    rec = recipe(
+        FROM_ZERO,
+        optimizer={**FROM_ZERO["optimizer"], "iterations": 3, "restart": {"every": 2, "noise": 0.5}},
+        output={"checkpoint_every": 2, "report_every": 100},
+    )
     full = Trainer(parse_recipe(rec), tmp_path / "full", progress=False).run()
     first = Trainer(parse_recipe(rec), tmp_path / "split", iterations=2, progress=False).run()
     assert [h["loss"] for h in first.history] == [h["loss"] for h in full.history[:2]]  # same seed, same run
@@ -71,8 +73,15 @@ def test_resume_without_state_fails_clearly(tmp_path):
 
 def test_alternating_sequence_and_head_with_a_t1_target(tmp_path):
     trainer = Trainer(parse_recipe(T1), tmp_path, progress=False)
-    assert [trainer.phase(i) for i in range(7)] == ["head", "head", "sequence", "sequence", "head",
-                                                     "sequence", "sequence"]
+    assert [trainer.phase(i) for i in range(7)] == [
+        "head",
+        "head",
+        "sequence",
+        "sequence",
+        "head",
+        "sequence",
+        "sequence",
+    ]
     ti_before = trainer.sequence().duration[0, 0].item()
     head_before = [p.detach().clone() for p in trainer.head.parameters()]
     result = trainer.run()
@@ -95,8 +104,9 @@ def test_target_image_of_the_wrong_shape_fails_naming_the_key(tmp_path):
 
 def test_fixed_flips_outside_the_bounds_fail_naming_the_key(tmp_path):
     rare_flips = {"builder": "rare", "options": {}, "learn": {"flip": {"reps": "refocusing"}}}
-    rec = recipe(FROM_ZERO, sequence=rare_flips,
-                 bounds={"max_flip_deg": 60})  # the fixed 90 deg excitation cannot comply
+    rec = recipe(
+        FROM_ZERO, sequence=rare_flips, bounds={"max_flip_deg": 60}
+    )  # the fixed 90 deg excitation cannot comply
     with pytest.raises(RecipeError, match="bounds: .*max_flip_deg"):
         Trainer(parse_recipe(rec), tmp_path, progress=False)
 
@@ -141,5 +151,6 @@ def test_head_last_and_batched_sequence_steps(tmp_path, single_torch_thread):
     result = trainer.run()
     assert result.sequence.duration[0, 0].item() > ti_before
     with pytest.raises(RecipeError, match="optimizer.alternate.sequence_batch"):
-        parse_recipe(recipe(T1, optimizer={**T1["optimizer"],
-                                           "alternate": {**alternate, "sequence_batch": 0}}))
+        parse_recipe(
+            recipe(T1, optimizer={**T1["optimizer"], "alternate": {**alternate, "sequence_batch": 0}})
+        )
