@@ -195,7 +195,6 @@ class _Loader:
     def union(self, tp: Any, args: tuple, value: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
@@ -204,9 +203,6 @@ class _Loader:
             except ConfigError as exc:
                 if exc.path != key:  # the value has the right shape; a nested key is wrong
                     raise
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
         raise _wrong(tp, value, key)
 
     def tuple(self, tp: Any, args: tuple, value: Any, key: str) -> tuple:

@@ -1,7 +1,9 @@
 """Training recipes: a strict schema read from YAML, TOML or JSON.
 
-Every section is a dataclass below; a key that is not a field fails at once with its dotted
-path (``optimizer.lr_strat``), as does a value of the wrong type or an impossible bound. Units
+Every section is a dataclass below, loaded by the project's one typed loader (``core/config.py``):
+a key that is not a field fails at once with its dotted path (``optimizer.lr_strat``), as does a
+value of the wrong type, outside its range or not one of its choices; ``validate`` adds the checks
+that span several keys or depend on registries (builders, engines). Units
 at this interface are the user's: degrees, milliseconds, mT/m; ``Recipe`` keeps them and the
 consumers convert to SI once (``core/units.py``).
 """
@@ -9,15 +11,14 @@ consumers convert to SI once (``core/units.py``).
 from __future__ import annotations
 
 import json
-import types
-import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomllib
 import yaml
 
+from mrzero.core.config import ConfigError, load, setting
 from mrzero.core.heads.mlp import FEATURES
 
 #: Where the shipped recipes live; ``recipe_path("gre_from_zero")`` finds them by name.
@@ -51,7 +52,7 @@ class SequenceSpec:
     options: dict[str, Any] = field(default_factory=dict)  # builder options, degrees and ms
     checkpoint: str | None = None  # start from this training checkpoint's sequence instead
     zero: list[str] = field(default_factory=list)  # fields set to 0 at the start ("from zero")
-    zero_flip_deg: float = 0.1  # what "zero" means for flips; see docs/training.md
+    zero_flip_deg: float = setting(0.1, 'what "zero" means for flips; see docs/training.md', ge=0)
     learn: dict[str, FreeSpec] = field(default_factory=dict)  # field -> free entries
 
 
@@ -59,11 +60,11 @@ class SequenceSpec:
 class TargetSpec:
     """What the output should look like."""
 
-    kind: str = "sequence"  # sequence | steady_state | image | mask | t1
+    kind: Literal["sequence", "steady_state", "image", "mask", "t1"] = "sequence"
     builder: str | None = None  # sequence/steady_state: default the trained sequence's builder
     options: dict[str, Any] = field(default_factory=dict)
     path: str | None = None  # image: a .npy file of shape [ny, nx]
-    dummies: int = 0  # steady_state: repetitions played (ADC off) before the scan
+    dummies: int = setting(0, "steady_state: repetitions played (ADC off) before the scan", ge=0)
     threshold: float = 0.0  # mask: pd above this is 1; t1: pd above this is the tissue compared
     relative: bool = False  # t1: weight each pixel by 1/T1 (error = RMS of per-pixel relative errors)
 
@@ -72,13 +73,15 @@ class TargetSpec:
 class PhantomSpec:
     """The training phantoms: the embedded brain or the seed's sparse synthetic samples."""
 
-    kind: str = "brain"  # brain | sparse
+    kind: Literal["brain", "sparse"] = "brain"
     slice: int = 3
-    samples: int = 1
+    samples: int = setting(1, "phantoms per batch", ge=1)
     block: list[int] = field(default_factory=lambda: [12, 12])
     n_blocks: int = 1
     seed: int = 0
-    spread: float | None = None  # sparse: None = independent voxels; a number = one tissue per block
+    spread: float | None = setting(
+        None, "sparse: None = independent voxels; a number = one tissue per block", ge=0
+    )
 
 
 @dataclass
@@ -91,23 +94,23 @@ class EngineSpec:
 class ReconSpec:
     """Reconstruction from the trained trajectory (``mrzero.core.ops.reconstruct``)."""
 
-    method: str = "adjoint"  # adjoint | iterative | cg
-    iterations: int = 10
-    density: str | None = None  # None or "pipe"
-    split: str = "none"  # none | repetition: one image per readout-layout repetition (T1 blocks)
+    method: Literal["adjoint", "iterative", "cg"] = "adjoint"
+    iterations: int = setting(10, "iterations of the iterative methods", ge=1)
+    density: Literal["pipe"] | None = None
+    split: Literal["none", "repetition"] = "none"  # repetition: one image per readout-layout repetition
 
 
 @dataclass
 class HeadSpec:
     """An optional reconstruction head (``core/heads``)."""
 
-    kind: str = "mlp"  # mlp | cnn
+    kind: Literal["mlp", "cnn"] = "mlp"
     hidden: list[int] = field(default_factory=lambda: [64, 64, 64])
     channels: int = 16
     layers: int = 3
     scale: float = 1.0  # mlp output scale (e.g. seconds of T1)
     features: str = "magnitude"  # mlp input per pixel: magnitude | complex (see core/heads/mlp.py)
-    lr: float = 1e-3
+    lr: float = setting(1e-3, "Adam step size of the head", gt=0)
 
 
 @dataclass
@@ -115,27 +118,29 @@ class LossSpec:
     """``image`` (relative L2 or L1 of prediction vs target) + ``sar`` x relative SAR
     + ``time`` x relative scan time."""
 
-    image: str = "l2"  # l2 | l1
-    compare: str = "magnitude"  # magnitude | complex
-    sar: float = 0.0  # lambda_SAR on sum(flip^2) / the reference sequence's
-    time: float = 0.0  # lambda on scan time / the reference sequence's
+    image: Literal["l2", "l1"] = "l2"
+    compare: Literal["magnitude", "complex"] = "magnitude"
+    sar: float = setting(0.0, "lambda_SAR on sum(flip^2) / the reference sequence's", ge=0)
+    time: float = setting(0.0, "lambda on scan time / the reference sequence's", ge=0)
 
 
 @dataclass
 class BoundsSpec:
     """Physical bounds, applied by projection after every step."""
 
-    max_gradient_mT_m: float = 40.0  # per axis: max moment per event = gamma * G * duration * FOV
-    min_duration_ms: float = 0.0
-    max_flip_deg: float = 720.0
+    max_gradient_mT_m: float = setting(
+        40.0, "per axis: max moment per event = gamma * G * duration * FOV", gt=0
+    )
+    min_duration_ms: float = setting(0.0, "shortest event", ge=0)
+    max_flip_deg: float = setting(720.0, "largest flip angle", gt=0)
 
 
 @dataclass
 class RestartSpec:
     """Random restarts: every ``every`` iterations go back to the best parameters, perturb, reset Adam."""
 
-    every: int = 0  # 0: no restarts
-    noise: float = 0.0  # perturbation, as a fraction of each field's learning rate x 10
+    every: int = setting(0, "iterations between restarts (0: no restarts)", ge=0)
+    noise: float = setting(0.0, "perturbation, as a fraction of each field's learning rate x 10", ge=0)
 
 
 @dataclass
@@ -143,31 +148,31 @@ class AlternateSpec:
     """Alternating optimisation (seed 6.2): head first, then ``sequence`` and ``head`` steps in turn,
     and ``head_last`` head steps at the end (the head fitted to the final sequence)."""
 
-    head_first: int = 0
-    sequence: int = 0  # 0: no alternation, sequence and head step together
-    head: int = 0
-    head_last: int = 0
-    batch: int = 8  # phantoms per head step
-    sequence_batch: int = 1  # phantoms per sequence (or joint) step
+    head_first: int = setting(0, "head steps before the alternation", ge=0)
+    sequence: int = setting(0, "sequence steps per turn (0: no alternation, both step together)", ge=0)
+    head: int = setting(0, "head steps per turn", ge=0)
+    head_last: int = setting(0, "head steps at the end", ge=0)
+    batch: int = setting(8, "phantoms per head step", ge=1)
+    sequence_batch: int = setting(1, "phantoms per sequence (or joint) step", ge=1)
 
 
 @dataclass
 class OptimizerSpec:
     """Adam with a step size falling from ``lr`` x 1 to ``lr`` x ``final_factor`` (cosine or exponential)."""
 
-    iterations: int = 500
+    iterations: int = setting(500, "optimisation steps", ge=1)
     lr: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LR))  # degrees, ms, cycles/FOV
-    final_factor: float = 0.05
-    schedule: str = "cosine"  # cosine | exponential | constant
-    clip: float = 1.0  # gradient-norm clip per parameter group (0: off)
+    final_factor: float = setting(0.05, "step size at the end, as a fraction of lr", gt=0, le=1)
+    schedule: Literal["cosine", "exponential", "constant"] = "cosine"
+    clip: float = setting(1.0, "gradient-norm clip per parameter group (0: off)", ge=0)
     restart: RestartSpec = field(default_factory=RestartSpec)
     alternate: AlternateSpec = field(default_factory=AlternateSpec)
 
 
 @dataclass
 class OutputSpec:
-    checkpoint_every: int = 50
-    report_every: int = 50
+    checkpoint_every: int = setting(50, "iterations between checkpoints", ge=1)
+    report_every: int = setting(50, "iterations between report figures", ge=1)
 
 
 @dataclass
@@ -176,7 +181,7 @@ class Recipe:
 
     name: str = "recipe"
     seed: int = 0
-    matrix: int = 32
+    matrix: int = setting(32, "image matrix (square)", ge=4)
     device: str = "cpu"
     sequence: SequenceSpec = field(default_factory=SequenceSpec)
     target: TargetSpec = field(default_factory=TargetSpec)
@@ -192,66 +197,14 @@ class Recipe:
 
 
 # ----------------------------------------------------------------------------- parsing
-def _is_instance(value: Any, tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_instance(value, t) for t in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        return isinstance(value, list) and all(_is_instance(v, item) for v in value)
-    if origin is dict:
-        key, item = typing.get_args(tp)
-        return isinstance(value, dict) and all(_is_instance(v, item) for v in value.values())
-    return isinstance(value, tp)
-
-
-def _build(cls: type, data: Any, path: str) -> Any:
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path or 'recipe'}: expected a mapping of keys, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        where = f"{path}.{unknown[0]}" if path else str(unknown[0])
-        raise RecipeError(f"unknown recipe key {where!r}; {path or 'the top level'} accepts: "
-                          f"{', '.join(sorted(names))}")
-    values = {}
-    for f in fields(cls):
-        key = f"{path}.{f.name}" if path else f.name
-        if f.name not in data:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise RecipeError(f"recipe key {key!r} is required")
-            continue
-        values[f.name] = _value(hints[f.name], data[f.name], key)
-    return cls(**values)
-
-
-def _value(tp: Any, value: Any, key: str) -> Any:
-    args = [t for t in typing.get_args(tp) if t is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1 and is_dataclass(args[0]):
-        return None if value is None else _build(args[0], value, key)
-    if is_dataclass(tp):
-        return _build(tp, value, key)
-    if typing.get_origin(tp) is dict and is_dataclass(typing.get_args(tp)[1]):
-        if not isinstance(value, dict):
-            raise RecipeError(f"{key}: expected a mapping, got {type(value).__name__}")
-        item = typing.get_args(tp)[1]
-        return {k: _build(item, {} if v in (None, "all") else v, f"{key}.{k}") for k, v in value.items()}
-    if not _is_instance(value, tp):
-        raise RecipeError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    return float(value) if tp is float else value
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+def _learn_shorthand(data: Any) -> Any:
+    """``sequence.learn.FIELD: all`` (or empty) stands for every entry of the field: ``FreeSpec()``."""
+    sequence = data.get("sequence") if isinstance(data, dict) else None
+    learn = sequence.get("learn") if isinstance(sequence, dict) else None
+    if not isinstance(learn, dict):
+        return data
+    expanded = {k: {} if v in (None, "all") else v for k, v in learn.items()}
+    return {**data, "sequence": {**sequence, "learn": expanded}}
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -259,9 +212,9 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise RecipeError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
 
 
-def _positive(key: str, value: float, allow_zero: bool = False) -> None:
-    if not (value >= 0 if allow_zero else value > 0):
-        raise RecipeError(f"{key}: must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise RecipeError(f"{key}: must be positive, got {value}")
 
 
 def validate(recipe: Recipe) -> Recipe:
@@ -270,14 +223,11 @@ def validate(recipe: Recipe) -> Recipe:
     from mrzero.sequences.simulate import ENGINES
 
     r = recipe
-    if r.matrix < 4:
-        raise RecipeError(f"matrix: must be at least 4, got {r.matrix}")
     _choice("sequence.builder", r.sequence.builder, tuple(BUILDERS))
     if r.target.builder is not None:
         _choice("target.builder", r.target.builder, tuple(BUILDERS))
     for name in r.sequence.zero:
         _choice("sequence.zero", name, SEQUENCE_FIELDS)
-    _positive("sequence.zero_flip_deg", r.sequence.zero_flip_deg, allow_zero=True)
     if not r.sequence.learn and r.head is None:
         raise RecipeError("sequence.learn: nothing is learnable (no sequence field and no head)")
     for name, spec in r.sequence.learn.items():
@@ -288,68 +238,36 @@ def validate(recipe: Recipe) -> Recipe:
             _choice(f"sequence.learn.{name}.events", spec.events, ("all",))
         if not spec.axes or set(spec.axes) - set("xyz"):
             raise RecipeError(f"sequence.learn.{name}.axes: use letters of 'xyz', got {spec.axes!r}")
-    _choice("target.kind", r.target.kind, ("sequence", "steady_state", "image", "mask", "t1"))
     if r.target.kind == "image" and not r.target.path:
         raise RecipeError("target.path: an image target needs a .npy file of shape [matrix, matrix]")
-    _positive("target.dummies", r.target.dummies, allow_zero=True)
-    _choice("phantom.kind", r.phantom.kind, ("brain", "sparse"))
     for key, ph in (("phantom", r.phantom), ("held_out", r.held_out)):
         if ph is None:
             continue
-        _choice(f"{key}.kind", ph.kind, ("brain", "sparse"))
-        _positive(f"{key}.samples", ph.samples)
         if ph.kind == "sparse" and (len(ph.block) != 2 or not all(0 < b <= r.matrix for b in ph.block)):
             raise RecipeError(f"{key}.block: must be [by, bx] within the matrix {r.matrix}, got {ph.block}")
-        if ph.spread is not None:
-            _positive(f"{key}.spread", ph.spread, allow_zero=True)
     _choice("engine.name", r.engine.name, tuple(ENGINES))
-    _choice("recon.method", r.recon.method, ("adjoint", "iterative", "cg"))
-    _choice("recon.split", r.recon.split, ("none", "repetition"))
-    _positive("recon.iterations", r.recon.iterations)
     if r.head is not None:
-        _choice("head.kind", r.head.kind, ("mlp", "cnn"))
         _choice("head.features", r.head.features, FEATURES)
-        _positive("head.lr", r.head.lr)
     if r.target.kind == "t1" and (r.head is None or r.head.kind != "mlp"):
         raise RecipeError("head: a t1 target needs an mlp head that turns signal evolutions into T1")
-    _choice("loss.image", r.loss.image, ("l2", "l1"))
-    _choice("loss.compare", r.loss.compare, ("magnitude", "complex"))
-    _positive("loss.sar", r.loss.sar, allow_zero=True)
-    _positive("loss.time", r.loss.time, allow_zero=True)
-    _positive("bounds.max_gradient_mT_m", r.bounds.max_gradient_mT_m)
-    _positive("bounds.min_duration_ms", r.bounds.min_duration_ms, allow_zero=True)
-    _positive("bounds.max_flip_deg", r.bounds.max_flip_deg)
     o = r.optimizer
     o.lr = {**DEFAULT_LR, **o.lr}
-    _positive("optimizer.iterations", o.iterations)
     for name, lr in o.lr.items():
         _choice("optimizer.lr", name, SEQUENCE_FIELDS)
         _positive(f"optimizer.lr.{name}", lr)
-    if not 0 < o.final_factor <= 1:
-        raise RecipeError(f"optimizer.final_factor: must be in (0, 1], got {o.final_factor}")
-    _choice("optimizer.schedule", o.schedule, ("cosine", "exponential", "constant"))
-    _positive("optimizer.clip", o.clip, allow_zero=True)
-    _positive("optimizer.restart.every", o.restart.every, allow_zero=True)
-    _positive("optimizer.restart.noise", o.restart.noise, allow_zero=True)
     a = o.alternate
-    for key in ("head_first", "sequence", "head", "head_last"):
-        _positive(f"optimizer.alternate.{key}", getattr(a, key), allow_zero=True)
-    _positive("optimizer.alternate.batch", a.batch)
-    _positive("optimizer.alternate.sequence_batch", a.sequence_batch)
     if (a.sequence > 0) != (a.head > 0):
         raise RecipeError("optimizer.alternate: set both 'sequence' and 'head' step counts, or neither")
     if (a.sequence or a.head_first or a.head_last) and r.head is None:
         raise RecipeError("optimizer.alternate: alternating optimisation needs a head")
-    _positive("output.checkpoint_every", r.output.checkpoint_every)
-    _positive("output.report_every", r.output.report_every)
     return recipe
 
 
 def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
     """A validated ``Recipe`` from plain data (what a YAML/TOML/JSON file holds)."""
     try:
-        return validate(_build(Recipe, data, ""))
-    except RecipeError as exc:
+        return validate(load(Recipe, _learn_shorthand(data), kind="recipe key"))
+    except (ConfigError, RecipeError) as exc:
         raise RecipeError(f"{source}: {exc}") from None
 
 
@@ -362,8 +280,10 @@ def recipe_path(name_or_path: str | Path) -> Path:
     if shipped.is_file():
         return shipped
     names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-    raise RecipeError(f"{name_or_path}: no such recipe file, and no shipped recipe of that name "
-                      f"(shipped: {', '.join(names)})")
+    raise RecipeError(
+        f"{name_or_path}: no such recipe file, and no shipped recipe of that name "
+        f"(shipped: {', '.join(names)})"
+    )
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:

@@ -10,8 +10,15 @@ from training_cases import FROM_ZERO, recipe
 
 from mrzero.sequences.training.recipe import DEFAULT_LR, RECIPES_DIR, RecipeError, load_recipe, parse_recipe
 
-SHIPPED = ("gre_from_zero", "gre_sar", "rare_sar", "sparse_synthetic", "mask_target", "radial_vfa",
-           "t1_mapping")
+SHIPPED = (
+    "gre_from_zero",
+    "gre_sar",
+    "rare_sar",
+    "sparse_synthetic",
+    "mask_target",
+    "radial_vfa",
+    "t1_mapping",
+)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -25,40 +32,50 @@ def test_same_recipe_from_yaml_toml_and_json(tmp_path):
     data = {"name": "x", "matrix": 8, "sequence": {"learn": {"flip": "all"}}, "loss": {"sar": 0.5}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(data))
     (tmp_path / "r.json").write_text(json.dumps(data))
-    (tmp_path / "r.toml").write_text('name = "x"\nmatrix = 8\n[sequence.learn]\nflip = "all"\n'
-                                     '[loss]\nsar = 0.5\n')
+    (tmp_path / "r.toml").write_text(
+        'name = "x"\nmatrix = 8\n[sequence.learn]\nflip = "all"\n[loss]\nsar = 0.5\n'
+    )
     loaded = [load_recipe(tmp_path / f"r.{ext}") for ext in ("yaml", "toml", "json")]
     assert loaded[0] == loaded[1] == loaded[2]
     assert loaded[0].loss.sar == 0.5 and loaded[0].optimizer.lr == DEFAULT_LR
 
 
-@pytest.mark.parametrize(("data", "named"), [
-    ({"optimizer": {"lr_strat": 1}}, "'optimizer.lr_strat'"),
-    ({"sequnce": {}}, "'sequnce'"),
-    ({"sequence": {"learn": {"moment": {"axis": "x"}}}}, "'sequence.learn.moment.axis'"),
-    ({"optimizer": {"restart": {"evry": 3}}}, "'optimizer.restart.evry'"),
-])
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"optimizer": {"lr_strat": 1}}, "'optimizer.lr_strat'"),
+        ({"sequnce": {}}, "'sequnce'"),
+        ({"sequence": {"learn": {"moment": {"axis": "x"}}}}, "'sequence.learn.moment.axis'"),
+        ({"optimizer": {"restart": {"evry": 3}}}, "'optimizer.restart.evry'"),
+    ],
+)
 def test_unknown_keys_fail_naming_the_key(data, named):
     with pytest.raises(RecipeError, match="unknown recipe key") as err:
         parse_recipe(recipe(FROM_ZERO, **data))
     assert named in str(err.value)
 
 
-@pytest.mark.parametrize(("data", "named"), [
-    ({"bounds": {"max_gradient_mT_m": -40}}, "bounds.max_gradient_mT_m"),
-    ({"bounds": {"max_flip_deg": 0}}, "bounds.max_flip_deg"),
-    ({"bounds": {"min_duration_ms": -1}}, "bounds.min_duration_ms"),
-    ({"optimizer": {"final_factor": 2.0}}, "optimizer.final_factor"),
-    ({"optimizer": {"lr": {"flip": -1}}}, "optimizer.lr.flip"),
-    ({"matrix": "32"}, "matrix"),
-    ({"engine": {"name": "warp"}}, "engine.name"),
-    ({"target": {"kind": "t1"}}, "head"),
-    ({"head": {"kind": "mlp", "features": "phase"}}, "head.features"),
-    ({"phantom": {"kind": "sparse", "block": [2, 2], "spread": -0.1}}, "phantom.spread"),
-    ({"target": {"kind": "image"}}, "target.path"),
-    ({"sequence": {"builder": "gre", "learn": {"flip": {"reps": "sometimes"}}}}, "sequence.learn.flip.reps"),
-    ({"sequence": {"builder": "gre", "learn": {}}}, "sequence.learn"),
-])
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"bounds": {"max_gradient_mT_m": -40}}, "bounds.max_gradient_mT_m"),
+        ({"bounds": {"max_flip_deg": 0}}, "bounds.max_flip_deg"),
+        ({"bounds": {"min_duration_ms": -1}}, "bounds.min_duration_ms"),
+        ({"optimizer": {"final_factor": 2.0}}, "optimizer.final_factor"),
+        ({"optimizer": {"lr": {"flip": -1}}}, "optimizer.lr.flip"),
+        ({"matrix": "32"}, "matrix"),
+        ({"engine": {"name": "warp"}}, "engine.name"),
+        ({"target": {"kind": "t1"}}, "head"),
+        ({"head": {"kind": "mlp", "features": "phase"}}, "head.features"),
+        ({"phantom": {"kind": "sparse", "block": [2, 2], "spread": -0.1}}, "phantom.spread"),
+        ({"target": {"kind": "image"}}, "target.path"),
+        (
+            {"sequence": {"builder": "gre", "learn": {"flip": {"reps": "sometimes"}}}},
+            "sequence.learn.flip.reps",
+        ),
+        ({"sequence": {"builder": "gre", "learn": {}}}, "sequence.learn"),
+    ],
+)
 def test_impossible_values_fail_naming_the_key(data, named):
     with pytest.raises(RecipeError) as err:
         parse_recipe(recipe(FROM_ZERO, **data))
@@ -75,3 +92,23 @@ def test_recipe_file_that_is_not_yaml_is_refused(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(bad)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"optimizer": {"schedule": "linear"}},
+            "optimizer.schedule: expected one of 'cosine', 'exponential', 'constant', got 'linear'",
+        ),
+        ({"optimizer": {"alternate": {"batch": "8"}}}, "optimizer.alternate.batch: expected int, got '8'"),
+        ({"phantom": {"samples": 0}}, "phantom.samples: expected a number >= 1, got 0"),
+        ({"loss": {"sar": True}}, "loss.sar: expected float, got True"),
+        ({"recon": {"density": "ramp"}}, "recon.density: expected 'pipe' | null, got 'ramp'"),
+    ],
+)
+def test_types_ranges_and_choices_fail_with_the_dotted_path(data, message):
+    """The shared loader (core/config.py) checks types, ranges and choices; the source file prefixes."""
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(recipe(FROM_ZERO, **data), "r.yaml")
+    assert str(err.value) == f"r.yaml: {message}"
