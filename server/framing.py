@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import io
 import json
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -33,9 +34,22 @@ from ismrmrd.waveform import WaveformHeader
 
 import mrzero.pipelines.mrd_header
 
-__all__ = ["MessageId", "Message", "MessageReader", "ProtocolError", "TruncatedMessage",
-           "decode", "decode_wire", "parse_header", "parse_parameters", "config_override", "header_message",
-           "serialized", "close_message"]
+__all__ = [
+    "MessageId",
+    "Message",
+    "MessageReader",
+    "ProtocolError",
+    "TruncatedMessage",
+    "ParametersRefused",
+    "decode",
+    "decode_wire",
+    "parse_header",
+    "parse_parameters",
+    "config_override",
+    "header_message",
+    "serialized",
+    "close_message",
+]
 
 CONFIG_FILE_BYTES = 1024
 _ACQ_HEADER_BYTES = ctypes.sizeof(AcquisitionHeader)
@@ -122,8 +136,9 @@ class MessageReader:
 
     def _check_size(self, n: int, what: str) -> None:
         if n > self.max_bytes:
-            raise ProtocolError(f"{what} claims {n} bytes, more than the limit of {self.max_bytes} bytes; "
-                                "refused")
+            raise ProtocolError(
+                f"{what} claims {n} bytes, more than the limit of {self.max_bytes} bytes; refused"
+            )
 
     def next(self) -> Message | None:
         """The next message, or ``None`` when the stream ends cleanly between messages."""
@@ -154,15 +169,21 @@ class MessageReader:
         if msg_id == MessageId.IMAGE:
             return Message(msg_id, wire=self._image())
         known = ", ".join(f"{m.value} ({m.name.lower()})" for m in MessageId if m.value)
-        raise ProtocolError(f"unknown or unsupported message id {msg_id}; this server accepts {known}"
-                            .replace(", 1030 (ndarray)", ""))
+        raise ProtocolError(
+            f"unknown or unsupported message id {msg_id}; this server accepts {known}".replace(
+                ", 1030 (ndarray)", ""
+            )
+        )
 
     def _acquisition(self) -> bytearray:
         head = self._exactly(_ACQ_HEADER_BYTES, "an acquisition header")
         h = AcquisitionHeader.from_buffer_copy(head)
         n = h.number_of_samples * (h.trajectory_dimensions * 4 + h.active_channels * 8)
-        self._check_size(n, f"acquisition (scan counter {h.scan_counter}, {h.active_channels} channels "
-                            f"x {h.number_of_samples} samples)")
+        self._check_size(
+            n,
+            f"acquisition (scan counter {h.scan_counter}, {h.active_channels} channels "
+            f"x {h.number_of_samples} samples)",
+        )
         return self._data(MessageId.ACQUISITION, head, n, f"acquisition data (scan counter {h.scan_counter})")
 
     def _waveform(self) -> bytearray:
@@ -205,26 +226,64 @@ def decode_wire(wire: bytes | bytearray) -> Any:
     head = AcquisitionHeader.from_buffer_copy(wire, 2)
     n_traj = head.number_of_samples * head.trajectory_dimensions
     offset = 2 + _ACQ_HEADER_BYTES
-    traj = np.frombuffer(wire, np.float32, n_traj, offset).reshape(head.number_of_samples,
-                                                                   head.trajectory_dimensions)
-    data = np.frombuffer(wire, np.complex64, head.active_channels * head.number_of_samples,
-                         offset + 4 * n_traj).reshape(head.active_channels, head.number_of_samples)
+    traj = np.frombuffer(wire, np.float32, n_traj, offset).reshape(
+        head.number_of_samples, head.trajectory_dimensions
+    )
+    data = np.frombuffer(
+        wire, np.complex64, head.active_channels * head.number_of_samples, offset + 4 * n_traj
+    ).reshape(head.active_channels, head.number_of_samples)
     return ismrmrd.Acquisition(head, data=data.copy(), trajectory=traj.copy())
 
 
 def parse_header(xml: str) -> ismrmrd.xsd.ismrmrdHeader:
-    """Parse an MRD XML header (``mrzero.pipelines.mrd_header`` fix-ups); :class:`ProtocolError` if malformed."""
+    """Parse an MRD XML header (``mrzero.pipelines.mrd_header`` fix-ups); :class:`ProtocolError`
+    if malformed."""
     try:
         return mrzero.pipelines.mrd_header.parse_header(xml)
     except mrzero.pipelines.mrd_header.HeaderError as exc:
         raise ProtocolError(str(exc)) from None
 
 
+#: Largest JSON parameter text and deepest nesting accepted (FIRE's parameters are a flat object
+#: of a few hundred bytes); beyond them the text is refused before ``json`` parses it.
+MAX_PARAMETER_BYTES = 1 << 20
+MAX_PARAMETER_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+class ParametersRefused(ProtocolError):
+    """A JSON parameter text too large or too deeply nested to parse safely."""
+
+
+def _nesting(raw: bytes) -> int:
+    """The deepest bracket nesting of a JSON text, strings ignored (vectorised: a hostile
+    megabyte costs milliseconds)."""
+    codes = np.frombuffer(_JSON_STRING.sub(b'""', raw), np.uint8)
+    steps = np.isin(codes, (ord("{"), ord("["))).astype(np.int32) - np.isin(codes, (ord("}"), ord("]")))
+    return int(np.cumsum(steps).max(initial=0))
+
+
 def parse_parameters(text: str) -> dict[str, Any] | None:
     """The parameters of a JSON text message, FIRE's ``{"parameters": {...}}`` flattened.
 
-    Returns ``None`` for text that is not a JSON object (a plain log line from the client).
+    Returns ``None`` for text that is not a JSON object (a plain log line from the client);
+    raises :class:`ParametersRefused` for a JSON text over :data:`MAX_PARAMETER_BYTES` or nested
+    deeper than :data:`MAX_PARAMETER_DEPTH`.
     """
+    if not text.lstrip().startswith("{"):
+        return None
+    raw = text.encode("utf-8", "replace")
+    if len(raw) > MAX_PARAMETER_BYTES:
+        raise ParametersRefused(
+            f"JSON parameters of {len(raw)} bytes, more than the limit of "
+            f"{MAX_PARAMETER_BYTES} bytes; refused"
+        )
+    depth = _nesting(raw)
+    if depth > MAX_PARAMETER_DEPTH:
+        raise ParametersRefused(
+            f"JSON parameters nested {depth} levels deep, more than the limit of "
+            f"{MAX_PARAMETER_DEPTH}; refused"
+        )
     try:
         value = json.loads(text)
     except ValueError:

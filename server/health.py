@@ -8,7 +8,9 @@
 * ``/metrics``: :class:`mrzero.server.metrics.Metrics` in Prometheus text format.
 
 A ``ThreadingHTTPServer`` in a daemon thread of the server process: probes never wait for a
-scan, and the MRD port never sees HTTP.
+scan, and the MRD port never sees HTTP. It cannot be held open: a request must arrive and be
+answered within :data:`REQUEST_TIMEOUT_S`, and at most :data:`MAX_HANDLERS` requests are served
+at once; more are closed unanswered (a probe retries) and logged.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from mrzero.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+#: Seconds a client has to send its request (and to read the answer).
+REQUEST_TIMEOUT_S = 5.0
+#: Requests served at once.
+MAX_HANDLERS = 16
 
 
 class Probed(Protocol):
@@ -42,12 +49,38 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], probed: Probed):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.probed = probed
+        self._slots = threading.BoundedSemaphore(MAX_HANDLERS)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        if not self._slots.acquire(blocking=False):
+            log.warning(
+                "health endpoint: %d requests already being served; closed one from %s",
+                MAX_HANDLERS,
+                client_address[0],
+            )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError:  # no thread could be started
+            self._slots.release()
+            self.shutdown_request(request)
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        log.debug("health endpoint: request from %s failed", client_address[0], exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     server_version = "mrzero-health"
+    timeout = REQUEST_TIMEOUT_S  # socket timeout of each request: an idle client is closed
 
     def do_GET(self) -> None:  # noqa: N802  (http.server's name)
         path = self.path.split("?", 1)[0]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9002
@@ -22,11 +25,24 @@ class Limits:
     #: either, is stopped (this bounds the reconstruction time after the last acquisition).
     pipeline_timeout_s: float = 300.0
     #: Address space a pipeline worker may add to what it had at start (RLIMIT_AS); 0 = no limit.
-    memory_limit_bytes: int = 8192 * MB
+    #: With :attr:`max_connections` it fits the shipped 16 GiB pod: 4 x 3 GiB + the server
+    #: (docs/deployment.md, "Memory").
+    memory_limit_bytes: int = 3072 * MB
     #: Connections served at once; more are answered with an error text and close.
-    max_connections: int = 8
+    max_connections: int = 4
     #: A client that sends nothing for this long is disconnected.
     idle_timeout_s: float = 120.0
+    #: The config and the XML header must have arrived this long after the connection opened.
+    header_timeout_s: float = 30.0
+    #: After the header, the data must arrive at this average rate (bytes/s since the header),
+    #: checked once the data phase is longer than the idle timeout; 0 = no minimum.
+    min_data_rate: float = 1024.0
+    #: A connection still sending this long after it opened is ended; 0 = no deadline.
+    scan_deadline_s: float = 0.0
+    #: Largest XML header accepted; it is parsed in a child process (``mrzero.server.header_check``).
+    max_header_bytes: int = 1 * MB
+    #: A header that takes longer to parse is refused.
+    header_parse_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,19 @@ class Settings:
     drain_timeout_s: float = 90.0
     #: Torch device of the pipelines (``cpu``, ``cuda``, ``cuda:N``); None: each pipeline picks.
     device: str | None = None
+    #: Below this free space in ``data_dir``, /readyz is not ready and new scans are refused; 0: no check.
+    min_free_bytes: int = 0
+    #: Journal retention: the oldest closed journals are removed beyond this total; 0: no limit.
+    journal_max_bytes: int = 0
+    #: Journal retention: closed journals older than this are removed; 0: kept forever.
+    journal_keep_days: float = 0.0
+    #: Client networks allowed to connect; empty: everyone.
+    allow: tuple[IPNetwork, ...] = ()
+    #: PEM certificate chain and key of the MRD port's TLS; None: plain TCP.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Pipeline for config names that are not registered; None: an unknown name is an error.
+    fallback_pipeline: str | None = None
 
     def worker_threads(self) -> int:
         """The thread count each pipeline worker uses."""

@@ -1,18 +1,25 @@
 """The TCP listener: accepts clients, enforces the connection limit, runs one thread each.
 
 It also owns what a service manager sees: the metrics, liveness and readiness (served by
-``mrzero.server.health`` on the health port) and the graceful stop. On SIGTERM (or Ctrl-C) the server
-stops accepting (readiness turns false), lets the scans in progress finish for up to the drain
-timeout, ends the remaining ones with an error text (``Connection.abort``), waits until every
+``mrzero.server.health`` on the health port) and the graceful stop. The accept loop survives
+what the operating system runs out of (descriptors, buffers, memory): it backs off, logs,
+counts and retries. Peers outside ``--allow`` are closed before a byte is read; with
+``--tls-cert`` every connection is TLS. A watchdog thread ends connections that miss their
+deadlines (header timeout, minimum data rate, scan deadline) and runs journal retention.
+On SIGTERM (or Ctrl-C) the server stops accepting (readiness turns false), lets the scans in
+progress finish for up to the drain timeout, ends the remaining ones with an error text (``Connection.abort``), waits until every
 journal is closed, and returns.
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import itertools
 import logging
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -23,14 +30,23 @@ from mrzero.server.connection import Connection
 from mrzero.server.framing import close_message, serialized
 from mrzero.server.health import HealthServer
 from mrzero.server.limits import Settings
-from mrzero.server.metrics import Metrics
+from mrzero.server.metrics import Metrics, free_bytes
 from mrzero.server.processes import forkserver_alive, warm_up
+from mrzero.server.retention import JournalDirectory
 from mrzero.server.session import DRAIN_TIMEOUT_S, WorkerSession, drain_and_close
 
 log = logging.getLogger(__name__)
 
 #: After the drain timeout, the connections ended by the server get this long to close their journals.
 ABORT_GRACE_S = 30.0
+#: accept() errors that mean "out of a resource for now": the loop backs off and retries.
+RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+#: accept() errors about one connection that went away before it was accepted: retried at once.
+TRANSIENT_ERRNOS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
+BACKOFF_S = (0.01, 1.0)
+#: How often the watchdog checks deadlines; journal retention runs every RETENTION_EVERY_S.
+WATCH_EVERY_S = 0.25
+RETENTION_EVERY_S = 60.0
 T = TypeVar("T")
 
 
@@ -58,7 +74,15 @@ class Server:
         self._hurry = threading.Event()
         self._accept_thread: threading.Thread | None = None
         self._health: HealthServer | None = None
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.data_dir)
+        self.journals = JournalDirectory(
+            settings.data_dir,
+            settings.journal_prefix,
+            settings.journal_max_bytes,
+            settings.journal_keep_days,
+            self.metrics.journals_pruned.inc,
+        )
+        self._tls: ssl.SSLContext | None = None
         #: Connections accepted so far (served or refused).
         self.accepted = 0
 
@@ -80,17 +104,33 @@ class Server:
         for module in self.settings.pipeline_modules:
             importlib.import_module(module)
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.tls_cert is not None:
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        if self.settings.fallback_pipeline is not None:
+            registry.get(self.settings.fallback_pipeline)  # an unknown fallback fails at start, not at a scan
+        self.journals.prune()
         host, port = self.settings.host, self.settings.port
-        self._listener = _listen(f"MRD port {host}:{port}",
-                                 lambda: socket.create_server((host, port), backlog=64))
+        self._listener = _listen(
+            f"MRD port {host}:{port}", lambda: socket.create_server((host, port), backlog=64)
+        )
         warm_up(self.settings.pipeline_modules)  # clients that connect meanwhile wait in the backlog
         limits = self.settings.limits
-        log.info("MRD server listening on %s:%d; journal in %s; pipelines: %s (default %s); "
-                 "max %d connections, message limit %d MB, pipeline timeout %g s, idle timeout %g s, "
-                 "memory limit %d MB, %d thread(s) per pipeline", *self.address, self.settings.data_dir,
-                 ", ".join(registry.names()), registry.DEFAULT_PIPELINE, limits.max_connections,
-                 limits.max_message_bytes >> 20, limits.pipeline_timeout_s, limits.idle_timeout_s,
-                 limits.memory_limit_bytes >> 20, self.settings.worker_threads())
+        log.info(
+            "MRD server listening on %s:%d; journal in %s; pipelines: %s (default %s); "
+            "max %d connections, message limit %d MB, pipeline timeout %g s, idle timeout %g s, "
+            "memory limit %d MB, %d thread(s) per pipeline",
+            *self.address,
+            self.settings.data_dir,
+            ", ".join(registry.names()),
+            registry.DEFAULT_PIPELINE,
+            limits.max_connections,
+            limits.max_message_bytes >> 20,
+            limits.pipeline_timeout_s,
+            limits.idle_timeout_s,
+            limits.memory_limit_bytes >> 20,
+            self.settings.worker_threads(),
+        )
 
     def start(self) -> Server:
         """Bind, start the health endpoint if configured, and accept in a background thread;
@@ -98,6 +138,7 @@ class Server:
         self.bind()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="mrd accept", daemon=True)
         self._accept_thread.start()
+        threading.Thread(target=self._watch, name="mrd deadlines", daemon=True).start()
         if self.settings.health_port is not None:
             host, port = self.settings.host, self.settings.health_port
             self._health = _listen(f"health port {host}:{port}", lambda: HealthServer(self, host, port))
@@ -119,8 +160,10 @@ class Server:
                 self._accept_thread.join(0.5)
             failed = True  # the loop ended by itself; it logged why
         except KeyboardInterrupt:
-            log.info("stopping: no new connections; running scans get up to %g s to finish",
-                     self.settings.drain_timeout_s)
+            log.info(
+                "stopping: no new connections; running scans get up to %g s to finish",
+                self.settings.drain_timeout_s,
+            )
         if main:  # from now on a stop signal only cuts the drain short
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._second_signal)
@@ -132,31 +175,83 @@ class Server:
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
+        backoff = BACKOFF_S[0]
         while not self._stopping.is_set():
             try:
                 sock, peer = self._listener.accept()
-            except OSError:
+            except OSError as exc:
                 if self._stopping.is_set():
                     return
-                log.exception("the accept loop failed; no more connections are accepted")
-                raise
+                if exc.errno in TRANSIENT_ERRNOS:
+                    continue
+                if exc.errno not in RESOURCE_ERRNOS:
+                    log.exception("the accept loop failed; no more connections are accepted")
+                    raise
+                name = errno.errorcode.get(exc.errno, str(exc.errno))
+                self.metrics.accept_errors.labels(name).inc()
+                log.error("accept failed (%s: %s); retrying in %g s", name, exc.strerror, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_S[1])
+                continue
+            backoff = BACKOFF_S[0]
+            if not self._allowed(peer[0]):
+                log.warning("closed a connection from %s:%d: not in --allow", *peer[:2])
+                self.metrics.denied.inc()
+                sock.close()
+                continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls is not None:  # the handshake runs in the connection's thread
+                sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             number = next(self._numbers)
             self.accepted = number
+            try:
+                self._dispatch(sock, peer, number)
+            except RuntimeError as exc:  # no thread could be started (out of memory or threads)
+                self.metrics.accept_errors.labels("thread").inc()
+                log.error("cannot serve %s:%d: %s; closed", *peer[:2], exc)
+                sock.close()
+
+    def _dispatch(self, sock: socket.socket, peer: tuple[str, int], number: int) -> None:
+        """Serve an accepted socket in a thread of its own, or refuse it when the limit is reached."""
+        with self._lock:
+            self._threads = {t for t in self._threads if t.is_alive()}
+            busy = len(self._threads) >= self.settings.limits.max_connections
+            if not busy:
+                thread = threading.Thread(
+                    target=self._serve, args=(sock, peer, number), name=f"connection {number}", daemon=True
+                )
+                thread.start()
+                self._threads.add(thread)
+        if busy:
+            threading.Thread(target=self._refuse, args=(sock, peer), daemon=True).start()
+
+    def _allowed(self, address: str) -> bool:
+        if not self.settings.allow:
+            return True
+        ip = ipaddress.ip_address(address.partition("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.settings.allow)
+
+    def _watch(self) -> None:
+        """End connections that missed a deadline; run journal retention now and then."""
+        next_prune = time.monotonic() + RETENTION_EVERY_S
+        while not self._stopping.wait(WATCH_EVERY_S):
+            now = time.monotonic()
             with self._lock:
-                self._threads = {t for t in self._threads if t.is_alive()}
-                busy = len(self._threads) >= self.settings.limits.max_connections
-                if not busy:
-                    thread = threading.Thread(target=self._serve, args=(sock, peer, number),
-                                              name=f"connection {number}", daemon=True)
-                    self._threads.add(thread)
-                    thread.start()
-            if busy:
-                threading.Thread(target=self._refuse, args=(sock, peer), daemon=True).start()
+                connections = list(self._connections.values())
+            for connection in connections:
+                reason = connection.overdue(now)
+                if reason is not None and connection.aborted is None:
+                    connection.log.warning("deadline missed: %s", reason)
+                    connection.abort(reason, "limit", ended=reason.partition(";")[0])
+            if now >= next_prune:
+                next_prune = now + RETENTION_EVERY_S
+                self.journals.prune()
 
     def _session(self, sock: socket.socket, peer: tuple[str, int], number: int) -> WorkerSession:
         """What serves an accepted socket: an MRD :class:`Connection`."""
-        return Connection(sock, peer, self.settings, number, self.metrics)
+        return Connection(sock, peer, self.settings, number, self.metrics, self.journals)
 
     def _serve(self, sock: socket.socket, peer: tuple[str, int], number: int) -> None:
         connection = self._session(sock, peer, number)
@@ -167,6 +262,7 @@ class Server:
         finally:
             with self._lock:
                 del self._connections[number]
+            self.journals.prune()
 
     def _refuse(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         """Answer error + close, then drain what the client still sends (closing a socket with
@@ -176,8 +272,10 @@ class Server:
         self.metrics.refused.inc()
         try:
             sock.settimeout(DRAIN_TIMEOUT_S)
-            sock.sendall(serialized(f"ERROR: server busy: {limit} connections already running; "
-                                    "try again later") + close_message())
+            sock.sendall(
+                serialized(f"ERROR: server busy: {limit} connections already running; try again later")
+                + close_message()
+            )
         except OSError:
             pass
         drain_and_close(sock)
@@ -208,11 +306,18 @@ class Server:
         return True, "alive, draining" if self._stopping.is_set() else "alive"
 
     def readiness(self) -> tuple[bool, str]:
-        """Ready: accepting new scans and below the connection limit."""
+        """Ready: accepting new scans, below the connection limit, and the journal's disk above
+        ``--min-free-mb``."""
         if self._stopping.is_set():
             return False, "draining: no new connections"
         if self._accept_thread is None or not self._accept_thread.is_alive():
             return False, "not accepting connections"
+        minimum = self.settings.min_free_bytes
+        if minimum and (free := free_bytes(self.settings.data_dir)) < minimum:
+            return False, (
+                f"disk nearly full: {free / 2**20:.0f} MB free in {self.settings.data_dir}, "
+                f"below --min-free-mb {minimum / 2**20:.0f}"
+            )
         running, limit = len(self._running()), self.settings.limits.max_connections
         if running >= limit:
             return False, f"busy: {running} of {limit} connections running"
@@ -238,12 +343,15 @@ class Server:
                 connections = list(self._connections.values())
             log.warning("drain timeout: ending %d scan(s) still running", len(connections))
             for connection in connections:
-                connection.abort(f"server shutting down: the scan did not finish within the drain "
-                                 f"timeout of {timeout_s:g} s; the raw data received are journaled")
+                connection.abort(
+                    f"server shutting down: the scan did not finish within the drain "
+                    f"timeout of {timeout_s:g} s; the raw data received are journaled"
+                )
             drained = self.wait_idle(ABORT_GRACE_S)
             if not drained:
-                log.error("%d connection(s) did not end; their journals may be incomplete",
-                          len(self._running()))
+                log.error(
+                    "%d connection(s) did not end; their journals may be incomplete", len(self._running())
+                )
         if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
             self._accept_thread.join(timeout_s)
         if self._health is not None:

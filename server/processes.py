@@ -12,7 +12,7 @@ import os
 import threading
 
 CONTEXT = multiprocessing.get_context("forkserver")
-_PRELOAD = ["mrzero.pipelines.catalog", "mrzero.server.worker"]
+_PRELOAD = ["mrzero.pipelines.catalog", "mrzero.server.worker", "mrzero.server.header_check"]
 _lock = threading.Lock()
 
 

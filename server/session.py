@@ -49,8 +49,9 @@ class WorkerSession:
     #: How a failed send is logged: level and message (arguments: the peer, the error).
     _GONE_WHILE_SENDING = (logging.WARNING, "client %s gone while sending: %s")
 
-    def __init__(self, sock: socket.socket, peer: tuple[str, int], settings: Settings, id: str,
-                 logger: logging.Logger):
+    def __init__(
+        self, sock: socket.socket, peer: tuple[str, int], settings: Settings, id: str, logger: logging.Logger
+    ):
         self.sock = sock
         self.peer = f"{peer[0]}:{peer[1]}"
         self.settings = settings
@@ -94,7 +95,8 @@ class WorkerSession:
         raise NotImplementedError
 
     def _count_error(self, kind: str) -> None:
-        """Count a failure of ``kind`` (``mrzero.server.metrics.ERROR_KINDS``) where the server keeps metrics."""
+        """Count a failure of ``kind`` (``mrzero.server.metrics.ERROR_KINDS``) where the server keeps
+        metrics."""
 
     def fail(self, text: str, kind: str = "internal") -> None:
         """End the reconstruction (not the reading) with ``text`` in our log and sent to the peer;
@@ -109,24 +111,37 @@ class WorkerSession:
         if self.worker is not None:
             self.worker.stop()
 
-    def abort(self, reason: str) -> None:
-        """End this session from another thread (the listener's drain timeout after SIGTERM): the
-        peer gets the error, the pipeline is stopped, and reading ends after what already arrived;
-        then the session finishes as usual."""
-        self.aborted = reason
-        self.fail(reason, "drain_timeout")
-        try:
-            self.sock.shutdown(socket.SHUT_RD)  # wakes the reading thread: end of stream
+    def abort(self, reason: str, kind: str = "drain_timeout", ended: str = "drain timeout") -> None:
+        """End this session from another thread (the listener's drain timeout after SIGTERM, a
+        missed deadline): the peer gets the error, the pipeline is stopped, and reading ends
+        after what already arrived; then the session finishes as usual, ``ended`` by this."""
+        self.aborted = ended
+        self.fail(reason, kind)
+        try:  # wakes the reading thread: end of stream (socket's own method: keeps a TLS session)
+            socket.socket.shutdown(self.sock, socket.SHUT_RD)
         except OSError:
             pass
+
+    def overdue(self, now: float) -> str | None:
+        """Why this session missed a deadline at ``now`` (monotonic), if it did (the listener
+        then aborts it)."""
+        return None
 
     # -- the pipeline ----------------------------------------------------------------------
     def _start_worker(self, pipeline: str, parameters: dict[str, Any], device: str | None) -> None:
         """Start ``pipeline`` on the header in a worker process, and the thread that relays its output."""
         assert self.header_xml is not None
-        self.worker = Worker(pipeline, self.header_xml, parameters, self.settings.pipeline_modules,
-                             self.limits.memory_limit_bytes, self.limits.pipeline_timeout_s,
-                             self.settings.worker_threads(), self.settings.bundle_store, device)
+        self.worker = Worker(
+            pipeline,
+            self.header_xml,
+            parameters,
+            self.settings.pipeline_modules,
+            self.limits.memory_limit_bytes,
+            self.limits.pipeline_timeout_s,
+            self.settings.worker_threads(),
+            self.settings.bundle_store,
+            device,
+        )
         self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
         self._relay.start()
 

@@ -61,10 +61,19 @@ def _inputs(conn: Connection) -> Iterator[Any]:
         yield decode_wire(wire)
 
 
-def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
-          parameters: dict[str, Any], modules: tuple[str, ...], sys_path: list[str],
-          memory_limit_bytes: int, threads: int, bundle_store: str | None = None,
-          device: str | None = None) -> None:
+def _main(
+    inputs: Connection,
+    outputs: Connection,
+    name: str,
+    header_xml: str,
+    parameters: dict[str, Any],
+    modules: tuple[str, ...],
+    sys_path: list[str],
+    memory_limit_bytes: int,
+    threads: int,
+    bundle_store: str | None = None,
+    device: str | None = None,
+) -> None:
     """Worker process entry: run pipeline ``name`` over the inputs, report every result."""
     # Ctrl-C at a terminal reaches the whole process group: the server decides when a scan ends
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -87,10 +96,15 @@ def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
         from mrzero.pipelines.registry import get
 
         spec = get(name)
-        ctx = Context(header=parse_header(header_xml), parameters=parameters,
-                      logger=logger, notify=lambda text: outputs.send_bytes(b"T" + text.encode()),
-                      pipeline_name=name, bundle_store=Path(bundle_store) if bundle_store else None,
-                      device=device)
+        ctx = Context(
+            header=parse_header(header_xml),
+            parameters=parameters,
+            logger=logger,
+            notify=lambda text: outputs.send_bytes(b"T" + text.encode()),
+            pipeline_name=name,
+            bundle_store=Path(bundle_store) if bundle_store else None,
+            device=device,
+        )
         _limit_memory(memory_limit_bytes)
         for item in spec.run(_inputs(inputs), ctx):
             if not isinstance(item, ismrmrd.Image):
@@ -98,8 +112,10 @@ def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
             outputs.send_bytes(b"I" + serialized(item))
         outputs.send_bytes(b"D")
     except MemoryError:
-        outputs.send_bytes(b"Ememory\t" + f"pipeline {name!r} exceeded the memory limit of "
-                                          f"{memory_limit_bytes >> 20} MB".encode())
+        outputs.send_bytes(
+            b"Ememory\t"
+            + f"pipeline {name!r} exceeded the memory limit of {memory_limit_bytes >> 20} MB".encode()
+        )
     except BaseException as exc:
         text, kind = str(exc), "pipeline_crash"
         if isinstance(exc, RuntimeError) and "allocate" in text:
@@ -109,6 +125,8 @@ def _main(inputs: Connection, outputs: Connection, name: str, header_xml: str,
         message = f"{type(exc).__name__}: {text}"
         if type(exc).__name__ == "PipelineError":
             message, kind = text, "pipeline"
+        elif type(exc).__name__ == "BundleError":
+            message, kind = text, "bundle_missing"
         try:
             outputs.send_bytes(f"E{kind}\tpipeline {name!r} failed: {message}".encode())
         except OSError:
@@ -134,18 +152,41 @@ class Worker:
     ``timeout_s`` is killed.
     """
 
-    def __init__(self, name: str, header_xml: str, parameters: dict[str, Any],
-                 modules: tuple[str, ...], memory_limit_bytes: int, timeout_s: float, threads: int,
-                 bundle_store: Path | None = None, device: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        header_xml: str,
+        parameters: dict[str, Any],
+        modules: tuple[str, ...],
+        memory_limit_bytes: int,
+        timeout_s: float,
+        threads: int,
+        bundle_store: Path | None = None,
+        device: str | None = None,
+    ):
         self.name = name
         self.timeout_s = timeout_s
         in_recv, self._in_send = CONTEXT.Pipe(duplex=False)
         _widen(self._in_send)
         self._out_recv, out_send = CONTEXT.Pipe(duplex=False)
         self.process = CONTEXT.Process(
-            target=_main, name=f"pipeline {name}", daemon=True,
-            args=(in_recv, out_send, name, header_xml, parameters, modules, list(sys.path),
-                  memory_limit_bytes, threads, str(bundle_store) if bundle_store else None, device))
+            target=_main,
+            name=f"pipeline {name}",
+            daemon=True,
+            args=(
+                in_recv,
+                out_send,
+                name,
+                header_xml,
+                parameters,
+                modules,
+                list(sys.path),
+                memory_limit_bytes,
+                threads,
+                str(bundle_store) if bundle_store else None,
+                device,
+            ),
+        )
         self.process.start()
         in_recv.close()
         out_send.close()
@@ -183,8 +224,10 @@ class Worker:
                 except (EOFError, OSError):
                     self.process.join(5)
                     self.error_kind = "worker_died"
-                    yield "E", (f"pipeline {self.name!r} worker died (exit code "
-                                f"{self.process.exitcode})").encode()
+                    yield (
+                        "E",
+                        (f"pipeline {self.name!r} worker died (exit code {self.process.exitcode})").encode(),
+                    )
                     return
                 self._last_progress = time.monotonic()
                 tag, payload = chr(frame[0]), frame[1:]
@@ -194,13 +237,19 @@ class Worker:
                 yield tag, payload
                 if tag in "DE":
                     return
-            elif (self._sending or self._input_ended) and \
-                    time.monotonic() - self._last_progress > self.timeout_s:
+            elif (
+                self._sending or self._input_ended
+            ) and time.monotonic() - self._last_progress > self.timeout_s:
                 self.timed_out = True
                 self.error_kind = "pipeline_timeout"
                 self.stop()
-                yield "E", (f"pipeline {self.name!r} made no progress for {self.timeout_s:g} s "
-                            "(pipeline timeout); stopped").encode()
+                yield (
+                    "E",
+                    (
+                        f"pipeline {self.name!r} made no progress for {self.timeout_s:g} s "
+                        "(pipeline timeout); stopped"
+                    ).encode(),
+                )
                 return
 
     def stop(self) -> None:
@@ -214,4 +263,3 @@ class Worker:
         self.stop()
         for conn in (self._in_send, self._out_recv):
             conn.close()
-

@@ -1,0 +1,59 @@
+"""Parsing a client's XML header where its cost is bounded: in a child process, with a time limit.
+
+A header is the one input the server must understand before it can check a scan's data, and
+parsing XML can cost far more than its size suggests (a megabyte of nested unknown elements
+took tens of seconds of CPU). The listening process never parses one: a process from the fork
+server does (milliseconds to start), under :data:`PARSE_MEMORY_BYTES` of extra address space,
+and is killed after ``timeout_s``; only the small :class:`mrzero.server.validation.ScanShape` comes
+back. Headers over ``--max-header-kb`` are refused before that (``Connection``).
+"""
+
+from __future__ import annotations
+
+from multiprocessing.connection import Connection as Pipe
+
+from mrzero.server.framing import ProtocolError, parse_header
+from mrzero.server.processes import CONTEXT
+from mrzero.server.validation import ScanShape
+
+#: Address space the parsing process may add to what it had at start.
+PARSE_MEMORY_BYTES = 1 << 30
+
+
+def _parse(xml: str, out: Pipe) -> None:
+    """Child process: the scan shape of ``xml``, or the error text."""
+    from mrzero.server.worker import _limit_memory
+
+    _limit_memory(PARSE_MEMORY_BYTES)
+    try:
+        out.send(ScanShape.of(parse_header(xml)))
+    except ProtocolError as exc:
+        out.send(str(exc))
+    except (MemoryError, RecursionError) as exc:
+        out.send(f"the XML header could not be parsed within the server's limits ({type(exc).__name__})")
+
+
+def scan_shape(xml: str, timeout_s: float) -> ScanShape:
+    """The :class:`ScanShape` of an MRD XML header, parsed in a child process; :class:`ProtocolError`
+    if it is malformed, or takes longer than ``timeout_s`` or more memory than allowed to parse."""
+    receive, send = CONTEXT.Pipe(duplex=False)
+    process = CONTEXT.Process(target=_parse, args=(xml, send), name="header parse", daemon=True)
+    process.start()
+    send.close()
+    try:
+        if not receive.poll(timeout_s):
+            raise ProtocolError(
+                f"the XML header ({len(xml)} characters) took more than {timeout_s:g} s to parse; refused"
+            )
+        try:
+            answer = receive.recv()
+        except EOFError:
+            raise ProtocolError("the XML header could not be parsed (the parsing process died)") from None
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        receive.close()
+    if isinstance(answer, str):
+        raise ProtocolError(answer)
+    return answer

@@ -1,0 +1,95 @@
+"""Journal retention: which journals are open, and pruning the oldest closed ones.
+
+``--journal-keep-days`` removes closed journals older than that; ``--journal-max-gb`` removes
+the oldest closed journals until the rest fit. A journal a connection has open is never
+removed, and with ``--journal-prefix`` only files with this server's prefix are considered
+(servers sharing one volume never prune each other's files). Every removal is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86400.0
+
+
+class JournalDirectory:
+    """The journal files of one server in ``data_dir`` and the retention rules over them."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        prefix: str = "",
+        max_bytes: int = 0,
+        keep_days: float = 0.0,
+        on_removed: Callable[[], None] = lambda: None,
+    ):
+        self.data_dir = data_dir
+        self.pattern = f"{prefix}-*.h5" if prefix else "*.h5"
+        self.max_bytes = max_bytes
+        self.keep_days = keep_days
+        self._on_removed = on_removed
+        self._open: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def opened(self, path: Path) -> None:
+        with self._lock:
+            self._open.add(path)
+
+    def closed(self, path: Path) -> None:
+        with self._lock:
+            self._open.discard(path)
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Remove what the retention rules say (nothing without rules); returns what was removed."""
+        if not self.max_bytes and not self.keep_days:
+            return []
+        now = time.time() if now is None else now
+        with self._lock:  # a journal opened meanwhile is in the set before its file exists
+            files = []
+            for path in self.data_dir.glob(self.pattern):
+                if path in self._open:
+                    continue
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                files.append((stat.st_mtime, stat.st_size, path))
+            open_bytes = sum(_size(path) for path in self._open)
+        files.sort()
+        removed = []
+        total = open_bytes + sum(size for _, size, _ in files)
+        for mtime, size, path in files:
+            too_old = self.keep_days and now - mtime > self.keep_days * DAY_S
+            too_much = self.max_bytes and total > self.max_bytes
+            if not (too_old or too_much):
+                continue
+            try:
+                path.unlink()
+            except OSError as exc:
+                log.warning("retention: cannot remove journal %s: %s", path, exc)
+                continue
+            total -= size
+            removed.append(path)
+            self._on_removed()
+            log.info(
+                "retention: removed journal %s (%.1f MB, %.1f days old; %s)",
+                path.name,
+                size / 1e6,
+                (now - mtime) / DAY_S,
+                "older than --journal-keep-days" if too_old else "total over --journal-max-gb",
+            )
+        return removed
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
