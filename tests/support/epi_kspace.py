@@ -71,10 +71,12 @@ def epi_readouts(
     navigators: int = 3,
     noise: float = 0.0,
     seed: int = 0,
+    lines: list[int] | None = None,
 ) -> list[EpiReadout]:
     """The readouts of an EPI scan of ``images`` ``[coil, ny, nx]``: per shot ``navigators`` ky = 0
     lines (forward, reflected, forward, ...), then the shot's lines ``shot, shot + shots, ...``
-    alternating forward/reflected. ``noise``: standard deviation of complex white noise."""
+    of ``lines`` (default: all ``ny``) alternating forward/reflected. ``noise``: standard deviation
+    of complex white noise."""
     ny, nx = images.shape[-2:]
     k = readout.sample_k(nx)
     rng = np.random.default_rng(seed)
@@ -95,7 +97,7 @@ def epi_readouts(
     for shot in range(shots):
         for n in range(navigators):
             out.append(EpiReadout(ny // 2, n % 2 == 1, True, shot, sample(0.0, n % 2 == 1)))
-        for echo, line in enumerate(range(shot, ny, shots)):
+        for echo, line in enumerate((list(range(ny)) if lines is None else lines)[shot::shots]):
             reflected = echo % 2 == 1
             out.append(EpiReadout(line, reflected, False, shot, sample(line - ny // 2, reflected)))
     return out
