@@ -1,10 +1,14 @@
 """RoAR training: losses, schedule, config errors, a tiny run with checkpoint/resume and weights."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
+from mrzero.core.config import ConfigError
+from mrzero.pipelines.roar import train as roar_train
 from mrzero.pipelines.roar.signal_model import echo_times
 from mrzero.pipelines.roar.synthetic import make_slice_set
 from mrzero.pipelines.roar.train import (
@@ -46,14 +50,29 @@ def test_losses_vanish_at_the_truth(anatomy):
     assert loss_of("self", truth, data, te, 20.0).item() == pytest.approx(sigma.item() ** 2, rel=0.1)
 
 
-def test_config_errors_name_the_key(tmp_path):
+def test_config_errors_name_the_file_and_the_dotted_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("mode: denoise\ndata: {size: 32, colour: blue}\n")
-    with pytest.raises(ValueError, match="colour"):
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(str(bad))}: unknown key 'data.colour'; data accepts: "
+    ):
         load_config(bad)
-    bad.write_text("mode: dream\n")
-    with pytest.raises(ValueError, match="mode must be one of"):
-        load_config(bad)
+    for text, message in (
+        ("mode: dream\n", "mode: expected one of 'self', 'denoise', 'supervised', got 'dream'"),
+        ("lr: abc\n", "lr: expected float, got 'abc'"),
+        ("data: {snr: [20, 5]}\n", "data.snr: expected 0 < low <= high, got (20.0, 5.0)"),
+        ("model: {width: 0}\n", "model: U-Net sizes must be positive"),
+        ("epochs: 0\n", "epochs: expected a number >= 1, got 0"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            load_config(bad)
+        assert str(err.value).startswith(f"{bad}: {message}")
+
+
+def test_shipped_config_loads():
+    cfg = load_config(Path(roar_train.__file__).parent / "roar_small.yaml")
+    assert cfg.data.snr == (5.0, 20.0) and cfg.model.width == 16 and cfg.epochs == 30
 
 
 def test_tiny_training_learns_saves_and_resumes(tmp_path):
