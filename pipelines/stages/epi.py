@@ -28,6 +28,7 @@ from typing import Any
 
 import ismrmrd
 import ismrmrd.xsd as xsd
+import torch
 
 from mrzero.core.ops.epi import (
     EpiError,
@@ -114,7 +115,8 @@ def _regridder(ctx: Context, encoding: int) -> Regridder | None:
     return regridder
 
 
-def _forward(acq: ismrmrd.Acquisition, data, **fields) -> ismrmrd.Acquisition:
+def _forward(acq: ismrmrd.Acquisition, data: torch.Tensor, **fields: int | float) -> ismrmrd.Acquisition:
+    """A copy of ``acq`` holding forward-ordered ``data``: ``ACQ_IS_REVERSE`` cleared."""
     out = with_data(acq, data, **fields)
     out.clear_flag(ismrmrd.ACQ_IS_REVERSE)
     return out
