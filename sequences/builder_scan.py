@@ -22,6 +22,7 @@ import torch
 
 from mrzero.core.ops.coils import rss
 from mrzero.core.ops.reconstruct import RECON_METHODS, reconstruct
+from mrzero.sequences.adc_layout import ReadoutLayout
 from mrzero.sequences.builders import BUILDERS
 from mrzero.sequences.mrd import ScanInfo, add_noise, layout_of, simulated_to_mrd
 from mrzero.sequences.phantom import Phantom
@@ -78,9 +79,10 @@ def build_sequence(name: str, matrix: int, fov: float, device: torch.device | st
 
 
 def reconstruct_images(seq: Sequence, signal: torch.Tensor, method: str = "adjoint",
-                       iterations: int = 10) -> torch.Tensor:
-    """One magnitude image per (contrast, repetition) of ``seq``'s readouts, ``[image, ny, nx]``."""
-    layout = layout_of(seq)
+                       iterations: int = 10, layout: ReadoutLayout | None = None) -> torch.Tensor:
+    """One magnitude image per (contrast, repetition) of ``layout``'s readouts (default: all of
+    ``seq``'s), ``[image, ny, nx]``."""
+    layout = layout or layout_of(seq)
     traj = seq.trajectory().detach()[:, :2].to(torch.float64)
     groups: dict[tuple[int, int], list[torch.Tensor]] = {}
     for r in layout.readouts:

@@ -212,7 +212,9 @@ class RfPulse:
 
 
 @dataclass
-class _Timeline:
+class Timeline:
+    """A file's events on one time axis (s from the file start): RF pulses, ADC samples, gradients."""
+
     rf_time: np.ndarray  # s, RF centres
     rf_flip: np.ndarray  # rad
     rf_phase: np.ndarray  # rad
@@ -254,7 +256,7 @@ def _nav_flag(block, nav: bool) -> bool:
     return nav
 
 
-def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray], larmor_mhz: float) -> _Timeline:
+def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray], larmor_mhz: float) -> Timeline:
     rf_t, flip, phase, pulses = [], [], [], []
     adc_t, adc_obj, adc_phase, adc_nav = [], [], [], []
     axes_t: list[list[np.ndarray]] = [[], [], []]
@@ -318,7 +320,7 @@ def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray], larmor_mhz: fl
         (np.concatenate(ts) if ts else np.zeros(0), np.concatenate(gs) if gs else np.zeros(0))
         for ts, gs in zip(axes_t, axes_g, strict=True)
     ]
-    return _Timeline(
+    return Timeline(
         np.array(rf_t),
         np.array(flip),
         np.array(phase),
@@ -337,7 +339,15 @@ def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray], larmor_mhz: fl
     )
 
 
-def _rf_uses(tl: _Timeline, larmor_mhz: float, guess: bool) -> tuple[list[str], list[str]]:
+def read_timeline(
+    path: str | Path, limits: ImportLimits | None = None, field_strength: float = DEFAULT_FIELD_T
+) -> Timeline:
+    """The events of a file as played out (for the sequence diagram)."""
+    seq, rotations, _ = _read(path, limits)
+    return _timeline(seq, rotations, GAMMA_HZ_PER_T * field_strength * 1e-6)
+
+
+def _rf_uses(tl: Timeline, larmor_mhz: float, guess: bool) -> tuple[list[str], list[str]]:
     """Each pulse's use (guessed where the file has none) and a report line per guessed pulse."""
     stored = [p.use for p in tl.pulses]
     if not guess and "undefined" not in stored:
@@ -400,7 +410,7 @@ def _matrix_from_k(k: np.ndarray) -> tuple[int, int, int]:
 
 
 def _fov(
-    definitions: dict, tl: _Timeline, fov: tuple[float, float, float] | None
+    definitions: dict, tl: Timeline, fov: tuple[float, float, float] | None
 ) -> tuple[float, float, float]:
     if fov is None and "FOV" not in definitions:
         if any(np.any(g != 0) for _, g in tl.grad):

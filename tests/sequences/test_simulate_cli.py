@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.image
 import numpy as np
 import pytest
@@ -23,8 +25,23 @@ def test_simulated_gre_is_written_as_mrd_and_reconstructs_upright(tmp_path, caps
     from mrzero.pipelines.offline import reconstruct_file
 
     n = 16
-    rc = main(["simulate", "--sequence", "gre", "--matrix", str(n), "--coils", "2", "--flip", "15",
-               "--noise", "1e-4", "-o", str(tmp_path)])
+    rc = main(
+        [
+            "simulate",
+            "--sequence",
+            "gre",
+            "--matrix",
+            str(n),
+            "--coils",
+            "2",
+            "--flip",
+            "15",
+            "--noise",
+            "1e-4",
+            "-o",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "time simulate" in out and "flash 16x16" in out
@@ -65,15 +82,61 @@ def test_mgre_echoes_decay_in_the_reconstructed_images(tmp_path):
 
 def test_bad_options_fail_with_a_clear_message(tmp_path, capsys):
     assert main(["simulate", "--sequence", "rare", "--matrix", "8", "--te", "5", "-o", str(tmp_path)]) == 2
-    assert "sequence 'rare' has no option(s) te" in capsys.readouterr().out
-    assert main(["simulate", "--sequence", "gre", "--phantom", str(tmp_path / "x.nii.gz"), "-o",
-                 str(tmp_path)]) == 2
-    assert "no such file" in capsys.readouterr().out
+    assert "sequence 'rare' has no option(s) te" in capsys.readouterr().err
+    assert (
+        main(["simulate", "--sequence", "gre", "--phantom", str(tmp_path / "x.nii.gz"), "-o", str(tmp_path)])
+        == 2
+    )
+    assert "no such file" in capsys.readouterr().err
     assert main(["simulate", "--sequence", "gre", "--matrix", "64", "--te", "1", "-o", str(tmp_path)]) == 2
-    assert "flash: TE 1.00 ms" in capsys.readouterr().out
-    warp = ["simulate", "--sequence", "gre", "--matrix", "8", "--engine", "warp", "-o", str(tmp_path)]
-    assert main(warp) == 2
-    assert "unknown simulation engine 'warp'" in capsys.readouterr().out
+    assert "flash: TE 1.00 ms" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--sequence", "gre", "--slice", "99"], "--slice 99: the brain phantom has slices 0..7"),
+        (["--sequence", "gre", "--coils", "-2"], "--coils -2: must be 1..64"),
+        (["--sequence", "gre", "--engine", "warp"], "--engine warp: choose one of fast, isochromat"),
+        (["--sequence", "gre", "--matrix", "1"], "--matrix 1: must be 2..1024"),
+        (["--sequence", "gre", "--noise", "-1"], "--noise -1.0: must be >= 0"),
+        ([], "give either a .seq FILE or --sequence NAME (one of them)"),
+        (["missing.seq"], "missing.seq: no such file"),
+    ],
+)
+def test_arguments_are_checked_before_simulating(tmp_path, capsys, argv, message):
+    assert main(["simulate", *argv, "-o", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"mrzero simulate: error: {message}\n"  # one line, no traceback
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_that_is_a_file_is_refused_before_simulating(tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    assert main(["simulate", "--sequence", "gre", "-o", str(tmp_path / "taken")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+
+
+def test_a_seq_file_is_simulated_with_its_own_labels_and_matrix(tmp_path, capsys):
+    import ismrmrd
+
+    seq_file = Path(__file__).resolve().parents[1] / "data" / "pulseq" / "gre_matlab.seq"
+    rc = main(["simulate", str(seq_file), "--coils", "2", "--no-progress", "-o", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "gre_matlab: 64 reps x 65 events, 4096 ADC samples" in captured.out
+    ds = ismrmrd.Dataset(str(tmp_path / "gre_matlab.h5"), "dataset", create_if_needed=False)
+    try:
+        acqs = [ds.read_acquisition(i) for i in range(ds.number_of_acquisitions())]
+        header = parse_header(ds.read_xml_header())
+    finally:
+        ds.close()
+    assert len(acqs) == 64 and acqs[0].data.shape == (2, 64)
+    assert sorted(a.idx.kspace_encode_step_1 for a in acqs) == list(range(64))  # the file's LIN labels
+    assert header.encoding[0].encodedSpace.matrixSize.x == 64
+    picture = matplotlib.image.imread(tmp_path / "gre_matlab.png")[..., 0]
+    pd = brain_phantom((64, 64)).pd.numpy()
+    assert picture.shape == (64, 64) and corr(picture, pd) > 0.9
 
 
 def test_radial_scan_reconstructs_the_brain_from_its_own_trajectory(tmp_path):
