@@ -1,7 +1,8 @@
 """Reconstructing gathered samples on any trajectory: the seed's adjoint or its iterative adjoint.
 
-``ReconSettings.from_context`` reads, in this order of precedence, the client's JSON parameters,
-the bundle's ``protocol.json`` ``recon`` section, and the pipeline's defaults:
+``ReconSettings.from_context`` reads, in this order of precedence, the client's JSON parameters
+(declared in ``pipelines/learned/pipelines.py``, validated in ``ctx.params``), the bundle's
+``protocol.json`` ``recon`` section, and the pipeline's defaults:
 
 * ``method`` (``iterative_adjoint`` only): ``iterative`` (the seed's gradient iteration, default)
   or ``cg`` (conjugate gradients); the ``adjoint`` pipeline always computes ``E^H W s``;
@@ -24,9 +25,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from mrzero.core.bundles import DeployedBundle
+from mrzero.core.device import DeviceError, select_device
 from mrzero.core.ops.encoding import EncodingError
 from mrzero.core.ops.reconstruct import reconstruct
 from mrzero.pipelines.base import Context, PipelineError
@@ -36,7 +36,9 @@ from mrzero.pipelines.stages.buffer import ReconBuffer
 DENSITIES = ("none", "pipe")
 ITERATIVE_METHODS = ("iterative", "cg")
 SETTING_KEYS = ("method", "iterations", "tikhonov", "density", "device")
-_DEVICE = re.compile(r"^(cpu|cuda(:\d{1,2})?)$")
+#: Torch devices a client or a bundle may name.
+DEVICE_PATTERN = r"cpu|cuda(:\d{1,2})?"
+_DEVICE = re.compile(rf"^({DEVICE_PATTERN})$")
 #: Largest iteration count a client may ask for (bounds the work one scan can cause).
 MAX_ITERATIONS = 500
 
@@ -61,15 +63,13 @@ class ReconSettings:
         docstring. The adjoint pipeline always runs the adjoint; the iterative one ``iterative``
         (the seed's gradient steps, default) or ``cg``."""
         stored = bundle.protocol.get("recon") if bundle is not None else None
+        given = {k: getattr(ctx.params, k, None) for k in SETTING_KEYS}  # None: not declared or not sent
         merged = {**(stored if isinstance(stored, dict) else {}),
-                  **{k: v for k, v in ctx.parameters.items() if k in SETTING_KEYS}}
+                  **{k: v for k, v in given.items() if v is not None}}
         method = "adjoint"
         if iterative:
-            method = ctx.parameters.get("method", "iterative")
-            if method not in ITERATIVE_METHODS:
-                raise PipelineError(f"method must be one of {', '.join(ITERATIVE_METHODS)} for "
-                                    f"iterative_adjoint, got {method!r}")
-            if "method" not in ctx.parameters and merged.get("method") in ITERATIVE_METHODS:
+            method = given["method"] or "iterative"
+            if given["method"] is None and merged.get("method") in ITERATIVE_METHODS:
                 method = merged["method"]
         density = merged.get("density") or "none"
         if density not in DENSITIES:
@@ -77,11 +77,13 @@ class ReconSettings:
         tikhonov = merged.get("tikhonov", 0.0)
         if isinstance(tikhonov, bool) or not isinstance(tikhonov, int | float) or not 0 <= tikhonov < 1e6:
             raise PipelineError(f"tikhonov must be a number in [0, 1e6), got {tikhonov!r}")
-        device = str(merged.get("device") or ctx.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if not _DEVICE.match(device):
-            raise PipelineError(f"device must be cpu or cuda[:N], got {device!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise PipelineError(f"device {device!r} asked for, but this server has no CUDA device")
+        requested = merged.get("device") or ctx.device
+        if requested is not None and not _DEVICE.match(str(requested)):
+            raise PipelineError(f"device must be cpu or cuda[:N], got {requested!r}")
+        try:
+            device = str(select_device(requested))
+        except DeviceError as exc:
+            raise PipelineError(str(exc)) from None
         return cls(method, _integer(merged.get("iterations", 10), "iterations", 1, MAX_ITERATIONS),
                    float(tikhonov), density, device)
 
