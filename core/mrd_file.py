@@ -161,6 +161,21 @@ class RawMRDWriter:
         self._file.close()
 
 
+def readable_acquisitions(path: str | Path, group: str = "dataset") -> int:
+    """How many acquisitions a possibly damaged file (a write that failed, a crash) really holds:
+    the leading rows that read back with a non-empty header. A row whose data never reached the
+    disk reads as HDF5's fill value, all zeros. 0 if the file does not open."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f"{group}/data" not in f:
+                return 0
+            heads = f[f"{group}/data"].fields("head")[:]
+    except (OSError, RuntimeError, KeyError):
+        return 0
+    filled = heads.view(np.uint8).reshape(len(heads), -1).any(axis=1)
+    return int(len(filled) if filled.all() else np.argmin(filled))
+
+
 def write_raw_file(
     path: str | Path,
     header_xml: str,

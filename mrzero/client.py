@@ -11,6 +11,7 @@ import heapq
 import json
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -85,26 +86,57 @@ def open_mrd(path: Path | str, dataset: str = "dataset") -> MRDFile:
     f.close()
     if counts:
         items: Iterator[Any] = heapq.merge(
-            read_acquisitions(path, dataset), list(read_waveforms(path, dataset)),  # both open the file
-            key=lambda x: x.acquisition_time_stamp if isinstance(x, ismrmrd.Acquisition) else x.time_stamp)
+            read_acquisitions(path, dataset),
+            list(read_waveforms(path, dataset)),  # both open the file
+            key=lambda x: x.acquisition_time_stamp if isinstance(x, ismrmrd.Acquisition) else x.time_stamp,
+        )
     else:
         items = _images(path, dataset, names)
     count = sum(counts.values()) if counts else image_count
     return MRDFile(xml, count, items, str(config) if config is not None else None, list(texts))
 
 
-def stream(items: Iterable[Any], header_xml: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-           config: str | None = None, texts: Iterable[str] = (), total: int | None = None,
-           progress: bool = False, timeout_s: float = 600.0,
-           max_message_bytes: int = 1024 * MB) -> Reply:
+def tls_context(ca_file: Path | str | None) -> ssl.SSLContext:
+    """A client TLS context that trusts ``ca_file`` (a PEM CA bundle or the server's self-signed
+    certificate) or, without one, the system's CAs; the server's name is checked."""
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+
+
+def _connect(host: str, port: int, timeout_s: float, tls: ssl.SSLContext | None) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=timeout_s)
+    if tls is None:
+        return sock
+    try:
+        return tls.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def stream(
+    items: Iterable[Any],
+    header_xml: str,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    config: str | None = None,
+    texts: Iterable[str] = (),
+    total: int | None = None,
+    progress: bool = False,
+    timeout_s: float = 600.0,
+    max_message_bytes: int = 1024 * MB,
+    tls: ssl.SSLContext | None = None,
+) -> Reply:
     """Stream ``config`` (a config-file message; ``None`` sends none), ``texts`` (e.g. JSON
     parameters), the header and ``items`` (acquisitions, waveforms or images), then close;
-    return what the server sent until its close or disconnect."""
+    return what the server sent until its close or disconnect. ``tls``: speak TLS (``mrzero
+    serve --tls-cert``) with this context (:func:`tls_context`)."""
     reply = Reply()
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+    with _connect(host, port, timeout_s, tls) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        receiver = threading.Thread(target=receive, args=(sock, reply, max_message_bytes),
-                                    name="mrd receive", daemon=True)
+        receiver = threading.Thread(
+            target=receive, args=(sock, reply, max_message_bytes), name="mrd receive", daemon=True
+        )
         receiver.start()
         wfile = sock.makefile("wb", buffering=1 << 20)
         out = ProtocolSerializer(wfile)
@@ -153,9 +185,18 @@ def receive(sock: socket.socket, reply: Reply, max_message_bytes: int = 1024 * M
     return reply
 
 
-def send_file(path: Path | str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-              config: str | None = None, parameters: str | None = None, output: Path | str | None = None,
-              progress: bool = True, timeout_s: float = 600.0) -> Reply:
+def send_file(
+    path: Path | str,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    config: str | None = None,
+    parameters: str | None = None,
+    output: Path | str | None = None,
+    progress: bool = True,
+    timeout_s: float = 600.0,
+    tls: ssl.SSLContext | None = None,
+) -> Reply:
     """Stream an MRD HDF5 file; save returned images to ``output`` (MRD HDF5) if given.
 
     Without ``config``/``parameters``, a journal's recorded config name and texts are replayed.
@@ -168,10 +209,18 @@ def send_file(path: Path | str, *, host: str = DEFAULT_HOST, port: int = DEFAULT
         except ValueError as exc:
             raise ValueError(f"--parameters is not valid JSON: {exc}") from None
     mrd = open_mrd(path)
-    reply = stream(mrd.items, mrd.header_xml, host=host, port=port,
-                   config=config if config is not None else mrd.config,
-                   texts=[parameters] if parameters is not None else mrd.texts,
-                   total=mrd.count, progress=progress, timeout_s=timeout_s)
+    reply = stream(
+        mrd.items,
+        mrd.header_xml,
+        host=host,
+        port=port,
+        config=config if config is not None else mrd.config,
+        texts=[parameters] if parameters is not None else mrd.texts,
+        total=mrd.count,
+        progress=progress,
+        timeout_s=timeout_s,
+        tls=tls,
+    )
     if output is not None:
         write_images_h5(reply.images, output)
     return reply

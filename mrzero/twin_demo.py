@@ -9,6 +9,7 @@ the console command that uses it.
 from __future__ import annotations
 
 import json
+import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,14 @@ from mrzero.server.listener import Server
 
 
 def stream_scan(scan: TwinScan, host: str, port: int, config: str | None = None,
-                parameters: dict | None = None, progress: bool = False, timeout_s: float = 600.0) -> Reply:
-    """Stream ``scan`` to an MRD server; ``config`` defaults to the bundle's pipeline."""
+                parameters: dict | None = None, progress: bool = False, timeout_s: float = 600.0,
+                tls: ssl.SSLContext | None = None) -> Reply:
+    """Stream ``scan`` to an MRD server (over TLS with a ``tls`` context); ``config`` defaults to
+    the bundle's pipeline."""
     texts = [json.dumps({"parameters": parameters})] if parameters else []
     return stream(scan.acquisitions, scan.header_xml, host=host, port=port,
                   config=config or scan.protocol["pipeline"], texts=texts, total=len(scan.acquisitions),
-                  progress=progress, timeout_s=timeout_s)
+                  progress=progress, timeout_s=timeout_s, tls=tls)
 
 
 def save_scan(scan: TwinScan, reply: Reply, out: str | Path) -> dict[str, Path]:

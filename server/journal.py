@@ -4,8 +4,9 @@ Layout is ``ismrmrd.Dataset``'s, written by :class:`mrzero.core.mrd_file.RawMRDW
 file reads with ``ismrmrd.Dataset`` and replays with ``mrzero send``. What an MRD file has no
 place for goes into attributes of ``/dataset``: ``config`` (the client's config name),
 ``texts`` (JSON list of the client's text messages, FIRE parameters included), ``client``,
-``pipeline``, ``ended`` (how the connection ended), ``journal`` (``complete``, or
-``incomplete: why``) and ``acquisitions_held`` (rows on disk as of the last flush).
+``pipeline``, ``ended`` (how the connection ended) and ``journal`` (``complete``, or
+``incomplete: why``; a file the server never closed keeps the ``incomplete`` mark it was
+created with).
 
 Flush policy: a background thread owns the file; it writes a batch of items as one HDF5
 resize + slice write and flushes after every batch, a batch being at most ``batch_items``
@@ -13,20 +14,23 @@ items or ``flush_interval_s`` seconds after its first item. The writer keeps the
 as of the last flush until the next one, so a SIGKILL of the server at any moment loses at
 most the items of the last flush interval (and those still queued, at most four batches,
 which the reader waits for when the disk is slower than the network). Such a file says
-``journal = incomplete: open...`` and its ``ended`` attribute is missing.
+``journal = incomplete: not closed by the server...`` and has no ``ended`` attribute.
 
-Images first: a journal that cannot be created or written (disk full, out of descriptors,
-I/O error, read-only file system) never stops the scan. :attr:`Journal.failure` then says
-why; the writer stops writing, drops what is queued, and the file, if there is one, is cut
-back to what its last flush held, marked incomplete with that count, and closed readable.
-The connection goes on reconstructing from memory and tells the client.
+Images first: a journal that cannot be created or written (disk full, out of descriptors, I/O
+error, read-only file system) never stops the scan. The writer stops on its own before a batch
+would fill the disk (a flush that fails halfway can leave unreadable metadata).
+:attr:`Journal.failure` then says why; the writer stops writing, drops what is queued, and the
+file, if there is one, is cut back to what its last flush held, marked incomplete and why, and
+closed readable. The connection goes on reconstructing from memory and tells the client.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -35,12 +39,17 @@ from typing import Any
 
 from ismrmrd.serialization import ISMRMRDMessageID as MessageId
 
-from mrzero.core.mrd_file import RawMRDWriter
+from mrzero.core.mrd_file import CHUNK_ROWS, RawMRDWriter, readable_acquisitions
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
-_OPEN = "incomplete: open (a journal left so was cut by a crash of the server)"
+#: Free space kept on the journal's disk for metadata and the closing marks.
+RESERVE_BYTES = 256 << 10
+_OPEN = (
+    "incomplete: not closed by the server (it crashed, or the disk failed); "
+    "it holds the acquisitions of its last flush"
+)
 
 
 class Journal:
@@ -65,7 +74,7 @@ class Journal:
         self.failure: str | None = None
         self.counts = {MessageId.ACQUISITION: 0, MessageId.WAVEFORM: 0, MessageId.IMAGE: 0}
         self.bytes = 0
-        #: Acquisitions on disk as of the last flush.
+        #: Acquisitions on disk as of the last flush (after a failure: what the closed file holds).
         self.held = 0
         self._ended = ""
         self._writer: RawMRDWriter | None = None
@@ -73,7 +82,7 @@ class Journal:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = RawMRDWriter(self.path)
-            for key, value in (("texts", "[]"), ("journal", _OPEN), ("acquisitions_held", 0)):
+            for key, value in (("texts", "[]"), ("journal", _OPEN)):
                 self._writer.set_attribute(key, value)
             self._writer.flush()
         except Exception as exc:
@@ -92,7 +101,10 @@ class Journal:
                 pass
             self._writer = None
         if not isinstance(exc, FileExistsError):
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:
+                pass  # a read-only file system holds no file either
 
     # -- called by the connection -------------------------------------------------------
     def _put(self, item: Any) -> None:
@@ -146,7 +158,22 @@ class Journal:
                 break
         self._close(writer)
 
+    def _check_space(self, batch: list[Any]) -> None:
+        """Stop before the disk runs full rather than when it has: a flush that fails halfway
+        leaves metadata that no longer read. The batch needs its bytes, up to two new chunks
+        (a chunk is written whole) and room for the metadata and the closing marks."""
+        sizes = [len(item[1]) for item in batch if isinstance(item[0], int)]
+        needed = sum(sizes) + 2 * CHUNK_ROWS * max(sizes, default=0) + RESERVE_BYTES
+        free = shutil.disk_usage(self.path.parent).free
+        if free < needed:
+            raise OSError(
+                errno.ENOSPC,
+                f"the disk is nearly full ({free >> 10} KB free, the next batch "
+                f"needs {needed >> 10} KB with the reserve for closing the file)",
+            )
+
     def _write(self, writer: RawMRDWriter, batch: list[Any]) -> None:
+        self._check_space(batch)
         for item in batch:
             if item[0] == "attr":
                 writer.set_attribute(item[1], item[2])
@@ -156,7 +183,6 @@ class Journal:
                 writer.append_image(item[1])
         writer.append_acquisitions([item[1] for item in batch if item[0] == MessageId.ACQUISITION])
         writer.append_waveforms([item[1] for item in batch if item[0] == MessageId.WAVEFORM])
-        writer.set_attribute("acquisitions_held", writer.rows["data"])
         writer.flush()
         self.held = writer.rows["data"]
         self._on_flush(sum(len(item[1]) for item in batch if isinstance(item[0], int)))
@@ -173,25 +199,32 @@ class Journal:
             log.error("journal %s: cannot cut it back to its last flush (%s)", self.path, cut)
 
     def _close(self, writer: RawMRDWriter) -> None:
-        """Mark the file complete, or incomplete with what it holds, and close it; a file that
-        cannot take the mark keeps the one of its last flush (incomplete, with its count)."""
-        state = (
-            "complete"
-            if self.failure is None
-            else (
-                f"incomplete: {self.failure}; it holds {self.held} of {self.counts[MessageId.ACQUISITION]} "
-                "acquisitions"
-            )
-        )
+        """Record how the connection ended, mark the file complete and close it. After a failure
+        the mark says incomplete and why, as far as the file still takes it, and :attr:`held`
+        becomes what the closed file really holds."""
+        if self.failure is not None:
+            self._mark(writer, f"incomplete: {self.failure}")
+        elif not self._mark(writer, "complete"):
+            self.failure = "the journal could not be closed complete"
+        try:
+            writer.close()
+        except Exception as exc:
+            log.error("journal %s: closing failed: %s", self.path, exc)
+            self.failure = self.failure or f"closing the journal failed: {exc}"
+        if self.failure is not None:
+            self.held = readable_acquisitions(self.path)
+
+    def _mark(self, writer: RawMRDWriter, state: str) -> bool:
         try:
             writer.set_attribute("ended", self._ended)
             writer.set_attribute("journal", state)
             writer.flush()
+            return True
         except Exception as exc:
             log.error(
-                "journal %s: cannot record its state (%s); it says what its last flush held", self.path, exc
+                "journal %s: cannot record its state (%s); it keeps the mark of its creation: %s",
+                self.path,
+                exc,
+                _OPEN,
             )
-        try:
-            writer.close()
-        except Exception as exc:
-            self.failure = self.failure or f"closing the journal failed: {exc}"
+            return False

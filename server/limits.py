@@ -84,6 +84,8 @@ class Settings:
     tls_key: Path | None = None
     #: Pipeline for config names that are not registered; None: an unknown name is an error.
     fallback_pipeline: str | None = None
+    #: Every returned image is also written here as DICOM, one folder per scan (``pipelines/dicom.py``).
+    dicom_dir: Path | None = None
 
     def worker_threads(self) -> int:
         """The thread count each pipeline worker uses."""

@@ -7,8 +7,8 @@ counts and retries. Peers outside ``--allow`` are closed before a byte is read; 
 ``--tls-cert`` every connection is TLS. A watchdog thread ends connections that miss their
 deadlines (header timeout, minimum data rate, scan deadline) and runs journal retention.
 On SIGTERM (or Ctrl-C) the server stops accepting (readiness turns false), lets the scans in
-progress finish for up to the drain timeout, ends the remaining ones with an error text (``Connection.abort``), waits until every
-journal is closed, and returns.
+progress finish for up to the drain timeout, ends the remaining ones with an error text
+(``Connection.abort``), waits until every journal is closed, and returns.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Any
 
+from mrzero.pipelines.dicom_folder import dicom_folder
+from mrzero.server.framing import decode_wire
 from mrzero.server.limits import Settings
 from mrzero.server.worker import Worker
 
@@ -142,6 +144,7 @@ class WorkerSession:
             self.settings.bundle_store,
             device,
         )
+        self._dicom = dicom_folder(self.settings.dicom_dir, self.header_xml, pipeline, self.id)
         self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
         self._relay.start()
 
@@ -150,6 +153,8 @@ class WorkerSession:
         for tag, payload in self.worker.results():
             if tag == "I":
                 self._send(payload)
+                if self._dicom is not None:
+                    self._dicom.add(decode_wire(payload))
                 self.images_sent += 1
                 self._image_sent()
             elif tag == "L":

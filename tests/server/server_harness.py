@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -19,21 +20,32 @@ from mrzero.server.framing import MessageId
 from mrzero.server.limits import MB, Limits, Settings
 from mrzero.server.listener import Server
 
-TEST_LIMITS = Limits(max_message_bytes=16 * MB, pipeline_timeout_s=8.0, memory_limit_bytes=512 * MB,
-                     max_connections=16, idle_timeout_s=30.0)
+TEST_LIMITS = Limits(
+    max_message_bytes=16 * MB,
+    pipeline_timeout_s=8.0,
+    memory_limit_bytes=512 * MB,
+    max_connections=16,
+    idle_timeout_s=30.0,
+)
 
 
-def start_server(data_dir: Path, limits: Limits = TEST_LIMITS) -> Server:
-    return Server(Settings(port=0, data_dir=data_dir, limits=limits,
-                           pipeline_modules=("pipelines_for_tests",))).start()
+def start_server(data_dir: Path, limits: Limits = TEST_LIMITS, **settings: Any) -> Server:
+    """An in-process server on a free 127.0.0.1 port with the test pipelines; ``settings``:
+    further :class:`Settings` fields."""
+    return Server(
+        Settings(
+            port=0, data_dir=data_dir, limits=limits, pipeline_modules=("pipelines_for_tests",), **settings
+        )
+    ).start()
 
 
 def assert_rss_reply(reply: Reply, acqs: list, xml: str) -> None:
     """The reply is exactly one image equal to the reference RSS reconstruction."""
     assert reply.errors == [] and reply.closed, reply.texts
     assert len(reply.images) == 1
-    np.testing.assert_allclose(reply.images[0].data[0, 0], rss_image(acqs, parse_header(xml)),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        reply.images[0].data[0, 0], rss_image(acqs, parse_header(xml)), rtol=1e-5, atol=1e-6
+    )
 
 
 @contextlib.contextmanager
@@ -52,8 +64,11 @@ def concurrent_good_scan(server: Server) -> Iterator[None]:
             yield acq
 
     host, port = server.address
-    thread = threading.Thread(target=lambda: result.update(
-        reply=stream(items(), xml, host=host, port=port, config="test_rss", timeout_s=120)))
+    thread = threading.Thread(
+        target=lambda: result.update(
+            reply=stream(items(), xml, host=host, port=port, config="test_rss", timeout_s=120)
+        )
+    )
     thread.start()
     assert halfway.wait(120)
     try:
