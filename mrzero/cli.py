@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NoReturn
 
 #: Subcommand modules under ``mrzero.commands``, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -37,13 +38,20 @@ COMMANDS: tuple[str, ...] = (
 VERBOSITY_HELP = "more log output: -v info, -vv debug (default: warnings and errors)"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``mrzero send: argument --port: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mrzero",
         description="MRD reconstruction server, MRzero sequence learning and offline reprocessing.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSITY_HELP)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser)
     for name in COMMANDS:
         importlib.import_module(f"mrzero.commands.{name}").register(sub)
     for command in sub.choices.values():

@@ -157,19 +157,28 @@ class DicomSeriesWriter:
 
     def write(self, images: Iterable[ismrmrd.Image], directory: str | Path, stem: str) -> list[Path]:
         """One ``{stem}_s{series:03d}_{n:03d}[_c{c}][_z{z}].dcm`` per plane in ``directory``; the paths."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         images = list(images)
         warn_without_geometry(images, f"DICOM {stem}")
+        return [
+            path
+            for number, image in enumerate(images)
+            for path in self.write_image(image, number, directory, stem)
+        ]
+
+    def write_image(self, image: ismrmrd.Image, number: int, directory: str | Path, stem: str) -> list[Path]:
+        """The files of one image (``number`` in the scan's order); each appears complete or not at all."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        pixels, slope, intercept = stored_pixels(image)
         written = []
-        for number, image in enumerate(images):
-            pixels, slope, intercept = stored_pixels(image)
-            for c in range(pixels.shape[0]):
-                for z in range(pixels.shape[1]):
-                    dataset = self.dataset(image, pixels[c, z], slope, intercept, z)
-                    path = directory / f"{plane_name(stem, image, number, c, z)}.dcm"
-                    dataset.save_as(path, enforce_file_format=True)
-                    written.append(path)
+        for c in range(pixels.shape[0]):
+            for z in range(pixels.shape[1]):
+                dataset = self.dataset(image, pixels[c, z], slope, intercept, z)
+                path = directory / f"{plane_name(stem, image, number, c, z)}.dcm"
+                partial = path.with_name(f".{path.name}.part")  # a folder watcher never sees half a file
+                dataset.save_as(partial, enforce_file_format=True)
+                partial.replace(path)
+                written.append(path)
         return written
 
     def dataset(

@@ -86,6 +86,8 @@ class Settings:
     fallback_pipeline: str | None = None
     #: Every returned image is also written here as DICOM, one folder per scan (``pipelines/dicom.py``).
     dicom_dir: Path | None = None
+    #: Every returned image is also written here as DICOM, one folder per scan (``pipelines/dicom.py``).
+    dicom_dir: Path | None = None
 
     def worker_threads(self) -> int:
         """The thread count each pipeline worker uses."""

@@ -8,8 +8,9 @@ acquired in addition (calibration lines embedded in the imaging data) are kept a
 **Kernel geometry.** A missing point at offset ``(d_z, d_y)`` (``0 <= d_y < R_y``,
 ``0 <= d_z < R_z``, not both 0) from the lattice point below it is a linear combination, over all
 coils, of the acquired lattice points at ky offsets ``R_y * j`` (``kernel_size[1]`` blocks,
-``j = -1, 0, 1, 2`` for 4), kz offsets ``R_z * j`` (``kz_blocks`` blocks, 2 by default when
-``R_z > 1``) and kx offsets ``-2..2`` (``kernel_size[0]`` readout points). One set of weights
+``j = -1, 0, 1, 2`` for 4), kz offsets ``R_z * j`` (``kz_blocks`` blocks: 2 by default when
+``R_z > 1``, 3 for 3D data without kz acceleration, since the coils' z profiles spread each line
+over neighbouring kz planes) and kx offsets ``-2..2`` (``kernel_size[0]`` readout points). One set of weights
 predicts every missing offset of a cell at once (the multi-target kernel of Gadgetron's
 ``grappa2d``). ``kernel_size`` is ``(readout points, ky blocks)``, Gadgetron's kRO x kE1.
 
@@ -27,7 +28,6 @@ out (a partial-Fourier gap) stay zero.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -104,8 +104,9 @@ def grappa_calibrate(
 ) -> GrappaKernel:
     """Fit GRAPPA weights on the fully sampled calibration block ``acs`` ``[coil, kz_acs, ky_acs, kx]``.
 
-    ``accel = (R_y, R_z)``; ``kernel_size = (readout points, ky blocks)``; ``kz_blocks`` (default
-    1 for ``R_z = 1``, else 2) source planes in kz. Raises ``ValueError`` when the block is too
+    ``accel = (R_y, R_z)``; ``kernel_size = (readout points, ky blocks)``; ``kz_blocks`` source
+    planes in kz (default: 1 for a 2D block, 2 lattice planes for ``R_z > 1``, else the 3
+    neighbouring planes). Raises ``ValueError`` when the block is too
     small for the kernel (fewer fitting positions than unknowns per target).
     """
     _check_kspace("acs", acs)
@@ -115,16 +116,18 @@ def grappa_calibrate(
         raise ValueError(f"kernel_size must be positive (readout points, ky blocks), got {kernel_size!r}")
     if ry > 1 and nby < 2:
         raise ValueError(f"R_y = {ry} needs at least 2 ky blocks in the kernel, got {nby}")
-    if ry == 1:
-        nby = 1
-    nbz = (1 if rz == 1 else 2) if kz_blocks is None else int(kz_blocks)
+    nc, hz, hy, hx = acs.shape
+    if ry == 1:  # no ky acceleration: the neighbouring lines (what coil profiles spread over)
+        nby = min(3, hy)
+    if kz_blocks is None:  # 3D: the coils' z profiles spread every line over neighbouring kz planes
+        kz_blocks = 1 if hz == 1 else (min(3, hz) if rz == 1 else 2)
+    nbz = int(kz_blocks)
     if rz > 1 and nbz < 2:
         raise ValueError(f"R_z = {rz} needs at least 2 kz blocks in the kernel, got {nbz}")
-    if rz == 1:
-        nbz = 1
+    if nbz < 1:
+        raise ValueError(f"kz_blocks must be positive, got {nbz}")
     if regularization < 0:
         raise ValueError(f"regularization must be non-negative, got {regularization}")
-    nc, hz, hy, hx = acs.shape
     by, bz, bx = _blocks(nby), _blocks(nbz), _readout(nkx)
     sources = tuple((jz, jy, jx) for jz in bz for jy in by for jx in bx)
     targets = tuple((dz, dy) for dz in range(rz) for dy in range(ry) if (dz, dy) != (0, 0))
@@ -205,13 +208,11 @@ def sampling_lattice(sampled: torch.Tensor, accel: tuple[int, int]) -> tuple[int
         for dy in range(ry):
             if (dz, dy) == (0, 0):
                 continue
-            shifted = sampled[z0 + dz : z1 + 1 : rz, y0 + dy : y1 + 1 : ry]
-            if box.shape[0] * box.shape[1] > 1 and shifted.shape == box.shape and bool(shifted.all()):
-                step = math.gcd(dy, ry) if dz == 0 else ry
-                step_z = math.gcd(dz, rz) if dy == 0 else rz
+            shifted = sampled[z0 + dz : z1 + dz + 1 : rz, y0 + dy : y1 + dy + 1 : ry]
+            if shifted.numel() > 1 and bool(shifted.all()):
                 raise ValueError(
-                    f"the sampling does not match R_y={ry}, R_z={rz}: the k-space is "
-                    f"sampled more densely (every {step} ky, {step_z} kz line(s))"
+                    f"the sampling does not match R_y={ry}, R_z={rz}: the k-space is sampled more "
+                    f"densely (the lattice shifted by {dy} ky and {dz} kz lines is acquired too)"
                 )
     return oy, oz
 

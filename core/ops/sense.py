@@ -18,7 +18,7 @@
 
 The eigen-decomposition runs on a grid of ``grid`` points per axis (default: the image size up to
 64 per in-plane axis; maps are smooth) and the maps and eigenvalues are interpolated to the
-image (trilinear, periodic, on the pixel positions of ``core/units.py``) before cropping.
+image (cubic, periodic, on the pixel positions of ``core/units.py``) before cropping.
 
 **SENSE** (Pruessmann et al., MRM 1999): ``min_x ||M F S x - y||^2 + lambda ||x||^2`` with the
 Cartesian mask ``M`` over ``[kz, ky]``, the centred orthonormal FFT ``F`` (``fft.py``) and the
@@ -67,8 +67,8 @@ def espirit_eigen(
     acs: torch.Tensor,
     grid: tuple[int, int, int],
     kernel: int = 6,
-    threshold: float = 0.02,
-    calibration_size: int = 32,
+    threshold: float = 0.0316,
+    calibration_size: int = 24,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ESPIRiT's first eigenvectors and eigenvalues on ``grid`` ``(gz, gy, gx)``.
 
@@ -83,15 +83,12 @@ def espirit_eigen(
     if positions < 1:
         raise ValueError(f"the calibration block {tuple(block.shape[1:])} is smaller than the kernel {ksize}")
     a = _patches(block.to(torch.complex64), ksize)  # [positions, nc * K]
-    gram = (a.conj().T @ a).to(torch.complex128)
-    evals, evecs = torch.linalg.eigh(gram)  # ascending
-    sv = evals.clamp_min(0).sqrt().flip(0)
-    evecs = evecs.flip(1)
+    _, sv, vh = torch.linalg.svd(a, full_matrices=False)  # descending singular values
     if not float(sv[0]) > 0:
         raise ValueError("the calibration block is zero: no coil sensitivities can be estimated")
     keep = int((sv >= threshold * sv[0]).sum())
-    # rows of A are patches^T, so the patches span conj(V): A = U S V^H, patch = conj(V) S U^T
-    v = evecs[:, :keep].conj()  # [nc * K, keep]
+    # A = U S V^H row by row: each patch (a row of A) is a combination of the rows of V^H
+    v = vh[:keep].T.to(torch.complex128)  # [nc * K, keep]
     k_total = math.prod(ksize)
     proj = (v @ v.conj().T).reshape(nc, *ksize, nc, *ksize)
     # autocorrelation C[i, j, dz, dy, dx] = sum_{kappa - kappa' = delta} P[i, kappa, j, kappa']
@@ -133,28 +130,34 @@ def espirit_eigen(
 
 
 def _interpolate_axis(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
-    """Linear interpolation of a periodic axis from ``m`` to ``n`` pixels (centres per ``units.py``)."""
+    """Cubic (Keys, a = -0.5) interpolation of a periodic axis from ``m`` to ``n`` pixels.
+
+    Pixel centres as in ``units.py``: output pixel ``i`` at ``(i - n//2) / n`` of the FOV.
+    """
     m = x.shape[dim]
     if m == n:
         return x
     pos = (torch.arange(n, dtype=torch.float64, device=x.device) - n // 2) / n * m + m // 2
-    lo = torch.floor(pos)
-    w = (pos - lo).to(torch.float32)
-    lo = lo.long() % m
-    hi = (lo + 1) % m
+    base = torch.floor(pos)
+    t = pos - base
     shape = [1] * x.dim()
     shape[dim] = n
-    w = w.reshape(shape)
-    return x.index_select(dim, lo) * (1 - w) + x.index_select(dim, hi) * w
+    out = torch.zeros(0)
+    for offset in (-1, 0, 1, 2):
+        d = (t - offset).abs()
+        w = torch.where(d <= 1, 1.5 * d**3 - 2.5 * d**2 + 1, -0.5 * d**3 + 2.5 * d**2 - 4 * d + 2)
+        term = x.index_select(dim, (base.long() + offset) % m) * w.to(torch.float32).reshape(shape)
+        out = term if out.numel() == 0 else out + term
+    return out
 
 
 def estimate_sensitivities(
     acs: torch.Tensor,
     shape: tuple[int, int, int],
     kernel: int = 6,
-    threshold: float = 0.02,
+    threshold: float = 0.0316,
     crop: float = 0.8,
-    calibration_size: int = 32,
+    calibration_size: int = 24,
     grid: tuple[int, int, int] | None = None,
     max_grid: int = 64,
 ) -> torch.Tensor:

@@ -13,6 +13,7 @@ import re
 import sys
 from pathlib import Path
 
+from mrzero.commands.output_checks import check_output_dir
 from mrzero.commands.server_options import (
     POSITIVE_SECONDS,
     SECONDS,
@@ -86,6 +87,7 @@ ENVIRONMENT = (
     EnvOption("health_port", "MRZERO_HEALTH_PORT", port, None),
     EnvOption("data_dir", "MRZERO_DATA_DIR", Path, Settings().data_dir),
     EnvOption("bundle_store", "MRZERO_BUNDLE_STORE", Path, None),
+    EnvOption("dicom_dir", "MRZERO_DICOM_DIR", Path, None),
     EnvOption("drain_timeout", "MRZERO_DRAIN_TIMEOUT", seconds, Settings().drain_timeout_s),
     EnvOption("journal_prefix", "MRZERO_JOURNAL_PREFIX", journal_prefix, None),
     EnvOption("log_level", "MRZERO_LOG_LEVEL", log_level, "info"),
@@ -155,6 +157,16 @@ def register(sub: argparse._SubParsersAction) -> None:
             "bundle store (mrzero deploy --store) where the MRzero "
             "pipelines find a scan's trajectory and head by bundle "
             "name or Pulseq signature"
+        ),
+    )
+    p.add_argument(
+        "--dicom-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=_ENV["dicom_dir"].help(
+            "also write every returned image as DICOM (MR Image Storage) to DIR/<time>-<scan>/, "
+            "e.g. for a PACS import folder"
         ),
     )
     p.add_argument(
@@ -308,6 +320,8 @@ def run(args: argparse.Namespace) -> int:
             args.bundle_store,
             args.bundle_store,
         )
+    if args.dicom_dir is not None:
+        check_output_dir(args.dicom_dir)  # a UsageError: one line, exit 2 (mrzero/cli.py)
     if (args.tls_cert is None) != (args.tls_key is None):
         print("mrzero serve: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -336,6 +350,7 @@ def run(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         fallback_pipeline=args.fallback_pipeline,
+        dicom_dir=args.dicom_dir,
     )
     try:
         clean = Server(settings).serve_forever()

@@ -2,8 +2,9 @@
 
 k-space is the closed-form centred orthonormal FFT of ``maps * image`` (``numpy.fft``, not the
 code under test), optionally with complex white noise. Coils sit on a ring (2D) or on rings of a
-cylinder (3D) around the object; each map is a smooth complex Gaussian of the distance to its
-coil with a linear phase, so that the maps are band-limited enough for a small calibration region.
+cylinder (3D: 2 rings, 3 from 12 coils) around the object; each map is a smooth complex Gaussian
+of the distance to its coil with a linear phase, so that the maps are band-limited enough for a
+small calibration region.
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ def coil_maps(
 ) -> np.ndarray:
     """Smooth complex maps ``[coils, nz, ny, nx]``, normalised so that their rss peaks at 1."""
     z, y, x = np.meshgrid(*(positions(n) for n in shape), indexing="ij")
-    rings = 1 if shape[0] == 1 else 2
+    rings = 1 if shape[0] == 1 else (3 if coils >= 12 else 2)
     per_ring = -(-coils // rings)
     maps = []
     for c in range(coils):
         ring, k = divmod(c, per_ring)
         angle = 2 * np.pi * (k + 0.5 * ring) / per_ring
-        cz = 0.0 if rings == 1 else (ring - 0.5) * 0.5
+        cz = (ring - (rings - 1) / 2) * 0.5
         d2 = (y - radius * np.sin(angle)) ** 2 + (x - radius * np.cos(angle)) ** 2 + (z - cz) ** 2
         phase = angle + np.pi * (0.5 * np.cos(angle) * x + 0.5 * np.sin(angle) * y)
         maps.append(np.exp(-d2 / (2 * width**2)) * np.exp(1j * phase))

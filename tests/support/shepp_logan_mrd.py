@@ -17,6 +17,9 @@ import ismrmrd
 import numpy as np
 import torch
 
+from mrzero.core.ops.coils import rss
+from mrzero.core.ops.fft import ifftc
+
 CALIBRATION = ismrmrd.ACQ_IS_PARALLEL_CALIBRATION
 CALIBRATION_AND_IMAGING = ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING
 
@@ -84,3 +87,24 @@ def read_repetitions(path: str | Path) -> dict[int, Repetition]:
         rep.imaging[0, y] = not acq.is_flag_set(CALIBRATION)
     dataset.close()
     return dict(sorted(reps.items()))
+
+
+def calibration_block(rep: Repetition) -> torch.Tensor:
+    """The contiguous block of calibration lines ``[coil, 1, n_acs, nx]``; refuses gaps."""
+    lines = torch.nonzero(rep.calibration[0]).flatten()
+    first, last = int(lines[0]), int(lines[-1])
+    if len(lines) != last - first + 1:
+        raise ValueError(f"calibration lines {lines.tolist()} are not contiguous")
+    return rep.kspace[:, :, first : last + 1]
+
+
+def rss_image(kspace: torch.Tensor) -> torch.Tensor:
+    """Magnitude image ``[ny, nx / 2]``: rss of the coils' inverse FFT, readout oversampling cropped."""
+    image = rss(ifftc(kspace[:, 0], 2))
+    nx = image.shape[-1]
+    return image[:, nx // 4 : nx // 4 + nx // 2]
+
+
+def nrmse(image: torch.Tensor, truth: torch.Tensor) -> float:
+    """``||image - truth||_2 / ||truth||_2`` over the whole image (magnitudes, no scale fitted)."""
+    return float((image - truth).norm() / truth.norm())
