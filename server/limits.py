@@ -86,8 +86,6 @@ class Settings:
     fallback_pipeline: str | None = None
     #: Every returned image is also written here as DICOM, one folder per scan (``pipelines/dicom.py``).
     dicom_dir: Path | None = None
-    #: Every returned image is also written here as DICOM, one folder per scan (``pipelines/dicom.py``).
-    dicom_dir: Path | None = None
 
     def worker_threads(self) -> int:
         """The thread count each pipeline worker uses."""

@@ -19,8 +19,6 @@ from typing import Any
 
 from mrzero.pipelines.dicom_folder import dicom_folder
 from mrzero.server.framing import decode_wire
-from mrzero.pipelines.dicom_folder import dicom_folder
-from mrzero.server.framing import decode_wire
 from mrzero.server.limits import Settings
 from mrzero.server.worker import Worker
 
@@ -147,7 +145,6 @@ class WorkerSession:
             device,
         )
         self._dicom = dicom_folder(self.settings.dicom_dir, self.header_xml, pipeline, self.id)
-        self._dicom = dicom_folder(self.settings.dicom_dir, self.header_xml, pipeline, self.id)
         self._relay = threading.Thread(target=self._relay_results, name=f"{self.id} relay", daemon=True)
         self._relay.start()
 
@@ -156,8 +153,6 @@ class WorkerSession:
         for tag, payload in self.worker.results():
             if tag == "I":
                 self._send(payload)
-                if self._dicom is not None:
-                    self._dicom.add(decode_wire(payload))
                 if self._dicom is not None:
                     self._dicom.add(decode_wire(payload))
                 self.images_sent += 1

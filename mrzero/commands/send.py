@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mrzero.commands.arguments import PORT, WAIT_SECONDS
 from mrzero.commands.output_checks import check_input_file, check_output_dir, check_output_file, check_server
+from mrzero.commands.tls_options import add_tls_options, tls_of
 from mrzero.server.limits import DEFAULT_HOST, DEFAULT_PORT
 
 
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="give up when the server is silent this long (default %(default)g)",
     )
+    add_tls_options(p)
     p.set_defaults(func=run)
 
 
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             parameters=args.parameters,
             output=None,  # written below, only when images came back
             timeout_s=args.timeout,
+            tls=tls_of(args),
         )
     except ConnectionError as exc:
         print(f"mrzero send: cannot talk to {args.host}:{args.port}: {exc}", file=sys.stderr)
