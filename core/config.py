@@ -44,11 +44,13 @@ BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
 class ConfigError(ValueError):
-    """A configuration value is unusable; ``path`` is its dotted key, the message says what is wrong."""
+    """A configuration value is unusable; ``path`` is its dotted key, the message says what is wrong.
 
-    def __init__(self, path: str, reason: str, text: str | None = None):
+    ``accepted`` lists the keys its mapping accepts when ``path`` is an unknown key (else empty)."""
+
+    def __init__(self, path: str, reason: str, text: str | None = None, accepted: tuple[str, ...] = ()):
         super().__init__(text or (f"{path}: {reason}" if path else reason))
-        self.path, self.reason = path, reason
+        self.path, self.reason, self.accepted = path, reason, accepted
 
 
 def setting(
@@ -149,9 +151,8 @@ class _Loader:
         if unknown:
             key, names = _join(path, str(unknown[0])), ", ".join(sorted(known))
             accepts = f"{path} accepts: {names}" if path else f"accepted: {names}"
-            raise ConfigError(
-                key, f"unknown {self.kind}; {accepts}", f"unknown {self.kind} {key!r}; {accepts}"
-            )
+            text = f"unknown {self.kind} {key!r}; {accepts}"
+            raise ConfigError(key, f"unknown {self.kind}; {accepts}", text, tuple(sorted(known)))
         values = {}
         for name, f in known.items():
             key = _join(path, name)

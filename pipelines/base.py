@@ -47,12 +47,18 @@ class Context:
 
     @cached_property
     def params(self) -> Any:
-        """``parameters`` validated against the declaration of the pipeline ``pipeline_name`` (the
-        default pipeline when empty): a frozen dataclass (``pipelines/parameters.py``). Raises
-        ``ParameterError`` naming an unknown or invalid parameter."""
+        """The client's ``parameters``, validated: a frozen dataclass (``pipelines/parameters.py``).
+        A registered pipeline binds its own declaration when it starts (``bind_params``); a stage
+        run on its own validates against the pipeline ``pipeline_name`` (the default when empty).
+        Raises ``ParameterError`` naming an unknown or invalid parameter."""
         from mrzero.pipelines.registry import get  # the registry imports this module
 
         return get(self.pipeline_name).parse(self.parameters)
+
+    def bind_params(self, params: Any) -> None:
+        """Use ``params`` as ``ctx.params``: the running pipeline's own validated parameters
+        (``pipelines/registry.py`` binds them when a registered pipeline starts)."""
+        self.__dict__["params"] = params
 
 
 def chain(*stages: Stage) -> Stage:

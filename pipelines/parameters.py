@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mrzero.core.bundles import NAME_PATTERN
 from mrzero.core.config import ConfigError, FieldDoc, describe, load, setting
 from mrzero.pipelines.base import PipelineError
 
@@ -59,7 +60,9 @@ class PipelineParameters:
     config: str | None = parameter(None, "FIRE: the pipeline's name (selects the pipeline)")
     customconfig: str | None = parameter(None, "FIRE: a pipeline name that wins over config")
     bundle: str | None = parameter(
-        None, "deployed bundle to reconstruct with (default: the header's Pulseq signature)"
+        None,
+        "deployed bundle to reconstruct with (default: the header's Pulseq signature)",
+        pattern=NAME_PATTERN.pattern,
     )
 
 
@@ -107,8 +110,8 @@ class SeriesParameters(PipelineParameters):
 
 
 @dataclass(frozen=True)
-class ImageParameters(SeriesParameters, CoilParameters, TriggerParameters, PrewhitenParameters):
-    """The Cartesian image chain: prewhitening, accumulation, coil combination, scaling, output."""
+class OutputParameters(SeriesParameters):
+    """``scale_stage`` and ``output_stage``: one scale for the series, 16-bit or float images."""
 
     scale: float | Literal["auto", "dft"] | None = parameter(
         None, "image scale: a factor, 'auto' or 'dft' (default 'auto' for uint16 output, 1 for float)", gt=0
@@ -116,15 +119,22 @@ class ImageParameters(SeriesParameters, CoilParameters, TriggerParameters, Prewh
     output: Literal["uint16", "float"] = parameter("uint16", "image data type: 16-bit magnitude or float")
 
 
+@dataclass(frozen=True)
+class ImageParameters(OutputParameters, CoilParameters, TriggerParameters, PrewhitenParameters):
+    """The Cartesian image chain: prewhitening, accumulation, coil combination, scaling, output."""
+
+
 def parse_parameters(schema: type, raw: dict[str, Any], pipeline: str) -> Any:
     """The client's JSON ``raw`` loaded into ``schema``; ``ParameterError`` saying what is wrong."""
     try:
         return load(schema, raw, kind="parameter")
     except ConfigError as exc:
-        given = raw.get(exc.path.split(".")[0].split("[")[0], None)
-        raise ParameterError(
-            f"pipeline {pipeline!r}: invalid JSON parameter {exc.path!r} = {given!r}: {exc.reason}"
-        ) from None
+        if exc.accepted:
+            raise ParameterError(
+                f"pipeline {pipeline!r}: unknown JSON parameter {exc.path!r} (= {raw[exc.path]!r}); "
+                f"accepted: {', '.join(exc.accepted)}"
+            ) from None
+        raise ParameterError(f"pipeline {pipeline!r}: JSON parameter {exc}") from None
 
 
 def parameter_docs(schema: type) -> list[FieldDoc]:

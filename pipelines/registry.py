@@ -8,11 +8,11 @@ path. ``parameters`` is the pipeline's declared JSON parameters (``pipelines/par
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mrzero.pipelines.base import Stage
+from mrzero.pipelines.base import Context, Stage
 from mrzero.pipelines.parameters import PipelineParameters, parse_parameters
 
 #: The pipeline an empty or absent config name selects.
@@ -52,10 +52,21 @@ def register(name: str, description: str, parameters: type = PipelineParameters)
     def add(run: Stage) -> Stage:
         if name in _REGISTRY:
             raise ValueError(f"pipeline {name!r} registered twice")
-        _REGISTRY[name] = PipelineSpec(name, description, run, parameters)
+        _REGISTRY[name] = PipelineSpec(name, description, _validating(run, name, parameters), parameters)
         return run
 
     return add
+
+
+def _validating(run: Stage, name: str, parameters: type) -> Stage:
+    """``run`` after binding the context's JSON parameters, validated against ``parameters``, to
+    ``ctx.params`` (whatever name the context carries: this is the pipeline that runs)."""
+
+    def start(items: Iterable[Any], ctx: Context) -> Iterator[Any]:
+        ctx.bind_params(parse_parameters(parameters, ctx.parameters, name))
+        yield from run(items, ctx)
+
+    return start
 
 
 def _load_catalog() -> None:

@@ -1,4 +1,6 @@
-"""``savedataonly``: the server journals the raw data; this pipeline returns no images."""
+"""``savedataonly``: the server journals the raw data; this pipeline returns no images.
+
+It accepts only the JSON parameters every pipeline knows (``PipelineParameters``)."""
 
 from __future__ import annotations
 

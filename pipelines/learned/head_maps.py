@@ -63,12 +63,7 @@ def head_stage(bundle: DeployedBundle | None, device: str):
 
     def run(items: Iterable[ReconBuffer], ctx: Context) -> Iterator[ismrmrd.Image]:
         head, described = bundle_head(bundle, device)
-        output = str(ctx.parameters.get("output", "float"))
-        if output not in MAP_OUTPUTS:
-            raise PipelineError(f"output must be one of {', '.join(MAP_OUTPUTS)} for maps, got {output!r}")
-        series = ctx.parameters.get("series_index", 1)
-        if isinstance(series, bool) or not isinstance(series, int) or not 0 <= series <= 65535:
-            raise PipelineError(f"series_index must be an integer in [0, 65535], got {series!r}")
+        output, series = ctx.params.output, ctx.params.series_index
         buffers = list(items)
         stack = torch.stack([_combined(b) for b in buffers])
         n_in = getattr(head, "n_in", stack.shape[0])

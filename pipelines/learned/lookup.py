@@ -10,17 +10,13 @@ trajectory would return a wrong image without saying so.
 
 from __future__ import annotations
 
-from typing import Any
-
 from mrzero.core.bundles import BundleError, DeployedBundle, header_signature, lookup_bundle
 from mrzero.pipelines.base import Context, PipelineError
 
 
 def scan_bundle(ctx: Context) -> DeployedBundle | None:
     """The bundle the scan names (JSON ``bundle``) or signs (header), or None if it does neither."""
-    name: Any = ctx.parameters.get("bundle")
-    if name is not None and not isinstance(name, str):
-        raise PipelineError(f"bundle must be a bundle name (text), got {name!r}")
+    name = ctx.params.bundle
     signature = None if name else header_signature(ctx.header)
     if not name and not signature:
         return None

@@ -1,10 +1,11 @@
 """The RoAR model as a deployable bundle, and which bundle the ``roar`` pipeline uses for a scan.
 
-A RoAR bundle (written by ``mrzero roar bundle``, ``mrzero/roar_bundle.py``) is an ordinary bundle (``sequences/bundle.py``, checked by ``mrzero bundle check``
-and installed by ``mrzero deploy``) whose Pulseq file is the 2D multi-echo GRE the network was
-trained for (``sequences/builders/mgre.py`` at the network's echo times) and whose head is the
-U-Net's weights file exactly as training wrote it (safetensors with the U-Net config, echo times
-and training config in its metadata). ``protocol.json`` says ``pipeline: roar`` and holds, under
+A RoAR bundle (written by ``mrzero roar bundle``, ``mrzero/roar_bundle.py``) is an ordinary
+bundle (``sequences/bundle.py``, checked by ``mrzero bundle check`` and installed by
+``mrzero deploy``) whose Pulseq file is the 2D multi-echo GRE the network was trained for
+(``sequences/builders/mgre.py`` at the network's echo times) and whose head is the U-Net's
+weights file exactly as training wrote it (safetensors with the U-Net config, echo times and
+training config in its metadata). ``protocol.json`` says ``pipeline: roar`` and holds, under
 ``head``, the U-Net config, the echo times (ms), the outputs with units and the weights' SHA-256,
 and under ``provenance`` the training config, its validation figures and the rebuild commands.
 
@@ -67,9 +68,7 @@ def shipped_source() -> RoarModelSource:
 def scan_source(ctx: Context) -> RoarModelSource:
     """The network for this scan: JSON ``bundle`` name, else header signature, else ``roar_small``
     deployed in the store, else the shipped bundle (see the module docstring)."""
-    name = ctx.parameters.get("bundle")
-    if name is not None and not isinstance(name, str):
-        raise PipelineError(f"bundle must be a bundle name (text), got {name!r}")
+    name = ctx.params.bundle
     signature = None if name else header_signature(ctx.header)
     store = ctx.bundle_store
     try:

@@ -21,6 +21,7 @@ do not load, stop the scan with an error naming the bundle. The scan's echo time
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,6 +33,13 @@ from safetensors import SafetensorError
 from mrzero.core.bundles import file_sha256
 from mrzero.pipelines.base import Context, PipelineError, Stage, chain
 from mrzero.pipelines.images import make_image
+from mrzero.pipelines.parameters import (
+    CoilParameters,
+    PrewhitenParameters,
+    SeriesParameters,
+    TriggerParameters,
+    parameter,
+)
 from mrzero.pipelines.registry import register
 from mrzero.pipelines.roar.bundle import RoarModelSource, scan_source
 from mrzero.pipelines.roar.mask import DEFAULT_THRESHOLD, brain_mask
@@ -181,12 +189,7 @@ def roar_stage_for(weights: Path | None = None) -> Stage:
         model, te = load_model(source, device)
         ctx.logger.info("roar: network from %s on %s", source.label, device)
         check_echo_times(ctx.header, te, ctx)
-        series = ctx.parameters.get("series_index", 1)
-        threshold = ctx.parameters.get("mask_threshold", DEFAULT_THRESHOLD)
-        if isinstance(series, bool) or not isinstance(series, int) or not 0 <= series <= 65533:
-            raise PipelineError(f"series_index must be an integer in [0, 65533], got {series!r}")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
-            raise PipelineError(f"mask_threshold must be a number in (0, 1), got {threshold!r}")
+        series, threshold = ctx.params.series_index, ctx.params.mask_threshold
         # volume key (encoding, phase, repetition, set) -> slice -> echo -> combined image
         volumes: dict[tuple, dict[int, dict[int, ReconBuffer]]] = {}
         for count, buf in enumerate(items, start=1):
@@ -220,7 +223,17 @@ def roar_pipeline(weights: Path | None = None) -> Stage:
     )
 
 
+@dataclass(frozen=True)
+class RoarParameters(SeriesParameters, CoilParameters, TriggerParameters, PrewhitenParameters):
+    """The echo images' chain and the maps: echoes in ``series_index``, S0 and R2* in the next two."""
+
+    mask_threshold: float = parameter(
+        DEFAULT_THRESHOLD, "brain mask: first-echo magnitude above this x its 99th percentile", gt=0, lt=1
+    )
+
+
 roar = register(
     "roar",
     "RoAR: multi-echo GRE -> echo images, S0 and R2* maps (U-Net trained through S0 exp(-R2* t) F(t))",
+    RoarParameters,
 )(roar_pipeline())

@@ -29,7 +29,6 @@ from mrzero.pipelines.stages.acquisitions import describe
 from mrzero.pipelines.stages.buffer import IMAGE_COUNTERS, ReconBuffer
 from mrzero.pipelines.stages.oversampling import centred_readout
 
-TRIGGER_COUNTERS = (*IMAGE_COUNTERS, "average", "segment")
 _FLUSH_ALL_FLAGS = (ismrmrd.ACQ_LAST_IN_REPETITION, ismrmrd.ACQ_LAST_IN_MEASUREMENT)
 
 
@@ -49,12 +48,8 @@ class _OpenBuffer:
 
 def trigger_counter(ctx: Context) -> str | None:
     """The counter whose change emits all open buffers, from the ``"trigger"`` parameter."""
-    name = str(ctx.parameters.get("trigger", "repetition"))
-    if name == "none":
-        return None
-    if name not in TRIGGER_COUNTERS:
-        raise PipelineError(f"unknown trigger {name!r}; use one of {', '.join(TRIGGER_COUNTERS)} or none")
-    return name
+    name = ctx.params.trigger
+    return None if name == "none" else name
 
 
 def accumulate_stage(items: Iterable[ismrmrd.Acquisition], ctx: Context) -> Iterator[ReconBuffer]:

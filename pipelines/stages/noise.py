@@ -23,9 +23,7 @@ from mrzero.pipelines.stages.acquisitions import check_data, describe, samples, 
 
 
 def prewhiten_stage(items: Iterable[Any], ctx: Context) -> Iterator[Any]:
-    enabled = ctx.parameters.get("prewhiten", True)
-    if not isinstance(enabled, bool):
-        raise PipelineError(f"prewhiten must be true or false, got {enabled!r}")
+    enabled = ctx.params.prewhiten
     noise: list[torch.Tensor] = []
     noise_dwell_s = 0.0
     matrix: torch.Tensor | None = None

@@ -20,24 +20,20 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from mrzero.pipelines.base import Context, PipelineError
+from mrzero.pipelines.base import Context
 from mrzero.pipelines.mrd_header import geometry
 from mrzero.pipelines.stages.buffer import ReconBuffer
-from mrzero.pipelines.stages.output import output_kind
 
 AUTO_TARGET = 2048.0
 AUTO_PERCENTILE = 0.99
 
 
 def scale_setting(ctx: Context) -> str | float:
-    """The validated ``"scale"`` parameter (with its output-dependent default)."""
-    value = ctx.parameters.get("scale", "auto" if output_kind(ctx) == "uint16" else 1.0)
-    if value in ("auto", "dft"):
-        return value
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or value <= 0:
-        raise PipelineError(f"scale must be a positive number, 'auto' or 'dft', got {value!r}")
-    return float(value)
+    """The ``"scale"`` parameter, with its output-dependent default."""
+    scale = ctx.params.scale
+    if scale is None:
+        return "auto" if ctx.params.output == "uint16" else 1.0
+    return scale
 
 
 def scale_factor(setting: str | float, buf: ReconBuffer, ctx: Context) -> float:

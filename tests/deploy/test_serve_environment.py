@@ -32,18 +32,26 @@ def test_help_names_every_variable(capsys):
 
 
 def test_variables_give_the_defaults_and_the_command_line_wins():
-    environ = {"MRZERO_HOST": "0.0.0.0", "MRZERO_PORT": "9100", "MRZERO_HEALTH_PORT": "9180",
-               "MRZERO_DATA_DIR": "/srv/journal", "MRZERO_BUNDLE_STORE": "/srv/bundles",
-               "MRZERO_DRAIN_TIMEOUT": "12.5", "MRZERO_JOURNAL_PREFIX": "pod-7",
-               "MRZERO_LOG_LEVEL": "WARNING", "MRZERO_DEVICE": "cpu"}
+    environ = {
+        "MRZERO_HOST": "0.0.0.0",
+        "MRZERO_PORT": "9100",
+        "MRZERO_HEALTH_PORT": "9180",
+        "MRZERO_DATA_DIR": "/srv/journal",
+        "MRZERO_BUNDLE_STORE": "/srv/bundles",
+        "MRZERO_DRAIN_TIMEOUT": "12.5",
+        "MRZERO_JOURNAL_PREFIX": "pod-7",
+        "MRZERO_LOG_LEVEL": "WARNING",
+        "MRZERO_DEVICE": "cpu",
+    }
     args = parsed([], environ)
     assert (args.host, args.port, args.health_port) == ("0.0.0.0", 9100, 9180)
     assert (args.data_dir, args.bundle_store) == (Path("/srv/journal"), Path("/srv/bundles"))
     assert (args.drain_timeout, args.journal_prefix) == (12.5, "pod-7")
     assert (args.log_level, args.device) == ("warning", "cpu")
 
-    args = parsed(["--port", "7000", "--host", "127.0.0.1", "--drain-timeout", "0", "--data-dir", "j"],
-                  environ)
+    args = parsed(
+        ["--port", "7000", "--host", "127.0.0.1", "--drain-timeout", "0", "--data-dir", "j"], environ
+    )
     assert (args.port, args.host, args.drain_timeout, args.data_dir) == (7000, "127.0.0.1", 0.0, Path("j"))
     assert args.health_port == 9180  # not on the command line: still the variable's
 
@@ -51,20 +59,27 @@ def test_variables_give_the_defaults_and_the_command_line_wins():
 def test_unset_or_empty_variables_leave_the_built_in_defaults():
     args = parsed([], {"MRZERO_HEALTH_PORT": "", "MRZERO_PORT": "  "})
     assert (args.host, args.port, args.health_port, args.bundle_store) == ("127.0.0.1", 9002, None, None)
-    assert (args.data_dir, args.drain_timeout, args.device, args.log_level) == (Path("mrd-journal"), 90.0,
-                                                                               "auto", "info")
+    assert (args.data_dir, args.drain_timeout, args.device, args.log_level) == (
+        Path("mrd-journal"),
+        90.0,
+        "auto",
+        "info",
+    )
 
 
-@pytest.mark.parametrize("variable, value, says", [
-    ("MRZERO_PORT", "http", "not a TCP port"),
-    ("MRZERO_HEALTH_PORT", "70000", "not a TCP port"),
-    ("MRZERO_DRAIN_TIMEOUT", "-1", "not a number of seconds"),
-    ("MRZERO_DRAIN_TIMEOUT", "nan", "not a number of seconds"),
-    ("MRZERO_JOURNAL_PREFIX", "../etc", "not a file-name prefix"),
-    ("MRZERO_LOG_LEVEL", "loud", "not a log level"),
-    ("MRZERO_DEVICE", "tpu", "not a device"),
-    ("MRZERO_HOST", "two words", "not a host"),
-])
+@pytest.mark.parametrize(
+    "variable, value, says",
+    [
+        ("MRZERO_PORT", "http", "not a TCP port"),
+        ("MRZERO_HEALTH_PORT", "70000", "not a TCP port"),
+        ("MRZERO_DRAIN_TIMEOUT", "-1", "not a number of seconds"),
+        ("MRZERO_DRAIN_TIMEOUT", "nan", "not a number of seconds"),
+        ("MRZERO_JOURNAL_PREFIX", "../etc", "not a file-name prefix"),
+        ("MRZERO_LOG_LEVEL", "loud", "not a log level"),
+        ("MRZERO_DEVICE", "tpu", "not a device"),
+        ("MRZERO_HOST", "two words", "not a host"),
+    ],
+)
 def test_a_bad_variable_is_named_and_nothing_starts(monkeypatch, capsys, variable, value, says):
     monkeypatch.setenv(variable, value)
     assert main(["serve"]) == 2
@@ -101,5 +116,7 @@ def test_the_servers_device_reaches_the_mrzero_reconstruction():
     assert ReconSettings.from_context(Context(header, device="cpu"), None, iterative=False).device == "cpu"
     with pytest.raises(PipelineError, match="got 'tpu'"):  # the server's device is what is used...
         ReconSettings.from_context(Context(header, device="tpu"), None, iterative=False)
-    client = Context(header, parameters={"device": "cpu"}, device="tpu")  # ...unless the client names one
+    client = Context(
+        header, parameters={"device": "cpu"}, device="tpu", pipeline_name="iterative_adjoint"
+    )  # ...unless the client names one
     assert ReconSettings.from_context(client, None, iterative=True).device == "cpu"

@@ -40,22 +40,33 @@ def assert_failed_but_journaled(reply, server, expected: str, n_acquisitions: in
 def with_signature(xml_header: xsd.ismrmrdHeader, signature: str) -> str:
     header = copy.deepcopy(xml_header)
     header.userParameters.userParameterString[0] = xsd.userParameterStringType(
-        name=SIGNATURE_PARAMETER, value=signature)
+        name=SIGNATURE_PARAMETER, value=signature
+    )
     return xsd.ToXML(header)
 
 
 def test_unknown_signature_is_refused_and_journaled(server, builder_bundles):
     scan = scan_of(builder_bundles["flash"])
-    reply = stream(scan.acquisitions, with_signature(scan.header, "0" * 32), host=server.address[0],
-                   port=server.address[1], config="adjoint")
+    reply = stream(
+        scan.acquisitions,
+        with_signature(scan.header, "0" * 32),
+        host=server.address[0],
+        port=server.address[1],
+        config="adjoint",
+    )
     assert_failed_but_journaled(reply, server, f"Pulseq signature {'0' * 32}", len(scan.acquisitions))
     assert "mrzero deploy" in reply.errors[0]
 
 
 def test_malformed_signature_and_unknown_name_are_refused(server, builder_bundles):
     scan = scan_of(builder_bundles["flash"])
-    reply = stream(scan.acquisitions, with_signature(scan.header, "../../etc"), host=server.address[0],
-                   port=server.address[1], config="adjoint")
+    reply = stream(
+        scan.acquisitions,
+        with_signature(scan.header, "../../etc"),
+        host=server.address[0],
+        port=server.address[1],
+        config="adjoint",
+    )
     assert_failed_but_journaled(reply, server, "invalid Pulseq signature", len(scan.acquisitions))
     reply = stream_scan(scan, *server.address, parameters={"bundle": "no_such_bundle"})
     assert_failed_but_journaled(reply, server, "bundle 'no_such_bundle'", len(scan.acquisitions))
@@ -100,17 +111,20 @@ def test_head_applies_and_says_what_its_maps_are(server, builder_bundles, head_b
 
 def test_head_weights_that_fail_to_load_are_refused_and_journaled(server, builder_bundles, head_bundles):
     scan = scan_of(builder_bundles["flash"])
-    reply = stream_scan(scan, *server.address, config="mrzero_head",
-                        parameters={"bundle": "test_head_broken"})
-    assert_failed_but_journaled(reply, server, "bundle test_head_broken: the head weights fail to load",
-                                len(scan.acquisitions))
+    reply = stream_scan(
+        scan, *server.address, config="mrzero_head", parameters={"bundle": "test_head_broken"}
+    )
+    assert_failed_but_journaled(
+        reply, server, "bundle test_head_broken: the head weights fail to load", len(scan.acquisitions)
+    )
 
 
 def test_bundle_without_head_is_refused_by_mrzero_head(server, builder_bundles):
     scan = scan_of(builder_bundles["flash"])
     reply = stream_scan(scan, *server.address, config="mrzero_head")
-    assert_failed_but_journaled(reply, server, "bundle test_flash has no reconstruction head",
-                                len(scan.acquisitions))
+    assert_failed_but_journaled(
+        reply, server, "bundle test_flash has no reconstruction head", len(scan.acquisitions)
+    )
 
 
 def test_a_signed_scan_without_a_store_says_so(builder_bundles):
@@ -122,15 +136,20 @@ def test_a_signed_scan_without_a_store_says_so(builder_bundles):
 
 def test_bad_parameters_are_named(builder_bundles, store):
     scan = scan_of(builder_bundles["flash"])
-    for parameters, message in (({"iterations": 0}, "iterations must be an integer"),
-                                ({"density": "voronoi"}, "density must be one of"),
-                                ({"method": "magic"}, "method must be one of"),
-                                ({"device": "tpu"}, "device must be cpu or cuda"),
-                                ({"bundle": 3}, "bundle must be a bundle name")):
-        ctx = Context(header=scan.header, parameters=parameters, pipeline_name="iterative_adjoint",
-                      bundle_store=store)
-        with pytest.raises(PipelineError, match=message):
+    for parameters, message in (
+        ({"iterations": 0}, "iterations: expected a number >= 1 and <= 500, got 0"),
+        ({"density": "voronoi"}, "density: expected 'none' | 'pipe' | null, got 'voronoi'"),
+        ({"method": "magic"}, "method: expected 'iterative' | 'cg' | null, got 'magic'"),
+        ({"device": "tpu"}, "device: expected text matching cpu|cuda"),
+        ({"bundle": 3}, "bundle: expected str | null, got 3"),
+        ({"iteration": 3}, "unknown JSON parameter 'iteration' (= 3); accepted: "),
+    ):
+        ctx = Context(
+            header=scan.header, parameters=parameters, pipeline_name="iterative_adjoint", bundle_store=store
+        )
+        with pytest.raises(PipelineError) as err:
             list(registry.get("iterative_adjoint").run(iter(scan.acquisitions), ctx))
+        assert message in str(err.value)
 
 
 def test_broken_deployed_copy_does_not_hide_others(tmp_path, builder_bundles):
@@ -141,6 +160,7 @@ def test_broken_deployed_copy_does_not_hide_others(tmp_path, builder_bundles):
     shutil.copytree(target, broken)
     (broken / "deployment.json").unlink()
     scan = scan_of(builder_bundles["flash"])
-    ctx = Context(header=scan.header, parameters={"output": "float"}, pipeline_name="adjoint",
-                  bundle_store=store)
+    ctx = Context(
+        header=scan.header, parameters={"output": "float"}, pipeline_name="adjoint", bundle_store=store
+    )
     assert len(list(registry.get("adjoint").run(iter(scan.acquisitions), ctx))) == 1
