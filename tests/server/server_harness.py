@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +112,60 @@ def only_error(reply) -> str:
     assert reply.closed and reply.images == [], reply.texts
     assert len(reply.errors) == 1, reply.texts
     return reply.errors[0]
+
+
+HERE = Path(__file__).resolve().parent
+MRZERO = [sys.executable, "-c", "import sys; from mrzero.cli import main; sys.exit(main())"]
+
+
+def test_env() -> dict[str, str]:
+    """The environment of a server subprocess that imports the test pipelines."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+
+
+@contextlib.contextmanager
+def serve_process(
+    data_dir: Path,
+    *options: str,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[tuple[subprocess.Popen, int, list[str]]]:
+    """``mrzero serve`` in a process of its own on a free port with the test pipelines; yields the
+    process, its MRD port and the log lines read so far (a thread keeps reading them). Killed at
+    the end if still running."""
+    process = subprocess.Popen(
+        [
+            *MRZERO,
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--min-free-mb",
+            "0",
+            "--pipeline-module",
+            "pipelines_for_tests",
+            *options,
+        ],
+        env=test_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec_fn,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    port = None
+    for line in process.stderr:
+        lines.append(line)
+        if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
+            port = int(match.group(1))
+            break
+    assert port is not None, "".join(lines)
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        yield process, port, lines
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(60)
+        reader.join(10)
