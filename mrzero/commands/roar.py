@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model {width, depth, ...}; see docs/roar.md.",
     )
     t.add_argument("config", type=Path, help="YAML training configuration")
+    t.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the config's device)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     t.set_defaults(func=run_train)
     e = actions.add_parser(
@@ -68,10 +69,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from mrzero.core.device import DeviceError, select_device
+    from mrzero.core.training import TrainingError, init_distributed, shutdown_distributed
     from mrzero.pipelines.roar.train import load_config, train
 
-    summary = train(load_config(args.config), progress=not args.no_progress)
-    print(f"best validation loss {summary['best_val_loss']:.4g}; weights {summary['weights']}")
+    cfg = load_config(args.config)
+    if args.device is not None:
+        cfg.device = args.device
+    try:
+        ranks, _ = init_distributed(select_device(cfg.device))
+        try:
+            summary = train(cfg, progress=not args.no_progress, ranks=ranks)
+        finally:
+            shutdown_distributed()
+    except (DeviceError, TrainingError) as exc:
+        log.error("%s", exc)
+        print(f"mrzero roar train: {exc}")
+        return 2
+    if ranks.main:
+        print(
+            f"best validation loss {summary['best_val_loss']:.4g} (epoch {summary['best_epoch']}); "
+            f"weights {summary['weights']}"
+        )
     return 0
 
 

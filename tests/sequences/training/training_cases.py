@@ -70,3 +70,29 @@ def recipe(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     out = copy.deepcopy(base)
     out.update(changes)
     return out
+
+
+#: Data-parallel case (8x8): batches of 3 of 5 sparse phantoms (a rank gets 2 or 1), a CNN head
+#: trained jointly, a SAR penalty (shared by the ranks) and a restart from the best state.
+DATA_PARALLEL: dict[str, Any] = {
+    "name": "ddp",
+    "seed": 2,
+    "matrix": 8,
+    "sequence": {
+        "builder": "gre",
+        "options": {"flip_deg": 5, "te_ms": 3, "tr_ms": 20},
+        "learn": {"flip": "all", "moment": {"axes": "xy"}},
+    },
+    "target": {"kind": "sequence", "options": {"flip_deg": 10, "te_ms": 3, "tr_ms": 20}},
+    "phantom": {"kind": "sparse", "samples": 5, "block": [2, 2], "n_blocks": 3},
+    "engine": {"name": "fast", "options": {"tolerance": 0.001, "max_states": 128}},
+    "head": {"kind": "cnn", "channels": 4, "layers": 2, "lr": 0.01},
+    "loss": {"sar": 0.1},
+    "optimizer": {
+        "iterations": 4,
+        "lr": {"flip": 1.0, "moment": 0.05},
+        "restart": {"every": 2, "noise": 0.2},
+        "alternate": {"sequence_batch": 3, "batch": 4},
+    },
+    "output": {"checkpoint_every": 2, "report_every": 100},
+}
