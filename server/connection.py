@@ -20,6 +20,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from mrzero.pipelines.parameters import ParameterError
 from mrzero.pipelines.registry import UnknownPipelineError, get
 from mrzero.server.framing import (
     Message,
@@ -331,6 +332,11 @@ class Connection(WorkerSession):
                 f"fallback pipeline {fallback!r} (--fallback-pipeline)"
             )
             spec = get(fallback)
+        try:  # before the worker starts: the client hears at once which parameter is wrong
+            spec.parse(self.parameters)
+        except ParameterError as exc:
+            self.fail(str(exc), "bad_parameters")
+            return False
         self.pipeline = spec.name
         self._journal().set_attribute("pipeline", spec.name)
         self.log.info("pipeline %r (config %r)", spec.name, name)

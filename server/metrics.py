@@ -31,6 +31,7 @@ ERROR_KINDS = (
     "bad_header",  # an XML header that does not parse
     "bad_config",  # a config text the server cannot run (a Gadgetron XML chain)
     "unknown_pipeline",  # a config name that is not registered
+    "bad_parameters",  # a JSON parameter the pipeline does not declare, or an invalid value
     "invalid_data",  # an acquisition that fails validation (NaN, wrong size...)
     "pipeline",  # the pipeline refused its input (PipelineError)
     "bundle_missing",  # the pipeline found no deployed bundle for the scan (BundleError)

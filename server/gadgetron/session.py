@@ -20,6 +20,7 @@ import socket
 import time
 from typing import Any
 
+from mrzero.pipelines.parameters import ParameterError
 from mrzero.pipelines.registry import UnknownPipelineError, get
 from mrzero.server.framing import (
     Message,
@@ -159,8 +160,13 @@ class ExternalSession(WorkerSession):
         except UnknownPipelineError as exc:
             self.fail(str(exc))
             return
-        self.pipeline = spec.name
         parameters = {k: v for k, v in self.parameters.items() if k != "pipeline"}
+        try:
+            spec.parse(parameters)
+        except ParameterError as exc:
+            self.fail(str(exc))
+            return
+        self.pipeline = spec.name
         self.log.info("pipeline %r", spec.name)
         self._start_worker(spec.name, parameters, None)  # Settings.device is the MRD server's
 
