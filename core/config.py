@@ -132,7 +132,7 @@ def type_name(tp: Any) -> str:
 def _allowed(f: dataclasses.Field) -> str:
     parts = [f"{BOUNDS[k]} {f.metadata[k]:g}" for k in BOUNDS if k in f.metadata]
     if "pattern" in f.metadata:
-        parts.append(f"matching {f.metadata['pattern']}")
+        parts.append(f"matching {f.metadata['pattern'].removeprefix('^').removesuffix('$')}")
     if "rule" in f.metadata:
         parts.append(f.metadata["rule"][0])
     return ", ".join(parts)

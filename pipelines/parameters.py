@@ -10,7 +10,7 @@ validated values from ``ctx.params`` (``pipelines/base.py``), never from the raw
 How a pipeline declares a parameter, next to its registration (``pipelines/registry.py``)::
 
     from typing import Literal
-    from dataclasses import dataclass
+    from dataclasses import dataclass, fields
     from mrzero.pipelines.parameters import ImageParameters, parameter
 
     @dataclass(frozen=True)
@@ -31,7 +31,7 @@ inherits the groups of the stages it chains, and may redeclare a field to change
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from mrzero.core.bundles import NAME_PATTERN
@@ -122,6 +122,10 @@ class OutputParameters(SeriesParameters):
 @dataclass(frozen=True)
 class ImageParameters(OutputParameters, CoilParameters, TriggerParameters, PrewhitenParameters):
     """The Cartesian image chain: prewhitening, accumulation, coil combination, scaling, output."""
+
+
+#: The keys every pipeline accepts (``PipelineParameters``).
+COMMON_PARAMETERS = frozenset(f.name for f in fields(PipelineParameters))
 
 
 def parse_parameters(schema: type, raw: dict[str, Any], pipeline: str) -> Any:
