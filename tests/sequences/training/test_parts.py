@@ -88,3 +88,20 @@ def test_duration_gradients_stay_finite_when_t2_decay_is_subnormal(engine):
     options = {"spins": 4} if engine == "isochromat" else {}
     simulate(seq, phantom, engine=engine, **options).abs().sum().backward()
     assert bool(torch.isfinite(seq.duration.grad).all())
+
+
+def test_band_errors_show_an_error_that_lives_at_high_k_only():
+    """Cosines at 2, 6, 10 and 14 cycles/FOV, one per band; an error of 10 % on the 10-cycle one
+    is 10 % in the 8-12 band, 0 elsewhere, and 5 % of the total."""
+    from mrzero.sequences.training.losses import band_errors, band_names
+
+    x = torch.arange(32) / 32
+    waves = {k: torch.cos(2 * math.pi * k * x)[None, :].expand(32, 32) for k in (2, 6, 10, 14)}
+    target = sum(waves.values())[None].to(torch.complex64)
+    pred = target + 0.1 * waves[10][None]
+    bands = band_errors(pred, target, compare="complex")
+    assert list(bands) == ["err_k0-4", "err_k4-8", "err_k8-12", "err_k12+"]
+    assert bands["err_k8-12"] == pytest.approx(0.1, rel=1e-4)
+    assert max(bands["err_k0-4"], bands["err_k4-8"], bands["err_k12+"]) < 1e-6
+    assert float(relative_error(pred, target, compare="complex")) == pytest.approx(0.05, rel=1e-4)
+    assert band_names(8) == ["err_k0-4", "err_k4-8"]  # |k| <= 4 sqrt(2) at 8x8

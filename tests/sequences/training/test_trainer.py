@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -154,3 +155,34 @@ def test_head_last_and_batched_sequence_steps(tmp_path, single_torch_thread):
         parse_recipe(
             recipe(T1, optimizer={**T1["optimizer"], "alternate": {**alternate, "sequence_batch": 0}})
         )
+
+
+def test_best_is_the_lowest_full_loss_with_penalties_and_every_checkpoint_records_it(tmp_path):
+    rec = recipe(FROM_ZERO, loss={"sar": 0.5}, optimizer={**FROM_ZERO["optimizer"], "iterations": 4})
+    result = Trainer(parse_recipe(rec), tmp_path, progress=False).run()
+    evaluations = json.loads((tmp_path / "evaluations.json").read_text())
+    assert [e["iteration"] for e in evaluations] == [0, 2, 4]  # start, checkpoints, end
+    for e in evaluations:
+        assert e["sar"] > 0 and e["loss"] == pytest.approx(e["image"] + e["sar"] + e["time"], rel=1e-5)
+        assert {"err_k0-4", "err_k4-8"} <= set(e)
+    best = min(evaluations, key=lambda e: e["loss"])
+    assert result.best["iteration"] == best["iteration"] and result.best["loss"] == best["loss"]
+    for name in ("checkpoint.pt", "final.pt", "best.pt"):
+        provenance = load_checkpoint(tmp_path / name).metadata["provenance"]
+        assert provenance["best_iteration"] == best["iteration"], name
+        assert provenance["best_error"] == pytest.approx(best["error"]), name
+    assert "error at |k| 4-8 cycles/FOV" in (tmp_path / "report" / "summary.html").read_text()
+
+
+def test_a_head_only_run_records_a_finite_best(tmp_path, single_torch_thread):
+    """The t1_mapping bundle's protocol said best_error: Infinity: only sequence steps could be best."""
+    rec = recipe(
+        T1,
+        sequence={**T1["sequence"], "learn": {}},
+        optimizer={"iterations": 4, "alternate": {"batch": 2}},
+        output={"checkpoint_every": 2, "report_every": 4},
+    )
+    result = Trainer(parse_recipe(rec), tmp_path, progress=False).run()
+    assert all(h["phase_head"] == 1.0 for h in result.history)
+    provenance = load_checkpoint(result.final_checkpoint).metadata["provenance"]
+    assert math.isfinite(provenance["best_error"]) and provenance["best_iteration"] in (0, 2, 4)
