@@ -82,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     from mrzero.commands.output_checks import UsageError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=log_level(args.verbose), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    detail = "%(asctime)s " if args.verbose else ""  # time stamps with -v/-vv
+    logging.basicConfig(level=log_level(args.verbose), format=detail + "%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger(f"mrzero.{args.command}")
     try:
         with logging_redirect_tqdm():  # log lines above the progress bars, not through them

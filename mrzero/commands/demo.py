@@ -5,31 +5,57 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mrzero.commands.arguments import COILS, MATRIX, SNR
+from mrzero.commands.output_checks import check_output_dir
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="digital-twin scans of the shipped bundles through the server; images to demo-output/",
+        "demo",
+        help="digital-twin scans of the shipped bundles through the server; images to demo-output/",
         description="Deploy the shipped bundles (a learned GRE and the T1-mapping sequence with its MLP) "
-                    "to a temporary store, start the server on a free 127.0.0.1 port, scan the brain "
-                    "phantom with each bundle's .seq file in the digital twin, stream the raw data, and "
-                    "write raw data, returned images (MRD HDF5) and PNGs per bundle. With --shepp-logan: "
-                    "multi-coil Shepp-Logan raw data from Debian's ISMRMRD tools through the default "
-                    "pipeline instead.")
-    p.add_argument("-o", "--output-dir", type=Path, default=Path("demo-output"),
-                   help="where to write raw data, journal and images (default %(default)s)")
-    p.add_argument("--coils", type=int, default=None, help="receiver coils (default 4; Shepp-Logan 8)")
-    p.add_argument("--bundle", action="append", default=None, metavar="NAME",
-                   help="shipped bundle or bundle directory to scan (repeatable; default: all shipped)")
-    p.add_argument("--noise", type=float, default=100.0, metavar="SNR",
-                   help="twin scan SNR, RMS signal over noise std (default %(default)g)")
-    p.add_argument("--shepp-logan", action="store_true",
-                   help="the Cartesian Shepp-Logan demo (Debian's ISMRMRD tools) instead of the twin")
-    p.add_argument("--matrix", type=int, default=128, help="Shepp-Logan image matrix (default %(default)s)")
+        "to a temporary store, start the server on a free 127.0.0.1 port, scan the brain "
+        "phantom with each bundle's .seq file in the digital twin, stream the raw data, and "
+        "write raw data, returned images (MRD HDF5) and PNGs per bundle. With --shepp-logan: "
+        "multi-coil Shepp-Logan raw data from Debian's ISMRMRD tools through the default "
+        "pipeline instead.",
+    )
+    p.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        default=Path("demo-output"),
+        help="where to write raw data, journal and images (default %(default)s)",
+    )
+    p.add_argument("--coils", type=COILS, default=None, help="receiver coils (default 4; Shepp-Logan 8)")
+    p.add_argument(
+        "--bundle",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="shipped bundle or bundle directory to scan (repeatable; default: all shipped)",
+    )
+    p.add_argument(
+        "--noise",
+        type=SNR,
+        default=100.0,
+        metavar="SNR",
+        help="twin scan SNR, RMS signal over noise std (default %(default)g)",
+    )
+    p.add_argument(
+        "--shepp-logan",
+        action="store_true",
+        help="the Cartesian Shepp-Logan demo (Debian's ISMRMRD tools) instead of the twin",
+    )
+    p.add_argument(
+        "--matrix", type=MATRIX, default=128, help="Shepp-Logan image matrix (default %(default)s)"
+    )
     p.add_argument("--config", default=None, help="Shepp-Logan pipeline name (default: the server's default)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.output_dir)
     if args.shepp_logan:
         from mrzero.shepp_logan_demo import run_demo
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         specs = [registry.get(name) for name in args.names or registry.names()]
     except registry.UnknownPipelineError as exc:
-        print(f"mrzero pipelines: {exc}")
+        print(f"mrzero pipelines: {exc}", file=sys.stderr)
         return 2
     if args.markdown:
         print(_markdown("every pipeline", "", parameter_docs(PipelineParameters)))

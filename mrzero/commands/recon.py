@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+from mrzero.commands.output_checks import check_output_dir
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from mrzero.pipelines.reprocess import reprocess
 
     log = logging.getLogger("mrzero.recon")
+    check_output_dir(args.output)
     try:
         parameters = json.loads(args.parameters) if args.parameters else {}
         if not isinstance(parameters, dict):

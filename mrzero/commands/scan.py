@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
+from mrzero.commands.arguments import COILS, PORT, SNR
+from mrzero.commands.output_checks import check_output_dir, check_server
 from mrzero.commands.tls_options import add_tls_options, tls_of
 from mrzero.server.limits import DEFAULT_HOST, DEFAULT_PORT
 
@@ -28,17 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bundle", help="bundle directory, or the name of a shipped bundle (learned_gre, t1_mapping)"
     )
     p.add_argument("--phantom", default="brain", help="brain, sparse or a NIfTI file (default %(default)s)")
-    p.add_argument("--coils", type=int, default=1, help="receive coils (default %(default)s)")
+    p.add_argument("--coils", type=COILS, default=1, help="receive coils (default %(default)s)")
     p.add_argument(
         "--noise",
-        type=float,
+        type=SNR,
         default=None,
         metavar="SNR",
         help="add noise at this SNR (RMS signal / noise std) with noise-adjust scans (default: none)",
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
     p.add_argument("--host", default=DEFAULT_HOST, help="MRD server address (default %(default)s)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="MRD server port (default %(default)s)")
+    p.add_argument("--port", type=PORT, default=DEFAULT_PORT, help="MRD server port (default %(default)s)")
     p.add_argument("--config", default=None, help="pipeline name (default: the bundle's pipeline)")
     p.add_argument(
         "--parameters",
@@ -62,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from mrzero.sequences.digital_twin import bundle_dir, twin_scan
     from mrzero.twin_demo import save_scan, stream_scan
 
+    check_output_dir(args.out)  # both before minutes of simulation
+    check_server(args.host, args.port)
     try:
         parameters = json.loads(args.parameters) if args.parameters else None
         if parameters is not None and not isinstance(parameters, dict):
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             tls=tls_of(args),
         )
     except (BundleError, ValueError, OSError) as exc:
-        print(f"mrzero scan: {exc}")
+        print(f"mrzero scan: {exc}", file=sys.stderr)
         return 2
     saved = save_scan(scan, reply, args.out)
     for error in reply.errors:
