@@ -77,17 +77,9 @@ class PrewhitenParameters(PipelineParameters):
 class TriggerParameters(PipelineParameters):
     """``accumulate_stage`` (``pipelines/stages/accumulate.py``)."""
 
-    trigger: Literal[
-        "kspace_encode_step_2",
-        "average",
-        "slice",
-        "contrast",
-        "phase",
-        "repetition",
-        "set",
-        "segment",
-        "none",
-    ] = parameter("repetition", "counter whose change emits all open images ('none': at the end of the scan)")
+    trigger: Literal["slice", "contrast", "phase", "repetition", "set", "average", "segment", "none"] = (
+        parameter("repetition", "counter whose change emits all open images ('none': at the end of the scan)")
+    )
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,7 @@ class Connection(WorkerSession):
             self.sock.sendall(serialized(f"ERROR: {text}") + close_message())
         except OSError:
             pass
+        self._rfile.close()  # the socket closes with its last file
         drain_and_close(self.sock)
         return True
 
@@ -141,6 +142,7 @@ class Connection(WorkerSession):
         except (ssl.SSLError, OSError) as exc:
             self.log.warning("TLS handshake with %s failed: %s", self.peer, exc)
             self.metrics.tls_failures.inc()
+            self._rfile.close()  # the socket closes with its last file
             self.sock.close()
             return False
 

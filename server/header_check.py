@@ -5,7 +5,9 @@ parsing XML can cost far more than its size suggests (a megabyte of nested unkno
 took tens of seconds of CPU). The listening process never parses one: a process from the fork
 server does (milliseconds to start), under :data:`PARSE_MEMORY_BYTES` of extra address space,
 and is killed after ``timeout_s``; only the small :class:`mrzero.server.validation.ScanShape` comes
-back. Headers over ``--max-header-kb`` are refused before that (``Connection``).
+back. The time limit counts from the moment the process runs, so that a loaded machine's slow
+fork does not refuse a good header. Headers over ``--max-header-kb`` are refused before that
+(``Connection``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from mrzero.server.validation import ScanShape
 
 #: Address space the parsing process may add to what it had at start.
 PARSE_MEMORY_BYTES = 1 << 30
+#: How long the parsing process may take to start (a fork of the fork server: milliseconds).
+START_TIMEOUT_S = 60.0
 
 
 def _parse(xml: str, out: Pipe) -> None:
@@ -25,6 +29,7 @@ def _parse(xml: str, out: Pipe) -> None:
     from mrzero.server.worker import _limit_memory
 
     _limit_memory(PARSE_MEMORY_BYTES)
+    out.send(None)  # started: the time limit counts from here, not from the fork
     try:
         out.send(ScanShape.of(parse_header(xml)))
     except ProtocolError as exc:
@@ -41,6 +46,8 @@ def scan_shape(xml: str, timeout_s: float) -> ScanShape:
     process.start()
     send.close()
     try:
+        if not receive.poll(START_TIMEOUT_S) or receive.recv() is not None:
+            raise ProtocolError("the XML header could not be parsed (the parsing process did not start)")
         if not receive.poll(timeout_s):
             raise ProtocolError(
                 f"the XML header ({len(xml)} characters) took more than {timeout_s:g} s to parse; refused"
