@@ -16,8 +16,8 @@ Around the steps: the full loss on a fixed evaluation set (``evaluation_set``,
 the end chooses the ``best`` state (lowest full loss, every penalty included); restarts resume
 from it; the state file records it. Every ``report_every`` steps ``report_step``, every
 ``checkpoint_every`` steps the state file (``resume_file``: parameters, optimisers, history,
-evaluations, best, RNG) and ``write_checkpoint``. A NaN or inf anywhere stops the run with
-``TrainingError`` after ``write_last_good`` kept the last finite state. ``resume`` continues from
+evaluations, best, CPU and CUDA RNG states) and ``write_checkpoint``. A NaN or inf anywhere stops
+the run with ``TrainingError`` after ``write_last_good`` kept the last finite state. ``resume`` continues from
 the state file exactly as an uninterrupted run would (subclasses draw their randomness from
 (seed, step)). Progress is one tqdm bar; log records go through ``tqdm.write`` while it runs.
 Under ``torchrun`` only rank 0 writes files, reports and shows progress.
@@ -288,6 +288,11 @@ class TrainingLoop:
                 "loss": float(self.best["loss"]),
             },
             "rng": torch.get_rng_state(),
+            "cuda_rng": (
+                torch.cuda.get_rng_state(self.device)
+                if self.device.type == "cuda"
+                else torch.empty(0, dtype=torch.uint8)
+            ),
             "extra": self.extra_state(),
         }
         save_state(self.out / self.settings.resume_file, state)
@@ -308,6 +313,8 @@ class TrainingLoop:
         self.best = {**state["best"], "metrics": json.loads(state["best"]["metrics"])}
         self.iteration = int(state["iteration"])
         torch.set_rng_state(state["rng"].cpu())
+        if self.device.type == "cuda" and state["cuda_rng"].numel():
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.load_extra_state(state["extra"])
         self._good = (self.params_state(), self.iteration)
         log.info("resumed %s at iteration %d from %s", self.settings.name, self.iteration, path)

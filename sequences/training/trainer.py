@@ -182,6 +182,14 @@ class Trainer(TrainingLoop):
         )
         a = r.optimizer.alternate
         self.n_evaluate = min(len(self.phantoms), max(a.batch, a.sequence_batch))
+        largest = max(a.sequence_batch, a.batch if self.head is not None else 1)
+        if self.ranks.world > min(largest, len(self.phantoms)):
+            log.warning(
+                "%d ranks share batches of at most %d phantom(s): ranks beyond that idle (raise "
+                "optimizer.alternate.sequence_batch to use them)",
+                self.ranks.world,
+                largest,
+            )
         self._cache: dict[int, torch.Tensor] = {}
         self._batch: list[int] = [0]
         self._last_pred: torch.Tensor | None = None
