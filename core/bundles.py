@@ -2,7 +2,9 @@
 
 A bundle is a directory written by ``mrzero.sequences.bundle.write_bundle`` (its layout is
 documented there); a *store* holds deployed copies as ``STORE/bundles/<name>/<signature>/``.
-This module owns the format's constants, reads and type-checks ``protocol.json``, finds a
+This module owns the format's constants, reads ``protocol.json`` through the project's typed
+loader (``core/config.py``: the ``Protocol`` schema below; unknown or mistyped keys are refused
+with the file and the dotted key), finds a
 deployed bundle by name or Pulseq signature (``find_bundle``, or ``lookup_bundle`` with the
 errors a scan needs) and loads its trajectory and head weights without unpickling anything.
 
@@ -16,14 +18,16 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ismrmrd
 import numpy as np
 import torch
 from safetensors.torch import load_file
+
+from mrzero.core.config import ConfigError, load, setting
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +38,6 @@ TRAJECTORY_FILE, HEAD_FILE, FIGURE_FILE = "trajectory.npy", "head.safetensors", 
 DEPLOYMENT_FILE = "deployment.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SIGNATURE_PATTERN = re.compile(r"^[0-9a-f]{32}$")
-#: Fields every protocol.json must hold, with their JSON types.
-PROTOCOL_KEYS = {
-    "name": str,
-    "signature": str,
-    "pipeline": str,
-    "encoding": dict,
-    "trajectory": dict,
-    "files": dict,
-}
 #: Largest difference (cycles/FOV) allowed between trajectory.npy and the file's k-space.
 TRAJECTORY_TOLERANCE = 1e-3
 #: The reconstruction pipelines a bundle may name (``mrzero.pipelines.registry`` registers each of them;
@@ -56,7 +51,66 @@ class BundleError(ValueError):
     """A bundle (or a lookup) is invalid; the message lists every problem found."""
 
 
+@dataclass(frozen=True)
+class ProtocolEncoding:
+    matrix: list[int]
+    fov_m: list[float]
+    trajectory_type: str
+    n_samples: int = setting(help="ADC samples of the whole scan", ge=0)
+    n_readouts: int = setting(help="readouts (ADC events)", ge=0)
+
+
+@dataclass(frozen=True)
+class ProtocolTrajectory:
+    file: str = setting(help="k-space of every ADC sample, [n_samples, 3] float32")
+    units: str = "cycles/FOV"
+    shape: list[int] = field(default_factory=list)
+    order: str = ""
+
+
+@dataclass(frozen=True)
+class ProtocolFiles:
+    seq: str
+    report: str | None = None
+    head: str | None = None
+    figure: str | None = None
+
+
+@dataclass(frozen=True)
+class ProtocolHead:
+    config: dict[str, Any] | None = None  # the head's architecture (core/heads)
+    output: Any = None  # what it returns: {"quantity", "units"} or a list of them
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The schema of ``protocol.json`` (written by ``mrzero.sequences.bundle.write_bundle``)."""
+
+    format: Literal["mrzero-bundle"]
+    version: Literal[1]
+    name: str = setting(help="bundle name", pattern=NAME_PATTERN.pattern)
+    signature: str = setting(help="MD5 Pulseq signature of sequence.seq", pattern=SIGNATURE_PATTERN.pattern)
+    pipeline: str = setting(help="reconstruction pipeline (one of BUNDLE_PIPELINES; check_bundle checks)")
+    encoding: ProtocolEncoding = setting(help="matrix, FOV and sampling of the scan")
+    trajectory: ProtocolTrajectory = setting(help="the k-space trajectory file")
+    files: ProtocolFiles = setting(help="the bundle's files")
+    te_ms: float | None = None
+    tr_ms: float | None = None
+    duration_s: float | None = None
+    sar_proxy_rad2: float | None = None
+    mean_rf_power_hz2: float | None = None
+    stretched_events: list[str] = field(default_factory=list)
+    hardware: dict[str, Any] = field(default_factory=dict)
+    head: ProtocolHead = field(default_factory=ProtocolHead)
+    recon: dict[str, Any] | None = None  # reconstruction settings (pipelines/learned/recon.py)
+    units: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
 def read_protocol(bundle: Path) -> dict[str, Any]:
+    """``bundle``'s ``protocol.json``, checked against ``Protocol``; ``BundleError`` naming the file
+    (and the dotted key) otherwise. The plain data are returned, as written."""
     path = bundle / PROTOCOL_FILE
     if not path.is_file():
         raise BundleError(f"{bundle}: no {PROTOCOL_FILE}; not a bundle directory")
@@ -67,13 +121,10 @@ def read_protocol(bundle: Path) -> dict[str, Any]:
     kind = (protocol.get("format"), protocol.get("version")) if isinstance(protocol, dict) else None
     if kind != (FORMAT, VERSION):
         raise BundleError(f"{path}: not an {FORMAT} v{VERSION} protocol")
-    wrong = [
-        f"{key} (expected {kind.__name__})"
-        for key, kind in PROTOCOL_KEYS.items()
-        if not isinstance(protocol.get(key), kind)
-    ]
-    if wrong:
-        raise BundleError(f"{path}: missing or mistyped field(s): {', '.join(wrong)}")
+    try:
+        load(Protocol, protocol, kind="protocol key")
+    except ConfigError as exc:
+        raise BundleError(f"{path}: {exc}") from None
     return protocol
 
 

@@ -132,7 +132,7 @@ def type_name(tp: Any) -> str:
 def _allowed(f: dataclasses.Field) -> str:
     parts = [f"{BOUNDS[k]} {f.metadata[k]:g}" for k in BOUNDS if k in f.metadata]
     if "pattern" in f.metadata:
-        parts.append(f"matching {f.metadata['pattern'].removeprefix('^').removesuffix('$')}")
+        parts.append(f"matching {_pattern_text(f.metadata['pattern'])}")
     if "rule" in f.metadata:
         parts.append(f.metadata["rule"][0])
     return ", ".join(parts)
@@ -255,10 +255,15 @@ def _check_metadata(metadata: typing.Mapping[str, Any], value: Any, key: str) ->
             raise ConfigError(key, f"expected a number {rule}, got {_shown(value)}")
     pattern = metadata.get("pattern")
     if pattern and isinstance(value, str) and not re.fullmatch(pattern, value):
-        raise ConfigError(key, f"expected text matching {pattern}, got {_shown(value)}")
+        raise ConfigError(key, f"expected text matching {_pattern_text(pattern)}, got {_shown(value)}")
     rule = metadata.get("rule")
     if rule and value is not None and not rule[1](value):
         raise ConfigError(key, f"expected {rule[0]}, got {_shown(value)}")
+
+
+def _pattern_text(pattern: str) -> str:
+    """A pattern as users read it: matched as a whole, so without anchors."""
+    return pattern.removeprefix("^").removesuffix("$")
 
 
 def _wrong(tp: Any, value: Any, key: str) -> ConfigError:

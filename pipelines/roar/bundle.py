@@ -16,12 +16,11 @@ signature the header carries, else the deployed ``roar_small``, else the shipped
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mrzero.core.bundles import PROTOCOL_FILE, BundleError, find_bundle, header_signature
+from mrzero.core.bundles import PROTOCOL_FILE, BundleError, find_bundle, header_signature, read_protocol
 from mrzero.pipelines.base import Context, PipelineError
 
 #: Name of the bundle the pipeline uses when a scan names none.
@@ -59,9 +58,9 @@ def _source(path: Path, protocol: dict[str, Any], label: str) -> RoarModelSource
 def shipped_source() -> RoarModelSource:
     """The shipped ``roar_small`` bundle's weights."""
     try:
-        protocol = json.loads((SHIPPED_BUNDLE / PROTOCOL_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PipelineError(f"roar: the shipped bundle {SHIPPED_BUNDLE} is unreadable: {exc}") from exc
+        protocol = read_protocol(SHIPPED_BUNDLE)
+    except BundleError as exc:
+        raise PipelineError(f"roar: the shipped bundle is unreadable: {exc}") from exc
     return _source(SHIPPED_BUNDLE, protocol, f"shipped bundle {DEFAULT_NAME}")
 
 

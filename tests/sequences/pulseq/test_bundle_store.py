@@ -63,8 +63,19 @@ def test_check_lists_every_problem(bundle):
     with pytest.raises(BundleError, match="no protocol.json"):
         check_bundle(bundle / "missing")
     (bundle / "protocol.json").write_text(json.dumps({**protocol, "files": ["sequence.seq"], "name": 3}))
-    message = r"mistyped field\(s\): name \(expected str\), files \(expected dict\)"
-    with pytest.raises(BundleError, match=message):
+    with pytest.raises(BundleError, match=r"protocol\.json: name: expected str, got 3$"):
+        check_bundle(bundle)
+    (bundle / "protocol.json").write_text(json.dumps({**protocol, "files": ["sequence.seq"]}))
+    with pytest.raises(
+        BundleError, match=r"protocol\.json: files: expected a mapping of keys, got \['sequence.seq'\]"
+    ):
+        check_bundle(bundle)
+    (bundle / "protocol.json").write_text(
+        json.dumps({**protocol, "encoding": {**protocol["encoding"], "nx": 8}})
+    )
+    with pytest.raises(
+        BundleError, match=r"protocol\.json: unknown protocol key 'encoding\.nx'; encoding accepts: "
+    ):
         check_bundle(bundle)
     (bundle / "protocol.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
