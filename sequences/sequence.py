@@ -14,6 +14,12 @@ is the moment accumulated since the last excitation up to and including ``e``. H
 acts on the k-space position is given by ``rf_kind[r]``: an excitation starts at k = 0, a
 refocusing pulse negates k, and an inversion/storage pulse (or a zero flip) leaves k alone.
 
+``rf_offsets`` (optional, set by the Pulseq import) plays pulses as they are on a scanner:
+each pulse's frequency offset (Hz, relative to the receiver) and the duration of the hard pulse
+that stands for it; the engines then rotate every voxel by the pulse at its own off-resonance
+(``sequences/engines/rf.py``). Without it, or for a duration of 0, a pulse is the instantaneous
+on-resonance rotation above.
+
 Every tensor can be learnable; ``free`` maps a field name to a boolean mask of the entries an
 optimiser may change (absent field: nothing free). Durations and the RF pulses' real shapes are
 carried in ``hints`` for the Pulseq export, since the simulation treats RF as instantaneous.
@@ -50,6 +56,20 @@ class ExportHints:
 
 
 @dataclass
+class RfOffsets:
+    """How each pulse is played out beyond its flip and phase (``[R]`` each, SI units)."""
+
+    frequency: torch.Tensor  # Hz, the pulse's frequency relative to the receiver (0: on resonance)
+    duration: torch.Tensor  # s, the pulse's length (0: instantaneous, off-resonance ignored)
+    shape: torch.Tensor | None = None  # [R, S] complex share of each pulse's area in S equal steps
+
+    def to(self, device: torch.device | str | None, dtype: torch.dtype | None = None) -> RfOffsets:
+        shape = None if self.shape is None else self.shape.to(device)
+        return RfOffsets(self.frequency.to(device=device, dtype=dtype),
+                         self.duration.to(device=device, dtype=dtype), shape)
+
+
+@dataclass
 class Sequence:
     """A sequence as tensors; see the module docstring for the timeline and units."""
 
@@ -66,6 +86,7 @@ class Sequence:
     hints: ExportHints = field(default_factory=ExportHints)
     free: dict[str, torch.Tensor] = field(default_factory=dict)
     readouts: ReadoutLayout | None = None  # what each readout encodes (builders set it; MRD counters)
+    rf_offsets: RfOffsets | None = None  # pulses as played out (Pulseq import); None: instantaneous
 
     def __post_init__(self) -> None:
         if self.rf_kind is None:
@@ -119,6 +140,18 @@ class Sequence:
             raise SequenceError("rf_kind must hold only EXCITATION (0), REFOCUSING (1) or INVERSION (2)")
         if any(f <= 0 for f in self.fov):
             raise SequenceError(f"fov must be positive in metres, got {self.fov}")
+        if self.rf_offsets is not None:
+            for name in ("frequency", "duration"):
+                value = getattr(self.rf_offsets, name)
+                if tuple(value.shape) != (r,) or not bool(torch.isfinite(value).all()):
+                    raise SequenceError(f"rf_offsets.{name} must be {r} finite values, "
+                                        f"got shape {tuple(value.shape)}")
+            if bool((self.rf_offsets.duration < 0).any()):
+                raise SequenceError("rf_offsets.duration must be non-negative (seconds)")
+            shape = self.rf_offsets.shape
+            if shape is not None and (shape.ndim != 2 or shape.shape[0] != r or not shape.is_complex()):
+                raise SequenceError(f"rf_offsets.shape must be complex [{r}, steps], "
+                                    f"got {tuple(shape.shape)}")
         if self.readouts is not None:
             try:
                 self.readouts.check(r, self.adc)
@@ -141,13 +174,18 @@ class Sequence:
 
         changed = {name: move(getattr(self, name)) for name in TENSOR_FIELDS}
         changed["free"] = {k: v.to(device) for k, v in self.free.items()}
-        return replace(self, **changed)
+        offsets = self.rf_offsets and self.rf_offsets.to(device, dtype)
+        return replace(self, rf_offsets=offsets, **changed)
 
     def clone(self) -> Sequence:
         """A deep copy that shares no storage (and no autograd history) with ``self``."""
         changed = {name: getattr(self, name).detach().clone() for name in TENSOR_FIELDS}
         changed["free"] = {k: v.clone() for k, v in self.free.items()}
         changed["hints"] = replace(self.hints)
+        if self.rf_offsets is not None:
+            offsets = self.rf_offsets
+            shape = None if offsets.shape is None else offsets.shape.clone()
+            changed["rf_offsets"] = RfOffsets(offsets.frequency.clone(), offsets.duration.clone(), shape)
         return replace(self, **changed)
 
     # ---------------------------------------------------------------- derived quantities

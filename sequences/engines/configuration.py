@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from mrzero.sequences.engines.mixing import rf_mix
 from mrzero.sequences.engines.readout import Group, readout, voxel_phase
-from mrzero.sequences.engines.rf import RfCoefficients, rf_coefficients
+from mrzero.sequences.engines.rf import RfCoefficients, sequence_coefficients
 from mrzero.sequences.engines.timeline import Repetition, repetitions
 from mrzero.sequences.engines.voxels import VoxelSet
 from mrzero.sequences.sequence import Sequence
@@ -72,7 +72,7 @@ class PulseFactors:
 
 def _pulse_factors(seq: Sequence, vox: VoxelSet) -> list[PulseFactors]:
     """:class:`PulseFactors` of every repetition, from ``[R, V]`` tensor expressions."""
-    c = rf_coefficients(seq.flip[:, None] * vox.b1[None], seq.rf_phase[:, None])  # [R, V]
+    c = sequence_coefficients(seq, vox)  # [R, V]
     end_moment, end_time = seq.moment.sum(1), seq.duration.sum(1)  # [R, 3], [R]
     evolve = voxel_phase(end_moment, end_time, vox) * torch.exp(-end_time[:, None] / vox.t2[None])
     e1 = torch.exp(-end_time[:, None] / vox.t1[None])

@@ -25,7 +25,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
-from mrzero.sequences.engines.rf import rf_coefficients, rotate
+from mrzero.sequences.engines.rf import RfCoefficients, rf_coefficients, rotate, row, sequence_coefficients
 from mrzero.sequences.engines.timeline import Repetition, repetitions
 from mrzero.sequences.engines.voxels import VoxelSet
 from mrzero.sequences.sequence import Sequence
@@ -94,9 +94,14 @@ def _readout(mxy: torch.Tensor, vox: VoxelSet, offsets: torch.Tensor, cauchy: to
 
 
 def _repetition(mxy: torch.Tensor, mz: torch.Tensor, rep: Repetition, vox: VoxelSet,
-                offsets: torch.Tensor, cauchy: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """One repetition: pulse, fused readout, state at the end. Returns (samples [C, n], mxy, mz)."""
-    c = rf_coefficients(rep.flip * vox.b1[:, None], rep.rf_phase)
+                offsets: torch.Tensor, cauchy: torch.Tensor,
+                played: RfCoefficients | None = None) -> tuple[torch.Tensor, ...]:
+    """One repetition: pulse, fused readout, state at the end. Returns (samples [C, n], mxy, mz).
+
+    ``played``: the pulse's ``[V, 1]`` coefficients when the sequence plays pulses out
+    (``Sequence.rf_offsets``); the spins of a voxel share its rotation (their T2' offsets are
+    ignored during the pulse)."""
+    c = played if played is not None else rf_coefficients(rep.flip * vox.b1[:, None], rep.rf_phase)
     mxy, mz = rotate(mxy, mz, c)
     moment = torch.cat([rep.moment, rep.end_moment[None]], dim=0)
     time = torch.cat([rep.time, rep.end_time[None]], dim=0)
@@ -130,11 +135,13 @@ def simulate_isochromats(seq: Sequence, vox: VoxelSet, *, spins: int = 256, chec
     mz = vox.pd[:, None].expand(-1, spins).clone()
     out = []
     use_ckpt = checkpointing and torch.is_grad_enabled()
-    for rep in tqdm(repetitions(seq), desc="isochromat", unit="rep", disable=not progress):
+    played = None if seq.rf_offsets is None else sequence_coefficients(seq, vox)
+    for r, rep in enumerate(tqdm(repetitions(seq), desc="isochromat", unit="rep", disable=not progress)):
+        c = None if played is None else row(played, r)
         if use_ckpt:
-            samples, mxy, mz = checkpoint(_repetition, mxy, mz, rep, vox, offsets, cauchy,
+            samples, mxy, mz = checkpoint(_repetition, mxy, mz, rep, vox, offsets, cauchy, c,
                                           use_reentrant=False)
         else:
-            samples, mxy, mz = _repetition(mxy, mz, rep, vox, offsets, cauchy)
+            samples, mxy, mz = _repetition(mxy, mz, rep, vox, offsets, cauchy, c)
         out.append(samples)
     return torch.cat(out, dim=1)

@@ -3,11 +3,13 @@
 Both engines work on this form: only voxels with ``pd > 0`` are simulated, positions and the
 voxel extent are converted from the phantom's FOV units to the sequence's (moments are cycles
 per *sequence* FOV), and T2' is held as the rate ``1/T2'`` with 0 meaning no T2' dephasing.
+A phantom's fat species adds one voxel per fat-containing voxel at the same position, with fat's
+density, T1, T2 and ``b0`` plus the chemical shift (Hz).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -46,7 +48,8 @@ def voxels_of(phantom: Phantom, sequence: Sequence) -> VoxelSet:
     dtype, device = sequence.flip.dtype, sequence.device
     ph = phantom.to(device=device, dtype=dtype)
     keep = ph.mask().reshape(-1)
-    if not bool(keep.any()):
+    fat = None if ph.fat is None else ph.fat.pd.reshape(-1) > 0
+    if not bool(keep.any()) and (fat is None or not bool(fat.any())):
         raise ValueError(f"phantom {phantom.name!r} has no voxel with pd > 0: nothing to simulate")
     ratio = [p / s for p, s in zip(phantom.fov, sequence.fov, strict=True)]
     scale = torch.tensor(ratio, dtype=dtype, device=device)
@@ -61,7 +64,17 @@ def voxels_of(phantom: Phantom, sequence: Sequence) -> VoxelSet:
         coil = torch.ones(1, int(keep.sum()), dtype=cdtype, device=device)
     else:
         coil = ph.coil_sens.reshape(ph.n_coils, -1)[:, keep].to(cdtype)
-    return VoxelSet(
+    water = VoxelSet(
         pd=flat(ph.pd), t1=flat(ph.t1), t2=flat(ph.t2), r2dash=r2dash, b0=flat(ph.b0), b1=flat(ph.b1),
         pos=ph.positions().reshape(-1, 3)[keep] * scale, size=ph.voxel_size() * scale, coil=coil,
     )
+    if fat is None or not bool(fat.any()):
+        return water
+    # the fat voxels: same positions, B1, T2' and coils; fat's own PD, T1, T2 and frequency
+    species = ph.fat
+    fat_vox = voxels_of(replace(ph, pd=species.pd, t1=torch.full_like(ph.t1, species.t1),
+                                t2=torch.full_like(ph.t2, species.t2), b0=ph.b0 + species.shift_hz, fat=None),
+                        sequence)
+    joined = {f: torch.cat([getattr(water, f), getattr(fat_vox, f)])
+              for f in ("pd", "t1", "t2", "r2dash", "b0", "b1", "pos")}
+    return VoxelSet(**joined, size=water.size, coil=torch.cat([water.coil, fat_vox.coil], dim=1))

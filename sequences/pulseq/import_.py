@@ -56,7 +56,7 @@ from mrzero.core.units import per_m_to_cycles_per_fov
 from mrzero.sequences.pulseq.file_check import FileFacts, ImportLimits, PulseqFileError, scan
 from mrzero.sequences.pulseq.rf_use import guess_rf_use
 from mrzero.sequences.pulseq.waveform import area_at, grad_points, rf_integral
-from mrzero.sequences.sequence import EXCITATION, INVERSION, REFOCUSING, ExportHints, Sequence
+from mrzero.sequences.sequence import EXCITATION, INVERSION, REFOCUSING, ExportHints, RfOffsets, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,16 @@ class RfPulse:
     center: float  # s from the pulse start
     frequency: float  # Hz, relative to the receiver (freq offset plus freqPPM at the field strength)
     use: str  # as stored in the file; "undefined" where it is not
+    duration: float  # s, the shape's length
+
+    def step_weights(self, steps: int) -> np.ndarray:
+        """The share of the pulse's area in each of ``steps`` equal steps of its duration (complex)."""
+        fine = np.linspace(0.0, self.duration, 16 * steps + 1)
+        fine = 0.5 * (fine[1:] + fine[:-1])
+        values = np.interp(fine, self.t, self.signal.real) + 1j * np.interp(fine, self.t, self.signal.imag)
+        per_step = values.reshape(steps, 16).sum(1)
+        total = per_step.sum()
+        return per_step / total if abs(total) > 0 else np.full(steps, 1.0 / steps)
 
 
 @dataclass
@@ -297,6 +307,7 @@ def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray], larmor_mhz: fl
                     float(centre),
                     frequency,
                     str(getattr(rf, "use", "undefined") or "undefined"),
+                    float(rf.shape_dur),
                 )
             )
             if len(rf_t) == 1:
@@ -432,11 +443,13 @@ def to_sequence(
     name: str | None = None,
     field_strength: float = DEFAULT_FIELD_T,
     guess_use: bool = False,
+    off_resonant_rf: bool = True,
 ) -> ImportedSequence:
     """The sequence model of a pypulseq sequence (``n_blocks``/``duration`` filled in by the caller).
 
     ``guess_use``: guess every pulse's use (files before v1.5); pulses stored as ``undefined``
-    are guessed anyway.
+    are guessed anyway. ``off_resonant_rf``: play pulses with a spectral frequency offset out
+    (:func:`_rf_offsets`); otherwise every pulse is an on-resonance rotation.
     """
     definitions = seq.definitions
     larmor_mhz = GAMMA_HZ_PER_T * field_strength * 1e-6
@@ -500,6 +513,9 @@ def to_sequence(
         name=name or str(definitions.get("Name", "imported")),
         hints=hints,
     )
+    if off_resonant_rf:
+        model.rf_offsets, offset_notes = _rf_offsets(tl, pulses, starts_a)
+        notes += offset_notes
     imaging = ~tl.adc_nav[tl.adc_object] if len(tl.adc_time) else np.zeros(0, dtype=bool)
     model.matrix = _matrix_from_k(model.trajectory().double().numpy()[imaging])
     if tl.adc_nav.any():
@@ -518,6 +534,64 @@ def to_sequence(
         field_strength,
         notes=notes + tl.soft_delays + tl.triggers,
     )
+
+
+#: Mean gradient (Hz/m, about 0.02 mT/m) above which a pulse counts as slice selective.
+SELECTIVE_HZ_PER_M = 1e3
+#: Steps in which a pulse played out at each voxel's off-resonance is integrated.
+RF_STEPS = 64
+
+
+def _rf_offsets(
+    tl: Timeline, pulses: list[RfPulse | None], centres: np.ndarray
+) -> tuple[RfOffsets | None, list[str]]:
+    """The model's ``rf_offsets`` for the pulses of every repetition, and what was decided.
+
+    A pulse played with a gradient is slice selective: its frequency offset moves the slice
+    (position ``f / G``), which the 2D phantom stands for, so it stays on resonance. A pulse
+    without a gradient (fat saturation, spectral or non-selective pulses) keeps its offset and
+    its shape, integrated in ``RF_STEPS`` steps at each voxel's off-resonance (referenced to the
+    middle of the shape). None when no pulse is off resonance: pulses stay instantaneous, as
+    without a file.
+    """
+    frequency, duration, slices = [], [], []
+    shapes = np.full((len(pulses), RF_STEPS), 1.0 / RF_STEPS, dtype=complex)
+    for r, (pulse, centre) in enumerate(zip(pulses, centres, strict=True)):
+        if pulse is None or abs(pulse.frequency) < 1e-6:
+            frequency.append(0.0)
+            duration.append(0.0)
+            continue
+        start = centre - pulse.center
+        span = np.array([start + pulse.t[0], start + pulse.t[-1]])
+        mean_g = np.array([np.diff(area_at(t, g, span))[0] for t, g in tl.grad]) / max(np.ptp(span), 1e-9)
+        strength = float(np.linalg.norm(mean_g))
+        if strength > SELECTIVE_HZ_PER_M:
+            slices.append(1e3 * pulse.frequency / strength)
+            frequency.append(0.0)
+            duration.append(0.0)
+            continue
+        frequency.append(pulse.frequency)
+        duration.append(pulse.duration)
+        shapes[r] = pulse.step_weights(RF_STEPS)
+    notes = []
+    if slices:
+        notes.append(
+            f"{len(slices)} slice-selective pulse(s) off the isocentre (slices at "
+            f"{min(slices):+.1f}..{max(slices):+.1f} mm): each excites the phantom's slice"
+        )
+    spectral = [f for f in frequency if f]
+    if not spectral:
+        return None, notes
+    notes.append(
+        f"{len(spectral)} pulse(s) without gradient off resonance ({min(spectral):+.1f}.."
+        f"{max(spectral):+.1f} Hz): played out in {RF_STEPS} steps at each voxel's off-resonance"
+    )
+    offsets = RfOffsets(
+        torch.tensor(frequency, dtype=torch.float32),
+        torch.tensor(duration, dtype=torch.float32),
+        torch.tensor(shapes, dtype=torch.complex64),
+    )
+    return offsets, notes
 
 
 def import_seq(
