@@ -112,3 +112,13 @@ def test_types_ranges_and_choices_fail_with_the_dotted_path(data, message):
     with pytest.raises(RecipeError) as err:
         parse_recipe(recipe(FROM_ZERO, **data), "r.yaml")
     assert str(err.value) == f"r.yaml: {message}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted([*RECIPES_DIR.glob("*.yaml"), *(RECIPES_DIR.parent / "bundles" / "recipes").glob("*.yaml")]),
+    ids=lambda p: f"{p.parent.parent.name}/{p.name}",
+)
+def test_every_recipe_in_the_repository_loads(path):
+    """The shipped recipes and those the shipped bundles were trained from (globbed, not listed)."""
+    assert load_recipe(path).name
