@@ -63,6 +63,27 @@ def _patches(block: torch.Tensor, kernel: tuple[int, int, int]) -> torch.Tensor:
     return p.reshape(-1, nc * math.prod(kernel))
 
 
+def _patch_subspace(a: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values of ``a`` and the basis ``[nc * K, keep]`` of its rows with ``s_i >= threshold s_0``.
+
+    ``a = U S V^H`` row by row: every patch (row) is a combination of the rows of ``V^H``. The
+    eigen-decomposition of the smaller Gram matrix (``A^H A`` or ``A A^H``) gives them at a
+    fraction of a full SVD's cost.
+    """
+    rows, cols = a.shape
+    small = a.conj().T @ a if rows >= cols else a @ a.conj().T
+    evals, evecs = torch.linalg.eigh(small.to(torch.complex128))
+    sv = evals.flip(0).clamp_min(0).sqrt()
+    if not float(sv[0]) > 0:
+        raise ValueError("the calibration block is zero: no coil sensitivities can be estimated")
+    keep = int((sv >= threshold * sv[0]).sum())
+    if rows >= cols:  # eigenvectors are the columns of V: the rows of V^H are their conjugates
+        basis = evecs.flip(1)[:, :keep].conj()
+    else:  # eigenvectors are the columns of U: V^H = S^-1 U^H A
+        basis = ((evecs.flip(1)[:, :keep].conj().T @ a.to(torch.complex128)) / sv[:keep, None]).T
+    return sv, basis
+
+
 def espirit_eigen(
     acs: torch.Tensor,
     grid: tuple[int, int, int],
@@ -83,12 +104,7 @@ def espirit_eigen(
     if positions < 1:
         raise ValueError(f"the calibration block {tuple(block.shape[1:])} is smaller than the kernel {ksize}")
     a = _patches(block.to(torch.complex64), ksize)  # [positions, nc * K]
-    _, sv, vh = torch.linalg.svd(a, full_matrices=False)  # descending singular values
-    if not float(sv[0]) > 0:
-        raise ValueError("the calibration block is zero: no coil sensitivities can be estimated")
-    keep = int((sv >= threshold * sv[0]).sum())
-    # A = U S V^H row by row: each patch (a row of A) is a combination of the rows of V^H
-    v = vh[:keep].T.to(torch.complex128)  # [nc * K, keep]
+    _, v = _patch_subspace(a, threshold)  # [nc * K, keep]
     k_total = math.prod(ksize)
     proj = (v @ v.conj().T).reshape(nc, *ksize, nc, *ksize)
     # autocorrelation C[i, j, dz, dy, dx] = sum_{kappa - kappa' = delta} P[i, kappa, j, kappa']
@@ -118,11 +134,11 @@ def espirit_eigen(
     m = ifftc(padded, ndim=ndim) * (math.sqrt(math.prod(grid[-ndim:])) / k_total)  # [nc, nc, *grid]
     m = m.permute(2, 3, 4, 0, 1).reshape(-1, nc, nc)
     m = 0.5 * (m + m.conj().transpose(1, 2))
-    lam, vec = torch.linalg.eigh(m)
-    top, val = vec[:, :, -1], lam[:, -1]  # [pix, nc], [pix]
     # phase relative to the coils' first principal component (a virtual body coil)
     flat = block.reshape(nc, -1).to(torch.complex64)
-    u = torch.linalg.svd(flat @ flat.conj().T)[0][:, 0]
+    u = torch.linalg.eigh(flat @ flat.conj().T)[1][:, -1]
+    lam, vec = torch.linalg.eigh(m)
+    top, val = vec[:, :, -1], lam[:, -1]  # [pix, nc], [pix]
     ref = top @ u.conj()
     top = top * torch.exp(-1j * torch.angle(ref))[:, None].to(top.dtype)
     maps = top.T.reshape(nc, *grid).to(acs.dtype)
