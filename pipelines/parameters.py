@@ -9,8 +9,9 @@ validated values from ``ctx.params`` (``pipelines/base.py``), never from the raw
 
 How a pipeline declares a parameter, next to its registration (``pipelines/registry.py``)::
 
+    from dataclasses import dataclass
     from typing import Literal
-    from dataclasses import dataclass, fields
+
     from mrzero.pipelines.parameters import ImageParameters, parameter
 
     @dataclass(frozen=True)
@@ -22,8 +23,9 @@ How a pipeline declares a parameter, next to its registration (``pipelines/regis
     cartesian = register("cartesian", "...", CartesianParameters)(chain(...))
 
 and a stage reads ``ctx.params.coil_compression`` (an ``int >= 0`` by then). Choices are
-``Literal`` types; ranges are ``ge``/``gt``/``le``/``lt``; ``X | None`` with default ``None``
-means "not given" (the stage picks, e.g. from the bundle). Groups of parameters that a shared
+``Literal`` types; ranges are ``ge``/``gt``/``le``/``lt``, other checks ``rule=(what, predicate)``
+and text ``pattern=``; ``X | None`` with default ``None`` means "not given" (the stage picks,
+e.g. from the bundle). Groups of parameters that a shared
 stage reads are dataclasses below (``CoilParameters`` for ``combine_stage`` ...); a pipeline
 inherits the groups of the stages it chains, and may redeclare a field to change its default.
 ``mrzero pipelines`` and ``docs/pipelines.md`` list every declaration (``parameter_docs``).
