@@ -2,7 +2,7 @@
 
 Built to be reused by a digital-twin scan that streams to the server: ``mrd_header`` and
 ``acquisitions`` make the same objects a scanner would send, ``noise_acquisitions`` the
-noise-adjust scans that go first, and ``write_mrd`` stores any of them with ``ismrmrd.Dataset``.
+noise-adjust scans that go first, and ``write_mrd`` stores any of them as an MRD HDF5 file.
 
 What is filled in, from the ``Sequence`` and its ``ReadoutLayout`` (``sequences/adc_layout.py``;
 derived from the trajectory when a sequence has none):
@@ -31,6 +31,7 @@ import ismrmrd.xsd as xsd
 import numpy as np
 import torch
 
+from mrzero.core.mrd_file import write_raw_file
 from mrzero.core.units import GAMMA_HZ_PER_T
 from mrzero.sequences.adc_layout import ReadoutLayout, derive_layout
 from mrzero.sequences.sequence import EXCITATION, INVERSION, Sequence
@@ -265,22 +266,13 @@ def add_noise(signal: torch.Tensor, std: float, seed: int = 0) -> torch.Tensor:
 
 def write_mrd(path: str | Path, header: xsd.ismrmrdHeader, acqs: Iterable[ismrmrd.Acquisition],
               dataset: str = "dataset", overwrite: bool = False) -> int:
-    """Write ``header`` and ``acqs`` to the MRD HDF5 file ``path``; returns the number of acquisitions."""
+    """Write ``header`` and ``acqs`` to the MRD HDF5 file ``path`` (with the one raw-MRD writer,
+    ``mrzero.core.mrd_file``); returns the number of acquisitions."""
     path = Path(path)
-    if path.exists():
-        if not overwrite:
-            raise MRDExportError(f"{path} exists; pass overwrite=True to replace it")
-        path.unlink()
+    if path.exists() and not overwrite:
+        raise MRDExportError(f"{path} exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds = ismrmrd.Dataset(str(path), dataset, create_if_needed=True)
-    count = 0
-    try:
-        ds.write_xml_header(xsd.ToXML(header))
-        for acq in acqs:
-            ds.append_acquisition(acq)
-            count += 1
-    finally:
-        ds.close()
+    count = write_raw_file(path, xsd.ToXML(header), acqs, group=dataset, exclusive=False)
     log.info("wrote %s: %d acquisitions", path, count)
     return count
 

@@ -20,6 +20,7 @@ from typing import Any
 import ismrmrd
 import numpy as np
 
+from mrzero.core.mrd_file import write_raw_file
 from mrzero.pipelines.twix.acquisitions import (
     acquisition_headers,
     header_table,
@@ -29,7 +30,6 @@ from mrzero.pipelines.twix.acquisitions import (
     siemens_flags,
 )
 from mrzero.pipelines.twix.header_builder import build_header
-from mrzero.pipelines.twix.mrd_writer import write_raw_file
 from mrzero.pipelines.twix.protocol_fields import Protocol
 from mrzero.pipelines.twix.reader import TwixFile, read_twix_file
 
@@ -156,7 +156,8 @@ def convert_twix(path: str | os.PathLike[str], output: str | os.PathLike[str],
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        write_raw_file(tmp, measurement.header, measurement.acquisitions(), len(measurement))
+        xml = ismrmrd.xsd.ToXML(measurement.header)
+        write_raw_file(tmp, xml, measurement.acquisitions(), exclusive=False)
         os.replace(tmp, output)
     except BaseException:
         tmp.unlink(missing_ok=True)
