@@ -21,15 +21,17 @@ def _cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def select_device(requested: str | torch.device | None = None) -> torch.device:
-    """The torch device for ``requested`` (None or ``"auto"``: CUDA when available, else CPU)."""
+def select_device(requested: str | torch.device | None = None, source: str = "") -> torch.device:
+    """The torch device for ``requested`` (None or ``"auto"``: CUDA when available, else CPU);
+    ``source`` (e.g. ``"--device / MRZERO_DEVICE"``) says in an error where the request came from."""
+    where = f" ({source})" if source else ""
     if requested is None or (isinstance(requested, str) and requested.strip().lower() == AUTO):
         return torch.device("cuda" if _cuda_count() else "cpu")
     try:
         device = torch.device(requested.strip() if isinstance(requested, str) else requested)
     except (RuntimeError, ValueError) as exc:
         raise DeviceError(
-            f"device {requested!r} is not a torch device (use auto, cpu, cuda or cuda:N)"
+            f"device {requested!r}{where} is not a torch device (use auto, cpu, cuda or cuda:N)"
         ) from exc
     if device.type == "cuda":
         count = _cuda_count()
@@ -37,9 +39,9 @@ def select_device(requested: str | torch.device | None = None) -> torch.device:
         if index >= count:
             seen = "no CUDA device" if count == 0 else f"{count} CUDA device(s) (cuda:0..cuda:{count - 1})"
             build = "" if torch.version.cuda else " (this torch is a CPU-only build)"
-            raise DeviceError(f"device {str(device)!r} requested, but torch sees {seen}{build}")
+            raise DeviceError(f"device {str(device)!r} asked for{where}, but torch sees {seen}{build}")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"device {str(device)!r} requested, but the MPS backend is not available")
+        raise DeviceError(f"device {str(device)!r} asked for{where}, but the MPS backend is not available")
     elif device.type not in ("cpu", "cuda", "mps"):
-        raise DeviceError(f"device {str(device)!r}: use auto, cpu, cuda, cuda:N or mps")
+        raise DeviceError(f"device {str(device)!r}{where}: use auto, cpu, cuda, cuda:N or mps")
     return device

@@ -284,18 +284,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _check_device(name: str) -> str | None:
     """The device for ``Settings.device`` (None for auto); ``ValueError`` if torch cannot use it."""
-    if name == "auto":
-        return None
-    if name.startswith("cuda"):
-        import torch
+    from mrzero.core.device import select_device
 
-        index = int(name.partition(":")[2] or 0)
-        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {name!r} asked for (--device / MRZERO_DEVICE), but torch sees "
-                f"{torch.cuda.device_count()} CUDA device(s)"
-            )
-    return name
+    return None if name == "auto" else str(select_device(name, source="--device / MRZERO_DEVICE"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ def test_cpu_is_taken_as_asked():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 @pytest.mark.parametrize("requested", ["cuda", "cuda:0", "cuda:3"])
 def test_unavailable_cuda_fails_saying_what_torch_sees(requested):
-    with pytest.raises(DeviceError, match=rf"device '{requested}' requested, but torch sees no CUDA device"):
+    with pytest.raises(DeviceError, match=rf"device '{requested}' asked for, but torch sees no CUDA device"):
         select_device(requested)
 
 
@@ -38,3 +38,8 @@ def test_a_cuda_index_past_the_last_device_fails():
 def test_malformed_names_are_refused(requested):
     with pytest.raises(DeviceError, match="is not a torch device|use auto, cpu"):
         select_device(requested)
+
+
+def test_an_error_names_where_the_request_came_from():
+    with pytest.raises(DeviceError, match=r"device 'tpu' \(--device / MRZERO_DEVICE\) is not a torch device"):
+        select_device("tpu", source="--device / MRZERO_DEVICE")
