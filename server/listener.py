@@ -30,6 +30,7 @@ from mrzero.server.connection import Connection
 from mrzero.server.framing import close_message, serialized
 from mrzero.server.health import HealthServer
 from mrzero.server.limits import Settings
+from mrzero.server.memory_budget import cgroup_memory_limit, over_budget
 from mrzero.server.metrics import Metrics, free_bytes
 from mrzero.server.processes import forkserver_alive, warm_up
 from mrzero.server.retention import JournalDirectory
@@ -110,6 +111,8 @@ class Server:
         if self.settings.fallback_pipeline is not None:
             registry.get(self.settings.fallback_pipeline)  # an unknown fallback fails at start, not at a scan
         self.journals.prune()
+        if problem := over_budget(self.settings.limits, cgroup_memory_limit()):
+            log.warning("memory limits do not fit: %s", problem)
         host, port = self.settings.host, self.settings.port
         self._listener = _listen(
             f"MRD port {host}:{port}", lambda: socket.create_server((host, port), backlog=64)
