@@ -26,12 +26,18 @@ from mrzero.sequences.adc_layout import ReadoutLayout
 from mrzero.sequences.builders import BUILDERS
 from mrzero.sequences.mrd import ScanInfo, add_noise, layout_of, simulated_to_mrd
 from mrzero.sequences.phantom import Phantom
-from mrzero.sequences.phantoms import brain_phantom, coil_sensitivities, load_nifti_phantom, sparse_synthetic
+from mrzero.sequences.phantoms import (
+    brain_phantom,
+    coil_sensitivities,
+    load_nifti_phantom,
+    sparse_synthetic,
+    water_fat_phantom,
+)
 from mrzero.sequences.sequence import Sequence
 
 log = logging.getLogger(__name__)
 
-PHANTOMS = ("brain", "sparse")
+PHANTOMS = ("brain", "sparse", "water_fat")
 
 
 @dataclass
@@ -49,12 +55,15 @@ class ScanResult:
 
 def make_phantom(spec: str, size: tuple[int, int], slice: int | None = None, n_coils: int = 1,
                  seed: int = 0, device: torch.device | str | None = None) -> Phantom:
-    """``brain`` (embedded), ``sparse`` (seed 6.2 sample) or a NIfTI path, with ``n_coils`` > 1 loop coils."""
+    """``brain`` (embedded), ``sparse`` (seed 6.2 sample), ``water_fat`` (three discs with a fat
+    species) or a NIfTI path, with ``n_coils`` > 1 loop coils."""
     if spec == "brain":
         phantom = brain_phantom(size, slice=3 if slice is None else slice, device=device)
     elif spec == "sparse":
         block = (max(1, size[0] * 3 // 8), max(1, size[1] * 3 // 8))  # the seed's 12 of 32
         phantom = sparse_synthetic(size, block=block, seed=seed, device=device)
+    elif spec == "water_fat":
+        phantom = water_fat_phantom(size, device=device)
     elif spec.endswith((".nii", ".nii.gz")):
         phantom = load_nifti_phantom(spec, slice=slice, size=size, device=device)
     else:

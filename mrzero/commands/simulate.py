@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--phantom",
         default="brain",
-        help="brain (embedded, default), sparse (seed's synthetic sample) or a NIfTI file",
+        help="brain (embedded, default), sparse (seed's synthetic sample), water_fat (three discs: "
+        "water, fat, both; a fat species at -3.4 ppm) or a NIfTI file",
     )
     p.add_argument(
         "--slice", type=int, default=None, help=f"phantom slice (brain: 0..{BRAIN_SLICES - 1}, default 3)"
@@ -139,8 +140,9 @@ def argument_error(args: argparse.Namespace) -> str | None:
             f"--field-strength {args.field_strength}: must be > 0 (T)",
         ),
         (
-            args.phantom not in ("brain", "sparse") and not args.phantom.endswith((".nii", ".nii.gz")),
-            f"--phantom {args.phantom}: use brain, sparse or a .nii/.nii.gz file",
+            args.phantom not in ("brain", "sparse", "water_fat")
+            and not args.phantom.endswith((".nii", ".nii.gz")),
+            f"--phantom {args.phantom}: use brain, sparse, water_fat or a .nii/.nii.gz file",
         ),
         (
             args.phantom.endswith((".nii", ".nii.gz")) and not Path(args.phantom).is_file(),

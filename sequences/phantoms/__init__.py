@@ -1,4 +1,5 @@
-"""Phantom sources: the embedded brain, multi-parametric NIfTI, arrays, sparse synthetic samples, coils.
+"""Phantom sources: the embedded brain, multi-parametric NIfTI, arrays, sparse synthetic samples, coils,
+water-fat discs.
 
 The ``Phantom`` dataclass itself lives in ``sequences/phantom.py``.
 """
@@ -16,6 +17,7 @@ from mrzero.sequences.phantoms.nifti import NiftiPhantomError, load_nifti_phanto
 from mrzero.sequences.phantoms.resample import resample_phantom
 from mrzero.sequences.phantoms.sparse import sparse_synthetic
 from mrzero.sequences.phantoms.tissue import BRAIN_TISSUES_3T, Tissue, t2dash_from_t2star
+from mrzero.sequences.phantoms.water_fat import water_fat_phantom
 
 __all__ = [
     "BRAIN_TISSUES_3T",
@@ -32,4 +34,5 @@ __all__ = [
     "resample_phantom",
     "sparse_synthetic",
     "t2dash_from_t2star",
+    "water_fat_phantom",
 ]
