@@ -31,6 +31,7 @@ import torch
 from safetensors import SafetensorError
 
 from mrzero.core.bundles import file_sha256
+from mrzero.core.device import DeviceError, select_device
 from mrzero.pipelines.base import Context, PipelineError, Stage, chain
 from mrzero.pipelines.images import make_image
 from mrzero.pipelines.parameters import (
@@ -185,7 +186,10 @@ def roar_stage_for(weights: Path | None = None) -> Stage:
 
     def stage(items: Iterable[ReconBuffer], ctx: Context) -> Iterator[ismrmrd.Image]:
         source = RoarModelSource(weights, None, str(weights)) if weights is not None else scan_source(ctx)
-        device = ctx.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = str(select_device(ctx.device))
+        except DeviceError as exc:
+            raise PipelineError(f"roar: {exc}") from None
         model, te = load_model(source, device)
         ctx.logger.info("roar: network from %s on %s", source.label, device)
         check_echo_times(ctx.header, te, ctx)
