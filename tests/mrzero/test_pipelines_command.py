@@ -54,7 +54,7 @@ def test_one_pipeline_and_an_unknown_name(capsys):
     assert out.startswith("roar: ") and "mask_threshold" in out and "> 0, < 1" in out
     assert "adjoint" not in out
     assert main(["pipelines", "nope"]) == 2
-    assert "unknown pipeline 'nope'" in capsys.readouterr().out
+    assert "unknown pipeline 'nope'" in capsys.readouterr().err
 
 
 def test_the_docs_list_every_declared_parameter():
