@@ -57,11 +57,13 @@ def _curves(
             [max(e.get(key, 0.0), 1e-12) for e in evaluations],
             "--",
             lw=0.7,
-            label=key.replace("err_k", "|k| ").replace("+", "+ cyc/FOV"),
+            label=key.replace("err_k", "|k| "),
         )
     ax_loss.set_title("loss / error")
     ax_loss.set_xlabel("iteration")
-    ax_loss.legend(fontsize=6)
+    ax_loss.legend(
+        fontsize=6, title="dashed: band error, |k| in cycles/FOV" if at else None, title_fontsize=6
+    )
     ax_sar.plot(it, [100 * h["sar_rel"] for h in history], lw=0.8, color="C3")
     ax_sar.set_title("SAR (% of reference)")
     ax_sar.set_xlabel("iteration")
