@@ -46,6 +46,16 @@ def test_unknown_pipeline_is_refused_with_the_known_names(gadget, scan, caplog):
     assert_refused(answer, caplog, gadget, "unknown pipeline 'nope'", "cartesian")
 
 
+def test_an_undeclared_or_invalid_property_is_refused_by_name(gadget, scan, caplog):
+    header, acqs = scan
+    properties = {"pipeline": "cartesian", "combine": "sos"}
+    answer = run_chain(gadget.address, opening(properties, header), acqs[:10])
+    assert_refused(answer, caplog, gadget, "combine: expected one of 'rss', 'adaptive'", "got 'sos'")
+    properties = {"pipeline": "roar", "iterations": "3"}  # a property value that parses as JSON is a number
+    answer = run_chain(gadget.address, opening(properties, header), acqs[:10])
+    assert_refused(answer, caplog, gadget, "pipeline 'roar': unknown JSON parameter 'iterations' (= 3)")
+
+
 @pytest.mark.parametrize("payload, fragments", [
     (struct.pack("<H", 1023) + bytes(64), ("IsmrmrdReconData buffer (1023)", "AcquisitionAccumulateTrigger")),
     (struct.pack("<H", 1050) + bytes(64), ("AcquisitionBucket (1050)",)),
