@@ -35,21 +35,26 @@ MAP_LEVELS = 4095
 def bundle_head(bundle: DeployedBundle | None, device: str) -> tuple[torch.nn.Module, dict[str, str]]:
     """The bundle's head in eval mode and its output description; ``PipelineError`` if unusable."""
     if bundle is None:
-        raise PipelineError("mrzero_head needs the scan's bundle: name it with the JSON parameter "
-                            "'bundle' or send the Pulseq signature in the header")
+        raise PipelineError(
+            "mrzero_head needs the scan's bundle: name it with the JSON parameter "
+            "'bundle' or send the Pulseq signature in the header"
+        )
     head_info = bundle.protocol.get("head") or {}
     config = head_info.get("config")
     if not bundle.protocol.get("files", {}).get("head") or not config:
-        raise PipelineError(f"bundle {bundle.name} has no reconstruction head; use the adjoint or "
-                            "iterative_adjoint pipeline")
+        raise PipelineError(
+            f"bundle {bundle.name} has no reconstruction head; use the adjoint or iterative_adjoint pipeline"
+        )
     try:
         weights = bundle.head_weights()
         head = load_head(config, weights or {}, device)
     except (HeadError, SafetensorError, OSError) as exc:
         raise PipelineError(f"bundle {bundle.name}: the head weights fail to load: {exc}") from exc
     output = head_info.get("output") or {}
-    return head, {"quantity": str(output.get("quantity", "head output")),
-                  "units": str(output.get("units", "a.u."))}
+    return head, {
+        "quantity": str(output.get("quantity", "head output")),
+        "units": str(output.get("units", "a.u.")),
+    }
 
 
 def _combined(buf: ReconBuffer) -> torch.Tensor:
@@ -68,30 +73,52 @@ def head_stage(bundle: DeployedBundle | None, device: str):
         stack = torch.stack([_combined(b) for b in buffers])
         n_in = getattr(head, "n_in", stack.shape[0])
         if stack.shape[0] != n_in:
-            raise PipelineError(f"bundle {bundle.name}'s head takes {n_in} images, the scan gave "
-                                f"{stack.shape[0]}")
+            raise PipelineError(
+                f"bundle {bundle.name}'s head takes {n_in} images, the scan gave {stack.shape[0]}"
+            )
         with torch.no_grad():
             maps = head(stack.to(device)).float()
         reference = buffers[0].reference  # the first image (counter order) gives the geometry
-        ctx.logger.info("head of bundle %s: %d images -> %d %s map(s) in %s", bundle.name, stack.shape[0],
-                        maps.shape[0], described["quantity"], described["units"])
+        ctx.logger.info(
+            "head of bundle %s: %d images -> %d %s map(s) in %s",
+            bundle.name,
+            stack.shape[0],
+            maps.shape[0],
+            described["quantity"],
+            described["units"],
+        )
         for index, values in enumerate(as_numpy(maps), start=1):
             yield _map_image(values.astype(np.float32), reference, ctx, series, index, output, described)
 
     return run
 
 
-def _map_image(values: np.ndarray, reference: ismrmrd.AcquisitionHeader, ctx: Context, series: int,
-               index: int, output: str, described: dict[str, str]) -> ismrmrd.Image:
+def _map_image(
+    values: np.ndarray,
+    reference: ismrmrd.AcquisitionHeader,
+    ctx: Context,
+    series: int,
+    index: int,
+    output: str,
+    described: dict[str, str],
+) -> ismrmrd.Image:
     slope, data = 1.0, values
     if output == "uint16":
         top = float(np.abs(values).max(initial=0.0))
         slope = top / MAP_LEVELS if top > 0 else 1.0
         data = np.clip(np.rint(values / slope), 0, MAP_LEVELS).astype(np.uint16)
-    image = make_image(data[None], reference, ctx.header, series=series, index=index, role="Quantitative",
-                       history=("MRZERO", "MRZERO_HEAD"), description=f"{described['quantity']} map",
-                       comment=f"{described['quantity']} [{described['units']}]",
-                       window_meta=_window(values / slope))
+    image = make_image(
+        data[None],
+        reference,
+        ctx.header,
+        series=series,
+        index=index,
+        role="Quantitative",
+        history=("MRZERO", "MRZERO_HEAD"),
+        description=f"{described['quantity']} map",
+        comment=f"{described['quantity']} [{described['units']}]",
+        window_meta=_window(values / slope),
+    )
     meta = ismrmrd.Meta.deserialize(image.attribute_string)
     meta["Quantity"] = described["quantity"]
     meta["Units"] = described["units"]

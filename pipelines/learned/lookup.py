@@ -24,6 +24,7 @@ def scan_bundle(ctx: Context) -> DeployedBundle | None:
         bundle = lookup_bundle(ctx.bundle_store, name=name or None, signature=signature)
     except BundleError as exc:
         raise PipelineError(str(exc)) from exc
-    ctx.logger.info("scan uses bundle %s (signature %s, deployed %s)", bundle.name, bundle.signature,
-                    bundle.deployed_at)
+    ctx.logger.info(
+        "scan uses bundle %s (signature %s, deployed %s)", bundle.name, bundle.signature, bundle.deployed_at
+    )
     return bundle

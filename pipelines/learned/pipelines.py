@@ -47,7 +47,8 @@ class ReconParameters(PipelineParameters):
         None, "density compensation: 'none' (MRzero's plain adjoint, default) or 'pipe' (Pipe-Menon)"
     )
     device: str | None = parameter(
-        None, "torch device (cpu, cuda, cuda:N); default the server's --device, else cuda when present",
+        None,
+        "torch device (cpu, cuda, cuda:N); default the server's --device, else cuda when present",
         pattern=DEVICE_PATTERN,
     )
 
@@ -80,13 +81,19 @@ class HeadParameters(SeriesParameters, ReconParameters, PrewhitenParameters):
 def _run(items: Iterable[Any], ctx: Context, iterative: bool, with_head: bool) -> Iterator[ismrmrd.Image]:
     bundle = scan_bundle(ctx)
     if bundle is not None and bundle.pipeline != ctx.pipeline_name:
-        ctx.logger.info("bundle %s names pipeline %s; reconstructing with %s as the scan asked",
-                        bundle.name, bundle.pipeline, ctx.pipeline_name)
+        ctx.logger.info(
+            "bundle %s names pipeline %s; reconstructing with %s as the scan asked",
+            bundle.name,
+            bundle.pipeline,
+            ctx.pipeline_name,
+        )
     settings = ReconSettings.from_context(ctx, bundle, iterative)
-    finish = ((head_stage(bundle, settings.device),) if with_head
-              else (combine_stage, scale_stage, output_stage))
-    yield from chain(prewhiten_stage, imaging_lines_stage, gather_stage(bundle), recon_stage(settings),
-                     *finish)(items, ctx)
+    finish = (
+        (head_stage(bundle, settings.device),) if with_head else (combine_stage, scale_stage, output_stage)
+    )
+    yield from chain(
+        prewhiten_stage, imaging_lines_stage, gather_stage(bundle), recon_stage(settings), *finish
+    )(items, ctx)
 
 
 @register(

@@ -64,8 +64,10 @@ class ReconSettings:
         (the seed's gradient steps, default) or ``cg``."""
         stored = bundle.protocol.get("recon") if bundle is not None else None
         given = {k: getattr(ctx.params, k, None) for k in SETTING_KEYS}  # None: not declared or not sent
-        merged = {**(stored if isinstance(stored, dict) else {}),
-                  **{k: v for k, v in given.items() if v is not None}}
+        merged = {
+            **(stored if isinstance(stored, dict) else {}),
+            **{k: v for k, v in given.items() if v is not None},
+        }
         method = "adjoint"
         if iterative:
             method = given["method"] or "iterative"
@@ -84,8 +86,13 @@ class ReconSettings:
             device = str(select_device(requested))
         except DeviceError as exc:
             raise PipelineError(str(exc)) from None
-        return cls(method, _integer(merged.get("iterations", 10), "iterations", 1, MAX_ITERATIONS),
-                   float(tikhonov), density, device)
+        return cls(
+            method,
+            _integer(merged.get("iterations", 10), "iterations", 1, MAX_ITERATIONS),
+            float(tikhonov),
+            density,
+            device,
+        )
 
 
 def recon_stage(settings: ReconSettings):
@@ -96,19 +103,30 @@ def recon_stage(settings: ReconSettings):
             signal, trajectory = group.stacked()
             nx, ny, nz = group.geometry.recon_matrix
             if nz != 1:
-                raise PipelineError(f"only 2D images are reconstructed here; the header's recon matrix is "
-                                    f"{nx} x {ny} x {nz}")
+                raise PipelineError(
+                    f"only 2D images are reconstructed here; the header's recon matrix is {nx} x {ny} x {nz}"
+                )
             start = time.perf_counter()
             try:
-                images = reconstruct(signal.to(settings.device), trajectory[:, :2].to(settings.device),
-                                     (ny, nx), method=settings.method, iterations=settings.iterations,
-                                     density=None if settings.density == "none" else settings.density,
-                                     tikhonov=settings.tikhonov)
+                images = reconstruct(
+                    signal.to(settings.device),
+                    trajectory[:, :2].to(settings.device),
+                    (ny, nx),
+                    method=settings.method,
+                    iterations=settings.iterations,
+                    density=None if settings.density == "none" else settings.density,
+                    tikhonov=settings.tikhonov,
+                )
             except EncodingError as exc:
                 raise PipelineError(f"image {group.key[1:]}: {exc}") from exc
-            ctx.logger.info("image %s: %s reconstruction of %d samples x %d coils in %.3f s",
-                            group.key[1:], settings.method, signal.shape[1], signal.shape[0],
-                            time.perf_counter() - start)
+            ctx.logger.info(
+                "image %s: %s reconstruction of %d samples x %d coils in %.3f s",
+                group.key[1:],
+                settings.method,
+                signal.shape[1],
+                signal.shape[0],
+                time.perf_counter() - start,
+            )
             assert group.reference is not None
             yield ReconBuffer(images[:, None], group.reference, group.key[1:], group.encoding)
 

@@ -38,8 +38,10 @@ def prewhiten_stage(items: Iterable[Any], ctx: Context) -> Iterator[Any]:
                 continue
             check_data(item)
             if noise and item.active_channels != noise[0].shape[0]:
-                raise PipelineError(f"noise scans disagree on the number of coils: "
-                                    f"{noise[0].shape[0]} then {item.active_channels}")
+                raise PipelineError(
+                    f"noise scans disagree on the number of coils: "
+                    f"{noise[0].shape[0]} then {item.active_channels}"
+                )
             noise.append(samples(item).to(torch.complex128))
             noise_dwell_s = item.sample_time_us * 1e-6
             continue
@@ -52,14 +54,17 @@ def prewhiten_stage(items: Iterable[Any], ctx: Context) -> Iterator[Any]:
         if matrix is not None:
             check_data(item)
             if item.active_channels != matrix.shape[1]:
-                raise PipelineError(f"{describe(item)} has {item.active_channels} coils, "
-                                    f"the noise scans had {matrix.shape[1]}")
+                raise PipelineError(
+                    f"{describe(item)} has {item.active_channels} coils, "
+                    f"the noise scans had {matrix.shape[1]}"
+                )
             item = with_data(item, prewhiten(samples(item), matrix))
         yield item
 
 
-def _matrix(noise: list[torch.Tensor], noise_dwell_s: float, image_dwell_s: float,
-            ctx: Context) -> torch.Tensor:
+def _matrix(
+    noise: list[torch.Tensor], noise_dwell_s: float, image_dwell_s: float, ctx: Context
+) -> torch.Tensor:
     data = torch.cat(noise, dim=1)
     bandwidth = receiver_noise_bandwidth(ctx.header)
     scale = bandwidth_scale(image_dwell_s, noise_dwell_s, bandwidth)
@@ -67,7 +72,14 @@ def _matrix(noise: list[torch.Tensor], noise_dwell_s: float, image_dwell_s: floa
         matrix = prewhitening_matrix(noise_covariance(data), scale)
     except ValueError as err:
         raise PipelineError(str(err)) from err
-    ctx.logger.info("prewhitening %d coils from %d noise samples (dwell noise %.3g s, image %.3g s, "
-                    "relative noise bandwidth %.3g, scale %.4g)", data.shape[0], data.shape[1],
-                    noise_dwell_s, image_dwell_s, bandwidth, scale)
+    ctx.logger.info(
+        "prewhitening %d coils from %d noise samples (dwell noise %.3g s, image %.3g s, "
+        "relative noise bandwidth %.3g, scale %.4g)",
+        data.shape[0],
+        data.shape[1],
+        noise_dwell_s,
+        image_dwell_s,
+        bandwidth,
+        scale,
+    )
     return matrix.to(torch.complex64)

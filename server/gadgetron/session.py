@@ -46,8 +46,14 @@ class ExternalSession(WorkerSession):
 
     _GONE_WHILE_SENDING = (logging.ERROR, "Gadgetron %s gone while sending: %s; stopping the pipeline")
 
-    def __init__(self, sock: socket.socket, peer: tuple[str, int], settings: Settings,
-                 default_pipeline: str, number: int):
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: tuple[str, int],
+        settings: Settings,
+        default_pipeline: str,
+        number: int,
+    ):
         super().__init__(sock, peer, settings, f"g{number:05d}", log)
         self.default_pipeline = default_pipeline
         self._rfile = sock.makefile("rb", buffering=1 << 20)
@@ -80,16 +86,27 @@ class ExternalSession(WorkerSession):
             self.fail(f"internal error: {type(exc).__name__}: {exc}")
         finally:
             self._finish()
-        self.log.info("pipeline %s: %d items in, %d images out, %.2f s, ended by %s%s",
-                      self.pipeline or "-", self.items, self.images_sent, time.monotonic() - self.started,
-                      ended, f"; error: {self.failure}" if self.failure else "")
+        self.log.info(
+            "pipeline %s: %d items in, %d images out, %.2f s, ended by %s%s",
+            self.pipeline or "-",
+            self.items,
+            self.images_sent,
+            time.monotonic() - self.started,
+            ended,
+            f"; error: {self.failure}" if self.failure else "",
+        )
 
     def _disconnected(self, how: str) -> str:
         self.peer_gone = True
         if self.failure is None:
-            self.log.error("Gadgetron %s disconnected mid-stream %s after %d data items, without a "
-                           "close message; pipeline %s stopped, no more images sent", self.peer, how,
-                           self.items, self.pipeline or "-")
+            self.log.error(
+                "Gadgetron %s disconnected mid-stream %s after %d data items, without a "
+                "close message; pipeline %s stopped, no more images sent",
+                self.peer,
+                how,
+                self.items,
+                self.pipeline or "-",
+            )
         if self.worker is not None:
             self.worker.stop()
         return "disconnect"
@@ -119,8 +136,10 @@ class ExternalSession(WorkerSession):
         elif msg.is_data:
             self._data(msg)
         else:
-            self.fail(f"unexpected {MessageId(msg.id).name.lower()} message from Gadgetron; "
-                      f"this external gadget takes a configuration, a header and {ACCEPTED}")
+            self.fail(
+                f"unexpected {MessageId(msg.id).name.lower()} message from Gadgetron; "
+                f"this external gadget takes a configuration, a header and {ACCEPTED}"
+            )
 
     def _configuration(self, text: str) -> None:
         if self.configured or self.header_xml is not None:

@@ -56,11 +56,18 @@ def test_an_undeclared_or_invalid_property_is_refused_by_name(gadget, scan, capl
     assert_refused(answer, caplog, gadget, "pipeline 'roar': unknown JSON parameter 'iterations' (= 3)")
 
 
-@pytest.mark.parametrize("payload, fragments", [
-    (struct.pack("<H", 1023) + bytes(64), ("IsmrmrdReconData buffer (1023)", "AcquisitionAccumulateTrigger")),
-    (struct.pack("<H", 1050) + bytes(64), ("AcquisitionBucket (1050)",)),
-    (struct.pack("<H", 7777) + bytes(64), ("unsupported message id 7777", "acquisitions (1008)")),
-], ids=["recon-data", "bucket", "unknown-id"])
+@pytest.mark.parametrize(
+    "payload, fragments",
+    [
+        (
+            struct.pack("<H", 1023) + bytes(64),
+            ("IsmrmrdReconData buffer (1023)", "AcquisitionAccumulateTrigger"),
+        ),
+        (struct.pack("<H", 1050) + bytes(64), ("AcquisitionBucket (1050)",)),
+        (struct.pack("<H", 7777) + bytes(64), ("unsupported message id 7777", "acquisitions (1008)")),
+    ],
+    ids=["recon-data", "bucket", "unknown-id"],
+)
 def test_data_types_no_pipeline_takes_are_refused(gadget, scan, caplog, payload, fragments):
     header, acqs = scan
     answer = run_chain(gadget.address, opening({"pipeline": "cartesian"}, header), [*acqs[:3], payload])
@@ -73,10 +80,14 @@ def test_data_before_the_header_is_refused(gadget, scan, caplog):
     assert_refused(answer, caplog, gadget, "acquisition before the MRD header")
 
 
-@pytest.mark.parametrize("config, fragment", [
-    ("<configuration><property name='pipeline'", "configuration is not XML"),
-    ("<configuration><property name='pipeline'/></configuration>", "lacks a name or value"),
-], ids=["not-xml", "no-value"])
+@pytest.mark.parametrize(
+    "config, fragment",
+    [
+        ("<configuration><property name='pipeline'", "configuration is not XML"),
+        ("<configuration><property name='pipeline'/></configuration>", "lacks a name or value"),
+    ],
+    ids=["not-xml", "no-value"],
+)
 def test_bad_configurations_are_refused(gadget, scan, caplog, config, fragment):
     header, acqs = scan
     answer = run_chain(gadget.address, config_message(config) + header_message(header), acqs[:3])
