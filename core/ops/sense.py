@@ -3,9 +3,10 @@
 **ESPIRiT** (Uecker et al., MRM 2014), as BART's ``ecalib`` computes its first set of maps:
 
 1. The calibration matrix ``A`` holds every ``k x k (x k)`` patch of the fully sampled
-   calibration block (all coils), one patch per row. The right singular vectors ``V_par`` with
-   singular values ``sigma_i >= threshold * sigma_0`` span the k-space patches the coils can
-   produce (found here from the eigen-decomposition of ``A^H A``).
+   calibration block (all coils), one patch per row. The rows of ``V^H`` with singular values
+   ``sigma_i >= threshold * sigma_0`` (``V_par``) span the k-space patches the coils can produce
+   (found from the eigen-decomposition of the smaller of ``A^H A`` and ``A A^H``). BART's
+   default threshold 0.001 applies to ``sigma_i^2``: 0.0316 here.
 2. In the image, the projection onto that subspace acts pixel by pixel: at position ``x`` it is
    ``M(x) = (1/K) sum_q g_q(x) g_q(x)^H`` with ``g_q(x)_c = sum_kappa V_par[c, kappa, q]
    exp(+i 2 pi kappa . x)`` and ``K`` kernel points. ``M`` is the inverse FFT of the
@@ -158,12 +159,12 @@ def _interpolate_axis(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
     t = pos - base
     shape = [1] * x.dim()
     shape[dim] = n
-    out = torch.zeros(0)
+    out = None
     for offset in (-1, 0, 1, 2):
         d = (t - offset).abs()
         w = torch.where(d <= 1, 1.5 * d**3 - 2.5 * d**2 + 1, -0.5 * d**3 + 2.5 * d**2 - 4 * d + 2)
         term = x.index_select(dim, (base.long() + offset) % m) * w.to(torch.float32).reshape(shape)
-        out = term if out.numel() == 0 else out + term
+        out = term if out is None else out + term
     return out
 
 
