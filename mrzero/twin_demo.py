@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrzero.client import Reply, stream
+from mrzero.demo_overview import Comparison, overview_figure, scan_truth
+from mrzero.pipelines.dicom import write_dicom
 from mrzero.pipelines.image_files import write_images_h5, write_pngs
 from mrzero.sequences.bundle import deploy_bundle
 from mrzero.sequences.digital_twin import TwinScan, bundle_dir, twin_scan
@@ -35,7 +37,8 @@ def stream_scan(scan: TwinScan, host: str, port: int, config: str | None = None,
 
 
 def save_scan(scan: TwinScan, reply: Reply, out: str | Path) -> dict[str, Path]:
-    """Write what was sent (``raw.h5``, MRD raw data) and what came back (``images.h5``, ``png/``)."""
+    """Write what was sent (``raw.h5``, MRD raw data) and what came back (``images.h5``, ``png/``,
+    ``dicom/``)."""
     out = Path(out)
     saved = {"raw data": out / "raw.h5"}
     write_mrd(saved["raw data"], scan.header, scan.acquisitions, overwrite=True)
@@ -43,6 +46,9 @@ def save_scan(scan: TwinScan, reply: Reply, out: str | Path) -> dict[str, Path]:
         saved["images (MRD)"] = write_images_h5(reply.images, out / "images.h5", header_xml=scan.header_xml)
         pngs = write_pngs(reply.images, out / "png", stem=scan.protocol["name"])
         saved["images (PNG)"] = pngs[0].parent
+        dicom = write_dicom(reply.images, out / "dicom", scan.protocol["name"], scan.header,
+                            scan.protocol["pipeline"])
+        saved["images (DICOM)"] = dicom[0].parent
     return saved
 
 
@@ -53,9 +59,11 @@ def save_scan(scan: TwinScan, reply: Reply, out: str | Path) -> dict[str, Path]:
 @dataclass(frozen=True)
 class TwinDemoResult:
     journal_dir: Path
-    #: Per bundle: what ``save_scan`` wrote (raw data, images, PNG folder).
+    #: Per bundle: what ``save_scan`` wrote (raw data, images, PNG and DICOM folders, overview figure).
     saved: dict[str, dict[str, Path]]
     texts: list[str]
+    #: Per bundle: the returned images' error against the truth (``demo_overview``).
+    errors: dict[str, Comparison]
 
 
 def run_twin_demo(output_dir: Path = Path("demo-output"),
@@ -64,7 +72,7 @@ def run_twin_demo(output_dir: Path = Path("demo-output"),
     """Deploy, serve, scan with the twin, save; raises ``RuntimeError`` if the server reports an error."""
     output_dir = Path(output_dir)
     journal_dir = output_dir / "journal"
-    saved, texts = {}, []
+    saved, texts, errors = {}, [], {}
     with tempfile.TemporaryDirectory(prefix="mrzero-store-") as store:
         for name in bundles:
             deploy_bundle(bundle_dir(name), store)
@@ -77,7 +85,12 @@ def run_twin_demo(output_dir: Path = Path("demo-output"),
                     raise RuntimeError(f"{name}: the server returned no images: "
                                        + "; ".join(reply.errors or reply.texts))
                 saved[name] = save_scan(scan, reply, output_dir / Path(name).name)
+                truth = scan_truth(scan)
+                if truth is not None:
+                    figure = output_dir / Path(name).name / f"{Path(name).name}_overview.png"
+                    errors[name] = overview_figure(Path(name).name, reply.images, truth, figure)
+                    saved[name]["overview"] = figure
                 texts += reply.texts
         finally:
             server.stop()
-    return TwinDemoResult(journal_dir, saved, texts)
+    return TwinDemoResult(journal_dir, saved, texts, errors)

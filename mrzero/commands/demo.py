@@ -74,4 +74,6 @@ def run(args: argparse.Namespace) -> int:
     for name, saved in result.saved.items():
         for label, path in saved.items():
             print(f"{name + ' ' + label + ':':32s}{path}")
+    for name, comparison in result.errors.items():
+        print(f"{name + ' against the truth:':32s}{comparison}")
     return 0

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from mrzero.commands.arguments import PORT, WAIT_SECONDS
-from mrzero.commands.output_checks import check_input_file, check_output_dir, check_output_file, check_server
+from mrzero.commands.output_checks import (
+    UsageError,
+    check_input_file,
+    check_output_dir,
+    check_output_file,
+    check_server,
+)
 from mrzero.commands.tls_options import add_tls_options, tls_of
 from mrzero.server.limits import DEFAULT_HOST, DEFAULT_PORT
 
@@ -52,9 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrzero.client import send_file
+    from mrzero.client import open_mrd, send_file
 
     check_input_file(args.file)  # every check before the scan is streamed
+    try:
+        open_mrd(args.file)  # an HDF5 file with an MRD header
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if args.output is not None:
         check_output_file(args.output)
     for folder in (args.png, args.dicom):

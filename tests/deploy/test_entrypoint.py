@@ -272,7 +272,7 @@ def test_image_entrypoint_serves_probes_counts_and_drains_on_sigterm(start_image
     server = start_image_server()
     assert server.get("/healthz") == (200, "alive\n")
     status, text = server.get("/readyz")
-    assert status == 200 and text.startswith("ready: 0 of 8"), text
+    assert status == 200 and re.match(r"ready: 0 of [1-9]\d* connections", text), text  # the image's limit
     assert server.get("/nope")[0] == 404
 
     # one scan through the server: the images equal the offline run of the same pipeline

@@ -54,7 +54,8 @@ def test_serve_and_send_processes(tmp_path):
 
         refused = subprocess.run([*MRZERO, "send", str(raw), "--port", port, "--config", "nope"],
                                  env=env, capture_output=True, text=True, timeout=300)
-        assert refused.returncode == 1 and "unknown pipeline 'nope'" in refused.stdout
+        assert refused.returncode == 1 and "unknown pipeline 'nope'" in refused.stderr  # errors: stderr, once
+        assert refused.stderr.count("unknown pipeline 'nope'") == 1
     finally:
         server.send_signal(signal.SIGTERM)
         log = server.communicate(timeout=120)[1]
@@ -78,4 +79,5 @@ def test_send_explains_bad_files_and_unreachable_servers(tmp_path, capsys):
         dset.write_xml_header(header_xml().encode())
     assert mrzero(["send", str(raw), "--port", str(port)]) == 2
     err = capsys.readouterr().err
-    assert "no such MRD file" in err and "not an HDF5 file" in err and "cannot talk to 127.0.0.1" in err
+    assert "missing.h5: no such file" in err and "not an HDF5 file" in err
+    assert f"no MRD server at 127.0.0.1:{port} (connection refused)" in err
