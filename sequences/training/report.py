@@ -85,7 +85,41 @@ def _image(ax: plt.Axes, img: np.ndarray, title: str) -> None:
 def _kspace(ax: plt.Axes, snap: Snapshot) -> None:
     ax.scatter(snap.kspace[:, 0], snap.kspace[:, 1], c=snap.rep_of_sample, s=1, cmap="viridis")
     ax.set_aspect("equal")
-    ax.set_title(f"k-space, it {snap.iteration}", fontsize=8)
+    ax.set_title(f"k-space, it {snap.iteration} (colour: repetition)", fontsize=8)
+    ax.set_xlabel("kx [cycles/FOV]", fontsize=7)
+    ax.set_ylabel("ky [cycles/FOV]", fontsize=7)
+    ax.tick_params(labelsize=6)
+
+
+def _summary_figure(
+    chosen: list[Snapshot], history: list[dict[str, float]], evaluations: list[dict[str, float]], name: str
+) -> plt.Figure:
+    """Snapshots as columns (k-space, flip angles, reconstruction), then one row of four full panels:
+    target, the last reconstruction's difference from it, loss/error and SAR curves; no empty axes."""
+    cols = max(len(chosen), 1)
+    fig = plt.figure(figsize=(max(2.6 * cols, 11), 10), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3, 1.1])
+    if chosen:
+        axes = top.subplots(3, cols, squeeze=False)
+        for c, snap in enumerate(chosen):
+            _kspace(axes[0, c], snap)
+            _flips(axes[1, c], snap)
+            _image(axes[2, c], snap.image, f"recon, it {snap.iteration}")
+    row = bottom.subplots(1, 4)
+    if chosen:
+        _image(row[0], chosen[-1].target, "target")
+        difference = chosen[-1].image - chosen[-1].target
+        bound = float(np.abs(difference).max()) or 1.0
+        shown = row[1].imshow(difference, cmap="RdBu_r", vmin=-bound, vmax=bound)
+        row[1].set_title(f"recon - target, it {chosen[-1].iteration}", fontsize=8)
+        row[1].axis("off")
+        bottom.colorbar(shown, ax=row[1], fraction=0.046, pad=0.04)
+    else:
+        for ax in row[:2]:
+            ax.set_axis_off()
+    _curves(row[2], row[3], history, evaluations)
+    fig.suptitle(name)
+    return fig
 
 
 def _flips(ax: plt.Axes, snap: Snapshot) -> None:
@@ -147,24 +181,7 @@ class Report:
         if len(chosen) > MAX_SUMMARY_COLUMNS:
             idx = np.linspace(0, len(chosen) - 1, MAX_SUMMARY_COLUMNS).round().astype(int)
             chosen = [chosen[i] for i in idx]
-        cols = max(len(chosen), 3)
-        fig, axes = plt.subplots(4, cols, figsize=(2.6 * cols, 10), squeeze=False)
-        for c in range(cols):
-            for row in range(4):
-                axes[row, c].axis("off")
-        for c, snap in enumerate(chosen):
-            axes[0, c].axis("on")
-            _kspace(axes[0, c], snap)
-            axes[1, c].axis("on")
-            _flips(axes[1, c], snap)
-            _image(axes[2, c], snap.image, f"recon, it {snap.iteration}")
-        if chosen:
-            _image(axes[3, 0], chosen[-1].target, "target")
-        axes[3, 1].axis("on")
-        axes[3, 2].axis("on")
-        _curves(axes[3, 1], axes[3, 2], history, evaluations)
-        fig.suptitle(name)
-        fig.subplots_adjust(left=0.05, right=0.98, bottom=0.05, top=0.93, wspace=0.35, hspace=0.35)
+        fig = _summary_figure(chosen, history, evaluations, name)
         png = _png(fig)
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "summary.png").write_bytes(png)
