@@ -86,6 +86,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=".seq import: B0 in T for ppm offsets (default: the file's B0 definition, else 3)",
     )
+    p.add_argument(
+        "--fov",
+        nargs=3,
+        type=float,
+        metavar=("X", "Y", "Z"),
+        help=".seq import: FOV in mm for files that define none",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of noise and sparse phantoms")
     p.add_argument("--no-progress", action="store_true", help="hide the simulation's progress bar")
     p.add_argument("-o", "--out", required=True, help="output directory")
@@ -135,6 +142,7 @@ def argument_error(args: argparse.Namespace) -> str | None:
         (args.noise < 0, f"--noise {args.noise}: must be >= 0"),
         (args.iterations < 1, f"--iterations {args.iterations}: must be >= 1"),
         (args.max_blocks < 1 or args.max_samples < 1, "--max-blocks and --max-samples must be >= 1"),
+        (args.fov is not None and min(args.fov) <= 0, f"--fov {args.fov}: three positive lengths in mm"),
         (
             args.field_strength is not None and args.field_strength <= 0,
             f"--field-strength {args.field_strength}: must be > 0 (T)",
@@ -192,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
                 matrix=args.matrix,
                 limits=limits,
                 field_strength=args.field_strength,
+                fov=tuple(1e-3 * f for f in args.fov) if args.fov else None,
                 **common,
             )
         else:

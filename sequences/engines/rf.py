@@ -111,15 +111,25 @@ def played_coefficients(
 
 
 def sequence_coefficients(seq: Sequence, vox: VoxelSet) -> RfCoefficients:
-    """Coefficients ``[R, V]`` of every pulse of ``seq`` in every voxel (flip scaled by B1; played
-    out at each voxel's off-resonance when ``seq.rf_offsets`` is set)."""
+    """Coefficients ``[R, V]`` of every pulse of ``seq`` in every voxel (flip scaled by B1; the
+    pulses of non-zero duration in ``seq.rf_offsets`` played out at each voxel's off-resonance,
+    the others instantaneous)."""
     flip, phase = seq.flip[:, None] * vox.b1[None], seq.rf_phase[:, None]
+    instantaneous = rf_coefficients(flip, phase.expand_as(flip))
     if seq.rf_offsets is None:
-        return rf_coefficients(flip, phase)
+        return instantaneous
     offsets = seq.rf_offsets.to(seq.device, seq.flip.dtype)
-    detuning = vox.b0[None] - offsets.frequency[:, None]
-    shape = None if offsets.shape is None else offsets.shape[:, None, :]
-    return played_coefficients(flip, phase, detuning, offsets.duration[:, None], shape)
+    rows = torch.nonzero(offsets.duration > 0).reshape(-1)
+    if rows.numel() == 0:
+        return instantaneous
+    detuning = vox.b0[None] - offsets.frequency[rows, None]
+    shape = None if offsets.shape is None else offsets.shape[rows, None, :]
+    played = played_coefficients(flip[rows], phase[rows], detuning, offsets.duration[rows, None], shape)
+    merged = {}
+    for f in fields(RfCoefficients):
+        base, value = getattr(instantaneous, f.name), getattr(played, f.name)
+        merged[f.name] = base.to(value.dtype).index_put((rows,), value.expand(len(rows), -1))
+    return RfCoefficients(**merged)
 
 
 def row(c: RfCoefficients, r: int) -> RfCoefficients:

@@ -30,10 +30,14 @@ MAX_AUTO_MATRIX = 256
 
 
 def file_model(
-    path: str | Path, limits: ImportLimits | None = None, field_strength: float | None = None
+    path: str | Path,
+    limits: ImportLimits | None = None,
+    field_strength: float | None = None,
+    fov: tuple[float, float, float] | None = None,
 ) -> ImportedSequence:
-    """The imported file with its readout layout from the file's labels."""
-    imported = import_seq(path, limits=limits, field_strength=field_strength)
+    """The imported file with its readout layout from the file's labels (``fov`` in m for files
+    that define none)."""
+    imported = import_seq(path, fov=fov, limits=limits, field_strength=field_strength)
     seq = imported.sequence
     derived = derive_layout(seq.n_rep, seq.adc, seq.trajectory(), seq.matrix[1])
     seq.readouts = adc_layout(path, seq, derived.trajectory)
@@ -68,14 +72,17 @@ def simulate_file(
     limits: ImportLimits | None = None,
     field_strength: float | None = None,
     progress: bool = False,
+    fov: tuple[float, float, float] | None = None,
 ) -> ScanResult:
     """Import ``path``, simulate it on ``phantom``, write ``<out>/<stem>.h5`` and ``<out>/<stem>.png``."""
     from mrzero.sequences.simulate import ENGINES, engine_options, simulate  # the rest works without
 
     timings = {}
     start = time.perf_counter()
-    imported = file_model(path, limits=limits, field_strength=field_strength)
+    imported = file_model(path, limits=limits, field_strength=field_strength, fov=fov)
     seq = imported.sequence
+    if seq.n_samples == 0:
+        raise ValueError(f"{path}: the file acquires no ADC samples: no raw data or image to simulate")
     timings["import"] = time.perf_counter() - start
     nx, ny = (
         (matrix, matrix)

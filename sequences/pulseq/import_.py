@@ -425,7 +425,9 @@ def _fov(
 ) -> tuple[float, float, float]:
     if fov is None and "FOV" not in definitions:
         if any(np.any(g != 0) for _, g in tl.grad):
-            raise PulseqReadError("the file defines no FOV; pass fov=(x, y, z) in metres to import it")
+            raise PulseqReadError(
+                "the file defines no FOV; give one to import it (fov=(x, y, z) in m; --fov X Y Z in mm)"
+            )
         fov = Sequence.__dataclass_fields__["fov"].default  # no gradients: the FOV is irrelevant
     if fov is None:
         fov = tuple(float(f) for f in np.atleast_1d(definitions["FOV"]))

@@ -190,3 +190,32 @@ def test_played_coefficients_gradcheck():
         for v in ([0.4, 2.0], [0.3, -1.0], [120.0, -40.0], [1e-3, 3e-3])
     ]
     assert torch.autograd.gradcheck(f, args)
+
+
+@pytest.mark.parametrize("engine", ["fast", "isochromat"])
+def test_gradients_through_a_played_out_pulse(engine):
+    """float64 gradcheck in flip, phase and duration through a shaped off-resonant pulse and an
+    excitation, on a voxel with water and fat."""
+    shape = torch.tensor([0.1, 0.4, 0.4, 0.1], dtype=torch.complex128)
+    spoil = (1e-3, (0.3, 0.0, 0.0), False)
+    base = build(
+        [(1.2, 0.0, [spoil]), (0.8, 0.3, [(1e-3, (0.1, 0.0, 0.0), True), (1e-3, (0.1, 0.0, 0.0), True)])],
+        dtype=torch.float64,
+    )
+    phantom = voxel(30.0, fat_pd=0.4, water_pd=0.6)
+    options = {"spins": 16} if engine == "isochromat" else {}
+
+    def signal(flip, phase, duration):
+        seq = base.clone()
+        seq.flip, seq.rf_phase = flip, phase
+        seq.rf_offsets = RfOffsets(
+            torch.tensor([FAT_HZ, 0.0], dtype=torch.float64), duration, torch.stack([shape, shape])
+        )
+        return torch.view_as_real(simulate(seq, phantom, engine=engine, **options))
+
+    args = (
+        base.flip.clone().requires_grad_(),
+        base.rf_phase.clone().requires_grad_(),
+        torch.tensor([4e-3, 1e-3], dtype=torch.float64, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(signal, args)

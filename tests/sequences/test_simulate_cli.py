@@ -148,3 +148,14 @@ def test_radial_scan_reconstructs_the_brain_from_its_own_trajectory(tmp_path):
     image = result.images[0].numpy()
     assert corr(image, pd) > 0.97
     assert corr(image, pd) > corr(image[::-1], pd) + 0.005
+
+
+def test_seq_files_without_fov_or_samples_are_refused_with_a_reason(tmp_path, capsys):
+    rotations = Path(__file__).resolve().parents[1] / "data" / "pulseq" / "radial_rotations_matlab.seq"
+    assert main(["simulate", str(rotations), "-o", str(tmp_path)]) == 2
+    assert (
+        "defines no FOV; give one to import it (fov=(x, y, z) in m; --fov X Y Z in mm)"
+        in capsys.readouterr().err
+    )
+    assert main(["simulate", str(rotations), "--fov", "200", "200", "5", "-o", str(tmp_path)]) == 2
+    assert "the file acquires no ADC samples" in capsys.readouterr().err

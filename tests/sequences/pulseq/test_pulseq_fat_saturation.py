@@ -86,3 +86,31 @@ def test_without_the_frequency_offset_the_pulse_would_hit_water(tmp_path):
         simulate(imported.sequence, water_fat_voxel(0.6, 0.4))[0].numpy().astype(complex), times
     )
     assert abs(water - 0.6j) > 0.5
+
+
+def test_slice_offset_pulses_excite_the_phantoms_slice_and_are_reported(tmp_path):
+    """A sinc pulse with its slice gradient at +4 mm: the offset moves the slice, not the spectrum."""
+    system = pp.Opts(max_grad=30, grad_unit="mT/m", max_slew=120, slew_unit="T/m/s")
+    seq = pp.Sequence(system)
+    seq.set_definition("FOV", [FOV, FOV, 3e-3])
+    rf, gz, gz_reph = pp.make_sinc_pulse(
+        math.pi / 2,
+        duration=2e-3,
+        slice_thickness=3e-3,
+        time_bw_product=4,
+        system=system,
+        return_gz=True,
+        use="excitation",
+    )
+    rf.freq_offset = gz.amplitude * 4e-3  # Hz: 4 mm along z
+    seq.add_block(rf, gz)
+    seq.add_block(gz_reph)
+    seq.add_block(pp.make_adc(16, dwell=40e-6, system=system))
+    seq.write(str(tmp_path / "offset.seq"), create_signature=False)
+    imported = import_seq(tmp_path / "offset.seq")
+    assert imported.sequence.rf_offsets is None  # on resonance for the phantom's slice
+    assert any(
+        "slice-selective pulse(s) off the isocentre (slices at +4.0..+4.0 mm)" in n for n in imported.notes
+    )
+    signal = simulate(imported.sequence, water_fat_voxel(1.0, 0.0))[0]
+    assert float(abs(signal[0])) == pytest.approx(1.0, abs=1e-3)  # the slice is fully excited
