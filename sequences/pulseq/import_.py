@@ -238,8 +238,8 @@ class Timeline:
     rf_duration: float
     rf_shape: str
     dwell: float
-    soft_delays: list[str]
-    triggers: list[str]
+    soft_delays: dict[str, list[int]]  # what was done -> blocks
+    triggers: dict[str, list[int]]
 
 
 def _block_gradients(block, rotation: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -271,7 +271,8 @@ def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray], larmor_mhz: fl
     adc_t, adc_obj, adc_phase, adc_nav = [], [], [], []
     axes_t: list[list[np.ndarray]] = [[], [], []]
     axes_g: list[list[np.ndarray]] = [[], [], []]
-    soft_delays, triggers = [], []
+    soft_delays: dict[str, list[int]] = {}
+    triggers: dict[str, list[int]] = {}
     rf_duration, rf_shape, dwell, nav = 1e-3, "block", 0.0, False
     t0 = 0.0
     for index in seq.block_events:
@@ -279,15 +280,16 @@ def _timeline(seq: pp.Sequence, rotations: dict[int, np.ndarray], larmor_mhz: fl
         nav = _nav_flag(block, nav)
         if getattr(block, "soft_delay", None) is not None:
             sd = block.soft_delay
-            soft_delays.append(
-                f"block {index}: soft delay '{sd.hint}' kept at its default "
-                f"{1e3 * float(seq.block_durations[index]):.3f} ms"
+            what = (
+                f"soft delay '{sd.hint}' kept at its default {1e3 * float(seq.block_durations[index]):.3f} ms"
             )
+            soft_delays.setdefault(what, []).append(index)
         for trig in (getattr(block, "trigger", None) or {}).values():
-            triggers.append(
-                f"block {index}: {trig.type} on {trig.channel} (delay {1e3 * trig.delay:.3f} ms,"
-                f" {1e3 * trig.duration:.3f} ms) not simulated"
+            what = (
+                f"{trig.type} on {trig.channel} (delay {1e3 * trig.delay:.3f} ms, "
+                f"{1e3 * trig.duration:.3f} ms) not simulated"
             )
+            triggers.setdefault(what, []).append(index)
         if block.rf is not None:
             rf = block.rf
             area = rf_integral(rf.t, rf.signal)
@@ -358,15 +360,25 @@ def read_timeline(
     return _timeline(seq, rotations, GAMMA_HZ_PER_T * field_strength * 1e-6)
 
 
+def _per_block(events: dict[str, list[int]]) -> list[str]:
+    """One report line per kind of event, with the blocks it occurs in."""
+    lines = []
+    for what, blocks in events.items():
+        more = f" and {len(blocks) - 1} more" if len(blocks) > 1 else ""
+        lines.append(f"block {blocks[0]}{more}: {what}")
+    return lines
+
+
 def _rf_uses(tl: Timeline, larmor_mhz: float, guess: bool) -> tuple[list[str], list[str]]:
     """Each pulse's use (guessed where the file has none) and a report line per guessed pulse."""
     stored = [p.use for p in tl.pulses]
     if not guess and "undefined" not in stored:
         return stored, []
     nxt = np.append(tl.rf_time[1:], np.inf)
-    sampled = [
-        bool(np.any((tl.adc_time > a) & (tl.adc_time < b))) for a, b in zip(tl.rf_time, nxt, strict=True)
-    ]
+    between = np.searchsorted(tl.adc_time, nxt, side="left") - np.searchsorted(
+        tl.adc_time, tl.rf_time, side="right"
+    )
+    sampled = (between > 0).tolist()
     ppm = [p.frequency / larmor_mhz for p in tl.pulses]
     guessed = guess_rf_use(np.degrees(tl.rf_flip).tolist(), ppm, sampled)
     uses = [new if guess or use == "undefined" else use for use, new in zip(stored, guessed, strict=True)]
@@ -534,7 +546,7 @@ def to_sequence(
         pulses,
         imaging,
         field_strength,
-        notes=notes + tl.soft_delays + tl.triggers,
+        notes=notes + _per_block(tl.soft_delays) + _per_block(tl.triggers),
     )
 
 
