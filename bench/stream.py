@@ -1,21 +1,25 @@
-"""Streaming benchmark: the MRD server against a python-ismrmrd-server-style "savedata" peer.
+"""Streaming benchmark: the MRD server against the real python-ismrmrd-server.
 
 Dataset: 32 coils x 512 samples x 256 lines of complex64 (32 MiB of samples per scan) with a
-Cartesian header (2x readout oversampling). Both servers run as subprocesses on 127.0.0.1; the
-clients run in this process and send pre-serialised bytes, so the figures are the servers'.
+Cartesian header (2x readout oversampling). The servers run as separate processes on 127.0.0.1:
+``mrzero serve`` and python-ismrmrd-server's own ``main.py`` from ``/work/shared/peers``
+(``--peer``), once with ``-s`` (saves every connection's data, one connection at a time) and once
+with ``-s -m`` (a process per connection); never copied, only run.
 
-Measured, each as the median of ``--repeats`` runs, for 1 client and for 4 concurrent clients:
+Measured, each as the median of ``--repeats`` rounds in which the runs take turns (interleaved,
+so that all see the same machine load):
 
-* ingest: raw MB/s (acquisition messages) from connect to the server's close, journal on
-  (mrzero: ``savedataonly`` pipeline; peer: ``ProtocolDeserializer`` -> ``ismrmrd.Dataset``,
-  one ``append_acquisition`` per acquisition, as python-ismrmrd-server's savedata does);
+* ingest with the journal on, raw MB/s (acquisition samples) from connect to the server's close
+  (mrzero: ``savedataonly`` pipeline; peer: config ``savedataonly`` with ``-s``), with two
+  senders and the same data: the peer's own ``client.py`` (a process reading the MRD file,
+  end to end including its start), and a fast sender in this process writing pre-serialised
+  bytes (the servers' own rate); 1 client, and 4 concurrent fast clients (peer ``-m``);
 * latency: from the last acquisition sent to the last image received, mrzero with the
   ``cartesian`` pipeline, against the pipeline's own compute time: the same pipeline over the
   same acquisitions in memory, in 1 or 4 separate processes started together (as the server's
-  workers, with the same thread count), measured in the same repeat as the latency so that both
-  see the same machine load.
+  workers, with the same thread count), measured in the same round.
 
-Run: ``.venv/bin/python bench/stream.py [--repeats 3]``
+Run: ``.venv/bin/python bench/stream.py [--repeats 3] [--peer DIR] [--skip-latency]``
 """
 
 from __future__ import annotations
@@ -73,29 +77,25 @@ def acquisitions(seed: int = 0) -> list[ismrmrd.Acquisition]:
     return acqs
 
 
-# -- the peer: a python-ismrmrd-server-style savedata server -------------------------------
-def peer_server(port: int, data_dir: Path) -> None:
-    """Thread per connection; socket -> ProtocolDeserializer -> ismrmrd.Dataset; close back."""
-    from ismrmrd.serialization import ProtocolDeserializer
+# -- the peer: the real python-ismrmrd-server, as a process -----------------------------------
+PEER = Path("/work/shared/peers/python-ismrmrd-server")
 
-    listener = socket.create_server(("127.0.0.1", port))
-    count = iter(range(1 << 30))
 
-    def serve(sock: socket.socket) -> None:
-        with sock, ismrmrd.Dataset(str(data_dir / f"peer{next(count)}.h5"), "dataset") as dset:
-            try:
-                for item in ProtocolDeserializer(sock.makefile("rb")).deserialize():
-                    if isinstance(item, ismrmrd.Acquisition):
-                        dset.append_acquisition(item)
-                    elif isinstance(item, ismrmrd.xsd.ismrmrdHeader):
-                        dset.write_xml_header(item.toXML().encode())
-            except EOFError:  # a connection probe
-                return
-            sock.sendall(close_message())
+def start_peer(peer: Path, port: int, data_dir: Path, multiprocess: bool) -> subprocess.Popen:
+    """``main.py -s`` (``-m``): saves every connection's data to ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "main.py", "-H", "127.0.0.1", "-p", str(port), "-s", "-S", str(data_dir)]
+    return subprocess.Popen(command + (["-m"] if multiprocess else []), cwd=peer,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    while True:
-        sock, _ = listener.accept()
-        threading.Thread(target=serve, args=(sock,), daemon=True).start()
+
+def peer_client(peer: Path, port: int, source: Path, out: Path) -> float:
+    """Seconds for python-ismrmrd-server's own ``client.py`` to send ``source`` and get the close."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "client.py", "-a", "127.0.0.1", "-p", str(port), "-c", "savedataonly",
+                    "-o", str(out), "-q", str(source)], cwd=peer, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=600)
+    return time.perf_counter() - t0
 
 
 # -- clients ----------------------------------------------------------------------------------
@@ -184,64 +184,91 @@ def compute_time(n: int) -> float:
     return max(times)
 
 
+def ingest_round(servers: dict[str, int], body: bytes, raw_mb: float, n: int) -> dict[str, float]:
+    """MB/s of ``n`` concurrent fast senders against each server, in turn."""
+    rates = {}
+    for name, port in servers.items():
+        results = run_clients(port, body, "savedataonly", n)
+        if not all("close" in r for r in results):
+            raise RuntimeError(f"{name}: {sum('close' not in r for r in results)} of {n} clients got no close")
+        rates[name] = n * raw_mb / (max(r["close"] for r in results) - min(r["t0"] for r in results))
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--peer-server", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--peer", type=Path, default=PEER, help="python-ismrmrd-server checkout")
+    parser.add_argument("--skip-latency", action="store_true", help="ingest only")
     parser.add_argument("--compute", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compute:
         compute_once()
         return
-    if args.peer_server:
-        peer_server(int(args.peer_server[0]), Path(args.peer_server[1]))
-        return
+
+    from mrzero.core.mrd_file import write_raw_file
 
     acqs = acquisitions()
     body = b"".join(serialized(a) for a in acqs)
     raw_mb = sum(a.data.nbytes for a in acqs) / 1e6
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    mine_port, peer_port = free_port(), free_port()
-    mrzero = [str(ROOT / ".venv/bin/mrzero"), "serve", "--port", str(mine_port), "--data-dir",
-              str(work / "mrzero"), "--max-message-mb", "64", "--pipeline-threads", str(PIPELINE_THREADS)]
-    (work / "peer").mkdir()
-    peer = [sys.executable, __file__, "--peer-server", str(peer_port), str(work / "peer")]
-    servers = [subprocess.Popen(mrzero, stderr=subprocess.DEVNULL), subprocess.Popen(peer)]
+    source = work / "scan.h5"
+    write_raw_file(source, HEADER, acqs)
+    ports = {name: free_port() for name in ("mrzero", "peer -s", "peer -s -m")}
+    mrzero = [str(ROOT / ".venv/bin/mrzero"), "serve", "--port", str(ports["mrzero"]), "--data-dir",
+              str(work / "mrzero"), "--max-message-mb", "64", "--pipeline-threads", str(PIPELINE_THREADS),
+              "--max-connections", "8", "--min-free-mb", "0"]
+    servers = {"mrzero": subprocess.Popen(mrzero, stderr=subprocess.DEVNULL),
+               "peer -s": start_peer(args.peer, ports["peer -s"], work / "peer", False),
+               "peer -s -m": start_peer(args.peer, ports["peer -s -m"], work / "peer-m", True)}
     try:
-        for port, proc in zip((mine_port, peer_port), servers, strict=True):
-            wait_listening(port, proc)
-        print(f"command: .venv/bin/python bench/stream.py --repeats {args.repeats}")
+        for name, proc in servers.items():
+            wait_listening(ports[name], proc)
+        print(f"command: .venv/bin/python bench/stream.py --repeats {args.repeats}"
+              + (" --skip-latency" if args.skip_latency else ""))
         print(f"dataset: {COILS} coils x {SAMPLES} samples x {LINES} lines = {raw_mb:.1f} MB raw per scan")
-        print("machine: shared and noisy (2 CPU cores, other jobs running); medians of "
-              f"{args.repeats} repeats\n")
-        for n in (1, 4):
-            ingest = {"mrzero": [], "peer": []}
-            close_latency = {"mrzero": [], "peer": []}
-            image_latency, compute = [], []
-            for _ in range(args.repeats):
-                for name, port in (("mrzero", mine_port), ("peer", peer_port)):
-                    results = run_clients(port, body, "savedataonly", n)
-                    wall = max(r["close"] for r in results) - min(r["t0"] for r in results)
-                    ingest[name].append(n * raw_mb / wall)
-                    close_latency[name].append(max(r["close"] - r["last_sent"] for r in results))
-                results = run_clients(mine_port, body, "cartesian", n)
-                image_latency.append(max(r["image"] - r["last_sent"] for r in results))
-                compute.append(compute_time(n))
-            mine, peer = statistics.median(ingest["mrzero"]), statistics.median(ingest["peer"])
-            print(f"{n} client(s): ingest with journal  mrzero {mine:7.1f} MB/s   "
-                  f"peer savedata {peer:7.1f} MB/s   ratio {mine / peer:5.2f}")
-            mc, pc = statistics.median(close_latency["mrzero"]), statistics.median(close_latency["peer"])
-            print(f"{n} client(s): last acquisition -> close (savedata)  mrzero {mc * 1e3:7.1f} ms   "
-                  f"peer {pc * 1e3:7.1f} ms")
-            lat, comp = statistics.median(image_latency), statistics.median(compute)
-            print(f"{n} client(s): last acquisition -> last image (cartesian) {lat:6.3f} s; {n} pipeline "
-                  f"run(s) in memory {comp:6.3f} s; ratio {lat / comp:5.2f}\n")
+        print(f"machine: shared and noisy (2 CPU cores, other jobs running); medians of {args.repeats} "
+              "interleaved rounds\n")
+        fast: dict[str, list[float]] = {name: [] for name in ports}
+        fast4: dict[str, list[float]] = {name: [] for name in ("mrzero", "peer -s -m")}
+        client: dict[str, list[float]] = {name: [] for name in ports}
+        for k in range(args.repeats):
+            for name, rate in ingest_round(ports, body, raw_mb, 1).items():
+                fast[name].append(rate)
+            for name, port in ports.items():
+                client[name].append(raw_mb / peer_client(args.peer, port, source, work / f"out-{k}.h5"))
+            for name, rate in ingest_round({n: ports[n] for n in fast4}, body, raw_mb, 4).items():
+                fast4[name].append(rate)
+        med = {label: {name: statistics.median(v) for name, v in table.items()}
+               for label, table in (("fast", fast), ("client", client), ("fast4", fast4))}
+        for label, title in (("client", "1 client, the peer's client.py (end to end)"),
+                             ("fast", "1 client, fast pre-serialised sender"),
+                             ("fast4", "4 concurrent fast senders (aggregate)")):
+            row = med[label]
+            best_peer = max(v for name, v in row.items() if name != "mrzero")
+            print(f"{title}: " + "   ".join(f"{name} {v:7.1f} MB/s" for name, v in row.items())
+                  + f"   mrzero / best peer {row['mrzero'] / best_peer:5.2f}")
+        if not args.skip_latency:
+            latency_table(ports["mrzero"], body, args.repeats)
     finally:
-        for proc in servers:
+        for proc in servers.values():
             proc.terminate()
             proc.wait(30)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def latency_table(port: int, body: bytes, repeats: int) -> None:
+    """Last acquisition -> last image (``cartesian``) against the pipeline's own time."""
+    for n in (1, 4):
+        image_latency, compute = [], []
+        for _ in range(repeats):
+            results = run_clients(port, body, "cartesian", n)
+            image_latency.append(max(r["image"] - r["last_sent"] for r in results))
+            compute.append(compute_time(n))
+        lat, comp = statistics.median(image_latency), statistics.median(compute)
+        print(f"{n} client(s): last acquisition -> last image (cartesian) {lat:6.3f} s; {n} pipeline "
+              f"run(s) in memory {comp:6.3f} s; ratio {lat / comp:5.2f}")
 
 
 if __name__ == "__main__":
