@@ -25,7 +25,9 @@ from server_harness import (
     start_server,
 )
 
+from mrzero.cli import main as mrzero
 from mrzero.client import stream, tls_context
+from mrzero.core.mrd_file import write_raw_file
 from mrzero.server.framing import MessageId, close_message
 from mrzero.server.health import REQUEST_TIMEOUT_S
 
@@ -209,12 +211,35 @@ def test_tls(tmp_path):
             acqs, xml, host=host, port=port, config="test_rss", timeout_s=60, tls=tls_context(cert)
         )
         assert_rss_reply(reply, acqs, xml)
+        raw = tmp_path / "raw.h5"
+        write_raw_file(raw, xml, acqs)
+        assert (
+            mrzero(
+                [
+                    "send",
+                    str(raw),
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--config",
+                    "test_rss",
+                    "--tls-ca",
+                    str(cert),
+                    "-o",
+                    str(tmp_path / "images.h5"),
+                ]
+            )
+            == 0
+        )
+        failures = server.metrics.tls_failures._value.get  # mrzero send's probe of the port counts too
+        before = failures()
         plain = stream(acqs, xml, host=host, port=port, config="test_rss", timeout_s=60)
         assert plain.images == [] and not plain.closed
         deadline = time.monotonic() + 30
-        while server.metrics.tls_failures._value.get() < 1 and time.monotonic() < deadline:
+        while failures() < before + 1 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert server.metrics.tls_failures._value.get() == 1
+        assert failures() == before + 1
     finally:
         server.stop()
 
@@ -268,8 +293,6 @@ def test_idle_health_clients_are_closed_and_probes_still_answer(tmp_path):
     ],
 )
 def test_serve_rejects_bad_numbers_when_parsing(option, value, capsys):
-    from mrzero.cli import main as mrzero
-
     with pytest.raises(SystemExit) as exit_:
         mrzero(["serve", option, value])
     assert exit_.value.code == 2
