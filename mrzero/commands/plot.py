@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+
+from mrzero.commands.output_checks import UsageError, check_input_file, check_output_file
 
 log = logging.getLogger("mrzero.plot")
 
@@ -40,23 +41,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    if not path.is_file():
-        print(f"mrzero plot: error: {args.file}: no such file", file=sys.stderr)
-        return 2
+    check_input_file(path)
     if args.max_blocks < 1:
-        print(f"mrzero plot: error: --max-blocks {args.max_blocks}: must be >= 1", file=sys.stderr)
-        return 2
+        raise UsageError(f"--max-blocks {args.max_blocks}: must be >= 1")
     from mrzero.sequences.pulseq.diagram import plot_sequence
     from mrzero.sequences.pulseq.file_check import ImportLimits
 
     out = Path(args.out) if args.out else path.with_suffix(".png")
+    check_output_file(out)
     fov = tuple(1e-3 * f for f in args.fov) if args.fov else None
     try:
         summary = plot_sequence(path, out, args.time_range, ImportLimits(max_blocks=args.max_blocks), fov)
     except (ValueError, OSError) as err:
         log.debug("plot failed", exc_info=True)
-        print(f"mrzero plot: error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err).strip().splitlines()[0]) from None
     print(
         f"{summary.path}: {summary.start_ms:.3f}..{summary.end_ms:.3f} ms, {summary.n_pulses} RF pulse(s), "
         f"{summary.n_samples} k-space samples, peak B1 {summary.peak_b1_ut:.2f} uT, peak gradients "

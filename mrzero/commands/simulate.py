@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
 from pathlib import Path
 
+from mrzero.commands.output_checks import UsageError, check_output_dir
 from mrzero.core.units import deg_to_rad, ms_to_s
 
 log = logging.getLogger("mrzero.simulate")
@@ -160,20 +159,14 @@ def argument_error(args: argparse.Namespace) -> str | None:
     for bad, message in checks:
         if bad:
             return message
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        return f"-o {args.out}: exists and is not a directory"
-    parent = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), Path("/"))
-    if not os.access(parent, os.W_OK):
-        return f"-o {args.out}: {parent} is not writable"
     return None
 
 
 def run(args: argparse.Namespace) -> int:
     problem = argument_error(args)
     if problem:
-        print(f"mrzero simulate: error: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(problem)
+    check_output_dir(Path(args.out))
     from mrzero.sequences.builder_scan import simulate_scan
     from mrzero.sequences.pulseq.file_check import ImportLimits
     from mrzero.sequences.pulseq.file_scan import simulate_file
@@ -209,8 +202,7 @@ def run(args: argparse.Namespace) -> int:
             )
     except (ValueError, TypeError, FileNotFoundError, ImportError, OSError) as err:
         log.debug("simulate failed", exc_info=True)
-        print(f"mrzero simulate: error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err).strip().splitlines()[0]) from None
     print(result.sequence.summary())
     print(f"phantom: {result.phantom.name}, {result.phantom.n_coils} coil(s)")
     print(f"raw MRD: {result.raw_path}")

@@ -107,14 +107,14 @@ def test_bad_options_fail_with_a_clear_message(tmp_path, capsys):
 def test_arguments_are_checked_before_simulating(tmp_path, capsys, argv, message):
     assert main(["simulate", *argv, "-o", str(tmp_path / "out")]) == 2
     captured = capsys.readouterr()
-    assert captured.err == f"mrzero simulate: error: {message}\n"  # one line, no traceback
+    assert captured.err == f"mrzero simulate: {message}\n"  # one line, no traceback
     assert not (tmp_path / "out").exists()
 
 
 def test_output_that_is_a_file_is_refused_before_simulating(tmp_path, capsys):
     (tmp_path / "taken").write_text("x")
     assert main(["simulate", "--sequence", "gre", "-o", str(tmp_path / "taken")]) == 2
-    assert "exists and is not a directory" in capsys.readouterr().err
+    assert "exists and is not a folder" in capsys.readouterr().err
 
 
 def test_a_seq_file_is_simulated_with_its_own_labels_and_matrix(tmp_path, capsys):

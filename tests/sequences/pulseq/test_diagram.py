@@ -48,6 +48,6 @@ def test_plot_command_writes_the_png_and_refuses_bad_input(tmp_path, capsys):
     assert main(["plot", str(DATA / "fid_matlab.seq"), "-o", str(out)]) == 0
     assert out.is_file() and "16 RF pulse(s)" in capsys.readouterr().out
     assert main(["plot", str(tmp_path / "missing.seq")]) == 2
-    assert capsys.readouterr().err.strip() == f"mrzero plot: error: {tmp_path / 'missing.seq'}: no such file"
+    assert capsys.readouterr().err.strip() == f"mrzero plot: {tmp_path / 'missing.seq'}: no such file"
     assert main(["plot", str(DATA / "fid_matlab.seq"), "-o", str(out), "--time-range", "5", "1"]) == 2
     assert "is empty; give START < END" in capsys.readouterr().err
