@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 #: Published schedule: (epoch, divisor) pairs for an 80-epoch run.
 PUBLISHED_LR_STEPS = ((6, 1.5), (20, 3.0), (35, 2.0), (55, 2.0))
 PUBLISHED_EPOCHS = 80
+#: Validation slices per forward pass.
+EVAL_CHUNK = 16
 
 
 @dataclass
@@ -227,11 +229,15 @@ class RoarTraining(TrainingLoop):
         return {"iteration": step, "loss": metrics["loss"], "lr": self.cfg.lr * factor}
 
     def evaluation_set(self) -> list[int]:
-        return list(range(len(self.val_set)))
+        """Chunks of ``EVAL_CHUNK`` validation slices (the loss is a masked mean per chunk, so ranks
+        share whole chunks to sum to the one-process value)."""
+        return list(range(math.ceil(len(self.val_set) / EVAL_CHUNK)))
 
     def evaluation_loss(self, share: Share) -> StepLoss:
-        loss_sum, re_sum = _sums(self.model, self.val_set, share.indices, self.cfg, self.te, self.device)
-        return StepLoss(torch.tensor(loss_sum / share.batch), {"val_re": re_sum / share.batch})
+        n = len(self.val_set)
+        indices = [i for c in share.indices for i in range(c * EVAL_CHUNK, min((c + 1) * EVAL_CHUNK, n))]
+        loss_sum, re_sum = _sums(self.model, self.val_set, indices, self.cfg, self.te, self.device)
+        return StepLoss(torch.tensor(loss_sum / n), {"val_re": re_sum / n})
 
     def on_evaluation(self, metrics: dict[str, float], best: bool) -> None:
         epoch = self.iteration // self.per_epoch
@@ -315,11 +321,12 @@ def _sums(
     te: torch.Tensor,
     device: torch.device,
 ) -> tuple[float, float]:
-    """Sums over ``indices`` of the loss (per chunk of 16, times its size) and the R2* RE (eval mode)."""
+    """Sums over ``indices`` of the loss (per chunk of ``EVAL_CHUNK``, times its size) and the R2* RE
+    (eval mode)."""
     model.eval()
     loss_sum, re_sum = 0.0, 0.0
-    for i in range(0, len(indices), 16):
-        batch = data.batch(torch.tensor(indices[i : i + 16]), device)
+    for i in range(0, len(indices), EVAL_CHUNK):
+        batch = data.batch(torch.tensor(indices[i : i + EVAL_CHUNK]), device)
         pred = model(batch.noisy)
         loss_sum += loss_of(cfg.mode, pred, batch, te, cfg.model.r2s_scale).item() * len(batch)
         re_sum += float(relative_error(pred[:, 1], batch.r2s, batch.mask).sum())

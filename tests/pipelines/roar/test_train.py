@@ -135,3 +135,44 @@ def test_an_interrupted_run_resumes_exactly_as_an_uninterrupted_one(tmp_path):
         load_weights(tmp_path / name / "model.safetensors")[0].state_dict() for name in ("full", "split")
     ]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_weights_of_one_process(tmp_path):
+    """``torchrun --nproc-per-node 2 mrzero roar train``: minibatches of 5 split 3 + 2, no dropout;
+    the same curves and weights as one process (float32 summation order: 1e-5)."""
+    from torchrun_launch import MRZERO, TORCHRUN, torchrun_mrzero
+
+    if not TORCHRUN.is_file() or not MRZERO.is_file():
+        pytest.skip("needs torchrun and mrzero")
+    config = {
+        "mode": "self",
+        "epochs": 2,
+        "batch": 5,
+        "lr": 5e-3,
+        "device": "cpu",
+        "data": {"size": 32, "subjects": 3, "val": 1, "test": 1, "copies": 4},
+        "model": {"width": 4, "depth": 2, "dropout": 0.0},
+    }
+    for name in ("one", "two"):
+        (tmp_path / f"{name}.yaml").write_text(json.dumps({**config, "output": str(tmp_path / name)}))
+    one = train(load_config(tmp_path / "one.yaml"), progress=False)
+    done = torchrun_mrzero("roar", "train", str(tmp_path / "two.yaml"), "--no-progress")
+    assert done.stdout.count("best validation loss") == 1  # rank 0 alone reports
+    two = json.loads((tmp_path / "two" / "history.json").read_text())
+    for key in ("train_loss", "val_loss", "val_re", "lr"):
+        assert two["history"][key] == pytest.approx(one["history"][key], rel=1e-5), key
+    weights = [load_weights(tmp_path / name / "model.safetensors")[0].state_dict() for name in ("one", "two")]
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-5) for k in weights[0])
+
+
+def test_an_unavailable_device_fails_naming_it(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    from mrzero.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps({"output": str(tmp_path / "out"), "epochs": 1}))
+    assert main(["roar", "train", str(path), "--device", "cuda", "--no-progress"]) == 2
+    assert "device 'cuda' asked for, but torch sees no CUDA device" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()

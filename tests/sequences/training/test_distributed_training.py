@@ -4,57 +4,22 @@ of one process over the same phantoms, resume under torchrun included, and only 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from torchrun_launch import MRZERO, TORCHRUN, torchrun_mrzero
 from training_cases import DATA_PARALLEL
 
 from mrzero.sequences.checkpoint import load_checkpoint
 from mrzero.sequences.training import Trainer
 from mrzero.sequences.training.recipe import parse_recipe
 
-TORCHRUN = Path(sys.executable).with_name("torchrun")
-MRZERO = Path(sys.executable).with_name("mrzero")
 #: Summation order differs between ranks and one process (float32): parameters agree to ~1e-7.
 TOLERANCE = 1e-5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _torchrun(recipe: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    command = [
-        str(TORCHRUN),
-        "--nnodes",
-        "1",
-        "--nproc-per-node",
-        "2",
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(_free_port()),
-        str(MRZERO),
-        "train",
-        str(recipe),
-        "-o",
-        str(out),
-        "--no-progress",
-        "--threads",
-        "1",
-        *extra,
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
+def _train(recipe, out, *extra: str):
+    return torchrun_mrzero("train", str(recipe), "-o", str(out), "--no-progress", "--threads", "1", *extra)
 
 
 @pytest.mark.slow
@@ -64,9 +29,9 @@ def test_two_ranks_give_the_parameters_of_one_process_and_resume(tmp_path, singl
     recipe.write_text(json.dumps(DATA_PARALLEL))
     one = Trainer(parse_recipe(DATA_PARALLEL), tmp_path / "one", progress=False).run()
 
-    first = _torchrun(recipe, tmp_path / "two", "--iterations", "2")
+    first = _train(recipe, tmp_path / "two", "--iterations", "2")
     assert first.stdout.count("ddp: 2 iterations") == 1  # rank 0 alone reports
-    second = _torchrun(recipe, tmp_path / "two", "--resume")
+    second = _train(recipe, tmp_path / "two", "--resume")
     assert "ddp: 4 iterations" in second.stdout
 
     two = load_checkpoint(tmp_path / "two" / "final.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from training_cases import FROM_ZERO, recipe
 
@@ -51,3 +52,13 @@ def test_train_command_refuses_negative_threads(tmp_path, capsys):
     path.write_text(json.dumps(FROM_ZERO))
     assert main(["train", str(path), "--threads", "-2", "-o", str(tmp_path / "out")]) == 2
     assert "--threads must be 0" in capsys.readouterr().out
+
+
+def test_train_command_refuses_an_unavailable_device(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(FROM_ZERO))
+    assert main(["train", str(path), "--device", "cuda:1", "-o", str(tmp_path / "out")]) == 2
+    assert "device 'cuda:1' asked for, but torch sees no CUDA device" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
