@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -299,9 +300,12 @@ class Trainer(TrainingLoop):
                 self._cache[idx] = self.forward(seq, self.phantoms[idx])
         return self._cache[idx]
 
-    def _share_loss(self, share: Share, seq: Sequence, images, keep: bool) -> StepLoss:
+    def _share_loss(
+        self, share: Share, seq: Sequence, images: Callable[[int], torch.Tensor], evaluating: bool
+    ) -> StepLoss:
         """The loss of ``share``: its part of the batch mean of the image term plus its part of the
-        SAR and time penalties; metrics are additive over ranks."""
+        SAR and time penalties; metrics are additive over ranks. A training step keeps its first
+        prediction for the report; an evaluation adds the k-space band errors."""
         sar, time = self.loss_fn.penalties(seq)
         image = torch.zeros((), device=self.device)
         error, bands = 0.0, {}
@@ -311,9 +315,9 @@ class Trainer(TrainingLoop):
             parts = self.loss_fn(pred, t.image, t.weight, seq)
             image = image + parts.image
             error += parts.error
-            if keep and idx == share.indices[0]:
+            if not evaluating and idx == share.indices[0]:
                 self._last_pred = pred.detach()
-            if not keep:
+            if evaluating:
                 for name, value in band_errors(pred, t.image, t.weight, self.loss_fn.compare).items():
                     bands[name] = bands.get(name, 0.0) + value
         image, penalty = share.per_sample(image), share.shared(sar + time)
@@ -323,7 +327,7 @@ class Trainer(TrainingLoop):
             "time": float(share.shared(time).detach()),
             "error": error / share.batch,
         }
-        if not keep:
+        if evaluating:
             metrics.update(
                 {name: bands.get(name, 0.0) / share.batch for name in band_names(self.recipe.matrix)}
             )
@@ -333,7 +337,7 @@ class Trainer(TrainingLoop):
         seq = self.sequence()
         head_step = self.phase(step) == "head"
         try:
-            return self._share_loss(share, seq, lambda idx: self._images(seq, idx, head_step), keep=True)
+            return self._share_loss(share, seq, lambda idx: self._images(seq, idx, head_step), False)
         except ValueError as exc:  # a non-finite sequence is refused by Sequence.validate
             if "not finite" in str(exc):
                 self.stop_on_nan(step, "a NaN or inf sequence value")
@@ -344,7 +348,7 @@ class Trainer(TrainingLoop):
 
     def evaluation_loss(self, share: Share) -> StepLoss:
         seq = self.sequence()
-        return self._share_loss(share, seq, lambda idx: self.forward(seq, self.phantoms[idx]), keep=False)
+        return self._share_loss(share, seq, lambda idx: self.forward(seq, self.phantoms[idx]), True)
 
     def after_step(self, step: int) -> None:
         if self.learn is not None:
