@@ -61,7 +61,8 @@ def test_the_docs_list_every_declared_parameter():
     generated = DOC.read_text().split(GENERATED, 1)[1]
     tables = _blocks(generated, "#### ")
     assert all(f"| `{name}` |" in tables["every pipeline"] for name in COMMON_PARAMETERS)
-    for name in registry.names():
+    shipped = [n for n in registry.names() if not n.startswith("test_")]  # not tests/server's pipelines
+    for name in shipped:
         title = f"`{name}`" + (" (default)" if name == registry.DEFAULT_PIPELINE else "")
         table = tables[title]
         for doc in parameter_docs(registry.get(name).parameters):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import ismrmrd
 import numpy as np
 
 from mrzero.pipelines.base import Context
+from mrzero.pipelines.parameters import PipelineParameters, parameter
 from mrzero.pipelines.registry import register
 
 
@@ -32,7 +34,12 @@ def rss_image(acquisitions: list[ismrmrd.Acquisition], header: ismrmrd.xsd.ismrm
     return np.sqrt((np.abs(coils) ** 2).sum(0)).astype(np.float32)
 
 
-@register("test_rss", "tests only: zero-filled FFT + root-sum-of-squares, one float image")
+@dataclass(frozen=True)
+class RssParameters(PipelineParameters):
+    site: str | None = parameter(None, "tests only: a tag that the journal keeps with the scan")
+
+
+@register("test_rss", "tests only: zero-filled FFT + root-sum-of-squares, one float image", RssParameters)
 def test_rss(items: Iterable[Any], ctx: Context) -> Iterator[ismrmrd.Image]:
     acqs = [item for item in items if isinstance(item, ismrmrd.Acquisition)]
     ctx.notify(f"test_rss: {len(acqs)} acquisitions")
