@@ -4,6 +4,7 @@ saturated and water kept in the digital twin, and ``mrzero simulate`` on the fil
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 
 import matplotlib.image
@@ -37,6 +38,8 @@ def test_te_is_the_imaging_echo_not_the_navigator(epi_files):
     nearest = np.argsort(np.where(imaging, norm, np.inf))[:2]  # kx = -1/2 and +1/2 of the centre line
     expected = float(t_adc[nearest].mean() - t_excitation[-1])
     assert imported.te == pytest.approx(expected, abs=1e-6)
+    report = re.search(r"^TE: ([0-9.]+) s", pulseq.test_report(), re.MULTILINE)
+    assert imported.te == pytest.approx(float(report.group(1)), abs=1e-6)  # pypulseq's test report agrees
     first_navigator = np.argsort(norm[:N])[:2]  # it crosses k = 0 as early as any imaging line does
     navigator = float(t_adc[first_navigator].mean() - t_excitation[-1])
     assert echo_and_repetition_time(imported.sequence)[0] == pytest.approx(
