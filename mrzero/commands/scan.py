@@ -40,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="add noise at this SNR (RMS signal / noise std) with noise-adjust scans (default: none)",
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of the simulation: auto, cpu, cuda, cuda:N (default cpu)",
+    )
     p.add_argument("--host", default=DEFAULT_HOST, help="MRD server address (default %(default)s)")
     p.add_argument("--port", type=PORT, default=DEFAULT_PORT, help="MRD server port (default %(default)s)")
     p.add_argument("--config", default=None, help="pipeline name (default: the bundle's pipeline)")
@@ -62,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mrzero.core.bundles import BundleError
+    from mrzero.core.device import select_device
     from mrzero.sequences.digital_twin import bundle_dir, twin_scan
     from mrzero.twin_demo import save_scan, stream_scan
 
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             n_coils=args.coils,
             snr=args.noise,
             seed=args.seed,
+            device=select_device(args.device, source="--device"),  # a DeviceError is a ValueError
             progress=True,
         )
         reply = stream_scan(

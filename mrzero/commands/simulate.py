@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--coils", type=int, default=1, help="receive coils (loop model, default 1)")
     p.add_argument("--engine", default="fast", help="simulation engine: fast (default) or isochromat")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu", help="torch device: auto, cpu, cuda or cuda:N (default cpu)")
     p.add_argument(
         "--noise",
         type=float,
@@ -167,14 +167,19 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         raise UsageError(problem)
     check_output_dir(Path(args.out))
+    from mrzero.core.device import DeviceError, select_device
     from mrzero.sequences.builder_scan import simulate_scan
     from mrzero.sequences.pulseq.file_check import ImportLimits
     from mrzero.sequences.pulseq.file_scan import simulate_file
 
+    try:
+        device = select_device(args.device, source="--device")
+    except DeviceError as exc:
+        raise UsageError(str(exc)) from None
     common = dict(
         phantom=args.phantom,
         engine=args.engine,
-        device=args.device,
+        device=device,
         n_coils=args.coils,
         slice=args.slice,
         noise_std=args.noise,
