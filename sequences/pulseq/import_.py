@@ -4,10 +4,11 @@ The same file then drives the scanner and its digital twin. The mapping:
 
 * one repetition per RF pulse, starting at the pulse's centre; samples acquired before the first
   pulse form an extra repetition with flip 0 (a noise scan);
-* **approximation**: each RF pulse acts as an instantaneous rotation by its total flip
-  ``2 pi |integral of B1(t) dt|`` (Hz s) with the phase of that integral plus the pulse's phase
-  offset. Off-resonance, slice profile and relaxation *during* the pulse are ignored, which is
-  exact for hard pulses on resonance and good to first order for short shaped pulses;
+* **approximation**: each RF pulse on resonance (and each slice-selective pulse) acts as an
+  instantaneous rotation by its total flip ``2 pi |integral of B1(t) dt|`` (Hz s) with the phase
+  of that integral plus the pulse's phase offset. Off-resonance, slice profile and relaxation
+  *during* the pulse are ignored, which is exact for hard pulses on resonance and good to first
+  order for short shaped pulses;
 * the gradient waveforms (trapezoids, arbitrary and extended trapezoids, rotated per block when
   the file uses the v1.5.1 ROTATIONS extension) are integrated exactly into one moment per
   interval between consecutive markers (RF centres and ADC samples, sample ``i`` of an ADC at
@@ -18,9 +19,11 @@ The same file then drives the scanner and its digital twin. The mapping:
   store the use (before v1.5, or ``undefined``) get it guessed from flip angle, frequency and
   position (``sequences/pulseq/rf_use.py``), and the guess is reported;
 * each pulse's frequency offset (``freq`` Hz plus ``freqPPM`` at the field strength) is kept in
-  ``ImportedSequence.rf_frequency``; with ``off_resonant_rf`` (default on) it becomes the
-  model's ``rf_offsets`` so that the engines rotate each voxel by the pulse as played out at its
-  own off-resonance (``sequences/engines/rf.py``);
+  ``ImportedSequence.rf_frequency``; for pulses played without a gradient (fat saturation,
+  spectral pulses) it becomes, with ``off_resonant_rf`` (default on), the model's
+  ``rf_offsets`` with the pulse's shape, so that the engines rotate each voxel by the pulse as
+  played out at its own off-resonance (``sequences/engines/rf.py``); a slice-selective pulse's
+  offset moves the slice, which the 2D phantom stands for, and is only reported;
 * TE is measured on the imaging samples: ADCs acquired while the ``NAV`` label is set
   (navigators, phase-correction echoes) are left out;
 * soft delays keep the block duration written in the file (their default) and are reported,
@@ -613,11 +616,13 @@ def import_seq(
     fov: tuple[float, float, float] | None = None,
     limits: ImportLimits | None = None,
     field_strength: float | None = None,
+    off_resonant_rf: bool = True,
 ) -> ImportedSequence:
     """Read a ``.seq`` file (Pulseq 1.2 to 1.5, plus v1.5.1 ROTATIONS); see the module docstring.
 
     ``limits``: refuse larger files (:class:`ImportLimits`); ``field_strength`` (T): converts the
-    ppm offsets of pulses, default the file's ``B0`` definition, else 3 T.
+    ppm offsets of pulses, default the file's ``B0`` definition, else 3 T; ``off_resonant_rf``:
+    play pulses without gradient at their frequency offset (False: all on resonance).
     """
     seq, rotations, facts = _read(path, limits)
     if field_strength is None:
@@ -630,6 +635,7 @@ def import_seq(
             name=Path(path).stem,
             field_strength=field_strength,
             guess_use=facts.version < (1, 5, 0),
+            off_resonant_rf=off_resonant_rf,
         )
     except PulseqReadError as err:
         raise PulseqReadError(f"{path}: {err}") from err

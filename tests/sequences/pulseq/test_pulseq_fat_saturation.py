@@ -80,8 +80,8 @@ def test_fat_saturation_in_a_file_saturates_fat_and_spares_water(tmp_path, engin
 def test_without_the_frequency_offset_the_pulse_would_hit_water(tmp_path):
     """What the import did before: the fat-sat pulse on resonance saturates water too."""
     times = fat_sat_fid(tmp_path / "fs.seq")
-    imported = import_seq(tmp_path / "fs.seq")
-    imported.sequence.rf_offsets = None
+    imported = import_seq(tmp_path / "fs.seq", off_resonant_rf=False)
+    assert imported.sequence.rf_offsets is None
     water, _ = components(
         simulate(imported.sequence, water_fat_voxel(0.6, 0.4))[0].numpy().astype(complex), times
     )
