@@ -22,7 +22,7 @@ def resample_phantom(phantom: Phantom, size: tuple[int, int]) -> Phantom:
 
     PD, B0 and B1 are area-averaged; relaxation *rates* are averaged weighted by PD (the
     single-compartment approximation of a mixed voxel, as in ``tissue.mix_tissues``); coil
-    sensitivities are area-averaged too.
+    sensitivities and a fat species' density are area-averaged too.
     """
     if phantom.pd.ndim != 2:
         raise ValueError(f"resample_phantom handles 2D phantoms, got shape {phantom.shape}")
@@ -39,4 +39,5 @@ def resample_phantom(phantom: Phantom, size: tuple[int, int]) -> Phantom:
     if phantom.coil_sens is not None:
         coils = torch.complex(area_resample(phantom.coil_sens.real, size),
                               area_resample(phantom.coil_sens.imag, size))
-    return replace(phantom, coil_sens=coils, **maps)
+    fat = None if phantom.fat is None else replace(phantom.fat, pd=area_resample(phantom.fat.pd, size))
+    return replace(phantom, coil_sens=coils, fat=fat, **maps)

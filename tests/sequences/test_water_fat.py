@@ -60,3 +60,12 @@ def test_fat_is_shifted_along_the_readout_by_its_frequency_over_the_pixel_bandwi
 
     assert abs(shift) > 1.0  # a visible shift at this bandwidth
     assert centroid(image) - centroid(ph.fat.pd) == pytest.approx(shift, abs=0.25)
+
+
+def test_resampling_keeps_the_fat_amount():
+    from mrzero.sequences.phantoms import resample_phantom
+
+    ph = water_fat_phantom((32, 32))
+    half = resample_phantom(ph, (16, 16))
+    assert half.fat.pd.shape == (16, 16)
+    assert float(half.fat.pd.sum()) * 4 == pytest.approx(float(ph.fat.pd.sum()), rel=1e-5)
