@@ -185,7 +185,9 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ the loop
     def _finite(self) -> bool:
-        return all(bool(torch.isfinite(t).all()) for t in self.parameters())
+        """Whether every trained tensor is finite (one device synchronisation, not one per tensor)."""
+        tensors = self.parameters()
+        return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
     def stop_on_nan(self, step: int, what: str) -> None:
         """Load the last finite state, write it (rank 0) and raise ``TrainingError``."""
@@ -226,7 +228,7 @@ class TrainingLoop:
         for opt in stepping:
             for group in opt.param_groups:
                 grads = [p.grad for p in group["params"] if p.grad is not None]
-                if any(not bool(torch.isfinite(g).all()) for g in grads):
+                if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
                     self.stop_on_nan(i, "a NaN or inf gradient")
                 if s.clip:
                     torch.nn.utils.clip_grad_norm_(group["params"], s.clip)
