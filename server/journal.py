@@ -12,7 +12,7 @@ Flush policy: a background thread owns the file; it writes a batch of items as o
 resize + slice write and flushes after every batch, a batch being at most ``batch_items``
 items or ``flush_interval_s`` seconds after its first item. The writer keeps the file on disk
 as of the last flush until the next one, so a SIGKILL of the server at any moment loses at
-most the items of the last flush interval (and those still queued, at most four batches,
+most the items of the last flush interval (and those still queued, at most 128 items,
 which the reader waits for when the disk is slower than the network). Such a file says
 ``journal = incomplete: not closed by the server...`` and has no ``ended`` attribute.
 
@@ -44,6 +44,8 @@ from mrzero.core.mrd_file import CHUNK_ROWS, RawMRDWriter, readable_acquisitions
 log = logging.getLogger(__name__)
 
 _STOP = object()
+#: Items waiting for the writer thread; a full queue makes the connection wait (a slow disk).
+QUEUE_ITEMS = 128
 #: Free space kept on the journal's disk for metadata and the closing marks.
 RESERVE_BYTES = 256 << 10
 _OPEN = (
@@ -68,7 +70,7 @@ class Journal:
         self._batch_items = batch_items
         self._interval = flush_interval_s
         self._on_flush = on_flush
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=4 * batch_items)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_ITEMS)
         self._texts: list[str] = []
         #: Why the journal stopped keeping data (None while it keeps everything).
         self.failure: str | None = None

@@ -60,8 +60,9 @@ class Settings:
     pipeline_modules: tuple[str, ...] = ()
     #: Deployed bundles (``mrzero deploy --store``) the MRzero pipelines look scans up in; None: none.
     bundle_store: Path | None = None
-    #: The journal writes a batch after this many items or this long after the batch's first item.
-    journal_batch_items: int = 32
+    #: The journal writes a batch after this many items or this long after the batch's first item
+    #: (with the crash-consistent writer a flush costs more than a write: few large batches).
+    journal_batch_items: int = 128
     journal_flush_interval_s: float = 0.05
     #: Start of every journal file name (e.g. the pod name), so that servers can share one volume.
     journal_prefix: str = ""
