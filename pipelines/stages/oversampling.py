@@ -3,12 +3,16 @@
 Each line's valid samples (``discard_pre``/``discard_post`` removed) are placed in a readout
 of the encoded matrix size with the echo centre ``center_sample`` at the middle (zero-filling
 an asymmetric echo), and ``mrzero.core.ops.oversampling`` keeps the central field of view. The
-output line is symmetric: ``center_sample = n // 2``, no discards, and its dwell time is
-scaled by the oversampling factor. Without oversampling in the header lines pass unchanged.
+output line is centred: ``center_sample = n // 2``; its dwell time is scaled by the oversampling
+factor. Samples outside the measured part of k-space (the zero-filled side of an asymmetric
+echo, now holding only the crop's ripple) are marked as ``discard_pre``/``discard_post``, so that
+accumulation knows the measured readout extent (partial Fourier in kx). Without oversampling in
+the header lines pass unchanged.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 
 import ismrmrd
@@ -50,5 +54,16 @@ def oversampling_stage(items: Iterable[ismrmrd.Acquisition], ctx: Context) -> It
             ctx.logger.info("removing readout oversampling: %d -> %d samples", n_in, n_out)
             logged = True
         lines = remove_readout_oversampling(centred_readout(acq, n_in), n_out)
-        yield with_data(acq, lines, center_sample=n_out // 2, discard_pre=0, discard_post=0,
+        pre, post = measured_extent(acq, n_in, n_out)
+        yield with_data(acq, lines, center_sample=n_out // 2, discard_pre=pre, discard_post=post,
                         sample_time_us=acq.sample_time_us * n_in / n_out)
+
+
+def measured_extent(acq: ismrmrd.Acquisition, n_in: int, n_out: int) -> tuple[int, int]:
+    """Samples before and after the measured part of ``acq`` once resampled from ``n_in`` to ``n_out``
+    (the same k-space extent on ``n_out / n_in`` as many points, centre ``n // 2`` to ``n // 2``)."""
+    start = n_in // 2 - (acq.center_sample - acq.discard_pre)
+    stop = start + acq.number_of_samples - acq.discard_pre - acq.discard_post
+    first = n_out // 2 + math.ceil((start - n_in // 2) * n_out / n_in - 1e-9)
+    last = n_out // 2 + math.floor((stop - n_in // 2) * n_out / n_in + 1e-9)
+    return max(0, first), max(0, n_out - last)

@@ -1,4 +1,6 @@
-"""k-space to coil images: the centred orthonormal inverse FFT over (kz, ky, kx)."""
+"""k-space to coil images: the centred orthonormal inverse FFT over (kz, ky, kx).
+
+Buffers that are already one combined image (SENSE) pass unchanged."""
 
 from __future__ import annotations
 
@@ -11,4 +13,4 @@ from mrzero.pipelines.stages.buffer import ReconBuffer
 
 def kspace_to_image_stage(items: Iterable[ReconBuffer], ctx: Context) -> Iterator[ReconBuffer]:
     for buf in items:
-        yield buf.with_data(ifftc(buf.data, ndim=3))
+        yield buf if buf.combined else buf.with_data(ifftc(buf.data, ndim=3))

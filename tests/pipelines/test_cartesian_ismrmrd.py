@@ -4,7 +4,8 @@
 ``ismrmrd_recon_cartesian_2d`` (the independent reference) skips noise scans, places every line
 by ``kspace_encode_step_1`` into one zero-filled buffer (repetitions overwrite each other),
 applies an unnormalised 2D inverse DFT, takes the root-sum-of-squares and crops the central
-recon matrix in x. That is the ``cartesian`` pipeline with ``{"output": "float", "scale": "dft"}``.
+recon matrix in x. That is the ``cartesian`` pipeline with ``{"output": "float", "scale": "dft"}``
+for fully sampled data (accelerated and partial-Fourier data: ``test_cartesian_generator.py``).
 """
 
 import shutil
@@ -76,24 +77,6 @@ def test_prewhitened_background_noise_has_gadgetrons_variance(tmp_path):
         (image,) = reconstruct_file(path, "cartesian", {**parameters, "output": "float"})
         power = np.mean([np.mean(image.data[0, 0][c] ** 2) for c in corners])
         assert power == pytest.approx(expected, rel=0.15)
-
-
-def test_undersampled_repetition_with_calibration_lines_equals_the_cpp_reference(tmp_path):
-    path = _generate(tmp_path, "-a", "2", "-w", "32")
-    # The generator writes one repetition per sampling-pattern shift; the C++ tool would merge
-    # them, so both reconstruct a file holding repetition 0 only (written by Python, read by C++).
-    subset = tmp_path / "rep0.h5"
-    source = ismrmrd.Dataset(path, "dataset", create_if_needed=False)
-    target = ismrmrd.Dataset(str(subset), "dataset", create_if_needed=True)
-    target.write_xml_header(source.read_xml_header())
-    for acq in read_acquisitions(path):
-        if acq.idx.repetition == 0:
-            target.append_acquisition(acq)
-    source.close()
-    target.close()
-    (image,) = reconstruct_file(subset, "cartesian", AS_CPP)
-    assert _nrmse(image, _cpp_recon(str(subset), tmp_path)) < 1e-4
-    assert len(reconstruct_file(path, "cartesian", AS_CPP)) == 2  # one image per repetition
 
 
 def test_repetitions_give_one_image_each_and_uint16_by_default(tmp_path):

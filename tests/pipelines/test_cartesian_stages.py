@@ -57,9 +57,12 @@ def test_repetition_change_and_end_of_stream_trigger():
 def test_last_in_repetition_flushes_every_open_buffer():
     lines = [_line(e1, contrast=c, flags=[ismrmrd.ACQ_LAST_IN_REPETITION] if (e1, c) == (7, 1) else [])
              for e1 in range(8) for c in (0, 1)]
-    lines.append(_line(0, contrast=0, repetition=0))
-    out = _emitted_after(lines, context(SQUARE))
+    lines.append(_line(0, contrast=0, repetition=1))
+    out = _emitted_after(lines, context(SQUARE, trigger="none"))
     assert [(n, buf.key[1]) for n, buf in out] == [(16, 0), (16, 1), (17, 0)]
+    # a line of an image that was already emitted would split it: refused
+    with pytest.raises(PipelineError, match="already emitted"):
+        list(accumulate_stage([*lines[:-1], _line(0, contrast=0, repetition=0)], context(SQUARE)))
 
 
 def test_unknown_trigger_is_named():

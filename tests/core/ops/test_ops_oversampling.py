@@ -51,7 +51,8 @@ def test_stage_handles_an_asymmetric_echo_and_discards():
     zero_filled[:, :3] = 0
     expected = remove_readout_oversampling(torch.from_numpy(zero_filled), 8).numpy()
     np.testing.assert_allclose(out.data, expected, atol=1e-5)
-    assert (out.number_of_samples, out.center_sample, out.discard_pre, out.discard_post) == (8, 4, 0, 0)
+    # the first 3 of 16 oversampled samples were not measured: 1.5 of 8, so 2 samples are marked
+    assert (out.number_of_samples, out.center_sample, out.discard_pre, out.discard_post) == (8, 4, 2, 0)
     assert out.sample_time_us == pytest.approx(5.0)
 
 
