@@ -1,7 +1,7 @@
 """The digital-twin scanner on the network: stream a simulated scan to an MRD server and keep the result.
 
 This is the one module where the offline twin (``sequences/digital_twin.py``) meets the server
-(``server/``): ``sequences`` must not import ``server`` (DESIGN.md), so the glue that a
+(``server/``): ``sequences`` must not import ``server`` (docs/architecture.md), so the glue that a
 scanner's role plays, sending raw data over TCP and saving what comes back, lives here, beside
 the console command that uses it.
 """

@@ -4,7 +4,7 @@
 header claims before reading them, stops at the first NUL-padded quirk and cannot say how big
 a message is before it has read it. This module only *frames* messages: it reads the message
 id, checks every claimed size against a limit before allocating anything, applies the quirks
-of real clients (DESIGN.md) and returns the message's wire bytes, read straight into one
+of real clients (docs/architecture.md) and returns the message's wire bytes, read straight into one
 buffer (the server forwards and journals them without copying). The objects themselves are
 then built by ``ismrmrd`` (:func:`decode`), which owns the byte layout.
 

@@ -1,4 +1,4 @@
-"""The loop of DESIGN.md closed for every shipped bundle, over real sockets.
+"""The loop of docs/architecture.md closed for every shipped bundle, over real sockets.
 
 The digital twin runs the bundle's ``.seq`` (through the Pulseq import) on the training phantom
 and streams it to the server, which finds the bundle by the Pulseq signature in the header. The

@@ -131,7 +131,7 @@ def test_quaternion_and_slice_array_agree_on_the_real_file():
 
 def test_the_image_is_upright(reprocessed, float_image):
     """An axial slice (head first, supine) is upright when anterior is at the top: row 0 is the
-    displayed top (DESIGN.md), so the row axis (phase_dir) must point posterior (+y in LPS).
+    displayed top (docs/architecture.md), so the row axis (phase_dir) must point posterior (+y in LPS).
     The pixel array is the twixtools reconstruction's, unflipped (tests above); the PNG preview
     and the NIfTI file must keep that orientation."""
     (image,) = read_images_h5(reprocessed / "gre_images.h5")
