@@ -20,5 +20,6 @@ def combine_stage(items: Iterable[ReconBuffer], ctx: Context) -> Iterator[ReconB
         if buf.combined:
             yield buf
             continue
-        yield buf.with_data(rss(buf.data) if method == "rss" else adaptive_combine(buf.data, kernel),
-                            combined=True)
+        yield buf.with_data(
+            rss(buf.data) if method == "rss" else adaptive_combine(buf.data, kernel), combined=True
+        )

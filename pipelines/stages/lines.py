@@ -28,11 +28,14 @@ def imaging_lines_stage(items: Iterable[Any], ctx: Context) -> Iterator[ismrmrd.
         elif not isinstance(item, ismrmrd.Acquisition):
             ctx.logger.warning("ignored an item of type %s", type(item).__name__)
         elif item.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) or any(
-                item.is_flag_set(flag) for flag in NON_IMAGING_FLAGS):
+            item.is_flag_set(flag) for flag in NON_IMAGING_FLAGS
+        ):
             dropped += 1
         elif item.is_flag_set(ismrmrd.ACQ_IS_REVERSE):
-            raise PipelineError(f"{describe(item)} is a reflected readout (ACQ_IS_REVERSE) that no stage of "
-                                "this pipeline put in forward order (EPI needs the EPI stage)")
+            raise PipelineError(
+                f"{describe(item)} is a reflected readout (ACQ_IS_REVERSE) that no stage of "
+                "this pipeline put in forward order (EPI needs the EPI stage)"
+            )
         else:
             check_data(item)
             yield item

@@ -32,10 +32,12 @@ def centred_readout(acq: ismrmrd.Acquisition, n: int) -> torch.Tensor:
         raise PipelineError(f"{describe(acq)}: discards leave no samples")
     start = n // 2 - (acq.center_sample - acq.discard_pre)
     if start < 0 or start + end - acq.discard_pre > n:
-        raise PipelineError(f"{describe(acq)}: {acq.number_of_samples} samples with centre "
-                            f"{acq.center_sample} do not fit the header's readout of {n}")
+        raise PipelineError(
+            f"{describe(acq)}: {acq.number_of_samples} samples with centre "
+            f"{acq.center_sample} do not fit the header's readout of {n}"
+        )
     out = torch.zeros(data.shape[0], n, dtype=data.dtype)
-    out[:, start: start + end - acq.discard_pre] = data[:, acq.discard_pre: end]
+    out[:, start : start + end - acq.discard_pre] = data[:, acq.discard_pre : end]
     return out
 
 
@@ -55,8 +57,14 @@ def oversampling_stage(items: Iterable[ismrmrd.Acquisition], ctx: Context) -> It
             logged = True
         lines = remove_readout_oversampling(centred_readout(acq, n_in), n_out)
         pre, post = measured_extent(acq, n_in, n_out)
-        yield with_data(acq, lines, center_sample=n_out // 2, discard_pre=pre, discard_post=post,
-                        sample_time_us=acq.sample_time_us * n_in / n_out)
+        yield with_data(
+            acq,
+            lines,
+            center_sample=n_out // 2,
+            discard_pre=pre,
+            discard_post=post,
+            sample_time_us=acq.sample_time_us * n_in / n_out,
+        )
 
 
 def measured_extent(acq: ismrmrd.Acquisition, n_in: int, n_out: int) -> tuple[int, int]:

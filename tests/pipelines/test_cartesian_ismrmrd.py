@@ -32,8 +32,11 @@ AS_CPP = {"output": "float", "scale": "dft"}
 
 def _generate(tmp_path, *options) -> str:
     path = tmp_path / "shepp.h5"
-    subprocess.run(["ismrmrd_generate_cartesian_shepp_logan", "-o", str(path), "-m", "128", "-c", "8",
-                    *options], check=True, capture_output=True)
+    subprocess.run(
+        ["ismrmrd_generate_cartesian_shepp_logan", "-o", str(path), "-m", "128", "-c", "8", *options],
+        check=True,
+        capture_output=True,
+    )
     return str(path)
 
 
@@ -73,7 +76,7 @@ def test_prewhitened_background_noise_has_gadgetrons_variance(tmp_path):
     # image corners averages 8 coils x 2 x 0.793, up to the error of a covariance from 256 samples.
     path = _generate(tmp_path, "-C")
     corners = (np.s_[:16, :16], np.s_[:16, -16:], np.s_[-16:, :16], np.s_[-16:, -16:])
-    for parameters, expected in (({}, 8 * 2 * 0.793), ({"prewhiten": False}, 8 * 2 * 0.05 ** 2)):
+    for parameters, expected in (({}, 8 * 2 * 0.793), ({"prewhiten": False}, 8 * 2 * 0.05**2)):
         (image,) = reconstruct_file(path, "cartesian", {**parameters, "output": "float"})
         power = np.mean([np.mean(image.data[0, 0][c] ** 2) for c in corners])
         assert power == pytest.approx(expected, rel=0.15)

@@ -40,8 +40,11 @@ def _emitted_after(items, ctx):
 
 
 def test_last_in_slice_flag_emits_that_slice_at_once():
-    lines = [_line(e1, slice=s, flags=[ismrmrd.ACQ_LAST_IN_SLICE] if e1 == 7 else [])
-             for e1 in range(8) for s in (0, 1)]  # interleaved slices
+    lines = [
+        _line(e1, slice=s, flags=[ismrmrd.ACQ_LAST_IN_SLICE] if e1 == 7 else [])
+        for e1 in range(8)
+        for s in (0, 1)
+    ]  # interleaved slices
     out = _emitted_after(lines, context(SQUARE))
     assert [(n, buf.key[0]) for n, buf in out] == [(15, 0), (16, 1)]
 
@@ -55,8 +58,11 @@ def test_repetition_change_and_end_of_stream_trigger():
 
 
 def test_last_in_repetition_flushes_every_open_buffer():
-    lines = [_line(e1, contrast=c, flags=[ismrmrd.ACQ_LAST_IN_REPETITION] if (e1, c) == (7, 1) else [])
-             for e1 in range(8) for c in (0, 1)]
+    lines = [
+        _line(e1, contrast=c, flags=[ismrmrd.ACQ_LAST_IN_REPETITION] if (e1, c) == (7, 1) else [])
+        for e1 in range(8)
+        for c in (0, 1)
+    ]
     lines.append(_line(0, contrast=0, repetition=1))
     out = _emitted_after(lines, context(SQUARE, trigger="none"))
     assert [(n, buf.key[1]) for n, buf in out] == [(16, 0), (16, 1), (17, 0)]
@@ -74,7 +80,8 @@ def test_placement_partial_fourier_asymmetric_echo_and_averages():
     hdr = header(enc=(8, 8, 1), rec=(8, 8, 1), enc_fov_mm=(300, 300, 5), center_e1=2)
     lines = [
         acquisition(np.arange(1, 6)[None], e1=2, center=1),  # k-space centre line, echo centre at 1
-        _line(5, 2.0), _line(5, 4.0, average=1),  # measured twice: averaged
+        _line(5, 2.0),
+        _line(5, 4.0, average=1),  # measured twice: averaged
     ]
     (buf,) = accumulate_stage(lines, context(hdr))
     k = buf.data[0, 0]
@@ -124,7 +131,9 @@ def test_fft_combine_crop_stages():
     hdr = header(enc=(8, 8, 1), rec=(4, 6, 1), enc_fov_mm=(300, 300, 5), rec_fov_mm=(150, 225, 5))
     (crop,) = crop_stage([comb], context(hdr))
     torch.testing.assert_close(crop.data, comb.data[:, 1:7, 2:6])
-    with pytest.raises(PipelineError, match="JSON parameter combine: expected one of 'rss', 'adaptive', got 'sum'"):
+    with pytest.raises(
+        PipelineError, match="JSON parameter combine: expected one of 'rss', 'adaptive', got 'sum'"
+    ):
         list(combine_stage([img], context(SQUARE, combine="sum")))
 
 
@@ -150,7 +159,9 @@ def test_pipeline_end_to_end_on_a_point_object_and_bad_output_parameter():
     data = image.data[0, 0]
     assert data.shape == (8, 8) and data.dtype == np.float32
     assert data[4, 4] == pytest.approx(math.sqrt(2) * 8) and np.delete(data.ravel(), 36).max() < 1e-5
-    with pytest.raises(PipelineError, match="JSON parameter output: expected one of 'uint16', 'float', got 'png'"):
+    with pytest.raises(
+        PipelineError, match="JSON parameter output: expected one of 'uint16', 'float', got 'png'"
+    ):
         list(cartesian(lines, context(SQUARE, output="png")))
 
 

@@ -16,8 +16,9 @@ def test_dc_sample_by_hand():
     # k = [0, 0, 1, 0] (only k = 0) is a flat image of 1/2 in each of 4 pixels; its central
     # 2 pixels (1/2 each) transform back to k = [0, 2 * (1/2) / sqrt(2)] = [0, sqrt(1/2)].
     line = torch.tensor([0, 0, 1, 0], dtype=torch.complex64)
-    torch.testing.assert_close(remove_readout_oversampling(line, 2),
-                               torch.tensor([0, math.sqrt(0.5)], dtype=torch.complex64))
+    torch.testing.assert_close(
+        remove_readout_oversampling(line, 2), torch.tensor([0, math.sqrt(0.5)], dtype=torch.complex64)
+    )
 
 
 def test_equals_cropping_the_image_of_the_full_readout():
