@@ -154,6 +154,33 @@ def test_partial_fourier_at_most_half_the_zero_filled_error(work, reference, fir
     assert errors["pocs"] <= errors["zero_fill"] / 2 and errors["homodyne"] <= errors["zero_fill"] / 2, errors
 
 
+@pytest.mark.parametrize("method", ["grappa", "sense"])
+def test_partial_fourier_of_an_accelerated_scan(work, reference, method):
+    # ky 6/8 and R = 2: the lattice unfolded first, then the partial-Fourier side filled (SENSE
+    # through the k-space of its coil-combined image)
+    accelerated = generate(work / "pf_r2.h5", "-a", "2", "-w", "32")
+    path = rewrite(
+        accelerated,
+        work / "pf_r2_32.h5",
+        (
+            a
+            for a in read_acquisitions(accelerated)
+            if a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) or a.idx.kspace_encode_step_1 >= 32
+        ),
+        lambda xml: xml.replace("<minimum>0</minimum>", "<minimum>32</minimum>", 1),
+    )
+    errors = {
+        pf: [
+            nrmse(im, reference)
+            for im in reconstruct_file(
+                path, "cartesian", {**AS_CPP, "partial_fourier": pf, "parallel_imaging": method}
+            )
+        ]
+        for pf in ("zero_fill", "pocs")
+    }
+    assert len(errors["pocs"]) == 2 and max(errors["pocs"]) <= min(errors["zero_fill"]) / 2, errors
+
+
 def _calibration_modes(path: Path, work: Path) -> dict[str, Path]:
     """Repetition 0 of a ``-a 2 -w 32`` file in the three ways calibration lines arrive."""
     acqs = [a for a in read_acquisitions(path) if a.idx.repetition == 0]
