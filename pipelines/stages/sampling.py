@@ -73,6 +73,13 @@ def _extent(measured: torch.Tensor, limits: tuple[int, int], step: int) -> Exten
     return Extent(lo, hi, n)
 
 
+def _axis(e: Extent) -> torch.Tensor:
+    """``[n]`` bool: the extent's points."""
+    m = torch.zeros(e.n, dtype=torch.bool)
+    m[e.lo : e.hi + 1] = True
+    return m
+
+
 @dataclass(frozen=True)
 class SampledBox:
     z: Extent
@@ -81,18 +88,11 @@ class SampledBox:
 
     def mask(self) -> torch.Tensor:
         """``[kz, ky, kx]`` bool: the box."""
-
-        def axis(e: Extent) -> torch.Tensor:
-            m = torch.zeros(e.n, dtype=torch.bool)
-            m[e.lo : e.hi + 1] = True
-            return m
-
-        z, y, x = axis(self.z), axis(self.y), axis(self.x)
-        return z[:, None, None] & y[None, :, None] & x[None, None, :]
+        return self.lines()[:, :, None] & _axis(self.x)[None, None, :]
 
     def lines(self) -> torch.Tensor:
         """``[kz, ky]`` bool: the lines inside the box."""
-        return self.mask()[:, :, self.x.lo if self.x.hi >= self.x.lo else 0]
+        return _axis(self.z)[:, None] & _axis(self.y)[None, :]
 
     def partial_axes(self) -> list[str]:
         """Axes (``kz``, ``ky``, ``kx``) measured asymmetrically about the centre."""
