@@ -51,8 +51,9 @@ FALLBACK_KERNELS = ((5, 2), (3, 2))
 
 @dataclass
 class _Calibration:
-    key: tuple[int, ...]
-    source: str
+    """What one calibration block gives: the coil count it was measured with, the compression
+    matrix (if any), and the GRAPPA kernel or the ESPIRiT maps."""
+
     coils: int
     matrix: torch.Tensor | None = None
     kernel: GrappaKernel | None = None
@@ -138,7 +139,7 @@ class _ParallelImaging:
     def _calibrate(self, block: CalibrationBuffer, enc: EncodingPlan) -> _Calibration:
         start = time.perf_counter()
         acs = block.data
-        cal = _Calibration(block.key, block.source, acs.shape[0])
+        cal = _Calibration(acs.shape[0])
         where = f"slice {block.key[1]} of encoding {block.encoding}"
         if self.params.coil_compression and self.params.coil_compression < acs.shape[0]:
             try:
