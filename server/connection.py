@@ -20,6 +20,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from mrzero.pipelines import registry
 from mrzero.pipelines.parameters import ParameterError
 from mrzero.pipelines.registry import UnknownPipelineError, get
 from mrzero.server.framing import (
@@ -81,7 +82,13 @@ class Connection(WorkerSession):
         return serialized(f"ERROR: {text}")
 
     def _count_error(self, kind: str) -> None:
-        self.metrics.error("client_gone" if self.peer_gone else kind, self.pipeline or self.config_name)
+        self.metrics.error("client_gone" if self.peer_gone else kind, self._pipeline_label())
+
+    def _pipeline_label(self) -> str | None:
+        """The metrics' ``pipeline`` label: a registered name only, never a client's string (a
+        label per name a client makes up would grow the metrics without bound)."""
+        name = self.pipeline or config_override(self.parameters) or self.config_name
+        return name if name in registry.names() else None
 
     def overdue(self, now: float) -> str | None:
         """The header timeout, then the minimum data rate and the scan deadline, while reading."""
@@ -216,7 +223,7 @@ class Connection(WorkerSession):
     def _journal_failed(self, reason: str) -> None:
         """Images first: the scan goes on from memory; the client, the log and the metrics hear it once."""
         self._journal_warned = True
-        self.metrics.error("journal", self.pipeline or self.config_name)
+        self.metrics.error("journal", self._pipeline_label())
         self.log.error("raw data journal failed, reconstruction goes on from memory: %s", reason)
         self._send(
             serialized(

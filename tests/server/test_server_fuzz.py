@@ -14,6 +14,7 @@ from scans_for_tests import header_xml, read_reply, scan
 from server_harness import TEST_LIMITS, assert_rss_reply, start_server
 
 from mrzero.client import stream
+from mrzero.pipelines import registry
 
 LIMITS = dataclasses.replace(TEST_LIMITS, idle_timeout_s=2.0, header_timeout_s=2.0, pipeline_timeout_s=5.0)
 
@@ -51,6 +52,13 @@ def test_fuzzed_streams(tmp_path_factory):
             internal("mrzero_pipeline_errors_total", {"kind": "internal", "pipeline": name})
             for name in ("none", "test_rss", "savedataonly", "test_raises")
         )
+        labels = {
+            sample.labels["pipeline"]
+            for metric in server.metrics.registry.collect()
+            if metric.name == "mrzero_pipeline_errors"
+            for sample in metric.samples
+        }
+        assert labels <= {"none", *registry.names()}  # never a name a client made up
         assert open_descriptors() <= before + 2  # the journal files and sockets of every case are closed
         assert server.liveness()[0]
         acqs, xml = scan(seed=3), header_xml()
