@@ -164,7 +164,7 @@ def main() -> None:
             peer = statistics.median(times["bart ecalib + pics"])
             for method in methods:
                 t = statistics.median(times[method])
-                print(f"{case.name:<20} {method:<26} {t:8.3f} {t / peer:7.2f} {errors[method]:8.4f}")
+                print(f"{case.name:<20} {method:<26} {t:8.3f} {t / peer:7.2f} {errors[method]:8.5f}")
 
 
 if __name__ == "__main__":
