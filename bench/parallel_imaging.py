@@ -2,9 +2,10 @@
 
 Cases:
 
-* ``shepp128``: ISMRMRD's generator, ``-m 128 -c 8 -a 2 -w 32 -n 0.005`` (repetition 0: every
-  other line plus the 32 calibration lines, 2x oversampled readout, 256 samples); truth: the rss
-  image of the generator's noiseless fully sampled run (``-a 1 -n 0``).
+* ``shepp128x8``, ``shepp256x32``: ISMRMRD's generator, ``-m 128 -c 8`` or ``-m 256 -c 32``,
+  ``-a 2 -w 32 -n 0.005`` (repetition 0: every other line plus the 32 calibration lines, 2x
+  oversampled readout); truth: the rss image of the generator's noiseless fully sampled run
+  (``-a 1 -n 0``, same matrix and coils).
 * ``sim256x32``: a 256 x 256, 32-coil simulation (``tests/support/coil_phantoms.py``: ellipses,
   smooth Gaussian coil maps on a ring, closed-form FFT, complex noise 0.002 per sample), R = 2 with
   32 calibration lines embedded; truth: the rss of the noiseless fully sampled coil images.
@@ -19,7 +20,8 @@ iterations, no regularisation, image re-scaled). Methods are timed interleaved, 
 rounds, medians. Error: NRMSE of the magnitude image against the truth over the reconstructed
 field of view, ``||abs(x) - truth|| / ||truth||``, no scale fitted.
 
-Run: ``.venv/bin/python bench/parallel_imaging.py [--cases shepp128 sim256x32] [--repeats 5] [--threads 1]``.
+Run: ``.venv/bin/python bench/parallel_imaging.py [--cases shepp128x8 shepp256x32 sim256x32]
+[--repeats 5] [--threads 1]``.
 """
 
 from __future__ import annotations
@@ -72,18 +74,19 @@ class Case:
         return float((image - self.truth).norm() / self.truth.norm())
 
 
-def shepp128(folder: Path) -> Case:
-    accelerated = read_repetitions(generate(folder / "r2.h5", accel=2, acs=32, noise=0.005))[0]
-    full = read_repetitions(generate(folder / "full.h5", accel=1, noise=0.0))[0]
-    truth = rss(ifftc(full.kspace[:, 0], 2))[:, 64:192]
-    ys = torch.nonzero(accelerated.calibration[0]).flatten()
+def shepp(folder: Path, matrix: int, coils: int) -> Case:
+    accelerated = generate(folder / "r2.h5", matrix=matrix, coils=coils, accel=2, acs=32, noise=0.005)
+    full = generate(folder / "full.h5", matrix=matrix, coils=coils, accel=1, noise=0.0)
+    rep = read_repetitions(accelerated)[0]
+    truth = rss(ifftc(read_repetitions(full)[0].kspace[:, 0], 2))[:, matrix // 2 : matrix // 2 + matrix]
+    ys = torch.nonzero(rep.calibration[0]).flatten()
     return Case(
-        "shepp128 (8 coils)",
-        accelerated.kspace,
-        accelerated.sampled,
+        f"shepp{matrix} ({coils} coils)",
+        rep.kspace,
+        rep.sampled,
         slice(int(ys[0]), int(ys[-1]) + 1),
         truth,
-        128,
+        matrix,
     )
 
 
@@ -97,6 +100,13 @@ def sim256x32() -> Case:
     return Case(
         "sim256 (32 coils)", kspace * sampled[:, :, None], sampled, slice(n // 2 - 16, n // 2 + 16), truth, n
     )
+
+
+CASES: dict[str, Callable[[Path], Case]] = {
+    "shepp128x8": lambda folder: shepp(folder, 128, 8),
+    "shepp256x32": lambda folder: shepp(folder, 256, 32),
+    "sim256x32": lambda folder: sim256x32(),
+}
 
 
 def ours_grappa(case: Case, virtual: int | None = None) -> torch.Tensor:
@@ -129,9 +139,7 @@ def timed(method: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--cases", nargs="+", default=["shepp128", "sim256x32"], choices=["shepp128", "sim256x32"]
-    )
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads and OMP_NUM_THREADS for BART")
     args = parser.parse_args()
@@ -146,7 +154,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name in args.cases:
-            case = shepp128(folder) if name == "shepp128" else sim256x32()
+            case = CASES[name](folder)
             methods: dict[str, Callable[[], torch.Tensor]] = {
                 "GRAPPA 5x4": lambda case=case: ours_grappa(case),
                 "ESPIRiT + SENSE (30 CG)": lambda case=case: ours_sense(case),
