@@ -10,9 +10,10 @@ acquired in addition (calibration lines embedded in the imaging data) are kept a
 coils, of the acquired lattice points at ky offsets ``R_y * j`` (``kernel_size[1]`` blocks,
 ``j = -1, 0, 1, 2`` for 4), kz offsets ``R_z * j`` (``kz_blocks`` blocks: 2 by default when
 ``R_z > 1``, 3 for 3D data without kz acceleration, since the coils' z profiles spread each line
-over neighbouring kz planes) and kx offsets ``-2..2`` (``kernel_size[0]`` readout points). One set of weights
-predicts every missing offset of a cell at once (the multi-target kernel of Gadgetron's
-``grappa2d``). ``kernel_size`` is ``(readout points, ky blocks)``, Gadgetron's kRO x kE1.
+over neighbouring kz planes; likewise the 3 neighbouring ky lines when ``R_y = 1`` in 3D) and kx
+offsets ``-2..2`` (``kernel_size[0]`` readout points). One set of weights predicts every missing
+offset of a cell at once (the multi-target kernel of Gadgetron's ``grappa2d``). ``kernel_size``
+is ``(readout points, ky blocks)``, Gadgetron's kRO x kE1.
 
 **Calibration** fits the weights on a fully sampled block (the ACS) by regularised least
 squares over every kernel position that fits inside it: ``W = T S^H (S S^H + lambda I)^-1``,
