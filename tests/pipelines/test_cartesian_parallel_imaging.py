@@ -133,12 +133,13 @@ def test_3d_accelerated_in_ky_and_kz_with_an_embedded_acs_block():
     assert nrmse(image_data(result), truth(kspace)) < 0.08  # R = 4 on a 32 x 32 x 16 matrix
 
 
-def test_coil_compression_keeps_the_image():
+@pytest.mark.parametrize("method", ["grappa", "sense"])
+def test_coil_compression_keeps_the_image(method):
     kspace, _, _ = multicoil_kspace(16, (1, 64, 64))
     xml = header_xml(64, 64, coils=16, accel=(2, 1), calibration="embedded")
     lines = _embedded(kspace, acs=24)
-    (full,) = cartesian(iter(lines), _ctx(xml))
-    (compressed,) = cartesian(iter(lines), _ctx(xml, coil_compression=8))
+    (full,) = cartesian(iter(lines), _ctx(xml, parallel_imaging=method))
+    (compressed,) = cartesian(iter(lines), _ctx(xml, parallel_imaging=method, coil_compression=8))
     reference = truth(kspace)[0]
     assert nrmse(image_data(compressed)[0], reference) < 0.05
     assert nrmse(image_data(compressed)[0], reference) < nrmse(image_data(full)[0], reference) + 0.02
