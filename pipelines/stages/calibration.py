@@ -219,12 +219,12 @@ class CalibrationCollector:
         if lines is None:
             return
         mask = lines.mask
-        box = acs_block(mask)
+        box = bounding_box(mask)  # complete early only as a fully sampled, centred, large block
         if (
             box is not None
-            and box == bounding_box(mask)
             and symmetric(box, tuple(mask.shape))
             and large(box, tuple(mask.shape))
+            and bool(mask[box[0] : box[1] + 1, box[2] : box[3] + 1].all())
         ):
             yield from self._finish(key)
 
