@@ -33,6 +33,8 @@ KNOWN_FLAGS = {
     for name in dir(ismrmrd)
     if name.startswith("ACQ_") and isinstance(getattr(ismrmrd, name), int)
 }
+#: The bits of ``KNOWN_FLAGS``.
+KNOWN_MASK = sum(1 << (bit - 1) for bit in KNOWN_FLAGS)
 #: Flags saying the samples are stored compressed (ISMRMRD's lossy compression): not samples.
 COMPRESSION_FLAGS = (
     ismrmrd.ACQ_COMPRESSION1,
@@ -233,8 +235,8 @@ def header_refusals(plan: ScanPlan, epi_stage: bool) -> list[str]:
 def flag_refusal(acq: ismrmrd.Acquisition, epi_stage: bool) -> str | None:
     """Why the Cartesian pipeline cannot use ``acq`` given its flags (None: it can)."""
     flags = int(acq.flags)
-    unknown = [bit for bit in range(1, 65) if flags >> (bit - 1) & 1 and bit not in KNOWN_FLAGS]
-    if unknown:
+    if flags & ~KNOWN_MASK:
+        unknown = [bit for bit in range(1, 65) if flags >> (bit - 1) & 1 and bit not in KNOWN_FLAGS]
         return (
             f"flag bit(s) {', '.join(map(str, unknown))} set, which MRD v1 does not define; "
             "their meaning (and whether the samples can be used) is unknown"
