@@ -75,8 +75,10 @@ class Case:
 
 
 def shepp(folder: Path, matrix: int, coils: int) -> Case:
-    accelerated = generate(folder / "r2.h5", matrix=matrix, coils=coils, accel=2, acs=32, noise=0.005)
-    full = generate(folder / "full.h5", matrix=matrix, coils=coils, accel=1, noise=0.0)
+    accelerated = generate(
+        folder / f"r2_{matrix}x{coils}.h5", matrix=matrix, coils=coils, accel=2, acs=32, noise=0.005
+    )
+    full = generate(folder / f"full_{matrix}x{coils}.h5", matrix=matrix, coils=coils, accel=1, noise=0.0)
     rep = read_repetitions(accelerated)[0]
     truth = rss(ifftc(read_repetitions(full)[0].kspace[:, 0], 2))[:, matrix // 2 : matrix // 2 + matrix]
     ys = torch.nonzero(rep.calibration[0]).flatten()
