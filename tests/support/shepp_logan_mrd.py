@@ -33,7 +33,8 @@ def generate(
     noise: float = 0.005,
     noise_scan: bool = False,
 ) -> Path:
-    """Run the generator; returns ``path``."""
+    """Run the generator; returns ``path`` (replaced if it exists: the generator aborts on it)."""
+    Path(path).unlink(missing_ok=True)
     args = [
         "ismrmrd_generate_cartesian_shepp_logan",
         "-o",
