@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 
 import numpy as np
 import pytest
 import torch
-from pulseq_samples import radial_gre
+from pulseq_samples import cartesian_gre, radial_gre
 
 from mrzero.cli import main
 from mrzero.core.bundles import BundleError, find_bundle
 from mrzero.sequences.builders import BUILDERS
 from mrzero.sequences.bundle import check_bundle, deploy_bundle, write_bundle
 from mrzero.sequences.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from mrzero.sequences.pulseq.import_ import echo_and_repetition_time
 from mrzero.sequences.pulseq.signature import verified_signature
 
 
@@ -146,3 +148,15 @@ def test_cli_export_check_deploy(tmp_path, caplog, capsys):
     assert "exceeds max_grad 2.00 mT/m" in caplog.text
     assert main(["export", "-o", str(out)]) == 2
     assert main(["bundle", "check", str(tmp_path)]) == 1
+
+
+def test_protocol_te_and_tr_are_the_written_files_not_the_models(tmp_path):
+    """A prephaser too short for its moment is stretched by 1.03 ms: the protocol's TE says so,
+    as pypulseq's test report of the written file does."""
+    seq = cartesian_gre(n=16, te_fill=0.1e-3)
+    protocol = write_bundle(Checkpoint(seq), tmp_path / "b", pipeline="cartesian")
+    assert protocol["stretched_events"]
+    report = (tmp_path / "b" / "sequence.testreport.txt").read_text()
+    reported_te = float(re.search(r"^TE: ([0-9.]+) s", report, re.MULTILINE).group(1))
+    assert protocol["te_ms"] == pytest.approx(1e3 * reported_te, abs=1e-3)
+    assert protocol["te_ms"] > 1e3 * echo_and_repetition_time(seq)[0] + 1.0  # the model's TE is 0.74 ms
