@@ -94,5 +94,5 @@ def test_stage_names_a_coil_count_mismatch():
     three = acquisition(np.ones((3, 8)))
     with pytest.raises(PipelineError, match="3 coils, the noise scans had 2"):
         list(prewhiten_stage([noise, three], context()))
-    with pytest.raises(PipelineError, match="prewhiten must be true or false, got 'no'"):
+    with pytest.raises(PipelineError, match="JSON parameter prewhiten: expected bool, got 'no'"):
         list(prewhiten_stage([noise, three], context(prewhiten="no")))
