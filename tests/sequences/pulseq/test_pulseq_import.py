@@ -23,8 +23,10 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "pulseq"
 def matlab_report(name: str) -> dict[str, float]:
     """Block count, duration, TE and TR from the MATLAB toolbox's own test report."""
     text = (DATA / f"{name}.testreport.txt").read_text()
-    number = {key: float(re.search(rf"^{key}:\s*([0-9.]+)", text, re.MULTILINE).group(1))
-              for key in ("Number of blocks", "Sequence duration", "TE", "TR")}
+    number = {
+        key: float(re.search(rf"^{key}:\s*([0-9.]+)", text, re.MULTILINE).group(1))
+        for key in ("Number of blocks", "Sequence duration", "TE", "TR")
+    }
     return number
 
 
@@ -113,9 +115,9 @@ def add_rotation_to_every_block(text: str, quaternion: tuple[float, float, float
         new_ext.append(f"{eid} 9 1 {fields[7]}\n")
         fields[7] = str(eid)
         new_rows.append(" ".join(fields))
-    text = text[:blocks.start(1)] + "\n".join(new_rows) + "\n" + text[blocks.end(1):]
+    text = text[: blocks.start(1)] + "\n".join(new_rows) + "\n" + text[blocks.end(1) :]
     ext = re.search(r"^\[EXTENSIONS\]\s*\n", text, re.MULTILINE)
-    text = text[:ext.end()] + "".join(new_ext) + text[ext.end():]
+    text = text[: ext.end()] + "".join(new_ext) + text[ext.end() :]
     rotation = "extension ROTATIONS 9\n1 " + " ".join(f"{q:.9f}" for q in quaternion) + "\n\n"
     shapes = text.index("[SHAPES]") if "[SHAPES]" in text else text.index("[SIGNATURE]")
     return text[:shapes] + rotation + text[shapes:]
@@ -126,8 +128,11 @@ def test_rotations_extension_is_applied_where_pypulseq_fails(tmp_path):
     export(seq, tmp_path / "plain.seq")
     rotated = tmp_path / "rotated.seq"
     half = math.radians(30) / 2  # 30 degrees about z
-    rotated.write_text(add_rotation_to_every_block((tmp_path / "plain.seq").read_text(),
-                                                   (math.cos(half), 0.0, 0.0, math.sin(half))))
+    rotated.write_text(
+        add_rotation_to_every_block(
+            (tmp_path / "plain.seq").read_text(), (math.cos(half), 0.0, 0.0, math.sin(half))
+        )
+    )
     with pytest.raises(ValueError, match="Unknown section code: extension ROTATIONS"):
         pp.Sequence().read(str(rotated))
     imported = import_seq(rotated)
