@@ -118,10 +118,12 @@ class ExportResult:
         return self.rf_energy / self.duration if self.duration > 0 else 0.0
 
     def summary(self) -> str:
-        return (f"{self.path.name}: {self.n_blocks} blocks, {self.duration:.4f} s "
-                f"(model {self.model_duration:.4f} s), SAR proxy {self.sar_proxy:.3f} rad^2, "
-                f"mean RF power {self.mean_rf_power:.1f} Hz^2, {len(self.stretches)} stretched event(s), "
-                f"limits {self.limits.name}, signature {self.signature}")
+        return (
+            f"{self.path.name}: {self.n_blocks} blocks, {self.duration:.4f} s "
+            f"(model {self.model_duration:.4f} s), SAR proxy {self.sar_proxy:.3f} rad^2, "
+            f"mean RF power {self.mean_rf_power:.1f} Hz^2, {len(self.stretches)} stretched event(s), "
+            f"limits {self.limits.name}, signature {self.signature}"
+        )
 
 
 def _ceil_to(x: float, raster: float) -> float:
@@ -154,8 +156,17 @@ class _Readout:
         """This readout split into runs of consecutive events with equal moments."""
         same = np.isclose(self.moments[1:], self.moments[:-1], rtol=1e-6, atol=1e-9).all(-1)
         cuts = [0, *(np.flatnonzero(~same) + 1).tolist(), len(self.moments)]
-        return [_Readout(self.rep, self.first + a, self.first + b - 1, self.moments[a:b], self.duration,
-                         self.sample + a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        return [
+            _Readout(
+                self.rep,
+                self.first + a,
+                self.first + b - 1,
+                self.moments[a:b],
+                self.duration,
+                self.sample + a,
+            )
+            for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+        ]
 
 
 class _Builder:
@@ -183,8 +194,11 @@ class _Builder:
         self.block_names[len(self.pp.block_events)] = where
 
     def _traps(self, area: np.ndarray) -> list:
-        return [pp.make_trapezoid(channel=ax, area=float(a), system=self.system)
-                for ax, a in zip("xyz", area, strict=True) if abs(a) > AREA_EPS]
+        return [
+            pp.make_trapezoid(channel=ax, area=float(a), system=self.system)
+            for ax, a in zip("xyz", area, strict=True)
+            if abs(a) > AREA_EPS
+        ]
 
     def flush_gap(self, target_dt: float, target_dk: np.ndarray, before_rf: bool = False) -> None:
         """Emit the pending gap so that the offsets become (``target_dt``, ``target_dk``)."""
@@ -226,23 +240,41 @@ class _Builder:
         try:
             if opts.rf_shape == "sinc":
                 rf, gz, _ = pp.make_sinc_pulse(
-                    flip_angle=flip, phase_offset=phase, duration=opts.rf_duration, delay=delay,
-                    slice_thickness=opts.slice_thickness, time_bw_product=opts.time_bw_product,
-                    apodization=0.5, return_gz=True, system=self.system, use=use)
+                    flip_angle=flip,
+                    phase_offset=phase,
+                    duration=opts.rf_duration,
+                    delay=delay,
+                    slice_thickness=opts.slice_thickness,
+                    time_bw_product=opts.time_bw_product,
+                    apodization=0.5,
+                    return_gz=True,
+                    system=self.system,
+                    use=use,
+                )
             else:
-                rf = pp.make_block_pulse(flip_angle=flip, phase_offset=phase, duration=opts.rf_duration,
-                                         delay=delay, system=self.system, use=use)
+                rf = pp.make_block_pulse(
+                    flip_angle=flip,
+                    phase_offset=phase,
+                    duration=opts.rf_duration,
+                    delay=delay,
+                    system=self.system,
+                    use=use,
+                )
         except ValueError as exc:  # pypulseq refuses a slice-select gradient above max_grad
             raise ExportError(f"{where}: cannot build the RF pulse within the limits: {exc}") from exc
         peak = float(np.max(np.abs(rf.signal)))
         if peak > limits.max_b1_hz * (1 + 1e-9):
-            raise ExportError(f"{where}: RF peak {peak / GAMMA_HZ_PER_T * 1e6:.2f} uT exceeds max_b1 "
-                              f"{limits.max_b1 * 1e6:.2f} uT by {100 * (peak / limits.max_b1_hz - 1):.1f} %; "
-                              "lengthen rf_duration or lower the flip angle")
+            raise ExportError(
+                f"{where}: RF peak {peak / GAMMA_HZ_PER_T * 1e6:.2f} uT exceeds max_b1 "
+                f"{limits.max_b1 * 1e6:.2f} uT by {100 * (peak / limits.max_b1_hz - 1):.1f} %; "
+                "lengthen rf_duration or lower the flip angle"
+            )
         self.rf_energy += rf_integral(rf.t, np.abs(rf.signal) ** 2).real
         events = [rf] if gz is None else [rf, gz]
-        needed = _ceil_to(max(rf.delay + rf.shape_dur + rf.ringdown_time, pp.calc_duration(*events)),
-                          limits.block_duration_raster)
+        needed = _ceil_to(
+            max(rf.delay + rf.shape_dur + rf.ringdown_time, pp.calc_duration(*events)),
+            limits.block_duration_raster,
+        )
         length = max(_ceil_to(opts.rf_block, limits.block_duration_raster), needed)
         if length > opts.rf_block + limits.block_duration_raster / 2:
             self.stretches.append(Stretch(where, needed=length, given=opts.rf_block))
@@ -290,7 +322,8 @@ class _Builder:
                 f"readout gradient {peak / GAMMA_HZ_PER_T * 1e3:.2f} mT/m on "
                 f"{'xyz'[worst[-1]]} exceeds max_grad {limits.max_grad * 1e3:.2f} mT/m by "
                 f"{100 * (peak / limits.max_grad_hz - 1):.1f} %; lower the moment per sample "
-                "or lengthen the dwell")
+                "or lengthen the dwell"
+            )
 
     def _shaped_readout(self, ro: _Readout, phase: float) -> bool:
         """Learned readouts (a different moment per sample) as one extended trapezoid per axis.
@@ -330,12 +363,16 @@ class _Builder:
         values = np.concatenate([np.zeros((1, 3)), corners[:1], middle, np.zeros((1, 3))])
         keep = np.concatenate([[True], np.diff(times) > 1e-12])  # w = dwell / 2 leaves no plateau
         times, values = np.round(times[keep] / graster) * graster, values[keep]
-        grads = [pp.make_extended_trapezoid(channel=ax, times=times, amplitudes=values[:, i], system=system)
-                 for i, ax in enumerate("xyz") if np.any(np.abs(ro.moments[:, i]) > AREA_EPS)]
+        grads = [
+            pp.make_extended_trapezoid(channel=ax, times=times, amplitudes=values[:, i], system=system)
+            for i, ax in enumerate("xyz")
+            if np.any(np.abs(ro.moments[:, i]) > AREA_EPS)
+        ]
         adc_delay = _round_to(start + dwell / 2, limits.rf_raster_time)
         adc = pp.make_adc(num_samples=n, dwell=dwell, delay=adc_delay, phase_offset=phase, system=system)
-        length = _ceil_to(max(times[-1], adc_delay + n * dwell + limits.adc_dead_time),
-                          limits.block_duration_raster)
+        length = _ceil_to(
+            max(times[-1], adc_delay + n * dwell + limits.adc_dead_time), limits.block_duration_raster
+        )
         ramp_up, ramp_down = corners[0] * rise / 2, corners[-1] * fall / 2
         self.flush_gap(target_dt=-start, target_dk=-ramp_up)
         self._add(where, *grads, adc, pp.make_delay(length))
@@ -363,16 +400,27 @@ class _Builder:
         shift = shift if shift < limits.block_duration_raster - 1e-12 else 0.0
         flat = _ceil_to(n * dwell + shift, graster)
         adc_delay = _round_to(lead + rise + shift, limits.rf_raster_time)
-        length = _ceil_to(max(lead + 2 * rise + flat if moving else 0.0,
-                              adc_delay + n * dwell + limits.adc_dead_time), limits.block_duration_raster)
-        grads = [pp.make_trapezoid(channel=ax, amplitude=float(a), flat_time=flat, rise_time=rise,
-                                   fall_time=rise, delay=lead, system=system)
-                 for ax, a, m in zip("xyz", amp, ro.moment, strict=True) if abs(m) > AREA_EPS]
+        length = _ceil_to(
+            max(lead + 2 * rise + flat if moving else 0.0, adc_delay + n * dwell + limits.adc_dead_time),
+            limits.block_duration_raster,
+        )
+        grads = [
+            pp.make_trapezoid(
+                channel=ax,
+                amplitude=float(a),
+                flat_time=flat,
+                rise_time=rise,
+                fall_time=rise,
+                delay=lead,
+                system=system,
+            )
+            for ax, a, m in zip("xyz", amp, ro.moment, strict=True)
+            if abs(m) > AREA_EPS
+        ]
         adc = pp.make_adc(num_samples=n, dwell=dwell, delay=adc_delay, phase_offset=phase, system=system)
         ramp_area = amp * rise / 2 if moving else np.zeros(3)
         before_adc = amp * (adc_delay - lead - rise) if moving else np.zeros(3)
-        self.flush_gap(target_dt=dwell / 2 - adc_delay,
-                       target_dk=ro.moment / 2 - ramp_area - before_adc)
+        self.flush_gap(target_dt=dwell / 2 - adc_delay, target_dk=ro.moment / 2 - ramp_area - before_adc)
         self._add(where, *grads, adc, pp.make_delay(length))
         total = amp * (rise + flat) if moving else np.zeros(3)
         self.dt += length - n * ro.duration
@@ -383,15 +431,25 @@ class _Builder:
 def _readouts(moment_per_m: np.ndarray, duration: np.ndarray, adc: np.ndarray) -> list[_Readout]:
     """Group each repetition's consecutive ADC events of equal duration (the dwell)."""
     same = np.zeros_like(adc)  # event e continues the readout of event e - 1
-    same[:, 1:] = (adc[:, 1:] & adc[:, :-1]
-                   & np.isclose(duration[:, 1:], duration[:, :-1], rtol=1e-6, atol=1e-12))
+    same[:, 1:] = (
+        adc[:, 1:] & adc[:, :-1] & np.isclose(duration[:, 1:], duration[:, :-1], rtol=1e-6, atol=1e-12)
+    )
     ends_next = np.zeros_like(adc)
     ends_next[:, :-1] = same[:, 1:]
     starts = np.argwhere(adc & ~same)
     lasts = np.argwhere(adc & ~ends_next)
     samples = np.cumsum(adc.ravel()).reshape(adc.shape) - 1
-    return [_Readout(int(r), int(e), int(last), moment_per_m[r, e:last + 1], float(duration[r, e]),
-                     int(samples[r, e])) for (r, e), (_, last) in zip(starts, lasts, strict=True)]
+    return [
+        _Readout(
+            int(r),
+            int(e),
+            int(last),
+            moment_per_m[r, e : last + 1],
+            float(duration[r, e]),
+            int(samples[r, e]),
+        )
+        for (r, e), (_, last) in zip(starts, lasts, strict=True)
+    ]
 
 
 def _labels(seq: Sequence, groups: list[_Readout]) -> tuple[list[list], list]:
@@ -408,23 +466,27 @@ def _labels(seq: Sequence, groups: list[_Readout]) -> tuple[list[list], list]:
     excited_reps = np.flatnonzero((flips != 0) & (kinds == EXCITATION))
     first_excitation = int(excited_reps[0]) if len(excited_reps) else seq.n_rep
     noise = [g.rep < first_excitation for g in groups]
-    init = [pp.make_label(label=name, type="SET", value=0)
-            for name in ("LIN", "PAR", "SLC", "ECO", "REP", "SET")]
+    init = [
+        pp.make_label(label=name, type="SET", value=0) for name in ("LIN", "PAR", "SLC", "ECO", "REP", "SET")
+    ]
     if any(noise):
         init.append(pp.make_label(label="NOISE", type="SET", value=False))
     per_readout = []
     for g, is_noise in zip(groups, noise, strict=True):
         readout = layout.readouts[bisect.bisect_right(firsts, g.sample) - 1]
-        events = [pp.make_label(label=name, type="SET", value=value) for name, value in
-                  (("LIN", readout.line), ("ECO", readout.contrast), ("REP", readout.repetition))]
+        events = [
+            pp.make_label(label=name, type="SET", value=value)
+            for name, value in (("LIN", readout.line), ("ECO", readout.contrast), ("REP", readout.repetition))
+        ]
         if any(noise):
             events.append(pp.make_label(label="NOISE", type="SET", value=is_noise))
         per_readout.append(events)
     return per_readout, init
 
 
-def build(seq: Sequence, limits: HardwareLimits | None = None,
-          options: ExportOptions | None = None) -> tuple[pp.Sequence, _Builder]:
+def build(
+    seq: Sequence, limits: HardwareLimits | None = None, options: ExportOptions | None = None
+) -> tuple[pp.Sequence, _Builder]:
     """The pypulseq sequence for ``seq`` (not yet checked or written) and its build record."""
     limits = limits or hardware()
     opts = (options or ExportOptions()).resolved(seq)
@@ -476,16 +538,20 @@ def limit_violations(seq: pp.Sequence, limits: HardwareLimits) -> list[str]:
             dt = np.diff(t)
             slew = float(np.max(np.abs(np.diff(a))[dt > 0] / dt[dt > 0], initial=0.0))
             if peak > limits.max_grad_hz * (1 + 1e-6):
-                problems.append(f"block {i} g{ax}: {peak / GAMMA_HZ_PER_T * 1e3:.2f} mT/m > "
-                                f"{limits.max_grad * 1e3:.2f} mT/m")
+                problems.append(
+                    f"block {i} g{ax}: {peak / GAMMA_HZ_PER_T * 1e3:.2f} mT/m > "
+                    f"{limits.max_grad * 1e3:.2f} mT/m"
+                )
             if slew > limits.max_slew_hz * (1 + 1e-6):
-                problems.append(f"block {i} g{ax}: slew {slew / GAMMA_HZ_PER_T:.1f} T/m/s > "
-                                f"{limits.max_slew:.1f} T/m/s")
+                problems.append(
+                    f"block {i} g{ax}: slew {slew / GAMMA_HZ_PER_T:.1f} T/m/s > {limits.max_slew:.1f} T/m/s"
+                )
         if block.rf is not None:
             peak = float(np.max(np.abs(block.rf.signal)))
             if peak > limits.max_b1_hz * (1 + 1e-6):
-                problems.append(f"block {i} RF: {peak / GAMMA_HZ_PER_T * 1e6:.2f} uT > "
-                                f"{limits.max_b1 * 1e6:.2f} uT")
+                problems.append(
+                    f"block {i} RF: {peak / GAMMA_HZ_PER_T * 1e6:.2f} uT > {limits.max_b1 * 1e6:.2f} uT"
+                )
     return problems
 
 
@@ -496,24 +562,39 @@ def _test_report(built: pp.Sequence, duration: float) -> str:
         return built.test_report()
     except (IndexError, ValueError) as exc:
         log.warning("pypulseq test_report failed (%s: %s); writing a short report", type(exc).__name__, exc)
-        return (f"Number of blocks: {len(built.block_events)}\nSequence duration: {duration:.6f} s\n"
-                f"TE/TR analysis unavailable: pypulseq test_report failed with {type(exc).__name__}: {exc}\n"
-                "Event timing check passed successfully\n")
+        return (
+            f"Number of blocks: {len(built.block_events)}\nSequence duration: {duration:.6f} s\n"
+            f"TE/TR analysis unavailable: pypulseq test_report failed with {type(exc).__name__}: {exc}\n"
+            "Event timing check passed successfully\n"
+        )
 
 
-def export(seq: Sequence, path: str | Path, limits: HardwareLimits | None = None,
-           options: ExportOptions | None = None) -> ExportResult:
+def export(
+    seq: Sequence,
+    path: str | Path,
+    limits: HardwareLimits | None = None,
+    options: ExportOptions | None = None,
+) -> ExportResult:
     """Write ``seq`` as a Pulseq file at ``path`` plus ``<stem>.testreport.txt`` beside it.
 
     Raises :class:`ExportError` (nothing written) when any event violates the limits or timing.
     """
     limits = limits or hardware()
     path = Path(path)
+    if seq.rf_offsets is not None and bool((seq.rf_offsets.duration > 0).any()):
+        played = torch.nonzero(seq.rf_offsets.duration > 0).reshape(-1).tolist()
+        raise ExportError(
+            f"repetition(s) {played[:5]} hold pulses played off resonance (rf_offsets, e.g. fat "
+            "saturation from an imported file); the export writes on-resonance pulses only, so the "
+            "file would not be the sequence"
+        )
     built, b = build(seq, limits, options)
     ok, errors = built.check_timing()
     if not ok:
-        first = "; ".join(f"block {e.block} ({b.block_names.get(e.block, '?')}): {e.error_type} "
-                          f"{e.event}.{e.field}" for e in errors[:5])
+        first = "; ".join(
+            f"block {e.block} ({b.block_names.get(e.block, '?')}): {e.error_type} {e.event}.{e.field}"
+            for e in errors[:5]
+        )
         raise ExportError(f"{len(errors)} timing error(s), refusing to write {path.name}: {first}")
     problems = limit_violations(built, limits)
     if problems:
@@ -526,9 +607,17 @@ def export(seq: Sequence, path: str | Path, limits: HardwareLimits | None = None
     report_path.write_text(_test_report(built, duration))
     flips = seq.flip.detach().cpu().double()
     result = ExportResult(
-        path=path, report_path=report_path, signature=str(signature), duration=duration,
-        model_duration=float(seq.total_duration().detach()), n_blocks=len(built.block_events),
-        sar_proxy=float((flips ** 2).sum()), rf_energy=b.rf_energy, limits=limits, stretches=b.stretches)
+        path=path,
+        report_path=report_path,
+        signature=str(signature),
+        duration=duration,
+        model_duration=float(seq.total_duration().detach()),
+        n_blocks=len(built.block_events),
+        sar_proxy=float((flips**2).sum()),
+        rf_energy=b.rf_energy,
+        limits=limits,
+        stretches=b.stretches,
+    )
     for s in result.stretches:
         log.info("stretched %s", s)
     log.info("exported %s", result.summary())

@@ -114,3 +114,14 @@ def test_slice_offset_pulses_excite_the_phantoms_slice_and_are_reported(tmp_path
     )
     signal = simulate(imported.sequence, water_fat_voxel(1.0, 0.0))[0]
     assert float(abs(signal[0])) == pytest.approx(1.0, abs=1e-3)  # the slice is fully excited
+
+
+def test_export_refuses_a_sequence_with_played_out_pulses(tmp_path):
+    """The export writes on-resonance pulses: a fat-sat sequence would come out wrong, so it is refused."""
+    from mrzero.sequences.pulseq.export import ExportError, export
+
+    fat_sat_fid(tmp_path / "fs.seq")
+    imported = import_seq(tmp_path / "fs.seq")
+    with pytest.raises(ExportError, match=r"repetition\(s\) \[0\] hold pulses played off resonance"):
+        export(imported.sequence, tmp_path / "again.seq")
+    assert not (tmp_path / "again.seq").exists()
