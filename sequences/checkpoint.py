@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from mrzero.sequences.adc_layout import Readout, ReadoutLayout
-from mrzero.sequences.sequence import TENSOR_FIELDS, ExportHints, Sequence
+from mrzero.sequences.sequence import TENSOR_FIELDS, ExportHints, RfOffsets, Sequence
 
 FORMAT = "mrzero-checkpoint"
 VERSION = 1
@@ -60,6 +60,8 @@ def _sequence_to_plain(seq: Sequence) -> dict[str, Any]:
         "name": seq.name,
         "hints": asdict(seq.hints),
         "readouts": readouts,
+        "rf_offsets": None if seq.rf_offsets is None else {
+            k: None if v is None else v.detach().cpu().clone() for k, v in vars(seq.rf_offsets).items()},
     }
 
 
@@ -76,11 +78,13 @@ def _sequence_from_plain(plain: dict[str, Any]) -> Sequence:
             rows = plain["readouts"]["rows"]
             layout = ReadoutLayout(tuple(Readout(*map(int, row)) for row in rows),
                                    plain["readouts"]["trajectory"])
+        offsets = plain.get("rf_offsets")
         return Sequence(**{name: tensors[name] for name in TENSOR_FIELDS},
                         fov=tuple(float(f) for f in plain["fov"]),  # type: ignore[arg-type]
                         matrix=tuple(int(m) for m in plain["matrix"]),  # type: ignore[arg-type]
                         name=str(plain["name"]), hints=hints, free=dict(plain.get("free", {})),
-                        readouts=layout)
+                        readouts=layout,
+                        rf_offsets=None if offsets is None else RfOffsets(**offsets))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, CheckpointError):
             raise

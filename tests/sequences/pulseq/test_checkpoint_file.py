@@ -17,8 +17,11 @@ def test_sequence_head_metadata_and_figure_round_trip(tmp_path):
     seq = BUILDERS["gre"](matrix=8)
     seq.free = {"flip": torch.ones_like(seq.flip, dtype=torch.bool)}
     head = torch.nn.Linear(3, 2)
-    meta = {"pipeline": "cartesian", "head_config": {"kind": "mlp", "widths": [3, 2]},
-            "provenance": {"loss": 0.125, "iterations": 40}}
+    meta = {
+        "pipeline": "cartesian",
+        "head_config": {"kind": "mlp", "widths": [3, 2]},
+        "provenance": {"loss": 0.125, "iterations": 40},
+    }
     path = save_checkpoint(tmp_path / "run.pt", seq, head=head, metadata=meta, figure_png=b"\x89PNG fake")
     raw = torch.load(path, weights_only=True)  # the safety contract itself
     assert raw["format"] == "mrzero-checkpoint"
@@ -61,3 +64,18 @@ def test_metadata_must_be_json_and_head_must_be_tensors(tmp_path):
         save_checkpoint(tmp_path / "a.pt", seq, metadata={"when": object()})
     with pytest.raises(CheckpointError, match="head weights must be tensors"):
         save_checkpoint(tmp_path / "b.pt", seq, head={"w": [1.0, 2.0]})
+
+
+def test_played_out_pulses_survive_the_checkpoint(tmp_path):
+    from mrzero.sequences.sequence import RfOffsets
+
+    seq = BUILDERS["gre"](matrix=4)
+    r = seq.n_rep
+    seq.rf_offsets = RfOffsets(
+        torch.linspace(-434, 0, r), torch.full((r,), 2e-3), torch.full((r, 8), 1 / 8, dtype=torch.complex64)
+    )
+    back = load_checkpoint(save_checkpoint(tmp_path / "fs.pt", seq)).sequence
+    for name in ("frequency", "duration", "shape"):
+        assert torch.equal(getattr(back.rf_offsets, name), getattr(seq.rf_offsets, name))
+    plain = load_checkpoint(save_checkpoint(tmp_path / "plain.pt", BUILDERS["gre"](matrix=4)))
+    assert plain.sequence.rf_offsets is None
