@@ -1,8 +1,11 @@
 """``roar``: inline R2*/S0 maps from Cartesian multi-echo GRE raw data with the RoAR U-Net.
 
 The Cartesian pipeline's stages reconstruct one magnitude image per echo (the ``contrast``
-counter) and slice: prewhitening, oversampling removal, accumulation, FFT, coil combination,
-crop. The echo images stream back at once (float, series ``series_index``); when the scan
+counter) and slice: scan check (what cannot be reconstructed is refused), prewhitening,
+oversampling removal, accumulation with calibration capture, parallel imaging (GRAPPA/SENSE),
+partial Fourier (POCS by default), FFT, coil combination, crop; the same parameters as the
+``cartesian`` pipeline select the methods (``docs/reconstruction.md``). EPI readouts are refused.
+The echo images stream back at once (float, series ``series_index``); when the scan
 ends, each volume (slices of one phase/repetition/set) is masked, divided by the mean
 first-echo signal in the mask and passed slice by slice through the U-Net, which returns S0
 (series + 1, in units of that mean first-echo signal) and R2* (series + 2, 1/s).
@@ -33,6 +36,7 @@ from safetensors import SafetensorError
 from mrzero.core.bundles import file_sha256
 from mrzero.core.device import DeviceError, select_device
 from mrzero.pipelines.base import Context, PipelineError, Stage, chain
+from mrzero.pipelines.cartesian_parameters import ReconstructionParameters
 from mrzero.pipelines.images import make_image
 from mrzero.pipelines.parameters import (
     CoilParameters,
@@ -46,13 +50,16 @@ from mrzero.pipelines.roar.bundle import RoarModelSource, scan_source
 from mrzero.pipelines.roar.mask import DEFAULT_THRESHOLD, brain_mask
 from mrzero.pipelines.roar.unet import RoarUNet
 from mrzero.pipelines.roar.weights_file import load_weights
-from mrzero.pipelines.stages.accumulate import accumulate_stage
+from mrzero.pipelines.stages.accumulate import calibrating_accumulate_stage
 from mrzero.pipelines.stages.buffer import IMAGE_COUNTERS, ReconBuffer
 from mrzero.pipelines.stages.combine import combine_stage
 from mrzero.pipelines.stages.crop import crop_stage
 from mrzero.pipelines.stages.lines import imaging_lines_stage
 from mrzero.pipelines.stages.noise import prewhiten_stage
 from mrzero.pipelines.stages.oversampling import oversampling_stage
+from mrzero.pipelines.stages.parallel_imaging import parallel_imaging_stage
+from mrzero.pipelines.stages.partial_fourier import partial_fourier_stage
+from mrzero.pipelines.stages.scan_check import scan_check
 from mrzero.pipelines.stages.transform import kspace_to_image_stage
 
 _CONTRAST = IMAGE_COUNTERS.index("contrast")
@@ -216,10 +223,13 @@ def roar_pipeline(weights: Path | None = None) -> Stage:
     """The whole ``roar`` chain; ``weights``: a weights file chosen on the server side, or None
     for the scan's bundle (``pipelines/roar/bundle.py``)."""
     return chain(
+        scan_check(epi_stage=False),
         prewhiten_stage,
         imaging_lines_stage,
         oversampling_stage,
-        accumulate_stage,
+        calibrating_accumulate_stage,
+        parallel_imaging_stage,
+        partial_fourier_stage,
         kspace_to_image_stage,
         combine_stage,
         crop_stage,
@@ -228,7 +238,9 @@ def roar_pipeline(weights: Path | None = None) -> Stage:
 
 
 @dataclass(frozen=True)
-class RoarParameters(SeriesParameters, CoilParameters, TriggerParameters, PrewhitenParameters):
+class RoarParameters(
+    ReconstructionParameters, SeriesParameters, CoilParameters, TriggerParameters, PrewhitenParameters
+):
     """The echo images' chain and the maps: echoes in ``series_index``, S0 and R2* in the next two."""
 
     mask_threshold: float = parameter(
