@@ -5,6 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Where torch's wheel comes from: empty = pip's configured indexes (here they hold the CPU build);
+# e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu on a machine that reaches PyTorch's index.
+TORCH_INDEX ?=
+# The CPU image always gets a CPU torch build: TORCH_INDEX if given, else PyTorch's CPU index.
+IMAGE_TORCH_INDEX ?= $(or $(TORCH_INDEX),https://download.pytorch.org/whl/cpu)
+# Base images; pin by digest (name@sha256:...) for reproducible images (docs/deployment.md).
+PYTHON_IMAGE ?= python:3.11-slim-bookworm
+CUDA_IMAGE ?= nvidia/cuda:12.8.1-base-ubuntu24.04
 
 .PHONY: setup system-tools demo test lint image image-cuda fire-chroot clean
 
@@ -14,7 +22,7 @@ setup: $(STAMP) system-tools
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
@@ -36,10 +44,11 @@ lint: setup
 
 # Container images (where a Docker engine exists; none runs on the development machines).
 image:
-	docker build -f docker/Dockerfile -t mrzero-server:cpu .
+	docker build -f docker/Dockerfile --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) \
+	  --build-arg TORCH_INDEX_URL=$(IMAGE_TORCH_INDEX) -t mrzero-server:cpu .
 
 image-cuda:
-	docker build -f docker/Dockerfile.cuda -t mrzero-server:cuda .
+	docker build -f docker/Dockerfile.cuda --build-arg CUDA_IMAGE=$(CUDA_IMAGE) -t mrzero-server:cuda .
 
 # The chroot archive a Siemens FIRE installation loads, from the CPU image.
 fire-chroot: image

@@ -7,5 +7,7 @@ export MRZERO_PORT="${MRZERO_PORT:-9002}"
 export MRZERO_HEALTH_PORT="${MRZERO_HEALTH_PORT:-9080}"
 export MRZERO_DATA_DIR="${MRZERO_DATA_DIR:-/data/journal}"
 export MRZERO_BUNDLE_STORE="${MRZERO_BUNDLE_STORE:-/data/bundles}"
-mkdir -p "$MRZERO_DATA_DIR" "$MRZERO_BUNDLE_STORE"
+# matplotlib's font cache, kept with the chroot's data between scans
+export MPLCONFIGDIR="${MPLCONFIGDIR:-/data/matplotlib}"
+mkdir -p "$MRZERO_DATA_DIR" "$MRZERO_BUNDLE_STORE" "$MPLCONFIGDIR"
 exec mrzero serve "$@"

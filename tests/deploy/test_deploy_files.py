@@ -33,7 +33,9 @@ def test_images_run_the_server_as_non_root_with_health_check():
     for name in ("Dockerfile", "Dockerfile.cuda"):
         text = (ROOT / "docker" / name).read_text()
         assert "USER 10001:10001" in text
-        assert 'ENTRYPOINT ["mrzero", "serve"]' in text
+        assert 'ENTRYPOINT ["/usr/bin/tini", "--", "mrzero", "serve"]' in text  # an init as PID 1
+        assert "tini" in text.split("AS runtime")[1].split("ENTRYPOINT")[0]  # installed in the runtime stage
+        assert "COPY core ./core" in text
         assert "HEALTHCHECK" in text and "/healthz" in text
         assert 'VOLUME ["/data/journal", "/data/bundles"]' in text
 
@@ -57,6 +59,43 @@ def test_gpu_overlay_patches_the_base_deployment():
     assert patch["spec"]["template"]["spec"]["containers"][0]["name"] in base_names
     assert patch["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert kust["images"][0]["name"] == base["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_matplotlib_has_a_writable_config_dir_everywhere():
+    """A read-only root without MPLCONFIGDIR: matplotlib warns and rebuilds its font cache at each start."""
+    import yaml
+
+    for name in ("Dockerfile", "Dockerfile.cuda"):
+        assert "MPLCONFIGDIR=/tmp/matplotlib" in (ROOT / "docker" / name).read_text()
+    compose = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())["services"]["mrzero-server"]
+    assert compose["environment"]["MPLCONFIGDIR"] == "/tmp/matplotlib" and "/tmp" in compose["tmpfs"]
+    unit = (ROOT / "deploy/systemd/mrzero-server.service").read_text()
+    assert "CacheDirectory=mrzero/matplotlib" in unit
+    assert "Environment=MPLCONFIGDIR=/var/cache/mrzero/matplotlib" in unit
+    for manifest in ("deploy/k8s/base/deployment.yaml", "deploy/k8s/training/job.yaml"):
+        spec = yaml.safe_load((ROOT / manifest).read_text())["spec"]
+        container = (spec.get("template") or spec["template"])["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert env["MPLCONFIGDIR"] == "/tmp/matplotlib" and "/tmp" in mounts, manifest
+    assert "MPLCONFIGDIR" in (ROOT / "deploy/fire/start-fire-server.sh").read_text()
+
+
+def test_compose_is_hardened():
+    import yaml
+
+    service = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())["services"]["mrzero-server"]
+    assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+    assert service["mem_limit"] and service["logging"]["options"]["max-size"]
+    assert "no-new-privileges:true" in service["security_opt"]
+
+
+def test_systemd_documentation_is_a_file_the_install_steps_create():
+    unit = (ROOT / "deploy/systemd/mrzero-server.service").read_text()
+    (doc,) = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("Documentation=")]
+    installed = doc.removeprefix("file://")
+    assert f"install -D -m 644 docs/deployment.md {installed}" in unit
+    assert (ROOT / "docs/deployment.md").is_file()
 
 
 def test_all_yaml_passes_yamllint():
