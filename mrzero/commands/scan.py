@@ -71,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     from mrzero.sequences.digital_twin import bundle_dir, twin_scan
     from mrzero.twin_demo import save_scan, stream_scan
 
+    try:
+        bundle = bundle_dir(args.bundle)
+    except BundleError as exc:
+        print(f"mrzero scan: {exc}", file=sys.stderr)
+        return 2
     check_output_dir(args.out)  # both before minutes of simulation
     check_server(args.host, args.port)
     try:
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         if parameters is not None and not isinstance(parameters, dict):
             raise ValueError("--parameters must be a JSON object")
         scan = twin_scan(
-            bundle_dir(args.bundle),
+            bundle,
             phantom=args.phantom,
             n_coils=args.coils,
             snr=args.noise,

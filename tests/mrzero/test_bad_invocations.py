@@ -43,7 +43,7 @@ BAD = [
     (["scan", "learned_gre", "--coils", "-2"], 2, "argument --coils: '-2' is not a coil count"),
     (["scan", "learned_gre", "--noise", "0"], 2, "argument --noise: '0' is not a positive SNR"),
     (["scan", "learned_gre", "-o", "/proc/x"], 2, "/proc/x: cannot write there"),
-    (["scan", "{dir}", "--port", "{port}"], 2, "no MRD server at 127.0.0.1:{port}"),
+    (["scan", "{dir}", "--port", "{port}"], 2, "not a bundle directory nor a shipped bundle"),
     (["recon", "{h5}", "-o", "/proc/x"], 2, "/proc/x: cannot write there"),
     (["recon", "{out}/missing.h5", "-o", "{out}/r"], 2, "missing.h5: no such file or folder"),
     (["recon", "{h5}", "-o", "{out}/r", "--parameters", "[1]"], 2, "--parameters: must be a JSON object"),

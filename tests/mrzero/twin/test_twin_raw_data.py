@@ -102,8 +102,8 @@ def test_mrzero_scan_command_streams_and_saves(server, builder_bundles, tmp_path
 
 def test_mrzero_scan_names_what_is_wrong(tmp_path, capsys):
     assert mrzero(["scan", str(tmp_path / "nothing"), "-o", str(tmp_path)]) == 2
-    out = capsys.readouterr().out
-    assert "not a bundle directory nor a shipped bundle (shipped: learned_gre, t1_mapping)" in out
+    err = capsys.readouterr().err  # errors on stderr, before the server is looked for
+    assert "not a bundle directory nor a shipped bundle (shipped: learned_gre, t1_mapping)" in err
 
 
 def test_twin_demo_writes_raw_data_images_and_pngs(tmp_path):
