@@ -58,7 +58,7 @@ def test_twin_header_and_counters_come_from_the_bundle_and_the_files_labels():
 def test_noisy_multicoil_twin_scan_is_prewhitened_and_combined(server, builder_bundles):
     scan = scan_of(builder_bundles["flash"], coils=4, snr=30.0)
     noise = [a for a in scan.acquisitions if a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
-    assert noise and noise == scan.acquisitions[:len(noise)]
+    assert noise and noise == scan.acquisitions[: len(noise)]
     assert scan.header.acquisitionSystemInformation.receiverChannels == 4
     reply = stream_scan(scan, *server.address, parameters={"output": "float"})
     assert reply.errors == [] and len(reply.images) == 1, reply.texts
@@ -91,8 +91,24 @@ def test_cartesian_counters_reproduce_the_cartesian_pipeline():
 
 def test_mrzero_scan_command_streams_and_saves(server, builder_bundles, tmp_path, capsys):
     host, port = server.address
-    rc = mrzero(["scan", str(builder_bundles["flash"]), "--coils", "2", "--noise", "50", "--host", host,
-                 "--port", str(port), "--parameters", '{"output": "float"}', "-o", str(tmp_path)])
+    rc = mrzero(
+        [
+            "scan",
+            str(builder_bundles["flash"]),
+            "--coils",
+            "2",
+            "--noise",
+            "50",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--parameters",
+            '{"output": "float"}',
+            "-o",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0, capsys.readouterr().out
     assert len(read_images_h5(tmp_path / "images.h5")) == 1
     assert list((tmp_path / "png").glob("test_flash_*.png"))
