@@ -189,6 +189,7 @@ def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int
     signal = signal.to("cpu", torch.complex64)
     timings["simulate"] = time.perf_counter() - start
     header, acqs, noise_std = raw_data(scanned, signal, snr, seed)
-    log.info("twin scan of bundle %s on %s: %d coils, %d acquisitions, SNR %s",
-             scanned.protocol["name"], ph.name, signal.shape[0], len(acqs), snr)
+    log.info("twin scan of bundle %s on %s: %d coils, %d acquisitions, %s",
+             scanned.protocol["name"], ph.name, signal.shape[0], len(acqs),
+             f"SNR {snr:g}" if snr is not None else "no noise")
     return TwinScan(scanned.protocol, scanned.sequence, ph, header, acqs, signal, noise_std, timings)
