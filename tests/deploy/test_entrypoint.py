@@ -291,7 +291,7 @@ def test_image_entrypoint_serves_probes_counts_and_drains_on_sigterm(start_image
     assert m["mrzero_received_bytes_total"] == wire_bytes(raw)
     assert m["mrzero_images_sent_total"] == 1
     assert sum(v for k, v in m.items() if k.startswith("mrzero_pipeline_errors_total")) == 0
-    assert m["mrzero_pipeline_errors_total{kind=drain_timeout}"] == 0  # every kind is exported
+    assert m["mrzero_pipeline_errors_total{kind=drain_timeout,pipeline=none}"] == 0  # every kind is exported
     assert m["mrzero_journal_files_total"] == 1
     assert m["mrzero_scan_latency_seconds_count"] == 1 and m["mrzero_scan_latency_seconds_sum"] >= 0
     assert m["mrzero_draining"] == 0
