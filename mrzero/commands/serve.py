@@ -41,7 +41,14 @@ def port(text: str) -> int:
     return int(text)
 
 
-seconds = SECONDS
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError("not a number of seconds (0 or more)")
+    return value
 
 
 def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

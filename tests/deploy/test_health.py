@@ -48,11 +48,12 @@ def get(server: Server, path: str) -> tuple[int, str]:
 
 
 def metric(server: Server, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(get(server, "/metrics")[1]):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    raise KeyError(name)
+    """The sum of ``name``'s samples that carry ``labels`` (other labels, e.g. ``pipeline``, summed over)."""
+    values = [sample.value for family in text_string_to_metric_families(get(server, "/metrics")[1])
+              for sample in family.samples if sample.name == name and labels.items() <= sample.labels.items()]
+    if not values:
+        raise KeyError(name)
+    return sum(values)
 
 
 def wait_until(condition, what: str) -> None:
