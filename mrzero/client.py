@@ -26,6 +26,7 @@ from tqdm import tqdm
 from mrzero.pipelines.offline import read_acquisitions, read_waveforms
 from mrzero.server.framing import MessageId, MessageReader, ProtocolError, decode, header_message
 from mrzero.server.limits import DEFAULT_HOST, DEFAULT_PORT, MB
+from mrzero.server.tls_bridge import tls_bridge
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,12 @@ def tls_context(ca_file: Path | str | None) -> ssl.SSLContext:
 
 def _connect(host: str, port: int, timeout_s: float, tls: ssl.SSLContext | None) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout_s)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if tls is None:
         return sock
-    try:
-        return tls.wrap_socket(sock, server_hostname=host)
-    except BaseException:
-        sock.close()
-        raise
+    plain = tls_bridge(sock, tls, False, timeout_s, server_hostname=host)  # sender and receiver share it
+    plain.settimeout(timeout_s)
+    return plain
 
 
 def stream(
@@ -133,7 +133,6 @@ def stream(
     serve --tls-cert``) with this context (:func:`tls_context`)."""
     reply = Reply()
     with _connect(host, port, timeout_s, tls) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         receiver = threading.Thread(
             target=receive, args=(sock, reply, max_message_bytes), name="mrd receive", daemon=True
         )

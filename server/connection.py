@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -138,26 +137,10 @@ class Connection(WorkerSession):
         drain_and_close(self.sock)
         return True
 
-    def _handshake(self) -> bool:
-        """Complete a TLS handshake within the header timeout; False (socket closed) if it fails."""
-        if not isinstance(self.sock, ssl.SSLSocket):
-            return True
-        try:
-            self.sock.settimeout(self.limits.header_timeout_s)
-            self.sock.do_handshake()
-            return True
-        except (ssl.SSLError, OSError) as exc:
-            self.log.warning("TLS handshake with %s failed: %s", self.peer, exc)
-            self.metrics.tls_failures.inc()
-            self._rfile.close()  # the socket closes with its last file
-            self.sock.close()
-            return False
-
-    # -- the connection's life -------------------------------------------------------------
     def run(self) -> None:
         self.log.info("connection from %s", self.peer)
         self.metrics.connections.inc()
-        if self._refuse_low_disk() or not self._handshake():
+        if self._refuse_low_disk():
             return
         self.metrics.active.inc()
         self.sock.settimeout(self.limits.idle_timeout_s)

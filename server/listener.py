@@ -35,6 +35,7 @@ from mrzero.server.metrics import Metrics, free_bytes
 from mrzero.server.processes import forkserver_alive, warm_up
 from mrzero.server.retention import JournalDirectory
 from mrzero.server.session import DRAIN_TIMEOUT_S, WorkerSession, drain_and_close
+from mrzero.server.tls_bridge import tls_bridge
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,6 @@ class Server:
                 sock.close()
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._tls is not None:  # the handshake runs in the connection's thread
-                sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             number = next(self._numbers)
             self.accepted = number
             try:
@@ -257,6 +256,13 @@ class Server:
         return Connection(sock, peer, self.settings, number, self.metrics, self.journals)
 
     def _serve(self, sock: socket.socket, peer: tuple[str, int], number: int) -> None:
+        if self._tls is not None:  # the handshake runs here, in the connection's thread
+            try:
+                sock = tls_bridge(sock, self._tls, True, self.settings.limits.header_timeout_s)
+            except (ssl.SSLError, OSError) as exc:
+                log.warning("TLS handshake with %s:%d failed: %s", *peer[:2], exc)
+                self.metrics.tls_failures.inc()
+                return
         connection = self._session(sock, peer, number)
         with self._lock:  # ended by ``stop`` after the drain timeout
             self._connections[number] = connection

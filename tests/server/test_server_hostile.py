@@ -206,7 +206,7 @@ def test_tls(tmp_path):
     server = start_server(tmp_path / "journal", tls_cert=cert, tls_key=key)
     try:
         host, port = server.address
-        acqs, xml = scan(seed=9), header_xml()
+        acqs, xml = scan(coils=8, nx=128, ny=128, seed=9), header_xml(coils=8, nx=128, ny=128)  # 1 MB
         reply = stream(
             acqs, xml, host=host, port=port, config="test_rss", timeout_s=60, tls=tls_context(cert)
         )
