@@ -280,12 +280,14 @@ class Server:
         log.warning("refusing %s:%d: %d connections already running (limit)", *peer[:2], limit)
         self.metrics.refused.inc()
         try:
+            if self._tls is not None:  # a TLS client can read the answer only through TLS
+                sock = tls_bridge(sock, self._tls, True, DRAIN_TIMEOUT_S)
             sock.settimeout(DRAIN_TIMEOUT_S)
             sock.sendall(
                 serialized(f"ERROR: server busy: {limit} connections already running; try again later")
                 + close_message()
             )
-        except OSError:
+        except OSError:  # ssl.SSLError too
             pass
         drain_and_close(sock)
 
