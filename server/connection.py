@@ -331,7 +331,9 @@ class Connection(WorkerSession):
             return False
         self.pipeline = spec.name
         self._journal().set_attribute("pipeline", spec.name)
-        self.log.info("pipeline %r (config %r)", spec.name, name)
+        self.log.info(
+            "pipeline %r (%s)", spec.name, f"config {name!r}" if name else "default: the client named none"
+        )
         self._start_worker(spec.name, self.parameters, self.settings.device)
         return True
 

@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path,
                         help="hrgt_icbm_2009a_nls_3t.nii.gz (its LICENSE.asldro beside it)")
-    parser.add_argument("-o", "--output", type=Path, default=Path(__file__).resolve().parents[1] / "core" / "data" / "brain2d.npz")
+    default = Path(__file__).resolve().parents[1] / "core" / "data" / "brain2d.npz"
+    parser.add_argument("-o", "--output", type=Path, default=default)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     arrays = build(args.source)

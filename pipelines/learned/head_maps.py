@@ -5,6 +5,8 @@ All images of the scan (one per contrast/repetition, in counter order) are coil-
 keeps the phase a CNN head may use) and stacked ``[n_images, ny, nx]``; the head maps the stack
 to ``[n_out, ny, nx]`` real maps, one MRD image each.
 
+Where no input image holds signal (``mask_threshold``, default 0.1 of the 99th percentile of the
+peak magnitude) the maps are 0: a head maps background noise to plausible-looking values.
 Maps leave as float32 images (``{"output": "float"}``, the default) or, with
 ``{"output": "uint16"}``, as integers with ``RescaleSlope``/``RescaleIntercept`` meta so that
 ``value = pixel * slope + intercept``; either way the meta carries ``Quantity`` and ``Units``
@@ -63,6 +65,20 @@ def _combined(buf: ReconBuffer) -> torch.Tensor:
     return coils[0] if coils.shape[0] == 1 else adaptive_combine(coils)
 
 
+def signal_mask(stack: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``[ny, nx]`` 1 where some image of ``stack`` ``[n, ny, nx]`` holds signal, else 0.
+
+    Signal: the peak magnitude over the images at least ``threshold`` times the 99th percentile of
+    that peak (robust to a few bright pixels). Outside, the head's maps are background noise
+    mapped to plausible-looking values, so they are set to 0 as scanners blank their maps.
+    """
+    peak = stack.abs().amax(0)
+    if threshold <= 0:
+        return torch.ones_like(peak)
+    level = torch.quantile(peak.flatten().float(), 0.99)
+    return (peak >= threshold * level).to(peak.dtype)
+
+
 def head_stage(bundle: DeployedBundle | None, device: str):
     """A stage: coil-image ``ReconBuffer`` items in, the head's maps as MRD images out."""
 
@@ -77,10 +93,10 @@ def head_stage(bundle: DeployedBundle | None, device: str):
                 f"bundle {bundle.name}'s head takes {n_in} images, the scan gave {stack.shape[0]}"
             )
         with torch.no_grad():
-            maps = head(stack.to(device)).float()
+            maps = head(stack.to(device)).float() * signal_mask(stack, ctx.params.mask_threshold).to(device)
         reference = buffers[0].reference  # the first image (counter order) gives the geometry
         ctx.logger.info(
-            "head of bundle %s: %d images -> %d %s map(s) in %s",
+            "head of bundle %s: %d images -> %d map(s) of %s [%s]",
             bundle.name,
             stack.shape[0],
             maps.shape[0],

@@ -76,6 +76,13 @@ class HeadParameters(SeriesParameters, ReconParameters, PrewhitenParameters):
     output: Literal["float", "uint16"] = parameter(
         "float", "map data type: float, or 12-bit integers with RescaleSlope/RescaleIntercept"
     )
+    mask_threshold: float = parameter(
+        0.1,
+        "maps are 0 where every input image is below this x the 99th percentile of their peak magnitude "
+        "(background, where a head's value means nothing); 0: no mask",
+        ge=0,
+        lt=1,
+    )
 
 
 def _run(items: Iterable[Any], ctx: Context, iterative: bool, with_head: bool) -> Iterator[ismrmrd.Image]:

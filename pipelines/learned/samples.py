@@ -51,8 +51,9 @@ class ImageSamples:
 
     def add(self, acq: ismrmrd.Acquisition, data: torch.Tensor, k: torch.Tensor) -> None:
         if self.signal and data.shape[0] != self.signal[0].shape[0]:
-            raise PipelineError(f"{describe(acq)} has {data.shape[0]} coils, earlier lines had "
-                                f"{self.signal[0].shape[0]}")
+            raise PipelineError(
+                f"{describe(acq)} has {data.shape[0]} coils, earlier lines had {self.signal[0].shape[0]}"
+            )
         self.signal.append(data)
         self.trajectory.append(k)
         nearest = float(k[:, :2].norm(dim=1).min())
@@ -71,8 +72,9 @@ class _Trajectories:
         self.bundle = bundle
         self.table = None if bundle is None else torch.from_numpy(np.ascontiguousarray(bundle.trajectory()))
         if self.table is not None and (self.table.ndim != 2 or self.table.shape[1] != 3):
-            raise PipelineError(f"bundle {bundle.name}: trajectory must be [samples, 3], "
-                                f"got {list(self.table.shape)}")
+            raise PipelineError(
+                f"bundle {bundle.name}: trajectory must be [samples, 3], got {list(self.table.shape)}"
+            )
         self.used = 0
 
     def of(self, acq: ismrmrd.Acquisition, geo: Geometry) -> torch.Tensor:
@@ -83,26 +85,30 @@ class _Trajectories:
                 raise PipelineError(
                     f"the scan sent more samples than bundle {self.bundle.name}'s trajectory holds "
                     f"({self.table.shape[0]}): {describe(acq)} would need samples {self.used}..{end - 1}; "
-                    "the scan did not run this bundle's sequence")
-            k = self.table[self.used:end].to(torch.float64)
+                    "the scan did not run this bundle's sequence"
+                )
+            k = self.table[self.used : end].to(torch.float64)
             self.used = end
         elif acq.trajectory_dimensions >= 2:
             traj = torch.from_numpy(np.array(acq.traj, dtype=np.float64))
             k = torch.zeros(n, 3, dtype=torch.float64)
-            k[:, :min(3, traj.shape[1])] = traj[:, :3]
+            k[:, : min(3, traj.shape[1])] = traj[:, :3]
         else:
             k = torch.zeros(n, 3, dtype=torch.float64)
             k[:, 0] = torch.arange(n, dtype=torch.float64) - acq.center_sample
             k[:, 1] = acq.idx.kspace_encode_step_1 - geo.center_e1
             k[:, 2] = acq.idx.kspace_encode_step_2 - geo.center_e2
-        ratio = torch.tensor([r / e for r, e in zip(geo.recon_fov_m, geo.encoded_fov_m, strict=True)],
-                             dtype=torch.float64)
+        ratio = torch.tensor(
+            [r / e for r, e in zip(geo.recon_fov_m, geo.encoded_fov_m, strict=True)], dtype=torch.float64
+        )
         return k * torch.where(ratio > 0, ratio, torch.ones_like(ratio))
 
     def check_complete(self) -> None:
         if self.table is not None and self.used != self.table.shape[0]:
-            raise PipelineError(f"the scan sent {self.used} samples, bundle {self.bundle.name}'s trajectory "
-                                f"has {self.table.shape[0]}: the trajectory's length disagrees with the data")
+            raise PipelineError(
+                f"the scan sent {self.used} samples, bundle {self.bundle.name}'s trajectory "
+                f"has {self.table.shape[0]}: the trajectory's length disagrees with the data"
+            )
 
 
 def gather_stage(bundle: DeployedBundle | None):
@@ -123,9 +129,12 @@ def gather_stage(bundle: DeployedBundle | None):
         source.check_complete()
         if not groups:
             raise PipelineError("the scan sent no imaging data")
-        ctx.logger.info("gathered %d image(s), %d samples, trajectory from %s", len(groups), source.used
-                        if bundle else sum(t.shape[0] for g in groups.values() for t in g.trajectory),
-                        f"bundle {bundle.name}" if bundle else "the acquisitions")
+        ctx.logger.info(
+            "gathered %d image(s), %d samples, trajectory from %s",
+            len(groups),
+            source.used if bundle else sum(t.shape[0] for g in groups.values() for t in g.trajectory),
+            f"bundle {bundle.name}" if bundle else "the acquisitions",
+        )
         for key in sorted(groups, key=lambda k: (k[0], *reversed(k[1:]))):
             yield groups[key]
 

@@ -20,11 +20,12 @@ from mrzero.server.listener import Server
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs, unmounted afterwards."""
+    """A 6 MB tmpfs (room for the first journal batches of 128 acquisitions, not the whole scan), unmounted
+    afterwards."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
@@ -35,7 +36,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 
 def big_scan(seed: int = 3) -> tuple[list[ismrmrd.Acquisition], str]:
-    """About 8 MB of raw data: twice what the tmpfs holds."""
+    """About 8.6 MB of raw data: more than the tmpfs holds."""
     return scan(coils=8, nx=256, ny=512, seed=seed), header_xml(coils=8, nx=256, ny=512)
 
 
