@@ -36,11 +36,13 @@ system-tools:
 demo: setup
 	$(BIN)/mrzero demo
 
-test: setup
+# Style first (seconds; ruff is pinned in pyproject.toml so that every machine formats alike), then the suite.
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Container images (where a Docker engine exists; none runs on the development machines).
 image:
