@@ -38,8 +38,11 @@ AS_CPP = {"output": "float", "scale": "dft"}
 
 def generate(folder: Path, matrix: int, coils: int) -> Path:
     path = folder / f"shepp_{matrix}x{coils}.h5"
-    subprocess.run(["ismrmrd_generate_cartesian_shepp_logan", "-o", str(path), "-m", str(matrix),
-                    "-c", str(coils)], check=True, capture_output=True)
+    subprocess.run(
+        ["ismrmrd_generate_cartesian_shepp_logan", "-o", str(path), "-m", str(matrix), "-c", str(coils)],
+        check=True,
+        capture_output=True,
+    )
     return path
 
 
@@ -61,8 +64,12 @@ def time_cpp(path: Path, folder: Path) -> tuple[float, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=["128x8", "256x8", "256x32"],
-                        help="MATRIXxCOILS cases (default: %(default)s)")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=["128x8", "256x8", "256x32"],
+        help="MATRIXxCOILS cases (default: %(default)s)",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     args = parser.parse_args()
@@ -84,8 +91,10 @@ def main() -> None:
                 cpp.append(t_cpp)
             nrmse = float(np.linalg.norm(image - reference) / np.linalg.norm(reference))
             m_ours, m_cpp = statistics.median(ours), statistics.median(cpp)
-            print(f"{case:>8} {megabytes:7.1f} {m_ours * 1e3:8.1f} {m_cpp * 1e3:8.1f} "
-                  f"{m_ours / m_cpp:9.2f} {nrmse:9.1e}")
+            print(
+                f"{case:>8} {megabytes:7.1f} {m_ours * 1e3:8.1f} {m_cpp * 1e3:8.1f} "
+                f"{m_ours / m_cpp:9.2f} {nrmse:9.1e}"
+            )
 
 
 if __name__ == "__main__":

@@ -102,11 +102,32 @@ def main() -> None:
         acquisitions = list(mrd.items)
         items = [serialized(acq) for acq in acquisitions]
     mb = sum(len(item) for item in items) / 1e6
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               GADGETRON_EXTERNAL_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        GADGETRON_EXTERNAL_LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
     ours_port, peer_port = _free_port(), _free_port()
-    ours = _start([sys.executable, "-m", "mrzero.cli", "-v", "gadgetron-external", "--port", str(ours_port),
-                   "--pipeline", "cartesian", "--pipeline-threads", "1"], "listening on", env)
+    ours = _start(
+        [
+            sys.executable,
+            "-m",
+            "mrzero.cli",
+            "-v",
+            "gadgetron-external",
+            "--port",
+            str(ours_port),
+            "--pipeline",
+            "cartesian",
+            "--pipeline-threads",
+            "1",
+        ],
+        "listening on",
+        env,
+    )
     peer = _start([sys.executable, "-c", PEER, str(peer_port)], "listening", env)
     try:
         ours_start = opening({"pipeline": "cartesian"}, header)
@@ -125,14 +146,22 @@ def main() -> None:
             proc.stdout.close()
     load = os.getloadavg()
     ours_s, peer_s, memory_s = (statistics.median(times[k]) for k in ("mrzero", "peer", "memory"))
-    print(f"command: .venv/bin/python bench/gadgetron.py --repeats {args.repeats} --matrix {args.matrix} "
-          f"--coils {args.coils}")
-    print(f"data: Shepp-Logan {args.matrix}x{args.matrix}, {args.coils} coils, {len(items)} acquisitions, "
-          f"{mb:.1f} MB; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
-    print(f"connect -> close, median of {args.repeats}: mrzero external gadget (cartesian) {ours_s:.3f} s, "
-          f"gadgetron package example {peer_s:.3f} s, ratio mrzero/peer {ours_s / peer_s:.2f}")
-    print(f"the cartesian pipeline alone, in memory, one thread: {memory_s:.3f} s; mrzero external gadget / "
-          f"in memory {ours_s / memory_s:.2f}")
+    print(
+        f"command: .venv/bin/python bench/gadgetron.py --repeats {args.repeats} --matrix {args.matrix} "
+        f"--coils {args.coils}"
+    )
+    print(
+        f"data: Shepp-Logan {args.matrix}x{args.matrix}, {args.coils} coils, {len(items)} acquisitions, "
+        f"{mb:.1f} MB; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
+    print(
+        f"connect -> close, median of {args.repeats}: mrzero external gadget (cartesian) {ours_s:.3f} s, "
+        f"gadgetron package example {peer_s:.3f} s, ratio mrzero/peer {ours_s / peer_s:.2f}"
+    )
+    print(
+        f"the cartesian pipeline alone, in memory, one thread: {memory_s:.3f} s; mrzero external gadget / "
+        f"in memory {ours_s / memory_s:.2f}"
+    )
     for name, runs in times.items():
         print(f"all runs, {name} (s): " + " ".join(f"{t:.3f}" for t in runs))
 

@@ -45,8 +45,7 @@ def pypulseq_gre(n: int, te: float, tr: float, dwell: float, path: Path) -> None
     """The peer: a textbook pypulseq GRE with the same protocol, written with its test report."""
     system = hardware().to_opts()
     seq = pp.Sequence(system)
-    rf = pp.make_block_pulse(FLIP, duration=1e-3, delay=system.rf_dead_time, system=system,
-                             use="excitation")
+    rf = pp.make_block_pulse(FLIP, duration=1e-3, delay=system.rf_dead_time, system=system, use="excitation")
     dk = 1 / FOV
     gx = pp.make_trapezoid("x", flat_area=n * dk, flat_time=n * dwell, system=system)
     adc = pp.make_adc(n, dwell=dwell, delay=gx.rise_time, system=system)
@@ -100,8 +99,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    print(f"command: .venv/bin/python bench/pulseq.py --matrices {' '.join(map(str, args.matrices))} "
-          f"--repeats {args.repeats} --threads {args.threads}")
+    print(
+        f"command: .venv/bin/python bench/pulseq.py --matrices {' '.join(map(str, args.matrices))} "
+        f"--repeats {args.repeats} --threads {args.threads}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -114,12 +115,16 @@ def main() -> None:
             t_import = median_time(lambda: import_seq(ours), args.repeats)  # noqa: B023
             t_read = median_time(lambda: pypulseq_read(peer), args.repeats)  # noqa: B023
             rows.append((n, t_export, t_build, t_import, t_read))
-    print("| matrix | export ours (s) | pypulseq build+write (s) | ours / pypulseq | import ours (s) "
-          "| pypulseq read+kspace (s) | ours / pypulseq |")
+    print(
+        "| matrix | export ours (s) | pypulseq build+write (s) | ours / pypulseq | import ours (s) "
+        "| pypulseq read+kspace (s) | ours / pypulseq |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n, t_export, t_build, t_import, t_read in rows:
-        print(f"| {n}x{n} | {t_export:.3f} | {t_build:.3f} | {t_export / t_build:.2f} | {t_import:.3f} "
-              f"| {t_read:.3f} | {t_import / t_read:.2f} |")
+        print(
+            f"| {n}x{n} | {t_export:.3f} | {t_build:.3f} | {t_export / t_build:.2f} | {t_import:.3f} "
+            f"| {t_read:.3f} | {t_import / t_read:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -68,16 +68,23 @@ def fitted_error(image: np.ndarray, truth: np.ndarray) -> float:
 
 def noisy(signal: torch.Tensor, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.complex(torch.randn(signal.shape, generator=generator),
-                          torch.randn(signal.shape, generator=generator)) / math.sqrt(2)
+    noise = torch.complex(
+        torch.randn(signal.shape, generator=generator), torch.randn(signal.shape, generator=generator)
+    ) / math.sqrt(2)
     return signal + NOISE * float(signal.abs().max()) * noise
 
 
 def radial_trajectory(n: int, spokes: int) -> torch.Tensor:
     angles = torch.arange(spokes, dtype=torch.float64) * math.pi / spokes
     radius = (torch.arange(2 * n, dtype=torch.float64) - n) / 2
-    k = torch.stack([radius[None] * torch.cos(angles)[:, None], radius[None] * torch.sin(angles)[:, None],
-                     torch.zeros(spokes, 2 * n, dtype=torch.float64)], dim=-1)
+    k = torch.stack(
+        [
+            radius[None] * torch.cos(angles)[:, None],
+            radius[None] * torch.sin(angles)[:, None],
+            torch.zeros(spokes, 2 * n, dtype=torch.float64),
+        ],
+        dim=-1,
+    )
     return k.reshape(-1, 3).float()
 
 
@@ -95,15 +102,25 @@ def bench_radial(n: int, work: Path, repeats: int) -> list[dict]:
         return read_cfl(work / "out").T
 
     rows = []
-    cases = [("adjoint", ["-a"], dict(method="adjoint")),
-             ("iterative adjoint, 10 it.", ["-i"], dict(method="iterative", iterations=10, density="pipe")),
-             ("CG, 10 it.", ["-i"], dict(method="cg", iterations=10, density="pipe"))]
+    cases = [
+        ("adjoint", ["-a"], dict(method="adjoint")),
+        ("iterative adjoint, 10 it.", ["-i"], dict(method="iterative", iterations=10, density="pipe")),
+        ("CG, 10 it.", ["-i"], dict(method="cg", iterations=10, density="pipe")),
+    ]
     for name, flags, kwargs in cases:
         ours_t, ours = median_time(lambda kw=kwargs: reconstruct(signal, trajectory, n, **kw), repeats)
         bart_t, theirs = median_time(lambda f=flags: bart(*f), repeats)
-        rows.append(dict(case=f"radial {n}x{n} ({spokes * readout} samples)", op=name,
-                         peer=f"bart nufft {' '.join(flags)}", ours=ours_t, bart=bart_t,
-                         ours_err=fitted_error(ours[0].numpy(), truth), bart_err=fitted_error(theirs, truth)))
+        rows.append(
+            dict(
+                case=f"radial {n}x{n} ({spokes * readout} samples)",
+                op=name,
+                peer=f"bart nufft {' '.join(flags)}",
+                ours=ours_t,
+                bart=bart_t,
+                ours_err=fitted_error(ours[0].numpy(), truth),
+                bart_err=fitted_error(theirs, truth),
+            )
+        )
     return rows
 
 
@@ -124,9 +141,17 @@ def bench_cartesian(n: int, work: Path, repeats: int) -> list[dict]:
     ours_t, ours = median_time(lambda: rss(ifftc(kspace)), repeats)
     bart_t, theirs = median_time(bart, repeats)
     reference = rss(sens * truth).numpy()
-    return [dict(case=f"Cartesian {n}x{n}, {COILS} coils", op="ifftc + rss", peer="bart fft -u -i 3 + rss 8",
-                 ours=ours_t, bart=bart_t, ours_err=fitted_error(ours.numpy(), reference),
-                 bart_err=fitted_error(np.abs(theirs), reference))]
+    return [
+        dict(
+            case=f"Cartesian {n}x{n}, {COILS} coils",
+            op="ifftc + rss",
+            peer="bart fft -u -i 3 + rss 8",
+            ours=ours_t,
+            bart=bart_t,
+            ours_err=fitted_error(ours.numpy(), reference),
+            bart_err=fitted_error(np.abs(theirs), reference),
+        )
+    ]
 
 
 def _timed_items(items: list, marks: dict) -> Iterator:
@@ -149,8 +174,7 @@ def bench_server_latency(n: int, work: Path, repeats: int, threads: int) -> list
 
     bundle, store = work / f"radial{n}", work / f"store{n}"
     seq = build_sequence("radial", n, 0.2, dwell=10e-6)  # 10 us: the echo of a 256-sample spoke fits TE 3 ms
-    write_bundle(Checkpoint(seq), bundle, name=f"bench_radial{n}",
-                 pipeline="iterative_adjoint")
+    write_bundle(Checkpoint(seq), bundle, name=f"bench_radial{n}", pipeline="iterative_adjoint")
     deploy_bundle(bundle, store)
     scanned = scanned_file(bundle)
     run_bart("phantom", "-x", str(n), "phantom", cwd=work)
@@ -170,35 +194,62 @@ def bench_server_latency(n: int, work: Path, repeats: int, threads: int) -> list
             latencies = []
             for _ in range(repeats):
                 marks: dict = {}
-                reply = stream(_timed_items(acquisitions, marks), header_xml, host=server.address[0],
-                               port=server.address[1], config=pipeline)
+                reply = stream(
+                    _timed_items(acquisitions, marks),
+                    header_xml,
+                    host=server.address[0],
+                    port=server.address[1],
+                    config=pipeline,
+                )
                 if reply.errors or len(reply.images) != 1:
                     raise RuntimeError(f"{pipeline}: {reply.texts}")
                 latencies.append(time.perf_counter() - marks["last_sent"])
             ctx = Context(header=parse_header(header_xml), pipeline_name=pipeline, bundle_store=store)
             spec = registry.get(pipeline)
             local_t, _ = median_time(lambda c=ctx, s=spec: list(s.run(iter(acquisitions), c)), repeats)
-            bart_t, _ = median_time(lambda: run_bart("nufft", "-i", "-d", f"{n}:{n}:1", "traj", "ksp", "out",
-                                                     cwd=work), repeats)
-            rows.append(dict(case=f"radial {n}x{n} twin scan, {len(acquisitions)} acquisitions",
-                             pipeline=pipeline, latency=statistics.median(latencies), local=local_t,
-                             bart=bart_t))
+            bart_t, _ = median_time(
+                lambda: run_bart("nufft", "-i", "-d", f"{n}:{n}:1", "traj", "ksp", "out", cwd=work), repeats
+            )
+            rows.append(
+                dict(
+                    case=f"radial {n}x{n} twin scan, {len(acquisitions)} acquisitions",
+                    pipeline=pipeline,
+                    latency=statistics.median(latencies),
+                    local=local_t,
+                    bart=bart_t,
+                )
+            )
     finally:
         server.stop()
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="*", default=[64, 128, 256],
-                        help="image matrix sizes of the operator part (none: skip it)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=[64, 128, 256],
+        help="image matrix sizes of the operator part (none: skip it)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (median reported)")
-    parser.add_argument("--latency-sizes", type=int, nargs="*", default=[64, 128],
-                        help="radial matrix sizes of the server latency part (none: skip it)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch and for BART (OMP_NUM_THREADS); one thread keeps "
-                             "the comparison fair and stable on a shared machine")
+    parser.add_argument(
+        "--latency-sizes",
+        type=int,
+        nargs="*",
+        default=[64, 128],
+        help="radial matrix sizes of the server latency part (none: skip it)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch and for BART (OMP_NUM_THREADS); one thread keeps "
+        "the comparison fair and stable on a shared machine",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -213,20 +264,29 @@ def main(argv: list[str] | None = None) -> None:
         print("| case | ours | peer | ours (s) | BART (s) | ours/BART | error ours | error BART |")
         print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['case']} | {r['op']} | {r['peer']} | {r['ours']:.4f} | {r['bart']:.4f} | "
-              f"{r['ours'] / r['bart']:.2f} | {r['ours_err']:.4f} | {r['bart_err']:.4f} |")
+        print(
+            f"| {r['case']} | {r['op']} | {r['peer']} | {r['ours']:.4f} | {r['bart']:.4f} | "
+            f"{r['ours'] / r['bart']:.2f} | {r['ours_err']:.4f} | {r['bart_err']:.4f} |"
+        )
     if not args.latency_sizes:
         return
     with tempfile.TemporaryDirectory() as tmp:
-        latency = [row for n in tqdm(args.latency_sizes, desc="latency", file=sys.stderr)
-                   for row in bench_server_latency(n, Path(tmp), args.repeats, args.threads)]
+        latency = [
+            row
+            for n in tqdm(args.latency_sizes, desc="latency", file=sys.stderr)
+            for row in bench_server_latency(n, Path(tmp), args.repeats, args.threads)
+        ]
     print()
-    print("| scan | pipeline | server latency (s) | same pipeline in-process (s) | latency/in-process "
-          "| bart nufft -i (s) | latency/BART |")
+    print(
+        "| scan | pipeline | server latency (s) | same pipeline in-process (s) | latency/in-process "
+        "| bart nufft -i (s) | latency/BART |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in latency:
-        print(f"| {r['case']} | {r['pipeline']} | {r['latency']:.4f} | {r['local']:.4f} | "
-              f"{r['latency'] / r['local']:.2f} | {r['bart']:.4f} | {r['latency'] / r['bart']:.2f} |")
+        print(
+            f"| {r['case']} | {r['pipeline']} | {r['latency']:.4f} | {r['local']:.4f} | "
+            f"{r['latency'] / r['local']:.2f} | {r['bart']:.4f} | {r['latency'] / r['bart']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,12 @@ from mrzero.sequences.simulate import simulate  # noqa: E402
 
 PEER_SCRIPT = Path(__file__).with_name("simulate_mrzero_peer.py")
 #: Benchmarked variants of this project's engines: name -> (engine, options).
-VARIANTS = {"fast": ("fast", {}), "fast-checkpointing": ("fast", {"checkpointing": True}),
-            "fast-tol1e-3": ("fast", {"tolerance": 1e-3}), "isochromat": ("isochromat", {})}
+VARIANTS = {
+    "fast": ("fast", {}),
+    "fast-checkpointing": ("fast", {"checkpointing": True}),
+    "fast-tol1e-3": ("fast", {"tolerance": 1e-3}),
+    "isochromat": ("isochromat", {}),
+}
 
 
 def case(n: int, dtype: torch.dtype = torch.float32, device: str = "cpu"):
@@ -76,10 +80,16 @@ def run_ours(n: int, engine: str, mode: str, repeats: int, options: dict, device
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if cuda
-               else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0)
-    return {"seconds": statistics.median(times), "peak_mb": peak_mb,
-            "signal": signal.detach().cpu()[0].numpy().astype(np.complex64)}
+    peak_mb = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if cuda
+        else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
+    )
+    return {
+        "seconds": statistics.median(times),
+        "peak_mb": peak_mb,
+        "signal": signal.detach().cpu()[0].numpy().astype(np.complex64),
+    }
 
 
 def reference(n: int) -> np.ndarray:
@@ -99,16 +109,48 @@ def subprocess_case(args: argparse.Namespace, n: int, engine: str, mode: str, wo
     if engine == "mrzero-core":
         seq, phantom = case(n)
         npz = workdir / f"case_{n}.npz"
-        np.savez(npz, flip=seq.flip.numpy(), rf_phase=seq.rf_phase.numpy(), duration=seq.duration.numpy(),
-                 moment=seq.moment.numpy(), adc=seq.adc.numpy(), adc_phase=seq.adc_phase.numpy(),
-                 fov=np.array(phantom.fov),
-                 **{k: getattr(phantom, k).numpy() for k in ("pd", "t1", "t2", "t2dash", "b0", "b1")})
-        cmd = [args.peer_python, str(PEER_SCRIPT), str(npz), "--mode", mode, "--repeats", str(args.repeats),
-               "--threads", str(args.threads), "--signal-out", str(out)]
+        np.savez(
+            npz,
+            flip=seq.flip.numpy(),
+            rf_phase=seq.rf_phase.numpy(),
+            duration=seq.duration.numpy(),
+            moment=seq.moment.numpy(),
+            adc=seq.adc.numpy(),
+            adc_phase=seq.adc_phase.numpy(),
+            fov=np.array(phantom.fov),
+            **{k: getattr(phantom, k).numpy() for k in ("pd", "t1", "t2", "t2dash", "b0", "b1")},
+        )
+        cmd = [
+            args.peer_python,
+            str(PEER_SCRIPT),
+            str(npz),
+            "--mode",
+            mode,
+            "--repeats",
+            str(args.repeats),
+            "--threads",
+            str(args.threads),
+            "--signal-out",
+            str(out),
+        ]
     else:
-        cmd = [sys.executable, __file__, "--worker", engine, str(n), mode, str(out),
-               "--repeats", str(args.repeats), "--threads", str(args.threads), "--spins", str(args.spins),
-               "--device", args.device]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            engine,
+            str(n),
+            mode,
+            str(out),
+            "--repeats",
+            str(args.repeats),
+            "--threads",
+            str(args.threads),
+            "--spins",
+            str(args.spins),
+            "--device",
+            args.device,
+        ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0:
         reason = " | ".join(proc.stderr.strip().splitlines()[-3:]) or f"exit status {proc.returncode}"
@@ -145,21 +187,28 @@ def convergence(n: int, spins: list[int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--engines", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--isochromat-max", type=int, default=64,
-                        help="largest matrix for the (slow) isochromat engine (default 64)")
+    parser.add_argument(
+        "--isochromat-max",
+        type=int,
+        default=64,
+        help="largest matrix for the (slow) isochromat engine (default 64)",
+    )
     parser.add_argument("--spins", type=int, default=256, help="isochromats per voxel (default 256)")
-    parser.add_argument("--peer-python", help="Python of a venv with mrzerocore; the peer column is skipped "
-                                              "when absent")
+    parser.add_argument(
+        "--peer-python", help="Python of a venv with mrzerocore; the peer column is skipped when absent"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every case (default 1)")
     parser.add_argument("--device", default="cpu", help="device of this project's engines (cpu, cuda)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per case before giving up")
-    parser.add_argument("--convergence", type=int, metavar="N",
-                        help="only show the isochromat convergence at NxN")
+    parser.add_argument(
+        "--convergence", type=int, metavar="N", help="only show the isochromat convergence at NxN"
+    )
     parser.add_argument("--worker", nargs=4, metavar=("ENGINE", "N", "MODE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -173,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer Python {args.peer_python} not found: MRzero-Core column skipped")
     engines = list(args.engines) + (["mrzero-core"] if peer else [])
     print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
-    print(f"torch threads {args.threads}, device {args.device}, median of {args.repeats}; "
-          "shared noisy machine")
+    print(
+        f"torch threads {args.threads}, device {args.device}, median of {args.repeats}; shared noisy machine"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
@@ -187,14 +237,25 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 nan = float("nan")
                 bwd = res["fwdbwd"] or {"seconds": nan, "peak_rss_mb": nan}  # failed: shown as nan
-                row = {"n": n, "engine": engine, "fwd_s": res["fwd"]["seconds"], "fwdbwd_s": bwd["seconds"],
-                       "fwdbwd_mb": bwd["peak_rss_mb"], "nrmse": nrmse(res["fwd"]["signal"], ref)}
+                row = {
+                    "n": n,
+                    "engine": engine,
+                    "fwd_s": res["fwd"]["seconds"],
+                    "fwdbwd_s": bwd["seconds"],
+                    "fwdbwd_mb": bwd["peak_rss_mb"],
+                    "nrmse": nrmse(res["fwd"]["signal"], ref),
+                }
                 rows.append(row)
-                print(f"  {n:4d} {engine:18s} fwd {row['fwd_s']:8.3f} s  fwd+bwd {row['fwdbwd_s']:8.3f} s  "
-                      f"peak {row['fwdbwd_mb']:8.1f} MB  NRMSE {100 * row['nrmse']:.3g} %", flush=True)
+                print(
+                    f"  {n:4d} {engine:18s} fwd {row['fwd_s']:8.3f} s  fwd+bwd {row['fwdbwd_s']:8.3f} s  "
+                    f"peak {row['fwdbwd_mb']:8.1f} MB  NRMSE {100 * row['nrmse']:.3g} %",
+                    flush=True,
+                )
     print()
-    print("| matrix | engine | forward (s) | forward+backward (s) | peak memory fwd+bwd (MB) | signal NRMSE |"
-          " fwd+bwd time / MRzero-Core | memory / MRzero-Core |")
+    print(
+        "| matrix | engine | forward (s) | forward+backward (s) | peak memory fwd+bwd (MB) | signal NRMSE |"
+        " fwd+bwd time / MRzero-Core | memory / MRzero-Core |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         peer_row = next((r for r in rows if r["n"] == row["n"] and r["engine"] == "mrzero-core"), None)
@@ -202,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         ratio_t = f"{row['fwdbwd_s'] / peer_row['fwdbwd_s']:.2f}" if peer_ok else "-"
         peer_mb = peer_ok and peer_row["fwdbwd_mb"] > 0
         ratio_m = f"{row['fwdbwd_mb'] / peer_row['fwdbwd_mb']:.2f}" if peer_mb else "-"
-        print(f"| {row['n']} | {row['engine']} | {row['fwd_s']:.3f} | {row['fwdbwd_s']:.3f} | "
-              f"{row['fwdbwd_mb']:.0f} | {100 * row['nrmse']:.3g} % | {ratio_t} | {ratio_m} |")
+        print(
+            f"| {row['n']} | {row['engine']} | {row['fwd_s']:.3f} | {row['fwdbwd_s']:.3f} | "
+            f"{row['fwdbwd_mb']:.0f} | {100 * row['nrmse']:.3g} % | {ratio_t} | {ratio_m} |"
+        )
     return 0
 
 

@@ -42,6 +42,7 @@ def build(case: dict, grad: bool):
         rep.adc_phase[adc] = float(np.pi - case["adc_phase"][r])
         flips.append(flip)
         moments.append(gradm)
+
     # maps are [ny, nx] here, (x, y, z) there
     def grid(name: str) -> torch.Tensor:
         return torch.as_tensor(case[name].T[:, :, None].copy(), dtype=torch.float32)
@@ -53,8 +54,16 @@ def build(case: dict, grad: bool):
     affine = torch.eye(4)
     affine[0, 0], affine[1, 1], affine[2, 2] = fov[0] * 1e3 / nx, fov[1] * 1e3 / ny, fov[2] * 1e3
     phantom = mr0.VoxelGridPhantom(
-        PD=grid("pd"), T1=grid("t1"), T2=grid("t2"), T2dash=grid("t2dash"), D=torch.zeros(nx, ny, 1),
-        B0=grid("b0"), B1=grid("b1")[None], coil_sens=torch.ones(1, nx, ny, 1), affine=affine)
+        PD=grid("pd"),
+        T1=grid("t1"),
+        T2=grid("t2"),
+        T2dash=grid("t2dash"),
+        D=torch.zeros(nx, ny, 1),
+        B0=grid("b0"),
+        B1=grid("b1")[None],
+        coil_sens=torch.ones(1, nx, ny, 1),
+        affine=affine,
+    )
     return seq, phantom.build(voxel_shape="box"), flips, moments
 
 
@@ -65,10 +74,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--signal-out", help="write the signal ([samples] complex64) here")
-    parser.add_argument("--min-signal", type=float, default=0.01,
-                        help="execute_graph's min_emitted_signal and min_latent_signal (its default 0.01)")
-    parser.add_argument("--max-states", type=int, default=200,
-                        help="compute_graph's max_state_count (default 200)")
+    parser.add_argument(
+        "--min-signal",
+        type=float,
+        default=0.01,
+        help="execute_graph's min_emitted_signal and min_latent_signal (its default 0.01)",
+    )
+    parser.add_argument(
+        "--max-states", type=int, default=200, help="compute_graph's max_state_count (default 200)"
+    )
     args = parser.parse_args()
     case = dict(np.load(args.case))
     import MRzeroCore as mr0
@@ -82,8 +96,14 @@ def main() -> int:
         with torch.set_grad_enabled(grad):
             seq, data, flips, moments = build(case, grad)
             graph = mr0.compute_graph(seq, data, max_state_count=args.max_states)
-            signal = mr0.execute_graph(graph, seq, data, min_emitted_signal=args.min_signal,
-                                       min_latent_signal=args.min_signal, print_progress=False)
+            signal = mr0.execute_graph(
+                graph,
+                seq,
+                data,
+                min_emitted_signal=args.min_signal,
+                min_latent_signal=args.min_signal,
+                print_progress=False,
+            )
             if grad:
                 (signal.abs() ** 2).sum().backward()
                 assert all(f.grad is not None for f in flips) and all(m.grad is not None for m in moments)

@@ -43,8 +43,12 @@ from mrzero.sequences.training import Trainer, load_recipe  # noqa: E402
 def recipe_for(matrix: int, engine: str, spins: int):
     r = load_recipe("gre_from_zero")
     options = dict(r.engine.options) if engine == "fast" else {"spins": spins}
-    return replace(r, matrix=matrix, engine=replace(r.engine, name=engine, options=options),
-                   output=replace(r.output, report_every=10**9, checkpoint_every=10**9))
+    return replace(
+        r,
+        matrix=matrix,
+        engine=replace(r.engine, name=engine, options=options),
+        output=replace(r.output, report_every=10**9, checkpoint_every=10**9),
+    )
 
 
 def time_iterations(matrix: int, engine: str, spins: int, repeats: int, out: Path) -> list[float]:
@@ -58,8 +62,9 @@ def time_iterations(matrix: int, engine: str, spins: int, repeats: int, out: Pat
 
 
 def converge(matrix: int, target: float, max_iterations: int, out: Path) -> dict:
-    trainer = Trainer(recipe_for(matrix, "fast", 0), out / f"converge_{matrix}", iterations=max_iterations,
-                      progress=True)
+    trainer = Trainer(
+        recipe_for(matrix, "fast", 0), out / f"converge_{matrix}", iterations=max_iterations, progress=True
+    )
     start = time.perf_counter()
     reached = None
     curve = []
@@ -72,8 +77,14 @@ def converge(matrix: int, target: float, max_iterations: int, out: Path) -> dict
     trainer.iteration = len(curve)
     trainer.report_step(len(curve) - 1)
     (out / f"curve_{matrix}.json").write_text(json.dumps(curve))
-    return {"matrix": matrix, "reached": reached, "iterations": len(curve), "last_error": curve[-1]["error"],
-            "seconds": curve[-1]["seconds"], "row": str(trainer.report.folder)}
+    return {
+        "matrix": matrix,
+        "reached": reached,
+        "iterations": len(curve),
+        "last_error": curve[-1]["error"],
+        "seconds": curve[-1]["seconds"],
+        "row": str(trainer.report.folder),
+    }
 
 
 @torch.no_grad()
@@ -85,13 +96,16 @@ def t1_errors(trainer: Trainer) -> dict[str, float]:
     tissue, inside = ph.pd > 0, ph.pd > 0.1
     csf = brain_tissue_fractions(ph.shape, spec.slice, device=ph.pd.device)["csf"]
     not_csf = inside & (csf < 0.5)
-    return {"rms_rel_pd>0.1": 100 * float(rel[inside].pow(2).mean().sqrt()),
-            "norm_pd>0": 100 * float((pred - ph.t1)[tissue].norm() / ph.t1[tissue].norm()),
-            "norm_pd>0.1": 100 * float((pred - ph.t1)[inside].norm() / ph.t1[inside].norm()),
-            "mean_abs_rel_pd>0.1": 100 * float(rel[inside].abs().mean()),
-            "rms_rel_not_csf": 100 * float(rel[not_csf].pow(2).mean().sqrt()),
-            "pixels_pd>0": int(tissue.sum()), "pixels_pd>0.1": int(inside.sum()),
-            "pixels_not_csf": int(not_csf.sum())}
+    return {
+        "rms_rel_pd>0.1": 100 * float(rel[inside].pow(2).mean().sqrt()),
+        "norm_pd>0": 100 * float((pred - ph.t1)[tissue].norm() / ph.t1[tissue].norm()),
+        "norm_pd>0.1": 100 * float((pred - ph.t1)[inside].norm() / ph.t1[inside].norm()),
+        "mean_abs_rel_pd>0.1": 100 * float(rel[inside].abs().mean()),
+        "rms_rel_not_csf": 100 * float(rel[not_csf].pow(2).mean().sqrt()),
+        "pixels_pd>0": int(tissue.sum()),
+        "pixels_pd>0.1": int(inside.sum()),
+        "pixels_not_csf": int(not_csf.sum()),
+    }
 
 
 def t1_comparison(out: Path) -> None:
@@ -101,11 +115,14 @@ def t1_comparison(out: Path) -> None:
         start = time.perf_counter()
         trainer = Trainer(r, out / r.name, progress=True)
         result = trainer.run()
-        errors = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in t1_errors(trainer).items())
-        print(f"{r.name}: held-out brain T1 relative error {100 * result.held_out_error:.2f} % "
-              f"after {len(result.history)} iterations, {(time.perf_counter() - start) / 60:.1f} min; "
-              f"errors in %: {errors}; map: {trainer.report.folder / 't1_map.png'}")
+        errors = ", ".join(
+            f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in t1_errors(trainer).items()
+        )
+        print(
+            f"{r.name}: held-out brain T1 relative error {100 * result.held_out_error:.2f} % "
+            f"after {len(result.history)} iterations, {(time.perf_counter() - start) / 60:.1f} min; "
+            f"errors in %: {errors}; map: {trainer.report.folder / 't1_map.png'}"
+        )
 
 
 def main() -> int:
@@ -131,20 +148,26 @@ def main() -> int:
     for n in args.matrices:
         fast = statistics.median(time_iterations(n, "fast", args.spins, args.repeats, out))
         iso = statistics.median(time_iterations(n, "isochromat", args.spins, args.repeats, out))
-        print(f"{n}x{n}: s/iteration (forward+backward+step) median of {args.repeats}: "
-              f"fast engine {fast:.2f}, "
-              f"isochromat ({args.spins} spins) {iso:.2f}, ratio isochromat/fast {iso / fast:.1f}")
+        print(
+            f"{n}x{n}: s/iteration (forward+backward+step) median of {args.repeats}: "
+            f"fast engine {fast:.2f}, "
+            f"isochromat ({args.spins} spins) {iso:.2f}, ratio isochromat/fast {iso / fast:.1f}"
+        )
     if not args.skip_convergence:
         for n in args.matrices:
             res = converge(n, args.target_error, args.max_iterations, out)
             if res["reached"]:
                 r = res["reached"]
-                print(f"{n}x{n}: relative error {100 * r['error']:.2f} % "
-                      f"< {100 * args.target_error:.0f} % after "
-                      f"{r['iteration'] + 1} iterations, {r['seconds'] / 60:.1f} min wall time")
+                print(
+                    f"{n}x{n}: relative error {100 * r['error']:.2f} % "
+                    f"< {100 * args.target_error:.0f} % after "
+                    f"{r['iteration'] + 1} iterations, {r['seconds'] / 60:.1f} min wall time"
+                )
             else:
-                print(f"{n}x{n}: not below {100 * args.target_error:.0f} % in {res['iterations']} iterations "
-                      f"({res['seconds'] / 60:.1f} min); last error {100 * res['last_error']:.2f} %")
+                print(
+                    f"{n}x{n}: not below {100 * args.target_error:.0f} % in {res['iterations']} iterations "
+                    f"({res['seconds'] / 60:.1f} min); last error {100 * res['last_error']:.2f} %"
+                )
             print(f"   curve: {out / f'curve_{n}.json'}, final row: {res['row']}")
     if args.t1:
         t1_comparison(out)

@@ -80,10 +80,12 @@ def twixtools_recon(path: Path) -> np.ndarray:
     image.flags["remove_os"] = True
     kspace = image[:]  # [..., Sli, Ave, Lin, Cha, Col]: squeeze everything but Sli, Lin, Cha, Col
     sli, lin = image.dims.index("Sli"), image.dims.index("Lin")
-    kspace = np.moveaxis(kspace, (sli, lin), (0, 1)).reshape(kspace.shape[sli], kspace.shape[lin], -1,
-                                                             kspace.shape[-1])
-    coil = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(1, 3)), axes=(1, 3), norm="ortho"),
-                           axes=(1, 3))
+    kspace = np.moveaxis(kspace, (sli, lin), (0, 1)).reshape(
+        kspace.shape[sli], kspace.shape[lin], -1, kspace.shape[-1]
+    )
+    coil = np.fft.fftshift(
+        np.fft.ifft2(np.fft.ifftshift(kspace, axes=(1, 3)), axes=(1, 3), norm="ortho"), axes=(1, 3)
+    )
     return np.sqrt((np.abs(coil) ** 2).sum(axis=2))
 
 
@@ -96,12 +98,15 @@ def bench(path: Path, repeats: int, scratch: Path) -> dict[str, float]:
     def convert_and_recon() -> object:
         return reconstruct_file(convert(), "cartesian", FLOAT)
 
-    times = median_times({
-        "convert": convert,
-        "convert + recon": convert_and_recon,
-        "recon from .dat": lambda: reconstruct_images(path, "cartesian", FLOAT),
-        "twixtools + numpy": lambda: twixtools_recon(path),
-    }, repeats)
+    times = median_times(
+        {
+            "convert": convert,
+            "convert + recon": convert_and_recon,
+            "recon from .dat": lambda: reconstruct_images(path, "cartesian", FLOAT),
+            "twixtools + numpy": lambda: twixtools_recon(path),
+        },
+        repeats,
+    )
     ours = reconstruct_images(path, "cartesian", FLOAT)[0]
     peer = twixtools_recon(path)
     ours_stack = np.stack([im.data[0, 0] for im in sorted(ours, key=lambda im: im.slice)]) / np.sqrt(2)
@@ -111,29 +116,36 @@ def bench(path: Path, repeats: int, scratch: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 16], help="slice copies of gre.dat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"command: .venv/bin/python bench/twix.py --slices {' '.join(map(str, args.slices))} "
-          f"--repeats {args.repeats} --threads {args.threads}")
-    print("| input | raw MB | convert MB/s | convert + recon MB/s | recon from .dat MB/s "
-          "| twixtools + numpy MB/s | peer time / convert + recon | peer time / recon from .dat "
-          "| NRMSE vs peer |")
+    print(
+        f"command: .venv/bin/python bench/twix.py --slices {' '.join(map(str, args.slices))} "
+        f"--repeats {args.repeats} --threads {args.threads}"
+    )
+    print(
+        "| input | raw MB | convert MB/s | convert + recon MB/s | recon from .dat MB/s "
+        "| twixtools + numpy MB/s | peer time / convert + recon | peer time / recon from .dat "
+        "| NRMSE vs peer |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for slices in args.slices:
             path = multislice_copy(GRE, slices, Path(tmp))
             t = bench(path, args.repeats, Path(tmp))
             mb = t["raw_mb"]
-            print(f"| gre.dat x {slices} slice(s) | {mb:.1f} | {mb / t['convert']:.1f} "
-                  f"| {mb / t['convert + recon']:.1f} | {mb / t['recon from .dat']:.1f} "
-                  f"| {mb / t['twixtools + numpy']:.1f} "
-                  f"| {t['twixtools + numpy'] / t['convert + recon']:.2f} "
-                  f"| {t['twixtools + numpy'] / t['recon from .dat']:.2f} | {t['nrmse']:.1e} |")
+            print(
+                f"| gre.dat x {slices} slice(s) | {mb:.1f} | {mb / t['convert']:.1f} "
+                f"| {mb / t['convert + recon']:.1f} | {mb / t['recon from .dat']:.1f} "
+                f"| {mb / t['twixtools + numpy']:.1f} "
+                f"| {t['twixtools + numpy'] / t['convert + recon']:.2f} "
+                f"| {t['twixtools + numpy'] / t['recon from .dat']:.2f} | {t['nrmse']:.1e} |"
+            )
 
 
 if __name__ == "__main__":

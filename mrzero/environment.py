@@ -33,8 +33,9 @@ class EnvOption:
         return f"{text} (env {self.variable}; default {'none' if self.default is None else self.default})"
 
 
-def resolve(args: argparse.Namespace, options: Iterable[EnvOption],
-            environ: Mapping[str, str] = os.environ) -> None:
+def resolve(
+    args: argparse.Namespace, options: Iterable[EnvOption], environ: Mapping[str, str] = os.environ
+) -> None:
     """Set every option not given on the command line from its variable, else its default."""
     for option in options:
         if getattr(args, option.dest) is not None:

@@ -37,18 +37,25 @@ def generate_shepp_logan(path: Path, matrix: int = 128, coils: int = 8) -> Path:
     """Multi-coil Shepp-Logan raw data (with noise-adjust scan) from Debian's ISMRMRD tools."""
     tool = shutil.which(GENERATOR)
     if tool is None:
-        raise FileNotFoundError(f"{GENERATOR} not found: install Debian's ismrmrd-tools "
-                                "(apt-get install ismrmrd-tools, or `make setup`)")
+        raise FileNotFoundError(
+            f"{GENERATOR} not found: install Debian's ismrmrd-tools "
+            "(apt-get install ismrmrd-tools, or `make setup`)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)  # the tool appends to an existing file
-    subprocess.run([tool, "-o", str(path), "-m", str(matrix), "-c", str(coils), "-C"],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [tool, "-o", str(path), "-m", str(matrix), "-c", str(coils), "-C"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     log.info("generated %s (%d x %d, %d coils)", path, matrix, matrix, coils)
     return path
 
 
-def run_demo(output_dir: Path = Path("demo-output"), matrix: int = 128, coils: int = 8,
-             config: str | None = None) -> DemoResult:
+def run_demo(
+    output_dir: Path = Path("demo-output"), matrix: int = 128, coils: int = 8, config: str | None = None
+) -> DemoResult:
     """Generate, serve, stream, save; raises ``RuntimeError`` if the server reports an error."""
     output_dir = Path(output_dir)
     raw = generate_shepp_logan(output_dir / "shepp_logan_raw.h5", matrix, coils)

@@ -25,15 +25,31 @@ from mrzero.server.limits import Settings
 from mrzero.server.listener import Server
 
 
-def stream_scan(scan: TwinScan, host: str, port: int, config: str | None = None,
-                parameters: dict | None = None, progress: bool = False, timeout_s: float = 600.0,
-                tls: ssl.SSLContext | None = None) -> Reply:
+def stream_scan(
+    scan: TwinScan,
+    host: str,
+    port: int,
+    config: str | None = None,
+    parameters: dict | None = None,
+    progress: bool = False,
+    timeout_s: float = 600.0,
+    tls: ssl.SSLContext | None = None,
+) -> Reply:
     """Stream ``scan`` to an MRD server (over TLS with a ``tls`` context); ``config`` defaults to
     the bundle's pipeline."""
     texts = [json.dumps({"parameters": parameters})] if parameters else []
-    return stream(scan.acquisitions, scan.header_xml, host=host, port=port,
-                  config=config or scan.protocol["pipeline"], texts=texts, total=len(scan.acquisitions),
-                  progress=progress, timeout_s=timeout_s, tls=tls)
+    return stream(
+        scan.acquisitions,
+        scan.header_xml,
+        host=host,
+        port=port,
+        config=config or scan.protocol["pipeline"],
+        texts=texts,
+        total=len(scan.acquisitions),
+        progress=progress,
+        timeout_s=timeout_s,
+        tls=tls,
+    )
 
 
 def save_scan(scan: TwinScan, reply: Reply, out: str | Path) -> dict[str, Path]:
@@ -46,8 +62,9 @@ def save_scan(scan: TwinScan, reply: Reply, out: str | Path) -> dict[str, Path]:
         saved["images (MRD)"] = write_images_h5(reply.images, out / "images.h5", header_xml=scan.header_xml)
         pngs = write_pngs(reply.images, out / "png", stem=scan.protocol["name"])
         saved["images (PNG)"] = pngs[0].parent
-        dicom = write_dicom(reply.images, out / "dicom", scan.protocol["name"], scan.header,
-                            scan.protocol["pipeline"])
+        dicom = write_dicom(
+            reply.images, out / "dicom", scan.protocol["name"], scan.header, scan.protocol["pipeline"]
+        )
         saved["images (DICOM)"] = dicom[0].parent
     return saved
 
@@ -66,9 +83,12 @@ class TwinDemoResult:
     errors: dict[str, Comparison]
 
 
-def run_twin_demo(output_dir: Path = Path("demo-output"),
-                  bundles: tuple[str, ...] = ("learned_gre", "t1_mapping"), coils: int = 4,
-                  snr: float | None = 100.0) -> TwinDemoResult:
+def run_twin_demo(
+    output_dir: Path = Path("demo-output"),
+    bundles: tuple[str, ...] = ("learned_gre", "t1_mapping"),
+    coils: int = 4,
+    snr: float | None = 100.0,
+) -> TwinDemoResult:
     """Deploy, serve, scan with the twin, save; raises ``RuntimeError`` if the server reports an error."""
     output_dir = Path(output_dir)
     journal_dir = output_dir / "journal"
@@ -82,8 +102,9 @@ def run_twin_demo(output_dir: Path = Path("demo-output"),
                 scan = twin_scan(bundle_dir(name), "brain", n_coils=coils, snr=snr)
                 reply = stream_scan(scan, *server.address)
                 if reply.errors or not reply.images:
-                    raise RuntimeError(f"{name}: the server returned no images: "
-                                       + "; ".join(reply.errors or reply.texts))
+                    raise RuntimeError(
+                        f"{name}: the server returned no images: " + "; ".join(reply.errors or reply.texts)
+                    )
                 saved[name] = save_scan(scan, reply, output_dir / Path(name).name)
                 truth = scan_truth(scan)
                 if truth is not None:

@@ -38,7 +38,7 @@ def fix_header_text(xml: str | bytes) -> str:
     text = text.strip("\x00").strip()
     match = _VERSION.search(text)
     if match and match.group(1) not in MRD_V1_HEADER_VERSIONS:
-        text = text[: match.start()] + text[match.end():]
+        text = text[: match.start()] + text[match.end() :]
     return text
 
 
@@ -131,8 +131,9 @@ def geometry(header: ismrmrd.xsd.ismrmrdHeader, encoding: int = 0) -> Geometry:
     if min(e_mat) < 1 or min(r_mat) < 1:
         raise HeaderError(f"matrix sizes must be positive: encoded {e_mat}, recon {r_mat}")
     if e_fov[0] <= 0 or r_fov[0] <= 0:
-        raise HeaderError(f"readout fields of view must be positive: encoded {e_fov[0]} m, "
-                          f"recon {r_fov[0]} m")
+        raise HeaderError(
+            f"readout fields of view must be positive: encoded {e_fov[0]} m, recon {r_fov[0]} m"
+        )
     limits = enc.encodingLimits
     c1 = _center(limits.kspace_encoding_step_1 if limits else None, e_mat[1])
     c2 = _center(limits.kspace_encoding_step_2 if limits else None, e_mat[2])

@@ -68,16 +68,19 @@ def _acquisition(row: np.void) -> ismrmrd.Acquisition:
     shape = (acq.active_channels, acq.number_of_samples)
     data = row["data"].view(np.complex64)
     if data.size != shape[0] * shape[1]:
-        raise MRDFileError(f"acquisition scan_counter={acq.scan_counter} stores {data.size} samples, "
-                           f"its header says {shape[0]} coils x {shape[1]} samples")
+        raise MRDFileError(
+            f"acquisition scan_counter={acq.scan_counter} stores {data.size} samples, "
+            f"its header says {shape[0]} coils x {shape[1]} samples"
+        )
     acq.data[:] = data.reshape(shape)
     if acq.traj.size:
         acq.traj[:] = row["traj"].reshape(acq.traj.shape)
     return acq
 
 
-def read_acquisitions(path: str | Path, dataset: str = "dataset", progress: bool = False
-                      ) -> Iterator[ismrmrd.Acquisition]:
+def read_acquisitions(
+    path: str | Path, dataset: str = "dataset", progress: bool = False
+) -> Iterator[ismrmrd.Acquisition]:
     """The acquisitions of ``path`` in stored order, read ``READ_CHUNK`` rows at a time."""
     _check(path, dataset)
     with h5py.File(path, "r") as f:
@@ -86,7 +89,7 @@ def read_acquisitions(path: str | Path, dataset: str = "dataset", progress: bool
         table = f[dataset]["data"]
         with tqdm(total=table.shape[0], desc="acquisitions", unit="acq", disable=not progress) as bar:
             for start in range(0, table.shape[0], READ_CHUNK):
-                for row in table[start: start + READ_CHUNK]:
+                for row in table[start : start + READ_CHUNK]:
                     yield _acquisition(row)
                     bar.update()
 
@@ -98,14 +101,23 @@ def read_waveforms(path: str | Path, dataset: str = "dataset") -> Iterator[ismrm
             yield ds.read_waveform(i)
 
 
-def reconstruct_file(path: str | Path, pipeline_name: str = "", parameters: dict[str, Any] | None = None,
-                     dataset: str = "dataset", progress: bool = False,
-                     bundle_store: str | Path | None = None) -> list[ismrmrd.Image]:
+def reconstruct_file(
+    path: str | Path,
+    pipeline_name: str = "",
+    parameters: dict[str, Any] | None = None,
+    dataset: str = "dataset",
+    progress: bool = False,
+    bundle_store: str | Path | None = None,
+) -> list[ismrmrd.Image]:
     """Run the registered pipeline ``pipeline_name`` (default pipeline if empty) over a file;
     ``bundle_store`` is where MRzero pipelines find the scan's bundle (as the server's ``--bundle-store``)."""
     spec = registry.get(pipeline_name)
-    ctx = Context(header=read_header(path, dataset), parameters=dict(parameters or {}),
-                  pipeline_name=spec.name, bundle_store=Path(bundle_store) if bundle_store else None)
+    ctx = Context(
+        header=read_header(path, dataset),
+        parameters=dict(parameters or {}),
+        pipeline_name=spec.name,
+        bundle_store=Path(bundle_store) if bundle_store else None,
+    )
     images = list(spec.run(read_acquisitions(path, dataset, progress), ctx))
     log.info("%s: pipeline %s made %d images", path, spec.name, len(images))
     return images

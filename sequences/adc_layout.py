@@ -61,14 +61,18 @@ class ReadoutLayout:
             if not 0 <= r.rep < n_rep:
                 raise ValueError(f"readout {i} names repetition {r.rep}; the sequence has {n_rep}")
             if r.first != expected_first or r.n < 1:
-                raise ValueError(f"readout {i} covers samples {r.first}..{r.first + r.n - 1}; "
-                                 f"readouts must tile the ADC samples in order from {expected_first}")
+                raise ValueError(
+                    f"readout {i} covers samples {r.first}..{r.first + r.n - 1}; "
+                    f"readouts must tile the ADC samples in order from {expected_first}"
+                )
             expected_first += r.n
             per_rep[r.rep] += r.n
         if per_rep != counts:
             bad = next(i for i, (a, b) in enumerate(zip(per_rep, counts, strict=True)) if a != b)
-            raise ValueError(f"readout layout puts {per_rep[bad]} samples in repetition {bad}, "
-                             f"which has {counts[bad]} ADC events")
+            raise ValueError(
+                f"readout layout puts {per_rep[bad]} samples in repetition {bad}, "
+                f"which has {counts[bad]} ADC events"
+            )
 
 
 def derive_layout(n_rep: int, adc: torch.Tensor, trajectory: torch.Tensor, ny: int) -> ReadoutLayout:
@@ -99,15 +103,18 @@ def derive_layout(n_rep: int, adc: torch.Tensor, trajectory: torch.Tensor, ny: i
                 e += 1
     cartesian = bool(len(runs)) and bool(torch.all((k - k.round()).abs() < 1e-4))
     for _, f, n in runs:
-        seg = k[f:f + n]
+        seg = k[f : f + n]
         if not cartesian:
             break
-        cartesian = (bool(torch.all(seg[:, 1] == seg[0, 1])) and -(ny // 2) <= float(seg[0, 1]) < ny - ny // 2
-                     and (n == 1 or bool(torch.all(torch.diff(seg[:, 0]).abs() == 1))))
+        cartesian = (
+            bool(torch.all(seg[:, 1] == seg[0, 1]))
+            and -(ny // 2) <= float(seg[0, 1]) < ny - ny // 2
+            and (n == 1 or bool(torch.all(torch.diff(seg[:, 0]).abs() == 1)))
+        )
     readouts = []
     seen: dict[tuple[int, int], int] = {}
     for i, (r, f, n) in enumerate(runs):
-        seg = k[f:f + n]
+        seg = k[f : f + n]
         centre = int(seg[:, :2].norm(dim=1).argmin())
         if cartesian:
             line = int(seg[0, 1]) + ny // 2

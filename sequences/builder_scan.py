@@ -53,8 +53,14 @@ class ScanResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def make_phantom(spec: str, size: tuple[int, int], slice: int | None = None, n_coils: int = 1,
-                 seed: int = 0, device: torch.device | str | None = None) -> Phantom:
+def make_phantom(
+    spec: str,
+    size: tuple[int, int],
+    slice: int | None = None,
+    n_coils: int = 1,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> Phantom:
     """``brain`` (embedded), ``sparse`` (seed 6.2 sample), ``water_fat`` (three discs with a fat
     species) or a NIfTI path, with ``n_coils`` > 1 loop coils."""
     if spec == "brain":
@@ -74,8 +80,9 @@ def make_phantom(spec: str, size: tuple[int, int], slice: int | None = None, n_c
     return phantom
 
 
-def build_sequence(name: str, matrix: int, fov: float, device: torch.device | str | None = None,
-                   **options: float | str) -> Sequence:
+def build_sequence(
+    name: str, matrix: int, fov: float, device: torch.device | str | None = None, **options: float | str
+) -> Sequence:
     """``BUILDERS[name]`` with the options it accepts; ``ValueError`` naming any it does not."""
     if name not in BUILDERS:
         raise ValueError(f"sequence {name!r} unknown; choose one of {', '.join(BUILDERS)}")
@@ -87,8 +94,13 @@ def build_sequence(name: str, matrix: int, fov: float, device: torch.device | st
     return builder(matrix=matrix, fov=fov, device=device, **options)
 
 
-def reconstruct_images(seq: Sequence, signal: torch.Tensor, method: str = "adjoint",
-                       iterations: int = 10, layout: ReadoutLayout | None = None) -> torch.Tensor:
+def reconstruct_images(
+    seq: Sequence,
+    signal: torch.Tensor,
+    method: str = "adjoint",
+    iterations: int = 10,
+    layout: ReadoutLayout | None = None,
+) -> torch.Tensor:
     """One magnitude image per (contrast, repetition) of ``layout``'s readouts (default: all of
     ``seq``'s), ``[image, ny, nx]``."""
     layout = layout or layout_of(seq)
@@ -101,8 +113,14 @@ def reconstruct_images(seq: Sequence, signal: torch.Tensor, method: str = "adjoi
     images = []
     for key in sorted(groups, key=lambda c: (c[1], c[0])):
         idx = torch.cat(groups[key]).to(signal.device)
-        coil_images = reconstruct(signal.detach()[:, idx], traj[idx.cpu()].to(signal.device), (ny, nx),
-                                  method=method, iterations=iterations, density=density)
+        coil_images = reconstruct(
+            signal.detach()[:, idx],
+            traj[idx.cpu()].to(signal.device),
+            (ny, nx),
+            method=method,
+            iterations=iterations,
+            density=density,
+        )
         images.append(rss(coil_images))
     return torch.stack(images)
 
@@ -121,17 +139,29 @@ def save_montage(images: torch.Tensor, path: Path) -> Path:
     tiled = np.zeros((rows * ny, cols * nx), dtype=np.float32)
     for i in range(n):
         r, c = divmod(i, cols)
-        tiled[r * ny:(r + 1) * ny, c * nx:(c + 1) * nx] = data[i]
+        tiled[r * ny : (r + 1) * ny, c * nx : (c + 1) * nx] = data[i]
     path.parent.mkdir(parents=True, exist_ok=True)
     plt.imsave(path, tiled, cmap="gray", vmin=0, vmax=float(tiled.max()) or 1.0, origin="upper")
     return path
 
 
-def simulate_scan(sequence: str, matrix: int, out_dir: str | Path, phantom: str = "brain",
-                  engine: str = "fast", device: torch.device | str | None = None, n_coils: int = 1,
-                  slice: int | None = None,
-                  noise_std: float = 0.0, recon: str = "adjoint", iterations: int = 10, seed: int = 0,
-                  overwrite: bool = True, progress: bool = False, **options: float | str) -> ScanResult:
+def simulate_scan(
+    sequence: str,
+    matrix: int,
+    out_dir: str | Path,
+    phantom: str = "brain",
+    engine: str = "fast",
+    device: torch.device | str | None = None,
+    n_coils: int = 1,
+    slice: int | None = None,
+    noise_std: float = 0.0,
+    recon: str = "adjoint",
+    iterations: int = 10,
+    seed: int = 0,
+    overwrite: bool = True,
+    progress: bool = False,
+    **options: float | str,
+) -> ScanResult:
     """Build ``sequence`` (``BUILDERS`` name, ``options`` passed on), simulate, write MRD and PNG.
 
     ``progress`` shows the engine's progress bar (when the engine has one).
@@ -164,8 +194,15 @@ def simulate_scan(sequence: str, matrix: int, out_dir: str | Path, phantom: str 
     stem = sequence if phantom in PHANTOMS else f"{sequence}_{Path(phantom).name.split('.')[0]}"
     start = time.perf_counter()
     raw = out / f"{stem}_{matrix}.h5"
-    simulated_to_mrd(raw, seq, signal, ScanInfo(protocol_name=f"mrzero simulate {sequence}"),
-                     noise_std=noise_std or None, seed=seed + 1, overwrite=overwrite)
+    simulated_to_mrd(
+        raw,
+        seq,
+        signal,
+        ScanInfo(protocol_name=f"mrzero simulate {sequence}"),
+        noise_std=noise_std or None,
+        seed=seed + 1,
+        overwrite=overwrite,
+    )
     timings["write_mrd"] = time.perf_counter() - start
     start = time.perf_counter()
     images = reconstruct_images(seq, signal, method=recon, iterations=iterations)

@@ -65,6 +65,7 @@ from mrzero.sequences.pulseq.system import HardwareLimits
 
 log = logging.getLogger(__name__)
 
+
 def bundle_name(text: str) -> str:
     """A store-safe bundle name from free text ("flash 48x48" -> "flash_48x48")."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:64]
@@ -73,9 +74,15 @@ def bundle_name(text: str) -> str:
     return name
 
 
-def write_bundle(checkpoint: Checkpoint, out: str | Path, name: str | None = None,
-                 pipeline: str | None = None, limits: HardwareLimits | None = None,
-                 options: ExportOptions | None = None, source: str | Path | None = None) -> dict[str, Any]:
+def write_bundle(
+    checkpoint: Checkpoint,
+    out: str | Path,
+    name: str | None = None,
+    pipeline: str | None = None,
+    limits: HardwareLimits | None = None,
+    options: ExportOptions | None = None,
+    source: str | Path | None = None,
+) -> dict[str, Any]:
     """Export ``checkpoint`` as a bundle directory ``out`` (must not exist yet); returns the protocol."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -85,8 +92,10 @@ def write_bundle(checkpoint: Checkpoint, out: str | Path, name: str | None = Non
     layout = seq.readouts or derive_layout(seq.n_rep, seq.adc, seq.trajectory(), seq.matrix[1])
     pipeline = pipeline or meta.get("pipeline") or ("cartesian" if layout.trajectory == "cartesian" else None)
     if pipeline is None:
-        raise BundleError(f"sequence {seq.name!r} is not Cartesian: name its reconstruction pipeline "
-                          f"(one of {', '.join(BUNDLE_PIPELINES)})")
+        raise BundleError(
+            f"sequence {seq.name!r} is not Cartesian: name its reconstruction pipeline "
+            f"(one of {', '.join(BUNDLE_PIPELINES)})"
+        )
     if pipeline not in BUNDLE_PIPELINES:
         raise BundleError(f"unknown pipeline {pipeline!r}; known pipelines: {', '.join(BUNDLE_PIPELINES)}")
     name = bundle_name(name or meta.get("name") or seq.name)
@@ -102,26 +111,53 @@ def write_bundle(checkpoint: Checkpoint, out: str | Path, name: str | None = Non
     written = import_seq(out / SEQ_FILE)  # TE/TR of the file as written (stretches included)
     te, tr = written.te, written.tr
     protocol = {
-        "format": FORMAT, "version": VERSION, "name": name, "signature": result.signature,
+        "format": FORMAT,
+        "version": VERSION,
+        "name": name,
+        "signature": result.signature,
         "pipeline": pipeline,
-        "encoding": {"matrix": [int(m) for m in seq.matrix], "fov_m": [float(f) for f in seq.fov],
-                     "trajectory_type": layout.trajectory, "n_samples": int(seq.n_samples),
-                     "n_readouts": len(layout.readouts)},
-        "trajectory": {"file": TRAJECTORY_FILE, "units": "cycles/FOV", "shape": list(trajectory.shape),
-                       "order": "ADC sample order of the .seq file"},
-        "files": {"seq": SEQ_FILE, "report": REPORT_FILE,
-                  "head": HEAD_FILE if checkpoint.head is not None else None,
-                  "figure": FIGURE_FILE if checkpoint.figure_png is not None else None},
-        "te_ms": te * 1e3, "tr_ms": tr * 1e3, "duration_s": result.duration,
-        "sar_proxy_rad2": result.sar_proxy, "mean_rf_power_hz2": result.mean_rf_power,
+        "encoding": {
+            "matrix": [int(m) for m in seq.matrix],
+            "fov_m": [float(f) for f in seq.fov],
+            "trajectory_type": layout.trajectory,
+            "n_samples": int(seq.n_samples),
+            "n_readouts": len(layout.readouts),
+        },
+        "trajectory": {
+            "file": TRAJECTORY_FILE,
+            "units": "cycles/FOV",
+            "shape": list(trajectory.shape),
+            "order": "ADC sample order of the .seq file",
+        },
+        "files": {
+            "seq": SEQ_FILE,
+            "report": REPORT_FILE,
+            "head": HEAD_FILE if checkpoint.head is not None else None,
+            "figure": FIGURE_FILE if checkpoint.figure_png is not None else None,
+        },
+        "te_ms": te * 1e3,
+        "tr_ms": tr * 1e3,
+        "duration_s": result.duration,
+        "sar_proxy_rad2": result.sar_proxy,
+        "mean_rf_power_hz2": result.mean_rf_power,
         "stretched_events": [str(s) for s in result.stretches],
         "hardware": result.limits.as_dict(),
         "head": {"config": meta.get("head_config"), "output": meta.get("head_output")},
         "recon": meta.get("recon"),
-        "units": {"te_ms": "ms", "tr_ms": "ms", "duration_s": "s", "fov_m": "m", "trajectory": "cycles/FOV",
-                  "sar_proxy_rad2": "rad^2 (sum of squared flip angles)", "mean_rf_power_hz2": "Hz^2"},
-        "provenance": {**meta.get("provenance", {}), "checkpoint": str(source) if source else None,
-                       "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+        "units": {
+            "te_ms": "ms",
+            "tr_ms": "ms",
+            "duration_s": "s",
+            "fov_m": "m",
+            "trajectory": "cycles/FOV",
+            "sar_proxy_rad2": "rad^2 (sum of squared flip angles)",
+            "mean_rf_power_hz2": "Hz^2",
+        },
+        "provenance": {
+            **meta.get("provenance", {}),
+            "checkpoint": str(source) if source else None,
+            "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        },
     }
     (out / PROTOCOL_FILE).write_text(json.dumps(protocol, indent=2, sort_keys=True) + "\n")
     log.info("bundle %s written to %s (pipeline %s, signature %s)", name, out, pipeline, result.signature)
@@ -143,8 +179,10 @@ def check_bundle(bundle: str | Path) -> dict[str, Any]:
         try:
             signature = verified_signature(seq_path)
             if signature != protocol.get("signature"):
-                problems.append(f"signature in {PROTOCOL_FILE} ({protocol.get('signature')}) is not the "
-                                f"file's ({signature})")
+                problems.append(
+                    f"signature in {PROTOCOL_FILE} ({protocol.get('signature')}) is not the "
+                    f"file's ({signature})"
+                )
         except SignatureError as exc:
             problems.append(str(exc))
         problems += _check_trajectory(bundle, protocol, seq_path)
@@ -160,8 +198,10 @@ def check_bundle(bundle: str | Path) -> dict[str, Any]:
         except (OSError, SafetensorError) as exc:
             problems.append(f"head weights {files['head']} do not load as safetensors: {exc}")
     if protocol.get("pipeline") not in BUNDLE_PIPELINES:
-        problems.append(f"pipeline {protocol.get('pipeline')!r} is not a bundle pipeline "
-                        f"(known: {', '.join(BUNDLE_PIPELINES)})")
+        problems.append(
+            f"pipeline {protocol.get('pipeline')!r} is not a bundle pipeline "
+            f"(known: {', '.join(BUNDLE_PIPELINES)})"
+        )
     if problems:
         listed = "; ".join(f"({i + 1}) {p}" for i, p in enumerate(problems))
         raise BundleError(f"bundle {bundle} is invalid: {listed}")
@@ -183,8 +223,9 @@ def _check_trajectory(bundle: Path, protocol: dict[str, Any], seq_path: Path) ->
         return [f"pypulseq cannot compute the k-space of {seq_path.name}: {type(exc).__name__}: {exc}"]
     fov = np.asarray(protocol.get("encoding", {}).get("fov_m", []), dtype=float)
     if trajectory.shape != k_adc.shape or fov.shape != (3,):
-        return [f"trajectory has shape {trajectory.shape}, the file samples {k_adc.shape} "
-                f"(FOV {fov.tolist()})"]
+        return [
+            f"trajectory has shape {trajectory.shape}, the file samples {k_adc.shape} (FOV {fov.tolist()})"
+        ]
     worst = float(np.max(np.abs(k_adc * fov - trajectory), initial=0.0))
     if worst > TRAJECTORY_TOLERANCE:
         return [f"trajectory differs from the file's k-space by up to {worst:.4f} cycles/FOV"]
@@ -201,16 +242,21 @@ def deploy_bundle(bundle: str | Path, store: str | Path) -> Path:
     try:
         copy = staging / "bundle"
         shutil.copytree(bundle, copy)
-        deployed = {"deployed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
-                    "source": str(bundle.resolve())}
+        deployed = {
+            "deployed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
+            "source": str(bundle.resolve()),
+        }
         (copy / DEPLOYMENT_FILE).write_text(json.dumps(deployed, indent=2) + "\n")
         if target.exists():  # two renames: the store is never without this bundle for long
             target.rename(staging / "previous")
         copy.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("deployed bundle %s (signature %s, pipeline %s) to %s", protocol["name"], protocol["signature"],
-             protocol["pipeline"], target)
+    log.info(
+        "deployed bundle %s (signature %s, pipeline %s) to %s",
+        protocol["name"],
+        protocol["signature"],
+        protocol["pipeline"],
+        target,
+    )
     return target
-
-

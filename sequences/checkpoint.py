@@ -49,8 +49,9 @@ class Checkpoint:
 def _sequence_to_plain(seq: Sequence) -> dict[str, Any]:
     readouts = None
     if seq.readouts is not None:
-        rows = [[r.rep, r.first, r.n, r.line, r.contrast, r.repetition, r.centre]
-                for r in seq.readouts.readouts]
+        rows = [
+            [r.rep, r.first, r.n, r.line, r.contrast, r.repetition, r.centre] for r in seq.readouts.readouts
+        ]
         readouts = {"trajectory": seq.readouts.trajectory, "rows": rows}
     return {
         "tensors": {name: getattr(seq, name).detach().cpu().clone() for name in TENSOR_FIELDS},
@@ -60,8 +61,9 @@ def _sequence_to_plain(seq: Sequence) -> dict[str, Any]:
         "name": seq.name,
         "hints": asdict(seq.hints),
         "readouts": readouts,
-        "rf_offsets": None if seq.rf_offsets is None else {
-            k: None if v is None else v.detach().cpu().clone() for k, v in vars(seq.rf_offsets).items()},
+        "rf_offsets": None
+        if seq.rf_offsets is None
+        else {k: None if v is None else v.detach().cpu().clone() for k, v in vars(seq.rf_offsets).items()},
     }
 
 
@@ -76,24 +78,33 @@ def _sequence_from_plain(plain: dict[str, Any]) -> Sequence:
         layout = None
         if plain.get("readouts") is not None:
             rows = plain["readouts"]["rows"]
-            layout = ReadoutLayout(tuple(Readout(*map(int, row)) for row in rows),
-                                   plain["readouts"]["trajectory"])
+            layout = ReadoutLayout(
+                tuple(Readout(*map(int, row)) for row in rows), plain["readouts"]["trajectory"]
+            )
         offsets = plain.get("rf_offsets")
-        return Sequence(**{name: tensors[name] for name in TENSOR_FIELDS},
-                        fov=tuple(float(f) for f in plain["fov"]),  # type: ignore[arg-type]
-                        matrix=tuple(int(m) for m in plain["matrix"]),  # type: ignore[arg-type]
-                        name=str(plain["name"]), hints=hints, free=dict(plain.get("free", {})),
-                        readouts=layout,
-                        rf_offsets=None if offsets is None else RfOffsets(**offsets))
+        return Sequence(
+            **{name: tensors[name] for name in TENSOR_FIELDS},
+            fov=tuple(float(f) for f in plain["fov"]),  # type: ignore[arg-type]
+            matrix=tuple(int(m) for m in plain["matrix"]),  # type: ignore[arg-type]
+            name=str(plain["name"]),
+            hints=hints,
+            free=dict(plain.get("free", {})),
+            readouts=layout,
+            rf_offsets=None if offsets is None else RfOffsets(**offsets),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f"checkpoint sequence is malformed: {type(exc).__name__}: {exc}") from exc
 
 
-def save_checkpoint(path: str | Path, sequence: Sequence,
-                    head: torch.nn.Module | dict[str, torch.Tensor] | None = None,
-                    metadata: dict[str, Any] | None = None, figure_png: bytes | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    sequence: Sequence,
+    head: torch.nn.Module | dict[str, torch.Tensor] | None = None,
+    metadata: dict[str, Any] | None = None,
+    figure_png: bytes | None = None,
+) -> Path:
     """Write a checkpoint; ``metadata`` must be JSON-serialisable (it is stored as JSON text).
 
     Useful metadata keys (read by ``mrzero export``): ``pipeline`` (the reconstruction pipeline's
@@ -106,15 +117,22 @@ def save_checkpoint(path: str | Path, sequence: Sequence,
     if head is not None:
         bad = [k for k, v in head.items() if not isinstance(v, torch.Tensor)]
         if bad:
-            raise CheckpointError(f"head weights must be tensors; not tensors: "
-                                  f"{', '.join(map(str, bad[:5]))}")
+            raise CheckpointError(
+                f"head weights must be tensors; not tensors: {', '.join(map(str, bad[:5]))}"
+            )
         head = {str(k): v.detach().cpu().clone() for k, v in head.items()}
     try:
         meta_text = json.dumps(metadata or {}, sort_keys=True)
     except TypeError as exc:
         raise CheckpointError(f"checkpoint metadata must be JSON-serialisable: {exc}") from exc
-    payload = {"format": FORMAT, "version": VERSION, "sequence": _sequence_to_plain(sequence),
-               "head": head, "metadata": meta_text, "figure_png": figure_png}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "sequence": _sequence_to_plain(sequence),
+        "head": head,
+        "metadata": meta_text,
+        "figure_png": figure_png,
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
@@ -135,8 +153,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
     if found != FORMAT:
         raise CheckpointError(f"{path}: not an {FORMAT} file (found {found!r})")
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported "
-                              f"(this is {VERSION})")
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload.get('version')} is not supported (this is {VERSION})"
+        )
     try:
         metadata = json.loads(payload.get("metadata") or "{}")
     except json.JSONDecodeError as exc:

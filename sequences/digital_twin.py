@@ -71,21 +71,26 @@ def adc_layout(seq_path: str | Path, model: Sequence, trajectory: str = "other")
     """One readout per Pulseq ADC event of the file, counters from its labels, samples in ``model``'s
     order; ``trajectory`` is the layout's type (``cartesian``, ``radial`` or ``other``)."""
     pulseq, _ = read_pulseq(seq_path)
-    sizes = [pulseq.get_block(b).adc.num_samples for b in pulseq.block_events
-             if pulseq.get_block(b).adc is not None]
+    sizes = [
+        pulseq.get_block(b).adc.num_samples
+        for b in pulseq.block_events
+        if pulseq.get_block(b).adc is not None
+    ]
     labels = pulseq.evaluate_labels(evolution="adc")
     if sum(sizes) != model.n_samples:
-        raise BundleError(f"{seq_path}: the file's ADC events hold {sum(sizes)} samples, its import "
-                          f"{model.n_samples}")
+        raise BundleError(
+            f"{seq_path}: the file's ADC events hold {sum(sizes)} samples, its import {model.n_samples}"
+        )
     rep_of_sample = np.repeat(np.arange(model.n_rep), model.adc.sum(1).cpu().numpy())
     k = model.trajectory().detach().cpu().double().numpy()
     zeros = np.zeros(len(sizes), dtype=int)
     lin, eco, rep = (np.asarray(labels.get(name, zeros)) for name in ("LIN", "ECO", "REP"))
     readouts, first = [], 0
     for i, n in enumerate(sizes):
-        centre = int(np.argmin(np.linalg.norm(k[first:first + n, :2], axis=1)))
-        readouts.append(Readout(int(rep_of_sample[first]), first, n, int(lin[i]), int(eco[i]), int(rep[i]),
-                                centre))
+        centre = int(np.argmin(np.linalg.norm(k[first : first + n, :2], axis=1)))
+        readouts.append(
+            Readout(int(rep_of_sample[first]), first, n, int(lin[i]), int(eco[i]), int(rep[i]), centre)
+        )
         first += n
     return ReadoutLayout(tuple(readouts), trajectory)
 
@@ -99,14 +104,18 @@ def bundle_dir(spec: str | Path) -> Path:
     if path.name == str(spec) and (shipped / "protocol.json").is_file():
         return shipped
     names = sorted(p.parent.name for p in SHIPPED_BUNDLES.glob("*/protocol.json"))
-    raise BundleError(f"{spec}: not a bundle directory nor a shipped bundle "
-                      f"(shipped: {', '.join(names) or 'none'})")
+    raise BundleError(
+        f"{spec}: not a bundle directory nor a shipped bundle (shipped: {', '.join(names) or 'none'})"
+    )
 
 
 def _signed(header: xsd.ismrmrdHeader, protocol: dict) -> xsd.ismrmrdHeader:
     """``header`` with the Pulseq signature user parameter."""
-    header.userParameters = xsd.userParametersType(userParameterString=[
-        xsd.userParameterStringType(name=SIGNATURE_PARAMETER, value=protocol["signature"])])
+    header.userParameters = xsd.userParametersType(
+        userParameterString=[
+            xsd.userParameterStringType(name=SIGNATURE_PARAMETER, value=protocol["signature"])
+        ]
+    )
     return header
 
 
@@ -131,32 +140,47 @@ def scanned_file(bundle: str | Path) -> ScannedFile:
     return ScannedFile(protocol, model, layout)
 
 
-def raw_data(scanned: ScannedFile, signal: torch.Tensor, snr: float | None = None, seed: int = 0
-             ) -> tuple[xsd.ismrmrdHeader, list[ismrmrd.Acquisition], float]:
+def raw_data(
+    scanned: ScannedFile, signal: torch.Tensor, snr: float | None = None, seed: int = 0
+) -> tuple[xsd.ismrmrdHeader, list[ismrmrd.Acquisition], float]:
     """The MRD header, noise-adjust scans plus acquisitions, and the noise std of ``signal``
     ``[coil, samples]`` acquired with ``scanned``'s file (noise at ``snr``, see ``twin_scan``)."""
     if snr is not None and not snr > 0:
         raise ValueError(f"SNR must be positive, got {snr}")
     protocol, model, layout = scanned.protocol, scanned.sequence, scanned.layout
     n_coils = int(signal.shape[0])
-    info = ScanInfo(protocol_name=f"mrzero twin {protocol['name']}",
-                    measurement_id=f"twin-{protocol['signature'][:8]}")
+    info = ScanInfo(
+        protocol_name=f"mrzero twin {protocol['name']}", measurement_id=f"twin-{protocol['signature'][:8]}"
+    )
     header = _signed(mrd_header(model, n_coils, info, layout), protocol)
     noise_std, noise, data = 0.0, [], signal
     if snr is not None:
         noise_std = float(signal.abs().pow(2).mean().sqrt()) / snr
         data = add_noise(signal, noise_std, seed)
         n = max(512, *(r.n for r in layout.readouts))
-        noise = noise_acquisitions(n_coils, n, model.hints.readout_dwell, std=noise_std,
-                                   count=math.ceil(NOISE_SAMPLES / n), seed=seed + 1)
+        noise = noise_acquisitions(
+            n_coils,
+            n,
+            model.hints.readout_dwell,
+            std=noise_std,
+            count=math.ceil(NOISE_SAMPLES / n),
+            seed=seed + 1,
+        )
     scans = list(acquisitions(model, data, layout, first_scan_counter=len(noise), with_trajectory=False))
     return header, noise + scans, noise_std
 
 
-def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int = 1,
-              snr: float | None = None, seed: int = 0, engine: str = "fast",
-              device: torch.device | str | None = None, slice: int | None = None,
-              progress: bool = False) -> TwinScan:
+def twin_scan(
+    bundle: str | Path,
+    phantom: str | Phantom = "brain",
+    n_coils: int = 1,
+    snr: float | None = None,
+    seed: int = 0,
+    engine: str = "fast",
+    device: torch.device | str | None = None,
+    slice: int | None = None,
+    progress: bool = False,
+) -> TwinScan:
     """Simulate the bundle directory's ``.seq`` on ``phantom`` (see the module docstring).
 
     ``phantom``: ``brain``, ``sparse``, a NIfTI path (``make_phantom``, at the bundle's matrix,
@@ -180,8 +204,9 @@ def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int
         ph = phantom
     else:
         matrix = scanned.sequence.matrix
-        ph = make_phantom(phantom, (matrix[0], matrix[1]), slice=slice, n_coils=n_coils, seed=seed,
-                          device=device)
+        ph = make_phantom(
+            phantom, (matrix[0], matrix[1]), slice=slice, n_coils=n_coils, seed=seed, device=device
+        )
     with torch.no_grad():
         shows = progress and engine in ENGINES and "progress" in engine_options(engine)
         extra = {"progress": True} if shows else {}
@@ -189,7 +214,12 @@ def twin_scan(bundle: str | Path, phantom: str | Phantom = "brain", n_coils: int
     signal = signal.to("cpu", torch.complex64)
     timings["simulate"] = time.perf_counter() - start
     header, acqs, noise_std = raw_data(scanned, signal, snr, seed)
-    log.info("twin scan of bundle %s on %s: %d coils, %d acquisitions, %s",
-             scanned.protocol["name"], ph.name, signal.shape[0], len(acqs),
-             f"SNR {snr:g}" if snr is not None else "no noise")
+    log.info(
+        "twin scan of bundle %s on %s: %d coils, %d acquisitions, %s",
+        scanned.protocol["name"],
+        ph.name,
+        signal.shape[0],
+        len(acqs),
+        f"SNR {snr:g}" if snr is not None else "no noise",
+    )
     return TwinScan(scanned.protocol, scanned.sequence, ph, header, acqs, signal, noise_std, timings)

@@ -104,8 +104,11 @@ def sequence_timing(seq: Sequence, layout: ReadoutLayout | None = None) -> Timin
         tes.append(te_of(chosen))
     starts = [rep_start[r] for r in excitations]
     tr = float(np.median(np.diff(starts))) if len(starts) > 1 else float(rep_end[-1])
-    tis = tuple(next((rep_start[e] - rep_start[r] for e in excitations if e > r), 0.0)
-                for r in range(seq.n_rep) if kinds[r] == INVERSION and flips[r] != 0)
+    tis = tuple(
+        next((rep_start[e] - rep_start[r] for e in excitations if e > r), 0.0)
+        for r in range(seq.n_rep)
+        if kinds[r] == INVERSION and flips[r] != 0
+    )
     exc_flips = tuple(dict.fromkeys(round(flips[r], 6) for r in excitations))
     if len(exc_flips) > 8:  # a learned flip train: report its RMS rather than hundreds of values
         exc_flips = (math.sqrt(sum(flips[r] ** 2 for r in excitations) / len(excitations)),)
@@ -122,8 +125,9 @@ def _limit(maximum: int, center: int = 0) -> xsd.limitType:
     return xsd.limitType(minimum=0, maximum=max(0, maximum), center=center)
 
 
-def mrd_header(seq: Sequence, n_coils: int, info: ScanInfo = ScanInfo(),
-               layout: ReadoutLayout | None = None) -> xsd.ismrmrdHeader:
+def mrd_header(
+    seq: Sequence, n_coils: int, info: ScanInfo = ScanInfo(), layout: ReadoutLayout | None = None
+) -> xsd.ismrmrdHeader:
     """The MRD header of simulating ``seq`` with ``n_coils`` receive coils; see the module docstring."""
     if n_coils < 1:
         raise MRDExportError(f"n_coils must be at least 1, got {n_coils}")
@@ -133,40 +137,66 @@ def mrd_header(seq: Sequence, n_coils: int, info: ScanInfo = ScanInfo(),
     ny = seq.matrix[1] if layout.trajectory == "cartesian" else max(r.line for r in layout.readouts) + 1
     fov_mm = xsd.fieldOfViewMm(x=seq.fov[0] * 1e3, y=seq.fov[1] * 1e3, z=seq.fov[2] * 1e3)
     encoded = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=nx, y=ny, z=1), fieldOfView_mm=fov_mm)
-    recon = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=seq.matrix[0], y=seq.matrix[1], z=1),
-                                  fieldOfView_mm=fov_mm)
+    recon = xsd.encodingSpaceType(
+        matrixSize=xsd.matrixSizeType(x=seq.matrix[0], y=seq.matrix[1], z=1), fieldOfView_mm=fov_mm
+    )
     limits = xsd.encodingLimitsType(
         kspace_encoding_step_0=_limit(nx - 1, nx // 2),
         kspace_encoding_step_1=_limit(ny - 1, seq.matrix[1] // 2 if layout.trajectory == "cartesian" else 0),
         kspace_encoding_step_2=_limit(0),
-        slice=_limit(0), average=_limit(0), phase=_limit(0), set=_limit(0), segment=_limit(0),
+        slice=_limit(0),
+        average=_limit(0),
+        phase=_limit(0),
+        set=_limit(0),
+        segment=_limit(0),
         contrast=_limit(max(r.contrast for r in layout.readouts)),
-        repetition=_limit(max(r.repetition for r in layout.readouts)))
+        repetition=_limit(max(r.repetition for r in layout.readouts)),
+    )
     description = None
     if layout.trajectory != "cartesian":
         description = xsd.trajectoryDescriptionType(
             identifier="mrzero",
             userParameterString=[xsd.userParameterStringType(name="units", value="cycles/FOV")],
-            comment="acquisition trajectories are (kx, ky) in cycles per field of view")
-    encoding = xsd.encodingType(encodedSpace=encoded, reconSpace=recon, encodingLimits=limits,
-                                trajectory=xsd.trajectoryType(layout.trajectory),
-                                trajectoryDescription=description)
+            comment="acquisition trajectories are (kx, ky) in cycles per field of view",
+        )
+    encoding = xsd.encodingType(
+        encodedSpace=encoded,
+        reconSpace=recon,
+        encodingLimits=limits,
+        trajectory=xsd.trajectoryType(layout.trajectory),
+        trajectoryDescription=description,
+    )
     ms = lambda t: round(t * 1e3, 6)  # noqa: E731  (ns resolution hides float32 round-off)
     params = xsd.sequenceParametersType(
-        TR=[ms(timing.tr)], TE=[ms(t) for t in timing.te], TI=[ms(t) for t in timing.ti],
-        flipAngle_deg=[round(math.degrees(f), 4) for f in timing.flip], sequence_type=seq.name,
-        echo_spacing=[] if timing.echo_spacing is None else [ms(timing.echo_spacing)])
+        TR=[ms(timing.tr)],
+        TE=[ms(t) for t in timing.te],
+        TI=[ms(t) for t in timing.ti],
+        flipAngle_deg=[round(math.degrees(f), 4) for f in timing.flip],
+        sequence_type=seq.name,
+        echo_spacing=[] if timing.echo_spacing is None else [ms(timing.echo_spacing)],
+    )
     system = xsd.acquisitionSystemInformationType(
-        systemVendor=info.system_vendor, systemModel=info.system_model,
-        systemFieldStrength_T=info.field_strength_t, receiverChannels=n_coils)
+        systemVendor=info.system_vendor,
+        systemModel=info.system_model,
+        systemFieldStrength_T=info.field_strength_t,
+        receiverChannels=n_coils,
+    )
     measurement = xsd.measurementInformationType(
-        measurementID=info.measurement_id, patientPosition=xsd.patientPositionType(info.patient_position),
-        protocolName=info.protocol_name or seq.name, sequenceName=seq.name)
+        measurementID=info.measurement_id,
+        patientPosition=xsd.patientPositionType(info.patient_position),
+        protocolName=info.protocol_name or seq.name,
+        sequenceName=seq.name,
+    )
     conditions = xsd.experimentalConditionsType(
-        H1resonanceFrequency_Hz=round(GAMMA_HZ_PER_T * info.field_strength_t))
-    return xsd.ismrmrdHeader(experimentalConditions=conditions, encoding=[encoding],
-                             sequenceParameters=params, acquisitionSystemInformation=system,
-                             measurementInformation=measurement)
+        H1resonanceFrequency_Hz=round(GAMMA_HZ_PER_T * info.field_strength_t)
+    )
+    return xsd.ismrmrdHeader(
+        experimentalConditions=conditions,
+        encoding=[encoding],
+        sequenceParameters=params,
+        acquisitionSystemInformation=system,
+        measurementInformation=measurement,
+    )
 
 
 def _geometry(acq: ismrmrd.Acquisition) -> None:
@@ -175,8 +205,13 @@ def _geometry(acq: ismrmrd.Acquisition) -> None:
     acq.slice_dir[:] = (0.0, 0.0, 1.0)
 
 
-def acquisitions(seq: Sequence, signal: torch.Tensor, layout: ReadoutLayout | None = None,
-                 first_scan_counter: int = 0, with_trajectory: bool = True) -> Iterator[ismrmrd.Acquisition]:
+def acquisitions(
+    seq: Sequence,
+    signal: torch.Tensor,
+    layout: ReadoutLayout | None = None,
+    first_scan_counter: int = 0,
+    with_trajectory: bool = True,
+) -> Iterator[ismrmrd.Acquisition]:
     """One ``ismrmrd.Acquisition`` per readout of ``seq`` from ``signal`` ``[coil, n_samples]``, in order.
 
     ``with_trajectory=False`` leaves out the trajectory arrays even off the Cartesian grid, as a
@@ -184,11 +219,14 @@ def acquisitions(seq: Sequence, signal: torch.Tensor, layout: ReadoutLayout | No
     """
     layout = layout or layout_of(seq)
     if signal.ndim != 2 or signal.shape[1] != seq.n_samples:
-        raise MRDExportError(f"signal must be [coil, {seq.n_samples}] for this sequence's ADC samples, "
-                             f"got shape {tuple(signal.shape)}")
+        raise MRDExportError(
+            f"signal must be [coil, {seq.n_samples}] for this sequence's ADC samples, "
+            f"got shape {tuple(signal.shape)}"
+        )
     if layout.n_samples != seq.n_samples:
-        raise MRDExportError(f"readout layout covers {layout.n_samples} samples, "
-                             f"the sequence has {seq.n_samples}")
+        raise MRDExportError(
+            f"readout layout covers {layout.n_samples} samples, the sequence has {seq.n_samples}"
+        )
     data = signal.detach().to("cpu", torch.complex64).numpy()
     s = seq.to("cpu", torch.float64)
     traj = s.trajectory().detach().numpy()[:, :2].astype(np.float32)
@@ -203,8 +241,10 @@ def acquisitions(seq: Sequence, signal: torch.Tensor, layout: ReadoutLayout | No
         window = slice(r.first, r.first + r.n)
         acq = ismrmrd.Acquisition.from_array(
             np.ascontiguousarray(data[:, window]),
-            None if layout.trajectory == "cartesian" or not with_trajectory
-            else np.ascontiguousarray(traj[window]))
+            None
+            if layout.trajectory == "cartesian" or not with_trajectory
+            else np.ascontiguousarray(traj[window]),
+        )
         acq.idx.kspace_encode_step_1 = r.line
         acq.idx.contrast = r.contrast
         acq.idx.repetition = r.repetition
@@ -229,8 +269,15 @@ def acquisitions(seq: Sequence, signal: torch.Tensor, layout: ReadoutLayout | No
         yield acq
 
 
-def noise_acquisitions(n_coils: int, n_samples: int, dwell: float, std: float = 1.0, count: int = 1,
-                       seed: int = 0, covariance: torch.Tensor | None = None) -> list[ismrmrd.Acquisition]:
+def noise_acquisitions(
+    n_coils: int,
+    n_samples: int,
+    dwell: float,
+    std: float = 1.0,
+    count: int = 1,
+    seed: int = 0,
+    covariance: torch.Tensor | None = None,
+) -> list[ismrmrd.Acquisition]:
     """``count`` noise-adjust scans (``ACQ_IS_NOISE_MEASUREMENT``) of complex white noise.
 
     Each coil's noise has ``E|n|^2 = std^2``; ``covariance`` (``[coil, coil]`` Hermitian,
@@ -238,8 +285,10 @@ def noise_acquisitions(n_coils: int, n_samples: int, dwell: float, std: float = 
     """
     gen = torch.Generator().manual_seed(seed)
     shape = (count, n_coils, n_samples)
-    white = torch.complex(torch.randn(shape, generator=gen, dtype=torch.float64),
-                          torch.randn(shape, generator=gen, dtype=torch.float64)) / math.sqrt(2)
+    white = torch.complex(
+        torch.randn(shape, generator=gen, dtype=torch.float64),
+        torch.randn(shape, generator=gen, dtype=torch.float64),
+    ) / math.sqrt(2)
     if covariance is None:
         noise = white * std
     else:
@@ -264,8 +313,13 @@ def add_noise(signal: torch.Tensor, std: float, seed: int = 0) -> torch.Tensor:
     return signal + noise.to(device=signal.device, dtype=signal.dtype)
 
 
-def write_mrd(path: str | Path, header: xsd.ismrmrdHeader, acqs: Iterable[ismrmrd.Acquisition],
-              dataset: str = "dataset", overwrite: bool = False) -> int:
+def write_mrd(
+    path: str | Path,
+    header: xsd.ismrmrdHeader,
+    acqs: Iterable[ismrmrd.Acquisition],
+    dataset: str = "dataset",
+    overwrite: bool = False,
+) -> int:
     """Write ``header`` and ``acqs`` to the MRD HDF5 file ``path`` (with the one raw-MRD writer,
     ``mrzero.core.mrd_file``); returns the number of acquisitions."""
     path = Path(path)
@@ -277,9 +331,16 @@ def write_mrd(path: str | Path, header: xsd.ismrmrdHeader, acqs: Iterable[ismrmr
     return count
 
 
-def simulated_to_mrd(path: str | Path, seq: Sequence, signal: torch.Tensor, info: ScanInfo = ScanInfo(),
-                     noise_std: float | None = None, noise_samples: int = 4096, seed: int = 0,
-                     overwrite: bool = False) -> int:
+def simulated_to_mrd(
+    path: str | Path,
+    seq: Sequence,
+    signal: torch.Tensor,
+    info: ScanInfo = ScanInfo(),
+    noise_std: float | None = None,
+    noise_samples: int = 4096,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> int:
     """Write a simulated scan to ``path``: header, ``signal`` as given and, with ``noise_std``,
     noise-adjust scans of that level before it (at least ``noise_samples`` samples per coil,
     enough for prewhitening to estimate the coil covariance within a few per cent). For a noisy
@@ -289,7 +350,13 @@ def simulated_to_mrd(path: str | Path, seq: Sequence, signal: torch.Tensor, info
     noise = []
     if noise_std:
         n = max(512, *(r.n for r in layout.readouts))  # few long scans: writing many is slow
-        noise = noise_acquisitions(int(signal.shape[0]), n, seq.hints.readout_dwell, std=noise_std,
-                                   count=math.ceil(noise_samples / n), seed=seed)
+        noise = noise_acquisitions(
+            int(signal.shape[0]),
+            n,
+            seq.hints.readout_dwell,
+            std=noise_std,
+            count=math.ceil(noise_samples / n),
+            seed=seed,
+        )
     scans = acquisitions(seq, signal, layout, first_scan_counter=len(noise))
     return write_mrd(path, header, [*noise, *scans], overwrite=overwrite)

@@ -65,8 +65,9 @@ class RfOffsets:
 
     def to(self, device: torch.device | str | None, dtype: torch.dtype | None = None) -> RfOffsets:
         shape = None if self.shape is None else self.shape.to(device)
-        return RfOffsets(self.frequency.to(device=device, dtype=dtype),
-                         self.duration.to(device=device, dtype=dtype), shape)
+        return RfOffsets(
+            self.frequency.to(device=device, dtype=dtype), self.duration.to(device=device, dtype=dtype), shape
+        )
 
 
 @dataclass
@@ -144,14 +145,16 @@ class Sequence:
             for name in ("frequency", "duration"):
                 value = getattr(self.rf_offsets, name)
                 if tuple(value.shape) != (r,) or not bool(torch.isfinite(value).all()):
-                    raise SequenceError(f"rf_offsets.{name} must be {r} finite values, "
-                                        f"got shape {tuple(value.shape)}")
+                    raise SequenceError(
+                        f"rf_offsets.{name} must be {r} finite values, got shape {tuple(value.shape)}"
+                    )
             if bool((self.rf_offsets.duration < 0).any()):
                 raise SequenceError("rf_offsets.duration must be non-negative (seconds)")
             shape = self.rf_offsets.shape
             if shape is not None and (shape.ndim != 2 or shape.shape[0] != r or not shape.is_complex()):
-                raise SequenceError(f"rf_offsets.shape must be complex [{r}, steps], "
-                                    f"got {tuple(shape.shape)}")
+                raise SequenceError(
+                    f"rf_offsets.shape must be complex [{r}, steps], got {tuple(shape.shape)}"
+                )
         if self.readouts is not None:
             try:
                 self.readouts.check(r, self.adc)
@@ -161,12 +164,15 @@ class Sequence:
             if name not in TENSOR_FIELDS:
                 raise SequenceError(f"free mask for unknown field {name!r}; fields: {TENSOR_FIELDS}")
             if tuple(mask.shape) != tuple(getattr(self, name).shape):
-                raise SequenceError(f"free mask of {name} has shape {tuple(mask.shape)}, "
-                                    f"field has {tuple(getattr(self, name).shape)}")
+                raise SequenceError(
+                    f"free mask of {name} has shape {tuple(mask.shape)}, "
+                    f"field has {tuple(getattr(self, name).shape)}"
+                )
 
     # ---------------------------------------------------------------- conversions
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Sequence:
         """A copy on ``device``; real floating fields cast to ``dtype`` when given."""
+
         def move(t: torch.Tensor) -> torch.Tensor:
             if dtype is not None and t.is_floating_point():
                 return t.to(device=device, dtype=dtype)
@@ -221,7 +227,7 @@ class Sequence:
 
     def sar_proxy(self) -> torch.Tensor:
         """The seed's SAR proxy: the sum of squared flip angles (rad^2)."""
-        return (self.flip ** 2).sum()
+        return (self.flip**2).sum()
 
     @property
     def n_samples(self) -> int:
@@ -231,6 +237,7 @@ class Sequence:
         """One line for logs: size, samples, duration and the flip-angle range in degrees."""
         flips = self.flip.detach() * 180 / math.pi
         lo, hi = float(flips.min()), float(flips.max())
-        return (f"{self.name}: {self.n_rep} reps x {self.n_event} events, {self.n_samples} ADC samples, "
-                f"{float(self.total_duration()):.3f} s, flip {lo:.1f}..{hi:.1f} deg")
-
+        return (
+            f"{self.name}: {self.n_rep} reps x {self.n_event} events, {self.n_samples} ADC samples, "
+            f"{float(self.total_duration()):.3f} s, flip {lo:.1f}..{hi:.1f} deg"
+        )

@@ -43,18 +43,26 @@ def engine_options(engine: str) -> tuple[str, ...]:
     return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
-def simulate(sequence: Sequence, phantom: Phantom, engine: str = "fast",
-             device: torch.device | str | None = None, **options: object) -> torch.Tensor:
+def simulate(
+    sequence: Sequence,
+    phantom: Phantom,
+    engine: str = "fast",
+    device: torch.device | str | None = None,
+    **options: object,
+) -> torch.Tensor:
     """Simulate ``sequence`` on ``phantom``; see the module docstring."""
     if engine not in ENGINES:
         raise ValueError(f"unknown simulation engine {engine!r}; choose one of {sorted(ENGINES)}")
     unknown = set(options) - set(engine_options(engine))
     if unknown:
-        raise TypeError(f"engine {engine!r} has no option(s) {sorted(unknown)}; "
-                        f"it accepts {list(engine_options(engine))}")
+        raise TypeError(
+            f"engine {engine!r} has no option(s) {sorted(unknown)}; it accepts {list(engine_options(engine))}"
+        )
     if not isinstance(sequence, Sequence) or not isinstance(phantom, Phantom):
-        raise TypeError("simulate(sequence, phantom): expected a Sequence and a Phantom, got "
-                        f"{type(sequence).__name__} and {type(phantom).__name__}")
+        raise TypeError(
+            "simulate(sequence, phantom): expected a Sequence and a Phantom, got "
+            f"{type(sequence).__name__} and {type(phantom).__name__}"
+        )
     if sequence.n_event == 0:
         raise SequenceError("sequence has no events: every repetition needs at least one event")
     if not sequence.flip.is_floating_point():
@@ -65,7 +73,14 @@ def simulate(sequence: Sequence, phantom: Phantom, engine: str = "fast",
     start = time.perf_counter()
     vox = voxels_of(phantom, sequence)
     signal = ENGINES[engine](sequence, vox, **options)
-    log.info("simulated %s on %s (%d voxels, %d coils) with the %s engine: %d samples in %.3f s",
-             sequence.name, phantom.name, vox.n_voxels, signal.shape[0], engine, signal.shape[1],
-             time.perf_counter() - start)
+    log.info(
+        "simulated %s on %s (%d voxels, %d coils) with the %s engine: %d samples in %.3f s",
+        sequence.name,
+        phantom.name,
+        vox.n_voxels,
+        signal.shape[0],
+        engine,
+        signal.shape[1],
+        time.perf_counter() - start,
+    )
     return signal

@@ -64,7 +64,7 @@ def b0_field(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     for (cx, cy, cz), radius in AIR_SPHERES:
         dx, dy, dz = x - cx, y - cy, z - cz
         r2 = np.maximum(dx * dx + dy * dy + dz * dz, radius * radius)
-        field += DELTA_CHI_AIR / 3 * LARMOR_HZ * radius ** 3 * (3 * dz * dz / r2 - 1) / r2 ** 1.5
+        field += DELTA_CHI_AIR / 3 * LARMOR_HZ * radius**3 * (3 * dz * dz / r2 - 1) / r2**1.5
     return field
 
 
@@ -75,11 +75,12 @@ def b1_field(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     normalised later to mean 1 inside the brain.
     """
     r2 = (x - 6.0) ** 2 + (y + 10.0) ** 2 + 0.5 * (z - 20.0) ** 2
-    return 0.8 + 0.45 * np.exp(-r2 / (2 * 55.0 ** 2))
+    return 0.8 + 0.45 * np.exp(-r2 / (2 * 55.0**2))
 
 
-def shim(field: np.ndarray, coords: tuple[np.ndarray, ...],
-         mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def shim(
+    field: np.ndarray, coords: tuple[np.ndarray, ...], mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Remove the best constant + linear (first-order shim) fit over ``mask``, as a scanner would.
 
     Returns the shimmed field and the removed coefficients (constant, then one per coordinate).
@@ -122,9 +123,15 @@ def build(source: Path) -> dict[str, np.ndarray]:
     b0_dz = slope * 1e3  # Hz/m
     b1 = b1_field(xx, yy, zz)
     b1 /= b1[brain].mean()
-    log.info("B0 in brain: %.1f..%.1f Hz; dB0/dz %.0f..%.0f Hz/m; B1 %.2f..%.2f",
-             b0[brain].min(), b0[brain].max(), b0_dz[brain].min(), b0_dz[brain].max(),
-             b1[brain].min(), b1[brain].max())
+    log.info(
+        "B0 in brain: %.1f..%.1f Hz; dB0/dz %.0f..%.0f Hz/m; B1 %.2f..%.2f",
+        b0[brain].min(),
+        b0[brain].max(),
+        b0_dz[brain].min(),
+        b0_dz[brain].max(),
+        b1[brain].min(),
+        b1[brain].max(),
+    )
     return {
         "counts": counts,
         "b0": b0.astype(np.float16),
@@ -138,8 +145,9 @@ def build(source: Path) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path,
-                        help="hrgt_icbm_2009a_nls_3t.nii.gz (its LICENSE.asldro beside it)")
+    parser.add_argument(
+        "source", type=Path, help="hrgt_icbm_2009a_nls_3t.nii.gz (its LICENSE.asldro beside it)"
+    )
     default = Path(__file__).resolve().parents[1] / "core" / "data" / "brain2d.npz"
     parser.add_argument("-o", "--output", type=Path, default=default)
     args = parser.parse_args(argv)

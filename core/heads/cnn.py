@@ -17,8 +17,10 @@ class ImageCNN(nn.Module):
     def __init__(self, n_in: int = 1, channels: int = 16, layers: int = 3, n_out: int = 1) -> None:
         super().__init__()
         if min(n_in, channels, layers, n_out) < 1:
-            raise ValueError(f"ImageCNN needs positive sizes, got n_in={n_in}, channels={channels}, "
-                             f"layers={layers}, n_out={n_out}")
+            raise ValueError(
+                f"ImageCNN needs positive sizes, got n_in={n_in}, channels={channels}, "
+                f"layers={layers}, n_out={n_out}"
+            )
         convs: list[nn.Module] = [nn.Conv2d(3 * n_in, channels, 3, padding=1), nn.ReLU()]
         for _ in range(layers - 1):
             convs += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]

@@ -35,8 +35,9 @@ def build_head(config: dict[str, Any]) -> nn.Module:
         raise HeadError(f"head config {config}: {exc}") from exc
 
 
-def load_head(config: dict[str, Any], weights: dict[str, torch.Tensor] | str | Path,
-              device: torch.device | str = "cpu") -> nn.Module:
+def load_head(
+    config: dict[str, Any], weights: dict[str, torch.Tensor] | str | Path, device: torch.device | str = "cpu"
+) -> nn.Module:
     """A head from ``config`` with ``weights`` (a state dict, a ``.safetensors`` file or a
     ``torch.save`` file read with ``weights_only=True``), in eval mode on ``device``."""
     if not isinstance(weights, dict):
@@ -44,8 +45,11 @@ def load_head(config: dict[str, Any], weights: dict[str, torch.Tensor] | str | P
         if not path.is_file():
             raise HeadError(f"{path}: no such head weights file")
         try:
-            weights = (load_file(str(path)) if path.suffix == ".safetensors"
-                       else torch.load(path, map_location="cpu", weights_only=True))
+            weights = (
+                load_file(str(path))
+                if path.suffix == ".safetensors"
+                else torch.load(path, map_location="cpu", weights_only=True)
+            )
         except Exception as exc:  # foreign or tampered files raise many exception types
             raise HeadError(f"{path}: not a safe weights file ({type(exc).__name__}: {exc})") from exc
         if not isinstance(weights, dict):

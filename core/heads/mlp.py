@@ -22,12 +22,20 @@ FEATURES = ("magnitude", "complex")
 class PixelMLP(nn.Module):
     """``[n_in, *spatial]`` complex or real contrast images -> ``[n_out, *spatial]`` real maps."""
 
-    def __init__(self, n_in: int, hidden: tuple[int, ...] = (64, 64, 64), n_out: int = 1,
-                 scale: float = 1.0, features: str = "magnitude") -> None:
+    def __init__(
+        self,
+        n_in: int,
+        hidden: tuple[int, ...] = (64, 64, 64),
+        n_out: int = 1,
+        scale: float = 1.0,
+        features: str = "magnitude",
+    ) -> None:
         super().__init__()
         if n_in < 1 or n_out < 1 or not hidden or min(hidden) < 1:
-            raise ValueError(f"PixelMLP needs n_in, n_out >= 1 and positive hidden sizes, "
-                             f"got n_in={n_in}, hidden={hidden}, n_out={n_out}")
+            raise ValueError(
+                f"PixelMLP needs n_in, n_out >= 1 and positive hidden sizes, "
+                f"got n_in={n_in}, hidden={hidden}, n_out={n_out}"
+            )
         if features not in FEATURES:
             raise ValueError(f"PixelMLP features must be one of {FEATURES}, got {features!r}")
         sizes = ((2 if features == "complex" else 1) * n_in, *hidden)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 def rss(images: torch.Tensor) -> torch.Tensor:
     """Root-sum-of-squares over the coil axis (first): real, ``[...spatial]``."""
-    return torch.sqrt(torch.sum(images.real ** 2 + images.imag ** 2, dim=0))
+    return torch.sqrt(torch.sum(images.real**2 + images.imag**2, dim=0))
 
 
 def _smooth(x: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -44,8 +44,9 @@ def _dominant_eigenvectors(x: torch.Tensor, kernel: int, iterations: int, start:
     return v.squeeze(-1).T.reshape(x.shape)
 
 
-def coil_sensitivities(images: torch.Tensor, kernel: int = 7, iterations: int = 10,
-                       max_elements: int = 2 ** 23) -> torch.Tensor:
+def coil_sensitivities(
+    images: torch.Tensor, kernel: int = 7, iterations: int = 10, max_elements: int = 2**23
+) -> torch.Tensor:
     """Walsh sensitivities ``[coil, ..., y, x]`` (unit norm per pixel) from coil images.
 
     The smoothing is 2D (in-plane); extra spatial dims (z) are treated as independent slices.
@@ -57,14 +58,14 @@ def coil_sensitivities(images: torch.Tensor, kernel: int = 7, iterations: int = 
         raise ValueError(f"adaptive combine kernel must be a positive odd number, got {kernel}")
     nc, ny, nx = images.shape[0], images.shape[-2], images.shape[-1]
     x = images.reshape(nc, -1, ny, nx)  # [c, b, y, x]
-    strongest = int(torch.argmax(torch.sum(x.real ** 2 + x.imag ** 2, dim=(1, 2, 3))))
+    strongest = int(torch.argmax(torch.sum(x.real**2 + x.imag**2, dim=(1, 2, 3))))
     halo = kernel // 2
     rows = max(1, max_elements // max(1, nc * nc * x.shape[1] * nx))
     blocks = []
     for first in range(0, ny, rows):
         lo, hi = max(0, first - halo), min(ny, first + rows + halo)
         v = _dominant_eigenvectors(x[:, :, lo:hi], kernel, iterations, strongest)
-        blocks.append(v[:, :, first - lo: first - lo + min(rows, ny - first)])
+        blocks.append(v[:, :, first - lo : first - lo + min(rows, ny - first)])
     v = torch.cat(blocks, dim=2)
     v = v * torch.exp(-1j * torch.angle(v[strongest])).to(v.dtype)
     return v.reshape(images.shape)

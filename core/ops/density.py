@@ -24,8 +24,9 @@ from mrzero.core.ops.nufft import (
 )
 
 
-def pipe_menon_density(trajectory: torch.Tensor, matrix: int | SequenceABC[int],
-                       iterations: int = 10) -> torch.Tensor:
+def pipe_menon_density(
+    trajectory: torch.Tensor, matrix: int | SequenceABC[int], iterations: int = 10
+) -> torch.Tensor:
     """Density compensation weights ``[n_samples]`` (real, same dtype as the trajectory).
 
     Scaled so that the weights sum to the number of pixels: then the weighted point-spread

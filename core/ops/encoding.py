@@ -73,7 +73,8 @@ def check_trajectory(trajectory: torch.Tensor, ndim: int) -> None:
     if trajectory.dim() != 2 or not ndim <= trajectory.shape[1] <= 3:
         raise EncodingError(
             f"trajectory must be [n_samples, {ndim}..3] (kx, ky[, kz] in cycles/FOV) for a "
-            f"{ndim}D image, got shape {list(trajectory.shape)}")
+            f"{ndim}D image, got shape {list(trajectory.shape)}"
+        )
     if trajectory.is_complex() or not trajectory.is_floating_point():
         raise EncodingError(f"trajectory must be real floating point, got {trajectory.dtype}")
     if trajectory.shape[0] == 0:
@@ -161,8 +162,9 @@ def encoding_matrix(trajectory: torch.Tensor, matrix: int | SequenceABC[int]) ->
     """
     shape = normalize_shape(matrix)
     check_trajectory(trajectory, len(shape))
-    grids = torch.meshgrid(*[axis_positions(n, trajectory.device, trajectory.dtype) for n in shape],
-                           indexing="ij")
+    grids = torch.meshgrid(
+        *[axis_positions(n, trajectory.device, trajectory.dtype) for n in shape], indexing="ij"
+    )
     ndim = len(shape)
     phase = sum(trajectory[:, ndim - 1 - axis, None] * grid.reshape(1, -1) for axis, grid in enumerate(grids))
     unit = torch.polar(torch.ones_like(phase), -2 * math.pi * phase)
@@ -178,8 +180,9 @@ def _position_weighted(image: torch.Tensor, shape: tuple[int, ...], column: int)
     return image * pos * (-2j * math.pi)
 
 
-def _trajectory_grad(trajectory: torch.Tensor, backend: Backend, image: torch.Tensor,
-                     weight: torch.Tensor) -> torch.Tensor:
+def _trajectory_grad(
+    trajectory: torch.Tensor, backend: Backend, image: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
     """``sum_batch Re(conj(dE/dk_a image) * weight)`` per sample and column, ``[n_samples, d]``.
 
     Columns beyond the image's dimensions encode a coordinate at which every pixel sits at 0,
@@ -202,8 +205,9 @@ class _EncodingFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, data: torch.Tensor, trajectory: torch.Tensor, backend: Backend,
-                adjoint: bool) -> torch.Tensor:
+    def forward(
+        ctx, data: torch.Tensor, trajectory: torch.Tensor, backend: Backend, adjoint: bool
+    ) -> torch.Tensor:
         ctx.save_for_backward(data, trajectory)
         ctx.backend, ctx.adjoint = backend, adjoint
         return backend.adjoint(data) if adjoint else backend.forward(data)
@@ -230,17 +234,24 @@ class Encoding:
     ``[1, *shape]``. Differentiable w.r.t. the data, the trajectory and the sensitivities.
     """
 
-    def __init__(self, trajectory: torch.Tensor, matrix: int | SequenceABC[int],
-                 coil_sens: torch.Tensor | None = None, method: str = "auto",
-                 max_elements: int = DEFAULT_MAX_ELEMENTS):
+    def __init__(
+        self,
+        trajectory: torch.Tensor,
+        matrix: int | SequenceABC[int],
+        coil_sens: torch.Tensor | None = None,
+        method: str = "auto",
+        max_elements: int = DEFAULT_MAX_ELEMENTS,
+    ):
         self.shape = normalize_shape(matrix)
         check_trajectory(trajectory, len(self.shape))
         if method not in METHODS:
             raise EncodingError(f"unknown encoding method {method!r}; choose one of {', '.join(METHODS)}")
-        if coil_sens is not None and (coil_sens.dim() != len(self.shape) + 1
-                                      or tuple(coil_sens.shape[1:]) != self.shape):
-            raise EncodingError(f"coil_sens must be [coils, {', '.join(map(str, self.shape))}], "
-                                f"got {list(coil_sens.shape)}")
+        if coil_sens is not None and (
+            coil_sens.dim() != len(self.shape) + 1 or tuple(coil_sens.shape[1:]) != self.shape
+        ):
+            raise EncodingError(
+                f"coil_sens must be [coils, {', '.join(map(str, self.shape))}], got {list(coil_sens.shape)}"
+            )
         self.trajectory = trajectory
         self.coil_sens = coil_sens
         self.n_samples = int(trajectory.shape[0])
@@ -251,6 +262,7 @@ class Encoding:
             self.backend: Backend = ExactBackend(trajectory, self.shape, max_elements)
         else:
             from mrzero.core.ops.nufft import NufftBackend
+
             self.backend = NufftBackend(trajectory, self.shape)
 
     def check_image(self, image: torch.Tensor) -> torch.Tensor:
@@ -259,11 +271,13 @@ class Encoding:
         if image.dim() == len(self.shape):
             image = image[None]
         if tuple(image.shape[1:]) != self.shape:
-            raise EncodingError(f"image must be [batch, {', '.join(map(str, self.shape))}], "
-                                f"got {list(image.shape)}")
+            raise EncodingError(
+                f"image must be [batch, {', '.join(map(str, self.shape))}], got {list(image.shape)}"
+            )
         if self.coil_sens is not None and image.shape[0] != 1:
-            raise EncodingError("with coil sensitivities the image is one object [1, ...], "
-                                f"got batch {image.shape[0]}")
+            raise EncodingError(
+                f"with coil sensitivities the image is one object [1, ...], got batch {image.shape[0]}"
+            )
         return image
 
     def check_signal(self, signal: torch.Tensor) -> torch.Tensor:
@@ -272,11 +286,14 @@ class Encoding:
         if signal.dim() == 1:
             signal = signal[None]
         if signal.dim() != 2 or signal.shape[1] != self.n_samples:
-            raise EncodingError(f"signal must be [coils, {self.n_samples}] to match the trajectory's "
-                                f"{self.n_samples} samples, got {list(signal.shape)}")
+            raise EncodingError(
+                f"signal must be [coils, {self.n_samples}] to match the trajectory's "
+                f"{self.n_samples} samples, got {list(signal.shape)}"
+            )
         if self.coil_sens is not None and signal.shape[0] != self.coil_sens.shape[0]:
-            raise EncodingError(f"signal has {signal.shape[0]} coils but coil_sens has "
-                                f"{self.coil_sens.shape[0]}")
+            raise EncodingError(
+                f"signal has {signal.shape[0]} coils but coil_sens has {self.coil_sens.shape[0]}"
+            )
         return signal
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -299,8 +316,12 @@ class Encoding:
         signal = self.forward(image)
         return self.adjoint(signal if weights is None else signal * weights)
 
-    def normal_operator(self, weights: torch.Tensor | None = None, toeplitz: bool | None = None,
-                        dtype: torch.dtype = torch.complex64) -> Callable[[torch.Tensor], torch.Tensor]:
+    def normal_operator(
+        self,
+        weights: torch.Tensor | None = None,
+        toeplitz: bool | None = None,
+        dtype: torch.dtype = torch.complex64,
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
         """A function ``image -> E^H W E image`` for repeated use (iterations).
 
         With ``toeplitz`` (default: for the NUFFT backend) the Toeplitz-embedding kernel is
@@ -309,6 +330,7 @@ class Encoding:
         if not (self.method == "nufft" if toeplitz is None else toeplitz):
             return lambda image: self.normal(image, weights)
         from mrzero.core.ops.toeplitz import ToeplitzNormal
+
         convolve = ToeplitzNormal(self, weights, dtype)
         if self.coil_sens is None:
             return lambda image: convolve(self.check_image(image))
@@ -316,4 +338,5 @@ class Encoding:
         def sense_normal(image: torch.Tensor) -> torch.Tensor:
             sens = self.coil_sens.to(image.dtype)
             return (sens.conj() * convolve(sens * self.check_image(image))).sum(dim=0, keepdim=True)
+
         return sense_normal

@@ -35,8 +35,9 @@ def _check_iterations(iterations: int) -> None:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
 
 
-def power_iteration(normal: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor,
-                    iterations: int = 20, seed: int = 0) -> float:
+def power_iteration(
+    normal: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor, iterations: int = 20, seed: int = 0
+) -> float:
     """Estimate of the largest eigenvalue of ``normal`` (e.g. ``Encoding.normal_operator``).
 
     Starts from seeded noise shaped, typed and placed like ``like`` (one batch entry), runs
@@ -57,8 +58,13 @@ def power_iteration(normal: Callable[[torch.Tensor], torch.Tensor], like: torch.
     return estimate
 
 
-def gradient_iteration(encoding: Encoding, signal: torch.Tensor, iterations: int = 10,
-                       step: float | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+def gradient_iteration(
+    encoding: Encoding,
+    signal: torch.Tensor,
+    iterations: int = 10,
+    step: float | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The seed's iterative adjoint: ``iterations`` steps of ``x <- x - step E^H W (E x - s)`` from 0.
 
     ``step`` defaults to ``1 / ||E^H W E||`` (power iteration); steps of ``2 / ||E^H W E||``
@@ -77,9 +83,14 @@ def gradient_iteration(encoding: Encoding, signal: torch.Tensor, iterations: int
     return x
 
 
-def conjugate_gradient(encoding: Encoding, signal: torch.Tensor, iterations: int = 10,
-                       tikhonov: float = 0.0, weights: torch.Tensor | None = None,
-                       tolerance: float = 1e-6) -> torch.Tensor:
+def conjugate_gradient(
+    encoding: Encoding,
+    signal: torch.Tensor,
+    iterations: int = 10,
+    tikhonov: float = 0.0,
+    weights: torch.Tensor | None = None,
+    tolerance: float = 1e-6,
+) -> torch.Tensor:
     """CG on ``(E^H W E + tikhonov I) x = E^H W s`` from 0, at most ``iterations`` steps.
 
     Stops early once every batch entry's residual norm fell below ``tolerance`` times its
@@ -90,9 +101,13 @@ def conjugate_gradient(encoding: Encoding, signal: torch.Tensor, iterations: int
     return conjugate_gradient_solve(normal, rhs, iterations, tikhonov, tolerance)
 
 
-def conjugate_gradient_solve(normal: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor,
-                             iterations: int = 10, tikhonov: float = 0.0,
-                             tolerance: float = 1e-6) -> torch.Tensor:
+def conjugate_gradient_solve(
+    normal: Callable[[torch.Tensor], torch.Tensor],
+    rhs: torch.Tensor,
+    iterations: int = 10,
+    tikhonov: float = 0.0,
+    tolerance: float = 1e-6,
+) -> torch.Tensor:
     """CG on ``(N + tikhonov I) x = rhs`` from 0 for any Hermitian non-negative operator ``N``.
 
     ``rhs`` is ``[batch, ...]``; each batch entry is an independent system. The loop behind
@@ -105,7 +120,7 @@ def conjugate_gradient_solve(normal: Callable[[torch.Tensor], torch.Tensor], rhs
     x = torch.zeros_like(rhs)
     residual, direction = rhs, rhs
     rs = _batch_dot(residual, residual)
-    threshold = tolerance ** 2 * rs.detach()
+    threshold = tolerance**2 * rs.detach()
     for _ in range(iterations):
         if bool((rs.detach() <= threshold).all()):
             break

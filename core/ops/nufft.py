@@ -45,8 +45,12 @@ def kernel_lookup(distance: torch.Tensor, width: int, beta: float) -> torch.Tens
     points per grid unit: several times faster than ``i0`` per sample. The error, at most 1e-5 of
     the peak (at the kernel's edge, where its slope is singular), leaves the NUFFT's own ~7e-6
     relative error unchanged."""
-    table = kernel(torch.arange(LOOKUP_STEPS * width // 2 + 2, dtype=torch.float64, device=distance.device)
-                   / LOOKUP_STEPS, width, beta).to(distance.dtype)
+    table = kernel(
+        torch.arange(LOOKUP_STEPS * width // 2 + 2, dtype=torch.float64, device=distance.device)
+        / LOOKUP_STEPS,
+        width,
+        beta,
+    ).to(distance.dtype)
     position = distance.abs() * LOOKUP_STEPS
     index = position.long().clamp(max=table.shape[0] - 2)
     fraction = position - index
@@ -55,7 +59,7 @@ def kernel_lookup(distance: torch.Tensor, width: int, beta: float) -> torch.Tens
 
 def kernel_transform(xi: torch.Tensor, width: int, beta: float) -> torch.Tensor:
     """The continuous Fourier transform of ``kernel`` at ``xi`` cycles per grid point."""
-    a2 = beta ** 2 - (math.pi * width * xi) ** 2
+    a2 = beta**2 - (math.pi * width * xi) ** 2
     a = torch.sqrt(a2.abs()).clamp(min=1e-12)
     return width * torch.where(a2 >= 0, torch.sinh(a) / a, torch.sin(a) / a)
 
@@ -66,8 +70,14 @@ def grid_size(n: int, oversampling: float) -> int:
     return size + size % 2
 
 
-def interpolation_tables(trajectory: torch.Tensor, shape: tuple[int, ...], grid: tuple[int, ...],
-                         width: int, beta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def interpolation_tables(
+    trajectory: torch.Tensor,
+    shape: tuple[int, ...],
+    grid: tuple[int, ...],
+    width: int,
+    beta: float,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each sample's ``width**ndim`` grid neighbours: flat indices and kernel weights, ``[K, width**ndim]``.
 
     Indices are into the flattened grid, wrapped around its edges; both tables have the same shape.
@@ -89,8 +99,13 @@ def interpolation_tables(trajectory: torch.Tensor, shape: tuple[int, ...], grid:
 class NufftBackend:
     """The encoding ``E`` of one trajectory and image shape by Kaiser-Bessel gridding."""
 
-    def __init__(self, trajectory: torch.Tensor, shape: tuple[int, ...],
-                 oversampling: float = DEFAULT_OVERSAMPLING, width: int = DEFAULT_WIDTH):
+    def __init__(
+        self,
+        trajectory: torch.Tensor,
+        shape: tuple[int, ...],
+        oversampling: float = DEFAULT_OVERSAMPLING,
+        width: int = DEFAULT_WIDTH,
+    ):
         if oversampling < 1.25 or width < 2:
             raise ValueError(f"NUFFT needs oversampling >= 1.25 and width >= 2, got {oversampling}, {width}")
         self.shape = shape
@@ -100,8 +115,9 @@ class NufftBackend:
         self.trajectory = trajectory.detach()
         self._tables: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}  # by complex dtype
         self._deapod: dict[torch.dtype, torch.Tensor] = {}
-        self.crop = tuple(slice(g // 2 - n // 2, g // 2 - n // 2 + n)
-                          for n, g in zip(shape, self.grid, strict=True))
+        self.crop = tuple(
+            slice(g // 2 - n // 2, g // 2 - n // 2 + n) for n, g in zip(shape, self.grid, strict=True)
+        )
 
     def tables(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat neighbour indices ``[K * width**ndim]`` and kernel weights ``[K, width**ndim]``.
@@ -110,8 +126,9 @@ class NufftBackend:
         and ``index_select`` are the fastest gather/scatter torch offers on CPU.
         """
         if dtype not in self._tables:
-            index, weight = interpolation_tables(self.trajectory, self.shape, self.grid, self.width,
-                                                 self.beta, real_dtype_of(dtype))
+            index, weight = interpolation_tables(
+                self.trajectory, self.shape, self.grid, self.width, self.beta, real_dtype_of(dtype)
+            )
             self._tables[dtype] = index.reshape(-1), weight.to(dtype)
         return self._tables[dtype]
 

@@ -33,8 +33,9 @@ def noise_covariance(noise: torch.Tensor) -> torch.Tensor:
     return noise @ noise.conj().transpose(0, 1) / (noise.shape[1] - 1)
 
 
-def bandwidth_scale(dwell_image_s: float, dwell_noise_s: float,
-                    bandwidth: float = DEFAULT_RECEIVER_NOISE_BANDWIDTH) -> float:
+def bandwidth_scale(
+    dwell_image_s: float, dwell_noise_s: float, bandwidth: float = DEFAULT_RECEIVER_NOISE_BANDWIDTH
+) -> float:
     """Gadgetron's scale ``sqrt(2 * dwell_image / dwell_noise * bandwidth)`` (1 if a dwell is unknown)."""
     if dwell_image_s <= 0 or dwell_noise_s <= 0:
         return 1.0

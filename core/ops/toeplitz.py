@@ -26,11 +26,12 @@ class ToeplitzNormal:
     make it outside ``torch.no_grad()`` when gradients must flow to the trajectory or weights.
     """
 
-    def __init__(self, encoding: Encoding, weights: torch.Tensor | None = None,
-                 dtype: torch.dtype = torch.complex64):
+    def __init__(
+        self, encoding: Encoding, weights: torch.Tensor | None = None, dtype: torch.dtype = torch.complex64
+    ):
         self.shape = encoding.shape
         self.dims = tuple(range(1, len(self.shape) + 1))
-        trajectory = encoding.trajectory[:, :len(self.shape)]
+        trajectory = encoding.trajectory[:, : len(self.shape)]
         doubled = Encoding(2 * trajectory, tuple(2 * n for n in self.shape), method=encoding.method)
         if weights is None:
             weights = torch.ones(encoding.n_samples, dtype=trajectory.dtype, device=trajectory.device)

@@ -10,10 +10,12 @@ log = logging.getLogger("mrzero.deploy")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "deploy", help="install a bundle where the server finds it",
+        "deploy",
+        help="install a bundle where the server finds it",
         description="Validate BUNDLE (as mrzero bundle check) and copy it to STORE/bundles/NAME/SIGNATURE, "
-                    "where the server finds it by name (JSON parameters) or by Pulseq signature. A bundle "
-                    "with the same name and signature is replaced; an invalid bundle is refused.")
+        "where the server finds it by name (JSON parameters) or by Pulseq signature. A bundle "
+        "with the same name and signature is replaced; an invalid bundle is refused.",
+    )
     p.add_argument("bundle", help="bundle directory written by mrzero export")
     p.add_argument("--store", required=True, help="bundle store directory of the server")
     p.set_defaults(func=run)

@@ -44,8 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=PORT, default=DEFAULT_PORT, help="server port (default %(default)s)")
     p.add_argument("-o", "--output", type=Path, default=None, help="MRD HDF5 file for the returned images")
     p.add_argument("--png", type=Path, default=None, metavar="DIR", help="also write PNGs of the images here")
-    p.add_argument("--dicom", type=Path, default=None, metavar="DIR",
-                   help="also write the images as DICOM (MR Image Storage, one file per plane) here")
+    p.add_argument(
+        "--dicom",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write the images as DICOM (MR Image Storage, one file per plane) here",
+    )
     p.add_argument(
         "--timeout",
         type=WAIT_SECONDS,

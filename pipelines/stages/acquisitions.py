@@ -49,10 +49,14 @@ def with_data(acq: ismrmrd.Acquisition, data: torch.Tensor, **fields: int | floa
 def check_data(acq: ismrmrd.Acquisition) -> None:
     """``PipelineError`` for acquisitions no reconstruction can use: no coils, no samples, NaN."""
     if acq.active_channels == 0 or acq.number_of_samples == 0:
-        raise PipelineError(f"{describe(acq)} has {acq.active_channels} coils and "
-                            f"{acq.number_of_samples} samples; nothing to reconstruct")
+        raise PipelineError(
+            f"{describe(acq)} has {acq.active_channels} coils and "
+            f"{acq.number_of_samples} samples; nothing to reconstruct"
+        )
     if acq.data.shape != (acq.active_channels, acq.number_of_samples):
-        raise PipelineError(f"{describe(acq)}: data shape {acq.data.shape} disagrees with its header "
-                            f"({acq.active_channels} coils x {acq.number_of_samples} samples)")
+        raise PipelineError(
+            f"{describe(acq)}: data shape {acq.data.shape} disagrees with its header "
+            f"({acq.active_channels} coils x {acq.number_of_samples} samples)"
+        )
     if not np.isfinite(acq.data).all():
         raise PipelineError(f"{describe(acq)} contains NaN or infinite samples")

@@ -39,25 +39,42 @@ _SIMPLE_FLAGS = {
 }
 #: Pairs where the first Siemens flag, if set, wins over the second: (flag, MRD flag) each.
 _EXCLUSIVE_FLAGS = (
-    (("PATREFANDIMASCAN", ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING),
-     ("PATREFSCAN", ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)),
-    (("REFPHASESTABSCAN", ismrmrd.ACQ_IS_PHASE_STABILIZATION_REFERENCE),
-     ("PHASESTABSCAN", ismrmrd.ACQ_IS_PHASE_STABILIZATION)),
+    (
+        ("PATREFANDIMASCAN", ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING),
+        ("PATREFSCAN", ismrmrd.ACQ_IS_PARALLEL_CALIBRATION),
+    ),
+    (
+        ("REFPHASESTABSCAN", ismrmrd.ACQ_IS_PHASE_STABILIZATION_REFERENCE),
+        ("PHASESTABSCAN", ismrmrd.ACQ_IS_PHASE_STABILIZATION),
+    ),
 )
 
 #: MRD idx field -> Siemens counter.
 COUNTERS = {
-    "kspace_encode_step_1": "Lin", "kspace_encode_step_2": "Par", "average": "Ave", "slice": "Sli",
-    "contrast": "Eco", "phase": "Phs", "repetition": "Rep", "set": "Set", "segment": "Seg",
+    "kspace_encode_step_1": "Lin",
+    "kspace_encode_step_2": "Par",
+    "average": "Ave",
+    "slice": "Sli",
+    "contrast": "Eco",
+    "phase": "Phs",
+    "repetition": "Rep",
+    "set": "Set",
+    "segment": "Seg",
 }
 _USER_COUNTERS = ("Ida", "Idb", "Idc", "Idd", "Ide")
 
 #: Loops whose first/last readouts get MRD flags: counters that identify one pass of the loop.
 _LOOPS: tuple[tuple[tuple[str, ...], int, int], ...] = (
-    (("Sli", "Par", "Eco", "Phs", "Rep", "Set", "Ave"),
-     ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1, ismrmrd.ACQ_LAST_IN_ENCODE_STEP1),
-    (("Sli", "Eco", "Phs", "Rep", "Set", "Ave"),
-     ismrmrd.ACQ_FIRST_IN_ENCODE_STEP2, ismrmrd.ACQ_LAST_IN_ENCODE_STEP2),
+    (
+        ("Sli", "Par", "Eco", "Phs", "Rep", "Set", "Ave"),
+        ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1,
+        ismrmrd.ACQ_LAST_IN_ENCODE_STEP1,
+    ),
+    (
+        ("Sli", "Eco", "Phs", "Rep", "Set", "Ave"),
+        ismrmrd.ACQ_FIRST_IN_ENCODE_STEP2,
+        ismrmrd.ACQ_LAST_IN_ENCODE_STEP2,
+    ),
     (("Rep",), ismrmrd.ACQ_FIRST_IN_REPETITION, ismrmrd.ACQ_LAST_IN_REPETITION),
 )
 
@@ -154,7 +171,8 @@ def acquisition_headers(table: np.ndarray, flags: np.ndarray, dwell_us: float, p
     for word in range(heads["channel_mask"].shape[1]):
         in_word = np.clip(channels - 64 * word, 0, 64)
         heads["channel_mask"][:, word] = np.where(
-            in_word == 64, np.uint64(2**64 - 1), (np.uint64(1) << in_word.astype(np.uint64)) - np.uint64(1))
+            in_word == 64, np.uint64(2**64 - 1), (np.uint64(1) << in_word.astype(np.uint64)) - np.uint64(1)
+        )
     heads["discard_pre"] = table["CutOff"]["Pre"]
     heads["discard_post"] = table["CutOff"]["Post"]
     heads["center_sample"] = table["CenterCol"]

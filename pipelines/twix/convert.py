@@ -97,13 +97,21 @@ def _noise_part(path: Path, index: int, scan: dict[str, Any], channels: int) -> 
     payload = [m for m in scan["mdb"] if _is_payload(m)]
     noise = [m for m in payload if m.is_flag_set("NOISEADJSCAN")]
     if len(noise) < len(payload):
-        log.info("%s: measurement %d: %d non-noise readouts (adjustments) left out", path, index,
-                 len(payload) - len(noise))
+        log.info(
+            "%s: measurement %d: %d non-noise readouts (adjustments) left out",
+            path,
+            index,
+            len(payload) - len(noise),
+        )
     if not noise:
         return None
     if any(int(m.mdh.UsedChannels) != channels for m in noise):
-        log.warning("%s: measurement %d: noise readouts have other channels than the image scan (%d); "
-                    "not used", path, index, channels)
+        log.warning(
+            "%s: measurement %d: noise readouts have other channels than the image scan (%d); not used",
+            path,
+            index,
+            channels,
+        )
         return None
     return _Part.build(Protocol(scan["hdr"], path), noise)
 
@@ -124,8 +132,14 @@ def load_twix(path: str | os.PathLike[str]) -> TwixMeasurement:
         parts.append(_Part.build(prot, own_noise))
     parts.append(_Part.build(prot, data, image_scan=True))
     measurement = TwixMeasurement(twix.path, header, parts, sum(part.raw_bytes for part in parts))
-    log.info("%s: %d acquisitions (%d noise), %d channels, encoded matrix %s", twix.path, len(measurement),
-             measurement.noise_count, channels, header.encoding[0].encodedSpace.matrixSize)
+    log.info(
+        "%s: %d acquisitions (%d noise), %d channels, encoded matrix %s",
+        twix.path,
+        len(measurement),
+        measurement.noise_count,
+        channels,
+        header.encoding[0].encodedSpace.matrixSize,
+    )
     return measurement
 
 
@@ -140,8 +154,9 @@ class Conversion:
     raw_bytes: int
 
 
-def convert_twix(path: str | os.PathLike[str], output: str | os.PathLike[str],
-                 overwrite: bool = False) -> Conversion:
+def convert_twix(
+    path: str | os.PathLike[str], output: str | os.PathLike[str], overwrite: bool = False
+) -> Conversion:
     """Write ``path`` as an MRD HDF5 file (group ``dataset``) at ``output``.
 
     The file is written under a temporary name in the output's folder and renamed at the end,
@@ -163,5 +178,6 @@ def convert_twix(path: str | os.PathLike[str], output: str | os.PathLike[str],
         tmp.unlink(missing_ok=True)
         raise
     log.info("%s -> %s: %d acquisitions", measurement.path, output, len(measurement))
-    return Conversion(measurement.path, output, len(measurement), measurement.noise_count,
-                      measurement.raw_bytes)
+    return Conversion(
+        measurement.path, output, len(measurement), measurement.noise_count, measurement.raw_bytes
+    )

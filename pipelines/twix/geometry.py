@@ -33,8 +33,9 @@ def directions_from_quaternions(quaternions: np.ndarray) -> tuple[np.ndarray, ..
     return read, phase, normal, valid
 
 
-def directions_from_slice(normal: Sequence[float], inplane_rotation_rad: float = 0.0
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def directions_from_slice(
+    normal: Sequence[float], inplane_rotation_rad: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(read, phase, slice) unit vectors from a slice normal (sag, cor, tra) and in-plane rotation.
 
     The default phase direction lies in the slice plane, as the scanner's slice positioning

@@ -29,23 +29,34 @@ log = logging.getLogger(__name__)
 SIEMENS_RELATIVE_NOISE_BANDWIDTH = 0.793
 
 #: sKSpace.ucTrajectory -> MRD trajectory.
-_TRAJECTORIES = {1: xsd.trajectoryType.CARTESIAN, 2: xsd.trajectoryType.RADIAL,
-                 4: xsd.trajectoryType.SPIRAL, 8: xsd.trajectoryType.OTHER}
+_TRAJECTORIES = {
+    1: xsd.trajectoryType.CARTESIAN,
+    2: xsd.trajectoryType.RADIAL,
+    4: xsd.trajectoryType.SPIRAL,
+    8: xsd.trajectoryType.OTHER,
+}
 
 #: sPrepPulses.ucInversion values that mean an inversion pulse is played (0x4 is "off").
 _INVERSION_ON = (1, 2)
 
 #: MRD counter name -> twixtools counter name, for the encoding limits.
 LIMIT_COUNTERS = {
-    "kspace_encoding_step_1": "Lin", "kspace_encoding_step_2": "Par", "average": "Ave",
-    "slice": "Sli", "contrast": "Eco", "phase": "Phs", "repetition": "Rep", "set": "Set",
+    "kspace_encoding_step_1": "Lin",
+    "kspace_encoding_step_2": "Par",
+    "average": "Ave",
+    "slice": "Sli",
+    "contrast": "Eco",
+    "phase": "Phs",
+    "repetition": "Rep",
+    "set": "Set",
     "segment": "Seg",
 }
 
 
 def _limit(values: Sequence[int], center: int = 0, at_least: int = 0) -> xsd.limitType:
-    return xsd.limitType(minimum=min(values, default=0), maximum=max(max(values, default=0), at_least),
-                         center=center)
+    return xsd.limitType(
+        minimum=min(values, default=0), maximum=max(max(values, default=0), at_least), center=center
+    )
 
 
 def _matrix(x: int, y: int, z: int) -> xsd.matrixSizeType:
@@ -59,8 +70,11 @@ def _fov(x: float, y: float, z: float) -> xsd.fieldOfViewMm:
 def coil_names(prot: Protocol, channels: int) -> list[str]:
     """Element names of the receive channels, in data order (sorted by ADC channel)."""
     elements = prot.get("MeasYaps.sCoilSelectMeas.aRxCoilSelectData.0.asList") or []
-    connected = [(e.get("lADCChannelConnected", k), e.get("sCoilElementID", {}).get("tElement", ""))
-                 for k, e in enumerate(elements) if isinstance(e, dict) and e.get("lElementSelected", 1)]
+    connected = [
+        (e.get("lADCChannelConnected", k), e.get("sCoilElementID", {}).get("tElement", ""))
+        for k, e in enumerate(elements)
+        if isinstance(e, dict) and e.get("lElementSelected", 1)
+    ]
     names = [str(name).strip('"') for _, name in sorted(connected, key=lambda item: item[0])]
     if len(names) != channels:
         names = [f"channel_{c}" for c in range(channels)]
@@ -80,22 +94,26 @@ def _encoding(prot: Protocol, data_mdbs: list[Any], refscan: bool, embedded: boo
     slice_os = 1.0 + (prot.number("MeasYaps.sKSpace.dSliceOversamplingForDialog") or 0.0)
     is_3d = prot.number("MeasYaps.sKSpace.ucDimension", 2.0) == 4
 
-    trajectory = _TRAJECTORIES.get(int(prot.number("MeasYaps.sKSpace.ucTrajectory", 1.0)),
-                                   xsd.trajectoryType.OTHER)
+    trajectory = _TRAJECTORIES.get(
+        int(prot.number("MeasYaps.sKSpace.ucTrajectory", 1.0)), xsd.trajectoryType.OTHER
+    )
     epi_factor = prot.number("MeasYaps.sFastImaging.lEPIFactor") or 1
     if trajectory == xsd.trajectoryType.CARTESIAN and epi_factor > 1:
         trajectory = xsd.trajectoryType.EPI
     epi_readout = epi_trajectory_description(prot) if trajectory == xsd.trajectoryType.EPI else None
     if trajectory == xsd.trajectoryType.EPI and epi_readout is None:
-        log.warning("%s: EPI protocol without the readout's regridding fields (%s); its ramp-sampled "
-                    "readouts cannot be reconstructed", prot.path, ", ".join(missing_regrid_fields(prot)))
+        log.warning(
+            "%s: EPI protocol without the readout's regridding fields (%s); its ramp-sampled "
+            "readouts cannot be reconstructed",
+            prot.path,
+            ", ".join(missing_regrid_fields(prot)),
+        )
 
     table = header_table(data_mdbs)
     samples = int(table["SamplesInScan"].max())
     # EPI: ramp-sampled readouts hold more samples than the grid they are regridded to
     enc_x = round(base * readout_os) if epi_readout is not None else max(round(base * readout_os), samples)
-    counters = {name: table["Counter"][key].tolist()
-                for name, key in LIMIT_COUNTERS.items()}
+    counters = {name: table["Counter"][key].tolist() for name, key in LIMIT_COUNTERS.items()}
     enc_y = int(prot.number("Meas.iNoOfFourierLines") or round(lines * phase_os))
     enc_y = max(enc_y, max(counters["kspace_encoding_step_1"]) + 1)
     recon_y = round(base * fov_phase / fov_read)
@@ -113,16 +131,19 @@ def _encoding(prot: Protocol, data_mdbs: list[Any], refscan: bool, embedded: boo
     limits = xsd.encodingLimitsType(
         kspace_encoding_step_0=_limit([0], int(centre.CenterCol), enc_x - 1),
         kspace_encoding_step_1=_limit(counters["kspace_encoding_step_1"], int(centre.CenterLin), enc_y - 1),
-        kspace_encoding_step_2=_limit(counters["kspace_encoding_step_2"],
-                                      int(centre.CenterPar) if is_3d else 0, enc_z - 1),
+        kspace_encoding_step_2=_limit(
+            counters["kspace_encoding_step_2"], int(centre.CenterPar) if is_3d else 0, enc_z - 1
+        ),
         **{name: _limit(values) for name, values in counters.items() if not name.startswith("kspace")},
     )
     encoding = xsd.encodingType(
-        encodedSpace=xsd.encodingSpaceType(matrixSize=_matrix(enc_x, enc_y, enc_z),
-                                           fieldOfView_mm=_fov(fov_read * enc_x / base, fov_phase * phase_os,
-                                                               enc_fov_z)),
-        reconSpace=xsd.encodingSpaceType(matrixSize=_matrix(base, recon_y, recon_z),
-                                         fieldOfView_mm=_fov(fov_read, fov_phase, recon_fov_z)),
+        encodedSpace=xsd.encodingSpaceType(
+            matrixSize=_matrix(enc_x, enc_y, enc_z),
+            fieldOfView_mm=_fov(fov_read * enc_x / base, fov_phase * phase_os, enc_fov_z),
+        ),
+        reconSpace=xsd.encodingSpaceType(
+            matrixSize=_matrix(base, recon_y, recon_z), fieldOfView_mm=_fov(fov_read, fov_phase, recon_fov_z)
+        ),
         encodingLimits=limits,
         trajectory=trajectory,
         trajectoryDescription=epi_readout,
@@ -130,12 +151,19 @@ def _encoding(prot: Protocol, data_mdbs: list[Any], refscan: bool, embedded: boo
     accel_pe = int(prot.number("MeasYaps.sPat.lAccelFactPE") or 1)
     accel_3d = int(prot.number("MeasYaps.sPat.lAccelFact3D") or 1)
     if accel_pe > 1 or accel_3d > 1 or refscan:
-        mode = (xsd.calibrationModeType.EMBEDDED if embedded else
-                xsd.calibrationModeType.SEPARATE if refscan else xsd.calibrationModeType.OTHER)
+        mode = (
+            xsd.calibrationModeType.EMBEDDED
+            if embedded
+            else xsd.calibrationModeType.SEPARATE
+            if refscan
+            else xsd.calibrationModeType.OTHER
+        )
         encoding.parallelImaging = xsd.parallelImagingType(
-            accelerationFactor=xsd.accelerationFactorType(kspace_encoding_step_1=accel_pe,
-                                                          kspace_encoding_step_2=accel_3d),
-            calibrationMode=mode)
+            accelerationFactor=xsd.accelerationFactorType(
+                kspace_encoding_step_1=accel_pe, kspace_encoding_step_2=accel_3d
+            ),
+            calibrationMode=mode,
+        )
     train = prot.number("MeasYaps.sFastImaging.lTurboFactor") or epi_factor
     if train and train > 1:
         encoding.echoTrainLength = int(train)
@@ -165,14 +193,22 @@ def _measurement_information(prot: Protocol) -> xsd.measurementInformationType:
     patient = str(prot.get("Config.PatientLOID", prot.get("Config.Patient", "")))
     study = str(prot.get("Config.Study", ""))
     meas_uid = prot.number("Config.MeasUID")
-    parts = [f"{serial:.0f}" if serial is not None else "", patient.split(".")[-1], study.split(".")[-1],
-             f"{meas_uid:.0f}" if meas_uid is not None else ""]
+    parts = [
+        f"{serial:.0f}" if serial is not None else "",
+        patient.split(".")[-1],
+        study.split(".")[-1],
+        f"{meas_uid:.0f}" if meas_uid is not None else "",
+    ]
     position = prot.first("Meas.tPatientPosition", "Dicom.tPatientPosition", "Config.PatientPosition")
     if position not in xsd.patientPositionType.__members__:
-        raise TwixError(prot.path, f"protocol lacks a patient position (Meas.tPatientPosition, got "
-                                   f"{position!r}), which the MRD header requires")
-    info = xsd.measurementInformationType(measurementID="_".join(parts),
-                                          patientPosition=xsd.patientPositionType[position])
+        raise TwixError(
+            prot.path,
+            f"protocol lacks a patient position (Meas.tPatientPosition, got "
+            f"{position!r}), which the MRD header requires",
+        )
+    info = xsd.measurementInformationType(
+        measurementID="_".join(parts), patientPosition=xsd.patientPositionType[position]
+    )
     protocol_name = prot.first("MeasYaps.tProtocolName", "Meas.tProtocolName", "Config.ProtocolName")
     if protocol_name:
         info.protocolName = str(protocol_name).strip('"')
@@ -200,14 +236,19 @@ def build_header(prot: Protocol, data_mdbs: list[Any]) -> xsd.ismrmrdHeader:
         systemVendor=str(prot.first("Dicom.Manufacturer", "Meas.Manufacturer", default="SIEMENS")),
         relativeReceiverNoiseBandwidth=SIEMENS_RELATIVE_NOISE_BANDWIDTH,
         receiverChannels=channels,
-        coilLabel=[xsd.coilLabelType(coilNumber=c, coilName=name)
-                   for c, name in enumerate(coil_names(prot, channels))],
+        coilLabel=[
+            xsd.coilLabelType(coilNumber=c, coilName=name)
+            for c, name in enumerate(coil_names(prot, channels))
+        ],
     )
     model = prot.first("Dicom.ManufacturersModelName", "Meas.ManufacturersModelName")
     if model:
         system.systemModel = str(model)
-    field = prot.first("Dicom.flMagneticFieldStrength", "Meas.flMagneticFieldStrength",
-                       "MeasYaps.sProtConsistencyInfo.flNominalB0")
+    field = prot.first(
+        "Dicom.flMagneticFieldStrength",
+        "Meas.flMagneticFieldStrength",
+        "MeasYaps.sProtConsistencyInfo.flNominalB0",
+    )
     if isinstance(field, (int, float)):
         system.systemFieldStrength_T = float(field)
     institution = prot.first("Dicom.InstitutionName", "Meas.InstitutionName")
@@ -217,11 +258,15 @@ def build_header(prot: Protocol, data_mdbs: list[Any]) -> xsd.ismrmrdHeader:
     if serial is not None:
         system.deviceSerialNumber = f"{serial:.0f}"
 
-    frequency = prot.first("Dicom.lFrequency", "Meas.lFrequency",
-                           "MeasYaps.sTXSPEC.asNucleusInfo.0.lFrequency")
+    frequency = prot.first(
+        "Dicom.lFrequency", "Meas.lFrequency", "MeasYaps.sTXSPEC.asNucleusInfo.0.lFrequency"
+    )
     if not isinstance(frequency, (int, float)):
-        raise TwixError(prot.path, "protocol lacks the Larmor frequency (Dicom.lFrequency or "
-                                   "MeasYaps.sTXSPEC.asNucleusInfo.0.lFrequency), needed for the MRD header")
+        raise TwixError(
+            prot.path,
+            "protocol lacks the Larmor frequency (Dicom.lFrequency or "
+            "MeasYaps.sTXSPEC.asNucleusInfo.0.lFrequency), needed for the MRD header",
+        )
 
     return xsd.ismrmrdHeader(
         version=1,

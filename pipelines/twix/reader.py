@@ -67,28 +67,38 @@ def _measurement_table(path: Path, head: bytes, size: int) -> tuple[str, list[tu
         table = []
         for k in range(second):
             base = 8 + 152 * k
-            offset, length = struct.unpack("<QQ", head[base + 8:base + 24])
+            offset, length = struct.unpack("<QQ", head[base + 8 : base + 24])
             if length == 0 and second == 1:
                 length = size - offset
             if offset < _MULTI_RAID_HEADER_BYTES or offset >= size:
-                raise TwixError(path, f"not a twix file or truncated: measurement {k} starts at byte "
-                                      f"{offset}, outside the file ({size} bytes)")
+                raise TwixError(
+                    path,
+                    f"not a twix file or truncated: measurement {k} starts at byte "
+                    f"{offset}, outside the file ({size} bytes)",
+                )
             if offset + length > size:
-                raise TwixError(path, f"truncated: measurement {k} needs bytes {offset}..{offset + length} "
-                                      f"but the file has {size} bytes")
+                raise TwixError(
+                    path,
+                    f"truncated: measurement {k} needs bytes {offset}..{offset + length} "
+                    f"but the file has {size} bytes",
+                )
             table.append((offset, length))
         return "VD/VE", table
     if first < _MIN_MEAS_HEADER_BYTES or first >= size:
-        raise TwixError(path, "not a twix file: neither a VD/VE multi-RAID header nor a VB "
-                              f"measurement header (header length {first} for a file of {size} bytes)")
+        raise TwixError(
+            path,
+            "not a twix file: neither a VD/VE multi-RAID header nor a VB "
+            f"measurement header (header length {first} for a file of {size} bytes)",
+        )
     return "VB", [(0, size)]
 
 
 def _check_protocol(path: Path, index: int, scan: dict[str, Any]) -> None:
     hdr = scan.get("hdr") or {}
     if not isinstance(hdr.get("MeasYaps"), dict) or not hdr["MeasYaps"]:
-        raise TwixError(path, f"not a twix file: measurement {index} has no protocol (MeasYaps) "
-                              "in its header")
+        raise TwixError(
+            path, f"not a twix file: measurement {index} has no protocol (MeasYaps) in its header"
+        )
 
 
 def _readouts(path: Path, index: int, handle: BinaryIO, start: int, end: int, is_ve: bool) -> list[Any]:
@@ -103,25 +113,37 @@ def _readouts(path: Path, index: int, handle: BinaryIO, start: int, end: int, is
     pos = start
     while True:
         if pos + header_bytes > end:
-            raise TwixError(path, f"truncated: measurement {index} ends after {len(readouts)} readouts "
-                                  "without the end-of-acquisition (ACQEND) block")
+            raise TwixError(
+                path,
+                f"truncated: measurement {index} ends after {len(readouts)} readouts "
+                "without the end-of-acquisition (ACQEND) block",
+            )
         handle.seek(pos)
         try:
             mdb = Mdb(handle, is_ve)
         except Exception as exc:  # ctypes/numpy errors on garbage
-            raise TwixError(path, f"unreadable readout header at byte {pos} of measurement {index} "
-                                  f"({type(exc).__name__}: {exc})") from exc
+            raise TwixError(
+                path,
+                f"unreadable readout header at byte {pos} of measurement {index} "
+                f"({type(exc).__name__}: {exc})",
+            ) from exc
         if mdb.is_flag_set("ACQEND"):
             return readouts
         length = int(mdb.dma_len)
         empty = not mdb.is_flag_set("SYNCDATA") and (mdb.mdh.UsedChannels == 0 or mdb.mdh.SamplesInScan == 0)
         if length < header_bytes or empty:
-            raise TwixError(path, f"corrupt readout header at byte {pos} of measurement {index} "
-                                  f"(block length {length}, {mdb.mdh.UsedChannels} channels x "
-                                  f"{mdb.mdh.SamplesInScan} samples)")
+            raise TwixError(
+                path,
+                f"corrupt readout header at byte {pos} of measurement {index} "
+                f"(block length {length}, {mdb.mdh.UsedChannels} channels x "
+                f"{mdb.mdh.SamplesInScan} samples)",
+            )
         if pos + length > end:
-            raise TwixError(path, f"truncated: readout {len(readouts)} of measurement {index} runs past "
-                                  f"the end of its data (byte {end})")
+            raise TwixError(
+                path,
+                f"truncated: readout {len(readouts)} of measurement {index} runs past "
+                f"the end of its data (byte {end})",
+            )
         readouts.append(mdb)
         pos += length
 
@@ -145,15 +167,19 @@ def read_twix_file(path: str | os.PathLike[str]) -> TwixFile:
             f.seek(offset)
             (hdr_len,) = struct.unpack("<I", f.read(4))
             if hdr_len < _MIN_MEAS_HEADER_BYTES or hdr_len > length:
-                raise TwixError(path, f"not a twix file or truncated: measurement {k} declares a "
-                                      f"{hdr_len}-byte header in {length} bytes")
+                raise TwixError(
+                    path,
+                    f"not a twix file or truncated: measurement {k} declares a "
+                    f"{hdr_len}-byte header in {length} bytes",
+                )
             header_lengths.append(hdr_len)
 
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed):  # protocols only: the readouts are walked below
-            scans = twixtools.read_twix(str(path), verbose=False, parse_data=False, parse_pmu=False,
-                                        parse_geometry=False)
+            scans = twixtools.read_twix(
+                str(path), verbose=False, parse_data=False, parse_pmu=False, parse_geometry=False
+            )
     except Exception as exc:  # twixtools raises whatever numpy/struct raise on garbage
         raise TwixError(path, f"twixtools cannot parse its header ({type(exc).__name__}: {exc})") from exc
     for line in printed.getvalue().splitlines():
@@ -165,6 +191,11 @@ def read_twix_file(path: str | os.PathLike[str]) -> TwixFile:
         for k, (scan, (offset, length), hdr_len) in enumerate(zip(scans, table, header_lengths, strict=True)):
             _check_protocol(path, k, scan)
             scan["mdb"] = _readouts(path, k, f, offset + hdr_len, offset + length, version == "VD/VE")
-    log.info("%s: twix %s, %d measurement(s), %d readouts in the image scan", path, version,
-             len(scans), len(scans[-1]["mdb"]))
+    log.info(
+        "%s: twix %s, %d measurement(s), %d readouts in the image scan",
+        path,
+        version,
+        len(scans),
+        len(scans[-1]["mdb"]),
+    )
     return TwixFile(path, version, scans)

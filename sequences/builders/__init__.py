@@ -24,5 +24,14 @@ BUILDERS: dict[str, Callable[..., Sequence]] = {
     "mgre": mgre,
 }
 
-__all__ = ["BUILDERS", "flash", "inversion_gre", "mgre", "phase_order", "radial_gre", "rare",
-           "rf_spoil_phases", "spoke_angles"]
+__all__ = [
+    "BUILDERS",
+    "flash",
+    "inversion_gre",
+    "mgre",
+    "phase_order",
+    "radial_gre",
+    "rare",
+    "rf_spoil_phases",
+    "spoke_angles",
+]

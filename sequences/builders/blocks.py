@@ -84,20 +84,39 @@ class Draft:
 
     def readout(self, r: int, e: int, n: int, dwell: float, u: tuple[float, float], **counters: int) -> None:
         """``n`` ADC events from event ``e``, each a dwell long with moment ``u``; records the ``Readout``."""
-        self.duration[r, e:e + n] = dwell
-        self.moment[r, e:e + n, 0], self.moment[r, e:e + n, 1] = u
-        self.adc[r, e:e + n] = True
+        self.duration[r, e : e + n] = dwell
+        self.moment[r, e : e + n, 0], self.moment[r, e : e + n, 1] = u
+        self.adc[r, e : e + n] = True
         self.readouts.append(Readout(r, self._samples, n, centre=n // 2, **counters))
         self._samples += n
 
-    def build(self, name: str, fov: float, matrix: int, slice_thickness: float, dwell: float,
-              trajectory: str, dtype: torch.dtype, device: torch.device | str | None) -> Sequence:
+    def build(
+        self,
+        name: str,
+        fov: float,
+        matrix: int,
+        slice_thickness: float,
+        dwell: float,
+        trajectory: str,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
+    ) -> Sequence:
         """The finished ``Sequence`` (float fields in ``dtype`` on ``device``) with its readout layout."""
         hints = ExportHints(slice_thickness=slice_thickness, readout_dwell=dwell)
-        seq = Sequence(flip=self.flip, rf_phase=self.rf_phase, duration=self.duration, moment=self.moment,
-                       adc=self.adc, adc_phase=self.adc_phase, rf_kind=self.rf_kind,
-                       fov=(fov, fov, slice_thickness), matrix=(matrix, matrix, 1), name=name, hints=hints,
-                       readouts=ReadoutLayout(tuple(self.readouts), trajectory))
+        seq = Sequence(
+            flip=self.flip,
+            rf_phase=self.rf_phase,
+            duration=self.duration,
+            moment=self.moment,
+            adc=self.adc,
+            adc_phase=self.adc_phase,
+            rf_kind=self.rf_kind,
+            fov=(fov, fov, slice_thickness),
+            matrix=(matrix, matrix, 1),
+            name=name,
+            hints=hints,
+            readouts=ReadoutLayout(tuple(self.readouts), trajectory),
+        )
         return seq.to(device=device, dtype=dtype)
 
 
@@ -109,9 +128,19 @@ def check_matrix(builder: str, n: int, dwell: float, fov: float) -> None:
         raise ValueError(f"{builder}: dwell and fov must be positive (s, m), got {dwell}, {fov}")
 
 
-def gre_echoes(draft: Draft, builder: str, r: int, n: int, dwell: float, tes: list[float], tr: float,
-               u: tuple[float, float] = (1.0, 0.0), k0: tuple[float, float] = (0.0, 0.0),
-               spoiler: float = 0.0, **counters: int) -> None:
+def gre_echoes(
+    draft: Draft,
+    builder: str,
+    r: int,
+    n: int,
+    dwell: float,
+    tes: list[float],
+    tr: float,
+    u: tuple[float, float] = (1.0, 0.0),
+    k0: tuple[float, float] = (0.0, 0.0),
+    spoiler: float = 0.0,
+    **counters: int,
+) -> None:
     """Fill repetition ``r`` with gradient echoes at ``tes`` (s after the RF) and end it at ``tr``.
 
     Events: prewinder to ``k0 - (n//2 + 1) u`` (lasting until the first echo's centre is at
@@ -122,23 +151,36 @@ def gre_echoes(draft: Draft, builder: str, r: int, n: int, dwell: float, tes: li
     """
     ux, uy = u
     half = n // 2
-    _need(builder, f"TE {tes[0] * 1e3:.2f} ms", tes[0] - (half + 1) * dwell,
-          f"the {half + 1} samples of {dwell * 1e6:.0f} us up to the echo centre",
-          "raise TE or shorten the dwell time")
+    _need(
+        builder,
+        f"TE {tes[0] * 1e3:.2f} ms",
+        tes[0] - (half + 1) * dwell,
+        f"the {half + 1} samples of {dwell * 1e6:.0f} us up to the echo centre",
+        "raise TE or shorten the dwell time",
+    )
     draft.event(r, 0, tes[0] - (half + 1) * dwell, (k0[0] - (half + 1) * ux, k0[1] - (half + 1) * uy))
     e = 1
     for j, te in enumerate(tes):
         if j:
             gap = te - tes[j - 1] - n * dwell
-            _need(builder, f"echo spacing {(te - tes[j - 1]) * 1e3:.2f} ms", gap,
-                  f"a {n}-sample readout of {dwell * 1e6:.0f} us",
-                  "raise the echo spacing or shorten the dwell time")
+            _need(
+                builder,
+                f"echo spacing {(te - tes[j - 1]) * 1e3:.2f} ms",
+                gap,
+                f"a {n}-sample readout of {dwell * 1e6:.0f} us",
+                "raise the echo spacing or shorten the dwell time",
+            )
             draft.event(r, e, gap, (-n * ux, -n * uy))
             e += 1
         draft.readout(r, e, n, dwell, u, contrast=j, **counters)
         e += n
     end = (k0[0] + (n - 1 - half) * ux, k0[1] + (n - 1 - half) * uy)
     tail = tr - tes[-1] - (n - 1 - half) * dwell
-    _need(builder, f"TR {tr * 1e3:.2f} ms", tail, "the last echo and the rest of its readout",
-          "raise TR, lower TE or shorten the dwell time")
+    _need(
+        builder,
+        f"TR {tr * 1e3:.2f} ms",
+        tail,
+        "the last echo and the rest of its readout",
+        "raise TR, lower TE or shorten the dwell time",
+    )
     draft.event(r, e, tail, (spoiler - end[0], -end[1]))

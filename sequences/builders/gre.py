@@ -17,10 +17,21 @@ from mrzero.sequences.builders.blocks import (
 from mrzero.sequences.sequence import Sequence
 
 
-def flash(matrix: int = 48, te: float = 3e-3, tr: float = 20e-3, flip: float = math.radians(5),
-          order: str = "linear", dwell: float = 50e-6, spoiler: float = 1.5, rf_spoiling: bool = True,
-          rf_increment: float = RF_SPOIL_INCREMENT, fov: float = 0.2, slice_thickness: float = 5e-3,
-          dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Sequence:
+def flash(
+    matrix: int = 48,
+    te: float = 3e-3,
+    tr: float = 20e-3,
+    flip: float = math.radians(5),
+    order: str = "linear",
+    dwell: float = 50e-6,
+    spoiler: float = 1.5,
+    rf_spoiling: bool = True,
+    rf_increment: float = RF_SPOIL_INCREMENT,
+    fov: float = 0.2,
+    slice_thickness: float = 5e-3,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Sequence:
     """2D Cartesian spoiled GRE: ``matrix`` x ``matrix`` over ``fov`` (m), one line per repetition.
 
     Defaults are the seed's GRE target (MRzero Fig. 2/6): matrix 48, TE 3 ms, TR 20 ms, flip 5 deg
@@ -37,7 +48,18 @@ def flash(matrix: int = 48, te: float = 3e-3, tr: float = 20e-3, flip: float = m
     phases = rf_spoil_phases(matrix, rf_increment) if rf_spoiling else torch.zeros(matrix)
     for r, ky in enumerate(lines):
         draft.rf(r, flip, float(phases[r]))
-        gre_echoes(draft, "flash", r, matrix, dwell, [te], tr, k0=(0.0, float(ky)), spoiler=spoiler * matrix,
-                   line=ky + matrix // 2)
-    return draft.build(f"flash {matrix}x{matrix}", fov, matrix, slice_thickness, dwell, "cartesian",
-                       dtype, device)
+        gre_echoes(
+            draft,
+            "flash",
+            r,
+            matrix,
+            dwell,
+            [te],
+            tr,
+            k0=(0.0, float(ky)),
+            spoiler=spoiler * matrix,
+            line=ky + matrix // 2,
+        )
+    return draft.build(
+        f"flash {matrix}x{matrix}", fov, matrix, slice_thickness, dwell, "cartesian", dtype, device
+    )

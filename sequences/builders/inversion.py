@@ -21,11 +21,22 @@ from mrzero.sequences.sequence import INVERSION, Sequence
 DEFAULT_TI = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.2, 1.6, 2.4, 3.2)
 
 
-def inversion_gre(matrix: int = 32, ti: Seq[float] = DEFAULT_TI, trec: Seq[float] | float = 0.0,
-                  te: float = 8e-3, tr: float = 15e-3, flip: float = math.radians(5), order: str = "centric",
-                  dwell: float = 50e-6, spoiler: float = 1.5, rf_increment: float = RF_SPOIL_INCREMENT,
-                  fov: float = 0.2, slice_thickness: float = 5e-3, dtype: torch.dtype = torch.float32,
-                  device: torch.device | str | None = None) -> Sequence:
+def inversion_gre(
+    matrix: int = 32,
+    ti: Seq[float] = DEFAULT_TI,
+    trec: Seq[float] | float = 0.0,
+    te: float = 8e-3,
+    tr: float = 15e-3,
+    flip: float = math.radians(5),
+    order: str = "centric",
+    dwell: float = 50e-6,
+    spoiler: float = 1.5,
+    rf_increment: float = RF_SPOIL_INCREMENT,
+    fov: float = 0.2,
+    slice_thickness: float = 5e-3,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Sequence:
     """One inversion-prepared GRE image per entry of ``ti``: the seed's T1-mapping sequence.
 
     Defaults are the seed's (6.2): matrix 32, TR 15 ms, TE 8 ms, flip 5 deg (``flip`` in rad),
@@ -59,9 +70,28 @@ def inversion_gre(matrix: int = 32, ti: Seq[float] = DEFAULT_TI, trec: Seq[float
         for i, ky in enumerate(lines):
             r = first + 1 + i
             draft.rf(r, flip, float(phases[b * matrix + i]))
-            gre_echoes(draft, "inversion_gre", r, matrix, dwell, [te], tr, k0=(0.0, float(ky)),
-                       spoiler=spoiler * matrix, line=ky + matrix // 2, repetition=b)
+            gre_echoes(
+                draft,
+                "inversion_gre",
+                r,
+                matrix,
+                dwell,
+                [te],
+                tr,
+                k0=(0.0, float(ky)),
+                spoiler=spoiler * matrix,
+                line=ky + matrix // 2,
+                repetition=b,
+            )
         draft.rf(first + per_block - 1, 0.0)
         draft.event(first + per_block - 1, 0, t_rec)
-    return draft.build(f"inversion gre {matrix}x{matrix} x{len(ti)}", fov, matrix, slice_thickness, dwell,
-                       "cartesian", dtype, device)
+    return draft.build(
+        f"inversion gre {matrix}x{matrix} x{len(ti)}",
+        fov,
+        matrix,
+        slice_thickness,
+        dwell,
+        "cartesian",
+        dtype,
+        device,
+    )

@@ -17,11 +17,23 @@ from mrzero.sequences.builders.blocks import (
 from mrzero.sequences.sequence import Sequence
 
 
-def mgre(matrix: int = 64, n_echoes: int = 10, te_first: float = 4e-3, echo_spacing: float = 4e-3,
-         tr: float = 50e-3, flip: float = math.radians(30), order: str = "linear", dwell: float = 30e-6,
-         spoiler: float = 1.5, rf_spoiling: bool = True, rf_increment: float = RF_SPOIL_INCREMENT,
-         fov: float = 0.2, slice_thickness: float = 2e-3, dtype: torch.dtype = torch.float32,
-         device: torch.device | str | None = None) -> Sequence:
+def mgre(
+    matrix: int = 64,
+    n_echoes: int = 10,
+    te_first: float = 4e-3,
+    echo_spacing: float = 4e-3,
+    tr: float = 50e-3,
+    flip: float = math.radians(30),
+    order: str = "linear",
+    dwell: float = 30e-6,
+    spoiler: float = 1.5,
+    rf_spoiling: bool = True,
+    rf_increment: float = RF_SPOIL_INCREMENT,
+    fov: float = 0.2,
+    slice_thickness: float = 2e-3,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Sequence:
     """2D Cartesian multi-gradient-echo: per line ``n_echoes`` readouts at TE = te_first + j * echo_spacing.
 
     Defaults are RoAR's protocol: 10 echoes, TE 4, 8, ..., 40 ms, TR 50 ms, flip 30 deg
@@ -39,7 +51,25 @@ def mgre(matrix: int = 64, n_echoes: int = 10, te_first: float = 4e-3, echo_spac
     phases = rf_spoil_phases(matrix, rf_increment) if rf_spoiling else torch.zeros(matrix)
     for r, ky in enumerate(lines):
         draft.rf(r, flip, float(phases[r]))
-        gre_echoes(draft, "mgre", r, matrix, dwell, tes, tr, k0=(0.0, float(ky)), spoiler=spoiler * matrix,
-                   line=ky + matrix // 2)
-    return draft.build(f"mgre {matrix}x{matrix} {n_echoes} echoes", fov, matrix, slice_thickness, dwell,
-                       "cartesian", dtype, device)
+        gre_echoes(
+            draft,
+            "mgre",
+            r,
+            matrix,
+            dwell,
+            tes,
+            tr,
+            k0=(0.0, float(ky)),
+            spoiler=spoiler * matrix,
+            line=ky + matrix // 2,
+        )
+    return draft.build(
+        f"mgre {matrix}x{matrix} {n_echoes} echoes",
+        fov,
+        matrix,
+        slice_thickness,
+        dwell,
+        "cartesian",
+        dtype,
+        device,
+    )

@@ -29,11 +29,22 @@ def spoke_angles(spokes: int, scheme: str = "golden") -> torch.Tensor:
     return torch.remainder(j * step, 2 * math.pi)
 
 
-def radial_gre(matrix: int = 48, spokes: int | None = None, angles: str = "golden", te: float = 3e-3,
-               tr: float = 20e-3, flip: float = math.radians(25), dwell: float = 50e-6, spoiler: float = 1.5,
-               rf_spoiling: bool = True, rf_increment: float = RF_SPOIL_INCREMENT, fov: float = 0.2,
-               slice_thickness: float = 5e-3, dtype: torch.dtype = torch.float32,
-               device: torch.device | str | None = None) -> Sequence:
+def radial_gre(
+    matrix: int = 48,
+    spokes: int | None = None,
+    angles: str = "golden",
+    te: float = 3e-3,
+    tr: float = 20e-3,
+    flip: float = math.radians(25),
+    dwell: float = 50e-6,
+    spoiler: float = 1.5,
+    rf_spoiling: bool = True,
+    rf_increment: float = RF_SPOIL_INCREMENT,
+    fov: float = 0.2,
+    slice_thickness: float = 5e-3,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Sequence:
     """2D radial spoiled GRE: ``spokes`` (default ``matrix``) spokes of ``matrix`` samples over ``fov`` (m).
 
     Defaults follow the seed's radial target (MRzero Fig. S2): matrix 48, TE 3 ms, TR 20 ms,
@@ -53,5 +64,6 @@ def radial_gre(matrix: int = 48, spokes: int | None = None, angles: str = "golde
         draft.rf(r, flip, float(phases[r]))
         u = (math.cos(float(theta[r])), math.sin(float(theta[r])))
         gre_echoes(draft, "radial_gre", r, matrix, dwell, [te], tr, u=u, spoiler=spoiler * matrix, line=r)
-    return draft.build(f"radial {spokes} spokes x {matrix}", fov, matrix, slice_thickness, dwell, "radial",
-                       dtype, device)
+    return draft.build(
+        f"radial {spokes} spokes x {matrix}", fov, matrix, slice_thickness, dwell, "radial", dtype, device
+    )

@@ -10,10 +10,18 @@ from mrzero.sequences.builders.blocks import Draft, check_matrix, phase_order
 from mrzero.sequences.sequence import REFOCUSING, Sequence
 
 
-def rare(matrix: int = 96, echo_spacing: float = 6e-3, flip_excitation: float = math.pi / 2,
-         flip_refocusing: float = math.pi, order: str = "linear", dwell: float = 50e-6, fov: float = 0.2,
-         slice_thickness: float = 5e-3, dtype: torch.dtype = torch.float32,
-         device: torch.device | str | None = None) -> Sequence:
+def rare(
+    matrix: int = 96,
+    echo_spacing: float = 6e-3,
+    flip_excitation: float = math.pi / 2,
+    flip_refocusing: float = math.pi,
+    order: str = "linear",
+    dwell: float = 50e-6,
+    fov: float = 0.2,
+    slice_thickness: float = 5e-3,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Sequence:
     """2D single-shot RARE: one excitation, then ``matrix`` refocusing pulses, one phase-encoded line each.
 
     Defaults are the seed's RARE target (MRzero Fig. 4/5): matrix 96, echo spacing 6 ms
@@ -34,9 +42,11 @@ def rare(matrix: int = 96, echo_spacing: float = 6e-3, flip_excitation: float = 
     lead = echo_spacing / 2 - (half + 1) * dwell
     trail = echo_spacing / 2 - (n - 1 - half) * dwell
     if min(lead, trail) < 0:
-        raise ValueError(f"rare: echo spacing {echo_spacing * 1e3:.2f} ms cannot hold a {n}-sample readout "
-                         f"of {dwell * 1e6:.0f} us dwell around its centre; raise it to at least "
-                         f"{2 * (half + 1) * dwell * 1e3:.2f} ms or shorten the dwell time")
+        raise ValueError(
+            f"rare: echo spacing {echo_spacing * 1e3:.2f} ms cannot hold a {n}-sample readout "
+            f"of {dwell * 1e6:.0f} us dwell around its centre; raise it to at least "
+            f"{2 * (half + 1) * dwell * 1e3:.2f} ms or shorten the dwell time"
+        )
     draft = Draft(n + 1, n + 2)
     draft.rf(0, flip_excitation, 0.0)
     draft.event(0, 0, echo_spacing / 2, (half + 1.0, 0.0))

@@ -86,12 +86,25 @@ def _pulse_factors(seq: Sequence, vox: VoxelSet) -> list[PulseFactors]:
     def mean_abs(x: torch.Tensor) -> torch.Tensor:
         return x.detach().abs().mean(1).double()
 
-    scales = torch.stack([mean_abs(c.keep) + mean_abs(c.store), mean_abs(c.conj) + mean_abs(c.store),
-                          mean_abs(c.excite) + mean_abs(c.cos)], 1)
-    rows = zip(*(x.unbind(0) for x in mix), *(x.unbind(0) for x in recovered), scales.unbind(0),
-               recovery.detach().abs().amax(1).unbind(0), strict=True)
-    return [PulseFactors(RfCoefficients(*r[:5]), r[5] if i else None, r[6] if i else None, r[7], r[8])
-            for i, r in enumerate(rows)]
+    scales = torch.stack(
+        [
+            mean_abs(c.keep) + mean_abs(c.store),
+            mean_abs(c.conj) + mean_abs(c.store),
+            mean_abs(c.excite) + mean_abs(c.cos),
+        ],
+        1,
+    )
+    rows = zip(
+        *(x.unbind(0) for x in mix),
+        *(x.unbind(0) for x in recovered),
+        scales.unbind(0),
+        recovery.detach().abs().amax(1).unbind(0),
+        strict=True,
+    )
+    return [
+        PulseFactors(RfCoefficients(*r[:5]), r[5] if i else None, r[6] if i else None, r[7], r[8])
+        for i, r in enumerate(rows)
+    ]
 
 
 @dataclass
@@ -132,7 +145,7 @@ def _key_groups(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     shift = 2.0**40
     code = (keys.detach().double() / grid + (0.5 + shift)).to(torch.int64) - int(shift)
     rows = code.shape[0]
-    if rows ** 4 >= 2**62:
+    if rows**4 >= 2**62:
         uniq, inv = torch.unique(code, dim=0, return_inverse=True)
         return inv, (uniq == 0).all(1)
     combined = torch.zeros(rows, dtype=torch.int64, device=keys.device)
@@ -176,8 +189,14 @@ def _pulse(st: States, pf: PulseFactors, keep_floor: float, max_states: int) -> 
     return States(key_f=key, f=f_m, key_z=key, z=z_m, zero=zero, f_amp=f_amp[keep], z_amp=z_amp[keep])
 
 
-def _samples(key_f: torch.Tensor, f_all: torch.Tensor, f_amp: torch.Tensor, rep: Repetition, vox: VoxelSet,
-             keep_floor: float) -> torch.Tensor:
+def _samples(
+    key_f: torch.Tensor,
+    f_all: torch.Tensor,
+    f_amp: torch.Tensor,
+    rep: Repetition,
+    vox: VoxelSet,
+    keep_floor: float,
+) -> torch.Tensor:
     """All ADC samples of a repetition, ``[C, n]``, from the transverse states after its pulse.
 
     States whose contribution is below ``keep_floor`` at every sample (amplitude times the
@@ -218,21 +237,35 @@ def _relax(st: States, rep: Repetition, pf: PulseFactors) -> States:
     next pulse (:class:`PulseFactors`)."""
     shift = torch.cat([rep.end_moment, rep.end_time[None]]).double()
     zero = torch.tensor([st.zero], device=st.z.device)
-    return States(key_f=st.key_f + shift, f=st.f, key_z=st.key_z, z=st.z, zero=st.zero, f_amp=st.f_amp,
-                  z_amp=st.z_amp.index_add(0, zero, pf.recovery_amp[None].to(st.z_amp.dtype)))
+    return States(
+        key_f=st.key_f + shift,
+        f=st.f,
+        key_z=st.key_z,
+        z=st.z,
+        zero=st.zero,
+        f_amp=st.f_amp,
+        z_amp=st.z_amp.index_add(0, zero, pf.recovery_amp[None].to(st.z_amp.dtype)),
+    )
 
 
-def _repetition(st: States, rep: Repetition, pf: PulseFactors, vox: VoxelSet, keep_floor: float,
-                max_states: int) -> tuple[torch.Tensor | None, States]:
+def _repetition(
+    st: States, rep: Repetition, pf: PulseFactors, vox: VoxelSet, keep_floor: float, max_states: int
+) -> tuple[torch.Tensor | None, States]:
     """One repetition: pulse, its samples (None without ADC), free evolution to its end."""
     st = _pulse(st, pf, keep_floor, max_states)
     samples = _samples(st.key_f, st.f, st.f_amp, rep, vox, keep_floor) if rep.n_adc else None
     return samples, _relax(st, rep, pf)
 
 
-def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 1e-5,
-                            max_states: int = 4096, checkpointing: bool | None = None,
-                            progress: bool = False) -> torch.Tensor:
+def simulate_configurations(
+    seq: Sequence,
+    vox: VoxelSet,
+    *,
+    tolerance: float = 1e-5,
+    max_states: int = 4096,
+    checkpointing: bool | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """Signal ``[C, n_samples]`` of ``seq`` on ``vox`` from configuration states.
 
     ``tolerance``: states whose amplitude is below ``tolerance * max(pd)`` in every voxel are
@@ -251,19 +284,32 @@ def simulate_configurations(seq: Sequence, vox: VoxelSet, *, tolerance: float = 
     # different pathways would differ in the last bits and stop equal states from merging
     zero_key = torch.zeros(1, 4, dtype=torch.float64, device=seq.device)
     z0 = vox.pd[None].to(dtype)
-    st = States(key_f=zero_key[:0], f=torch.zeros(0, n_vox, dtype=dtype, device=seq.device),
-                key_z=zero_key, z=z0, zero=0, f_amp=vox.pd.new_zeros(0), z_amp=_amplitude(z0))
+    st = States(
+        key_f=zero_key[:0],
+        f=torch.zeros(0, n_vox, dtype=dtype, device=seq.device),
+        key_z=zero_key,
+        z=z0,
+        zero=0,
+        f_amp=vox.pd.new_zeros(0),
+        z_amp=_amplitude(z0),
+    )
     out = []
     if checkpointing is None:
         checkpointing = seq.n_rep * n_vox > AUTO_CHECKPOINT
     recompute = checkpointing and torch.is_grad_enabled()
     factors = _pulse_factors(seq, vox)
-    bar = tqdm(zip(repetitions(seq), factors, strict=True), desc="configuration states", unit="rep",
-               total=seq.n_rep, disable=not progress)
+    bar = tqdm(
+        zip(repetitions(seq), factors, strict=True),
+        desc="configuration states",
+        unit="rep",
+        total=seq.n_rep,
+        disable=not progress,
+    )
     for rep, pf in bar:
         if recompute:
-            samples, st = checkpoint(_repetition, st, rep, pf, vox, keep_floor, max_states,
-                                     use_reentrant=False)
+            samples, st = checkpoint(
+                _repetition, st, rep, pf, vox, keep_floor, max_states, use_reentrant=False
+            )
         else:
             samples, st = _repetition(st, rep, pf, vox, keep_floor, max_states)
         if samples is not None:

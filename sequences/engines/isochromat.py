@@ -34,8 +34,9 @@ from mrzero.sequences.sequence import Sequence
 CHUNK_ELEMENTS = 1 << 22
 
 
-def spin_distribution(n: int, dtype: torch.dtype, device: torch.device,
-                      n_voxels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def spin_distribution(
+    n: int, dtype: torch.dtype, device: torch.device, n_voxels: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Offsets ``[n, 3]`` in voxel units (in [-1/2, 1/2)) and standard Cauchy quantiles ``[V, n]``.
 
     Each voxel's quantiles are its own rotation of the stratified set (shift within a stratum
@@ -71,8 +72,14 @@ def _radical_inverse_rank(n: int) -> torch.Tensor:
     return torch.argsort(torch.argsort(torch.tensor(values)))
 
 
-def _readout(mxy: torch.Tensor, vox: VoxelSet, offsets: torch.Tensor, cauchy: torch.Tensor,
-             moment: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+def _readout(
+    mxy: torch.Tensor,
+    vox: VoxelSet,
+    offsets: torch.Tensor,
+    cauchy: torch.Tensor,
+    moment: torch.Tensor,
+    time: torch.Tensor,
+) -> torch.Tensor:
     """Transverse magnetisation averaged over spins at cumulative (moment, time): ``[n, V]``.
 
     Includes T2 decay; ``mxy`` is ``[V, S]`` right after the pulse. Chunked over voxels.
@@ -85,17 +92,24 @@ def _readout(mxy: torch.Tensor, vox: VoxelSet, offsets: torch.Tensor, cauchy: to
         sl = slice(v0, v0 + chunk)
         centre = moment @ vox.pos[sl].T  # [n, v]
         freq = vox.b0[sl, None] + cauchy[sl] * (vox.r2dash[sl, None] / (2 * math.pi))  # [v, S]
-        cycles = (centre[:, :, None] + (moment @ spin_k.T)[:, None, :]
-                  + time[:, None, None] * freq[None])  # [n, v, S]
+        cycles = (
+            centre[:, :, None] + (moment @ spin_k.T)[:, None, :] + time[:, None, None] * freq[None]
+        )  # [n, v, S]
         rot = torch.polar(torch.ones_like(cycles), -2 * math.pi * cycles)
         decay = torch.exp(-time[:, None] / vox.t2[None, sl])  # [n, v]
         parts.append((rot * mxy[None, sl]).mean(-1) * decay)
     return torch.cat(parts, dim=1)
 
 
-def _repetition(mxy: torch.Tensor, mz: torch.Tensor, rep: Repetition, vox: VoxelSet,
-                offsets: torch.Tensor, cauchy: torch.Tensor,
-                played: RfCoefficients | None = None) -> tuple[torch.Tensor, ...]:
+def _repetition(
+    mxy: torch.Tensor,
+    mz: torch.Tensor,
+    rep: Repetition,
+    vox: VoxelSet,
+    offsets: torch.Tensor,
+    cauchy: torch.Tensor,
+    played: RfCoefficients | None = None,
+) -> tuple[torch.Tensor, ...]:
     """One repetition: pulse, fused readout, state at the end. Returns (samples [C, n], mxy, mz).
 
     ``played``: the pulse's ``[V, 1]`` coefficients when the sequence plays pulses out
@@ -108,11 +122,17 @@ def _repetition(mxy: torch.Tensor, mz: torch.Tensor, rep: Repetition, vox: Voxel
     n = rep.n_adc
     # samples need only the spin mean; the end state needs every spin
     mean = _readout(mxy, vox, offsets, cauchy, moment[:n], time[:n]) if n else None
-    end_phase = (rep.end_moment @ vox.pos.T)[:, None] + offsets @ (vox.size * rep.end_moment) \
+    end_phase = (
+        (rep.end_moment @ vox.pos.T)[:, None]
+        + offsets @ (vox.size * rep.end_moment)
         + rep.end_time * (vox.b0[:, None] + cauchy * (vox.r2dash[:, None] / (2 * math.pi)))
+    )
     # magnitude times a unit phasor: torch.polar's backward is NaN for subnormal magnitudes
-    mxy_end = mxy * torch.exp(-rep.end_time / vox.t2)[:, None] * torch.polar(torch.ones_like(end_phase),
-                                                                            -2 * math.pi * end_phase)
+    mxy_end = (
+        mxy
+        * torch.exp(-rep.end_time / vox.t2)[:, None]
+        * torch.polar(torch.ones_like(end_phase), -2 * math.pi * end_phase)
+    )
     e1 = torch.exp(-rep.end_time / vox.t1)[:, None]
     mz_end = vox.pd[:, None] + (mz - vox.pd[:, None]) * e1
     if mean is None:
@@ -123,8 +143,9 @@ def _repetition(mxy: torch.Tensor, mz: torch.Tensor, rep: Repetition, vox: Voxel
     return samples, mxy_end, mz_end
 
 
-def simulate_isochromats(seq: Sequence, vox: VoxelSet, *, spins: int = 256, checkpointing: bool = True,
-                         progress: bool = False) -> torch.Tensor:
+def simulate_isochromats(
+    seq: Sequence, vox: VoxelSet, *, spins: int = 256, checkpointing: bool = True, progress: bool = False
+) -> torch.Tensor:
     """Signal ``[C, n_samples]`` of ``seq`` on ``vox`` with ``spins`` isochromats per voxel.
 
     ``checkpointing`` recomputes each repetition in the backward pass instead of storing its
@@ -139,8 +160,9 @@ def simulate_isochromats(seq: Sequence, vox: VoxelSet, *, spins: int = 256, chec
     for r, rep in enumerate(tqdm(repetitions(seq), desc="isochromat", unit="rep", disable=not progress)):
         c = None if played is None else row(played, r)
         if use_ckpt:
-            samples, mxy, mz = checkpoint(_repetition, mxy, mz, rep, vox, offsets, cauchy, c,
-                                          use_reentrant=False)
+            samples, mxy, mz = checkpoint(
+                _repetition, mxy, mz, rep, vox, offsets, cauchy, c, use_reentrant=False
+            )
         else:
             samples, mxy, mz = _repetition(mxy, mz, rep, vox, offsets, cauchy, c)
         out.append(samples)

@@ -31,11 +31,23 @@ class RfMix(torch.autograd.Function):
     """``(F', Z')`` ``[rows, V]`` from ``F`` ``[J_f, V]`` and ``Z`` ``[J_z, V]`` (module docstring)."""
 
     @staticmethod
-    def forward(ctx, f: torch.Tensor, z: torch.Tensor, i_f: torch.Tensor, i_c: torch.Tensor,
-                i_z: torch.Tensor, rows: int, keep: torch.Tensor, conj_: torch.Tensor, excite: torch.Tensor,
-                store: torch.Tensor, cos: torch.Tensor, recovered_row: int,
-                recovered_f: torch.Tensor | None,
-                recovered_z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        ctx,
+        f: torch.Tensor,
+        z: torch.Tensor,
+        i_f: torch.Tensor,
+        i_c: torch.Tensor,
+        i_z: torch.Tensor,
+        rows: int,
+        keep: torch.Tensor,
+        conj_: torch.Tensor,
+        excite: torch.Tensor,
+        store: torch.Tensor,
+        cos: torch.Tensor,
+        recovered_row: int,
+        recovered_f: torch.Tensor | None,
+        recovered_z: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         f_m = f.new_zeros(rows, f.shape[1])
         add_rows(add_rows(add_rows(f_m, i_f, keep * f), i_c, conj_ * f.conj()), i_z, excite * z)
         stored = store * f
@@ -70,13 +82,32 @@ class RfMix(torch.autograd.Function):
         row = ctx.recovered_row
         g_rec_f = g_fm[row] if need[12] else None
         g_rec_z = g_zm[row].real if need[13] else None
-        return (g_f, g_z, None, None, None, None, g_keep, g_conj, g_excite, g_store, g_cos,
-                None, g_rec_f, g_rec_z)
+        return (
+            g_f,
+            g_z,
+            None,
+            None,
+            None,
+            None,
+            g_keep,
+            g_conj,
+            g_excite,
+            g_store,
+            g_cos,
+            None,
+            g_rec_f,
+            g_rec_z,
+        )
 
 
-def rf_mix(f: torch.Tensor, z: torch.Tensor, index: torch.Tensor, rows: int, c: RfCoefficients,
-           recovered: tuple[int, torch.Tensor, torch.Tensor] | None = None
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def rf_mix(
+    f: torch.Tensor,
+    z: torch.Tensor,
+    index: torch.Tensor,
+    rows: int,
+    c: RfCoefficients,
+    recovered: tuple[int, torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix ``F`` and ``Z`` by the pulse ``c`` into ``rows`` merged rows.
 
     ``index`` holds the merged row of every source row in the order ``F``, ``conj F``, ``Z``;
@@ -84,8 +115,10 @@ def rf_mix(f: torch.Tensor, z: torch.Tensor, index: torch.Tensor, rows: int, c: 
     is the T1 recovery of the zero state sent through the pulse.
     """
     j_f = f.shape[0]
-    i_f, i_c, i_z = index[:j_f], index[j_f:2 * j_f], index[2 * j_f:]
-    coefs = [co if co.shape == f.shape[1:] else torch.broadcast_to(co, f.shape[1:])
-             for co in (c.keep, c.conj, c.excite, c.store, c.cos)]
+    i_f, i_c, i_z = index[:j_f], index[j_f : 2 * j_f], index[2 * j_f :]
+    coefs = [
+        co if co.shape == f.shape[1:] else torch.broadcast_to(co, f.shape[1:])
+        for co in (c.keep, c.conj, c.excite, c.store, c.cos)
+    ]
     row, rec_f, rec_z = recovered if recovered is not None else (0, None, None)
     return RfMix.apply(f, z, i_f, i_c, i_z, rows, *coefs, row, rec_f, rec_z)

@@ -69,7 +69,7 @@ def _sinc_slope(u: torch.Tensor, sinc: torch.Tensor) -> torch.Tensor:
     """d sinc(u) / du ``= (cos(pi u) - sinc(u)) / u``, by its series ``-pi^2 u / 3`` near 0."""
     small = u.abs() < 1e-4
     safe = torch.where(small, torch.ones_like(u), u)
-    return torch.where(small, (-math.pi**2 / 3) * u, (torch.cos(math.pi * u) - sinc) / safe)
+    return torch.where(small, (-(math.pi**2) / 3) * u, (torch.cos(math.pi * u) - sinc) / safe)
 
 
 def _real_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -103,8 +103,14 @@ def _magnitude(time: torch.Tensor, group: Group, t2_decay: torch.Tensor, vox: Vo
     return torch.exp(t2_decay)
 
 
-def _group_terms(f: torch.Tensor, time: torch.Tensor, group: Group, weights: torch.Tensor,
-                 t2_decay: torch.Tensor, vox: VoxelSet) -> _Terms:
+def _group_terms(
+    f: torch.Tensor,
+    time: torch.Tensor,
+    group: Group,
+    weights: torch.Tensor,
+    t2_decay: torch.Tensor,
+    vox: VoxelSet,
+) -> _Terms:
     """The factors of one group, computed in the forward pass and kept for the backward (all
     but ``M_g``, which is cheaper to recompute than to keep)."""
     rate = (-group.sign * (group.tau + group.t_ref.double())).to(vox.r2dash.dtype)  # [J_g]
@@ -134,7 +140,7 @@ def _gradient_columns(vox: VoxelSet) -> torch.Tensor:
 
 
 def _groups(signs: tuple[float, ...], flat: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> list[Group]:
-    return [Group(s, *flat[GROUP_FIELDS * i:GROUP_FIELDS * (i + 1)]) for i, s in enumerate(signs)]
+    return [Group(s, *flat[GROUP_FIELDS * i : GROUP_FIELDS * (i + 1)]) for i, s in enumerate(signs)]
 
 
 class Readout(torch.autograd.Function):
@@ -142,8 +148,15 @@ class Readout(torch.autograd.Function):
     group's ``tau``, ``t_ref`` and state ``moment`` (the tissue in ``vox`` is a constant)."""
 
     @staticmethod
-    def forward(ctx, f: torch.Tensor, moment: torch.Tensor, time: torch.Tensor, vox: VoxelSet,
-                signs: tuple[float, ...], *flat: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx,
+        f: torch.Tensor,
+        moment: torch.Tensor,
+        time: torch.Tensor,
+        vox: VoxelSet,
+        signs: tuple[float, ...],
+        *flat: torch.Tensor,
+    ) -> torch.Tensor:
         groups = _groups(signs, flat)
         t2_decay = -time[:, None] / vox.t2[None]
         weights = [_weights(g, _sinc_factors(g, moment, vox)[0], time.dtype) for g in groups]
@@ -159,15 +172,23 @@ class Readout(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         f, moment, time, phase, *rest = ctx.saved_tensors
         vox, n, v, k = ctx.vox, moment.shape[0], ctx.vox.n_voxels, len(ctx.signs)
-        kept, flat = rest[:4 * k], rest[4 * k:]
+        kept, flat = rest[: 4 * k], rest[4 * k :]
         groups = _groups(ctx.signs, flat)
         t2_decay = -time[:, None] / vox.t2[None]
         sincs = [_sinc_factors(g, moment, vox) for g in groups]
         weights = [_weights(g, sinc, time.dtype) for g, (sinc, _) in zip(groups, sincs, strict=True)]
-        terms = [_Terms(kept[4 * i], kept[4 * i + 1], _magnitude(time, g, t2_decay, vox), kept[4 * i + 2],
-                        kept[4 * i + 3]) for i, g in enumerate(groups)]
+        terms = [
+            _Terms(
+                kept[4 * i],
+                kept[4 * i + 1],
+                _magnitude(time, g, t2_decay, vox),
+                kept[4 * i + 2],
+                kept[4 * i + 3],
+            )
+            for i, g in enumerate(groups)
+        ]
         need = ctx.needs_input_grad
-        group_need = [need[5 + GROUP_FIELDS * i:5 + GROUP_FIELDS * (i + 1)] for i in range(k)]
+        group_need = [need[5 + GROUP_FIELDS * i : 5 + GROUP_FIELDS * (i + 1)] for i in range(k)]
         timing = need[2] or any(gn[1] or gn[2] for gn in group_need)  # time, tau or t_ref
         moments = need[1] or any(gn[3] for gn in group_need)  # sample or state moments
         # dU = conj(P) dS, with dS = d/dS of sum_v coil S the same for every sample's voxels
@@ -176,7 +197,7 @@ class Readout(torch.autograd.Function):
         q = [grad_u.conj() * t.part for t in terms]
         q_sum = q[0] if len(q) == 1 else q[0] + q[1]
         columns = _gradient_columns(vox)
-        sums = torch.view_as_real(q_sum).reshape(n, 2 * v) @ columns[:, :5 if timing else 3]  # [n, 5 or 3]
+        sums = torch.view_as_real(q_sum).reshape(n, 2 * v) @ columns[:, : 5 if timing else 3]  # [n, 5 or 3]
         g_moment = (2 * math.pi) * sums[:, :3]
         g_time = (2 * math.pi) * sums[:, 3] - sums[:, 4] if timing else None
         g_f = torch.zeros_like(f) if need[0] else None
@@ -212,12 +233,15 @@ class Readout(torch.autograd.Function):
         return (g_f, g_moment if need[1] else None, g_time if need[2] else None, None, None, *g_flat)
 
 
-def readout(f: torch.Tensor, moment: torch.Tensor, time: torch.Tensor, groups: list[Group],
-            vox: VoxelSet) -> torch.Tensor:
+def readout(
+    f: torch.Tensor, moment: torch.Tensor, time: torch.Tensor, groups: list[Group], vox: VoxelSet
+) -> torch.Tensor:
     """The repetition's signal ``[C, n]`` from the states ``f`` (see the module docstring)."""
     tissue = (vox.t2, vox.r2dash, vox.b0, vox.pos, vox.coil)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tissue):
-        raise ValueError("the fast engine's readout is differentiable in the sequence only; "
-                         "T2, T2', B0, positions and coil maps must not require grad")
+        raise ValueError(
+            "the fast engine's readout is differentiable in the sequence only; "
+            "T2, T2', B0, positions and coil maps must not require grad"
+        )
     flat = [x for g in groups for x in (g.rows, g.tau, g.t_ref, g.moment, g.mask)]
     return Readout.apply(f, moment, time, vox, tuple(g.sign for g in groups), *flat)

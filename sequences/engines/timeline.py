@@ -40,8 +40,16 @@ def repetitions(seq: Sequence) -> list[Repetition]:
     out = []
     for r in range(seq.n_rep):
         idx = torch.nonzero(seq.adc[r]).reshape(-1)
-        out.append(Repetition(
-            flip=seq.flip[r], rf_phase=seq.rf_phase[r], adc_phase=seq.adc_phase[r], adc_index=idx,
-            moment=k[r, idx], time=t[r, idx], end_moment=k[r, -1], end_time=t[r, -1],
-        ))
+        out.append(
+            Repetition(
+                flip=seq.flip[r],
+                rf_phase=seq.rf_phase[r],
+                adc_phase=seq.adc_phase[r],
+                adc_index=idx,
+                moment=k[r, idx],
+                time=t[r, idx],
+                end_moment=k[r, -1],
+                end_time=t[r, -1],
+            )
+        )
     return out

@@ -65,16 +65,33 @@ def voxels_of(phantom: Phantom, sequence: Sequence) -> VoxelSet:
     else:
         coil = ph.coil_sens.reshape(ph.n_coils, -1)[:, keep].to(cdtype)
     water = VoxelSet(
-        pd=flat(ph.pd), t1=flat(ph.t1), t2=flat(ph.t2), r2dash=r2dash, b0=flat(ph.b0), b1=flat(ph.b1),
-        pos=ph.positions().reshape(-1, 3)[keep] * scale, size=ph.voxel_size() * scale, coil=coil,
+        pd=flat(ph.pd),
+        t1=flat(ph.t1),
+        t2=flat(ph.t2),
+        r2dash=r2dash,
+        b0=flat(ph.b0),
+        b1=flat(ph.b1),
+        pos=ph.positions().reshape(-1, 3)[keep] * scale,
+        size=ph.voxel_size() * scale,
+        coil=coil,
     )
     if fat is None or not bool(fat.any()):
         return water
     # the fat voxels: same positions, B1, T2' and coils; fat's own PD, T1, T2 and frequency
     species = ph.fat
-    fat_vox = voxels_of(replace(ph, pd=species.pd, t1=torch.full_like(ph.t1, species.t1),
-                                t2=torch.full_like(ph.t2, species.t2), b0=ph.b0 + species.shift_hz, fat=None),
-                        sequence)
-    joined = {f: torch.cat([getattr(water, f), getattr(fat_vox, f)])
-              for f in ("pd", "t1", "t2", "r2dash", "b0", "b1", "pos")}
+    fat_vox = voxels_of(
+        replace(
+            ph,
+            pd=species.pd,
+            t1=torch.full_like(ph.t1, species.t1),
+            t2=torch.full_like(ph.t2, species.t2),
+            b0=ph.b0 + species.shift_hz,
+            fat=None,
+        ),
+        sequence,
+    )
+    joined = {
+        f: torch.cat([getattr(water, f), getattr(fat_vox, f)])
+        for f in ("pd", "t1", "t2", "r2dash", "b0", "b1", "pos")
+    }
     return VoxelSet(**joined, size=water.size, coil=torch.cat([water.coil, fat_vox.coil], dim=1))

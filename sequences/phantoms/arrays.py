@@ -21,13 +21,21 @@ def _tensor(name: str, value: ArrayLike, device, dtype: torch.dtype) -> torch.Te
     return t.to(device=device, dtype=dtype)
 
 
-def phantom_from_arrays(pd: ArrayLike, t1: ArrayLike, t2: ArrayLike, *,
-                        t2dash: ArrayLike | None = None, t2star: ArrayLike | None = None,
-                        b0: ArrayLike | None = None, b1: ArrayLike | None = None,
-                        coil_sens: ArrayLike | None = None,
-                        fov: tuple[float, float, float] = (0.2, 0.2, 0.005), name: str = "arrays",
-                        device: torch.device | str | None = None,
-                        dtype: torch.dtype = torch.float32) -> Phantom:
+def phantom_from_arrays(
+    pd: ArrayLike,
+    t1: ArrayLike,
+    t2: ArrayLike,
+    *,
+    t2dash: ArrayLike | None = None,
+    t2star: ArrayLike | None = None,
+    b0: ArrayLike | None = None,
+    b1: ArrayLike | None = None,
+    coil_sens: ArrayLike | None = None,
+    fov: tuple[float, float, float] = (0.2, 0.2, 0.005),
+    name: str = "arrays",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Phantom:
     """Build a ``Phantom`` from ``[ny, nx]`` (or ``[nz, ny, nx]``) maps in SI units.
 
     PD is relative, T1/T2/T2'/T2* in seconds, B0 in Hz, B1 relative. Give T2' directly or
@@ -37,8 +45,11 @@ def phantom_from_arrays(pd: ArrayLike, t1: ArrayLike, t2: ArrayLike, *,
     """
     if t2dash is not None and t2star is not None:
         raise PhantomError("give t2dash or t2star, not both")
-    maps = {"pd": _tensor("pd", pd, device, dtype), "t1": _tensor("t1", t1, device, dtype),
-            "t2": _tensor("t2", t2, device, dtype)}
+    maps = {
+        "pd": _tensor("pd", pd, device, dtype),
+        "t1": _tensor("t1", t1, device, dtype),
+        "t2": _tensor("t2", t2, device, dtype),
+    }
     shape = maps["pd"].shape
     for key in ("t1", "t2"):
         if maps[key].shape == shape:
@@ -46,8 +57,11 @@ def phantom_from_arrays(pd: ArrayLike, t1: ArrayLike, t2: ArrayLike, *,
     if t2star is not None:
         maps["t2dash"] = t2dash_from_t2star(maps["t2"], _tensor("t2star", t2star, device, dtype))
     else:
-        maps["t2dash"] = (torch.zeros(shape, device=device, dtype=dtype) if t2dash is None
-                          else _tensor("t2dash", t2dash, device, dtype))
+        maps["t2dash"] = (
+            torch.zeros(shape, device=device, dtype=dtype)
+            if t2dash is None
+            else _tensor("t2dash", t2dash, device, dtype)
+        )
     zeros = torch.zeros(shape, device=device, dtype=dtype)
     maps["b0"] = zeros if b0 is None else _tensor("b0", b0, device, dtype)
     maps["b1"] = torch.ones_like(zeros) if b1 is None else _tensor("b1", b1, device, dtype)

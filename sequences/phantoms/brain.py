@@ -31,16 +31,24 @@ from mrzero.sequences.phantom import Phantom
 from mrzero.sequences.phantoms.tissue import BRAIN_TISSUES_3T, Tissue, mix_tissues
 
 
-def brain_b0_dz(size: tuple[int, int] = (64, 64), slice: int = DEFAULT_SLICE,
-                device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def brain_b0_dz(
+    size: tuple[int, int] = (64, 64),
+    slice: int = DEFAULT_SLICE,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Through-slice derivative of the synthetic B0 field, ``[ny, nx]`` in Hz/m (through-slice dephasing)."""
     return brain_map("b0_dz", check_slice(size, slice), slice, device, dtype)
 
 
-def brain_phantom(size: tuple[int, int] = (64, 64), slice: int = DEFAULT_SLICE,
-                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
-                  tissues: dict[str, Tissue] | None = None,
-                  coil_sens: torch.Tensor | None = None) -> Phantom:
+def brain_phantom(
+    size: tuple[int, int] = (64, 64),
+    slice: int = DEFAULT_SLICE,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    tissues: dict[str, Tissue] | None = None,
+    coil_sens: torch.Tensor | None = None,
+) -> Phantom:
     """One slice of the embedded brain phantom as a ``Phantom`` on a ``size = (ny, nx)`` matrix.
 
     FOV 0.2 m x 0.2 m, slice thickness 4 mm. ``tissues`` overrides the tissue parameters
@@ -54,9 +62,11 @@ def brain_phantom(size: tuple[int, int] = (64, 64), slice: int = DEFAULT_SLICE,
     maps = {k: v.to(dtype) for k, v in maps.items()}
     data = brain_data()
     fov = float(data["fov_mm"]) * 1e-3
-    return Phantom(**maps,
-                   b0=brain_map("b0", size, slice, device, dtype),
-                   b1=brain_map("b1", size, slice, device, dtype),
-                   fov=(fov, fov, float(data["thickness_mm"]) * 1e-3),
-                   coil_sens=None if coil_sens is None else coil_sens.to(device),
-                   name=f"brain slice {slice % N_BRAIN_SLICES} ({size[0]}x{size[1]})")
+    return Phantom(
+        **maps,
+        b0=brain_map("b0", size, slice, device, dtype),
+        b1=brain_map("b1", size, slice, device, dtype),
+        fov=(fov, fov, float(data["thickness_mm"]) * 1e-3),
+        coil_sens=None if coil_sens is None else coil_sens.to(device),
+        name=f"brain slice {slice % N_BRAIN_SLICES} ({size[0]}x{size[1]})",
+    )

@@ -22,9 +22,15 @@ import torch
 KINDS = ("loops", "gaussian")
 
 
-def coil_sensitivities(shape: tuple[int, int], n_coils: int = 8, kind: str = "loops", radius: float = 0.8,
-                       width: float = 0.25, device: torch.device | str | None = None,
-                       dtype: torch.dtype = torch.complex64) -> torch.Tensor:
+def coil_sensitivities(
+    shape: tuple[int, int],
+    n_coils: int = 8,
+    kind: str = "loops",
+    radius: float = 0.8,
+    width: float = 0.25,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.complex64,
+) -> torch.Tensor:
     """Complex sensitivities ``[n_coils, ny, nx]`` of coils spaced evenly on a ring of ``radius`` (FOV units).
 
     ``width`` is the loop width (``loops``) or the Gaussian's standard deviation
@@ -47,7 +53,7 @@ def coil_sensitivities(shape: tuple[int, int], n_coils: int = 8, kind: str = "lo
         field = 1j / torch.conj(p - (centre + tangent)) - 1j / torch.conj(p - (centre - tangent))
         sens = torch.conj(field)
     else:
-        magnitude = torch.exp(-(p - centre).abs() ** 2 / (2 * width ** 2))
+        magnitude = torch.exp(-((p - centre).abs() ** 2) / (2 * width**2))
         sens = magnitude * torch.exp(1j * angles)[:, None, None]
     sens = sens / torch.sqrt((sens.abs() ** 2).sum(0, keepdim=True))
     return sens.to(dtype)

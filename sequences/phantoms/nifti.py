@@ -68,9 +68,14 @@ def _volume_index(path: Path, names: list[str], volumes: dict[str, int] | None) 
     return found
 
 
-def load_nifti_phantom(path: str | Path, slice: int | None = None, size: tuple[int, int] | None = None,
-                       volumes: dict[str, int] | None = None, device: torch.device | str | None = None,
-                       dtype: torch.dtype = torch.float32) -> Phantom:
+def load_nifti_phantom(
+    path: str | Path,
+    slice: int | None = None,
+    size: tuple[int, int] | None = None,
+    volumes: dict[str, int] | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Phantom:
     """One axial slice (default: the middle one) of a multi-parametric NIfTI file as a ``Phantom``.
 
     ``size = (ny, nx)`` resamples it by area averaging (see ``resample.resample_phantom``);
@@ -125,8 +130,9 @@ def load_nifti_phantom(path: str | Path, slice: int | None = None, size: tuple[i
     extent = zip((image.shape[0], image.shape[1], 1), zooms[:3], strict=True)
     fov = tuple(float(n * d) * 1e-3 for n, d in extent)
     try:
-        phantom = phantom_from_arrays(**maps, fov=fov, name=f"{path.name} slice {z % nz}",
-                                      device=device, dtype=dtype)
+        phantom = phantom_from_arrays(
+            **maps, fov=fov, name=f"{path.name} slice {z % nz}", device=device, dtype=dtype
+        )
     except PhantomError as err:
         raise NiftiPhantomError(f"{path}: {err}") from err
     return phantom if size is None else resample_phantom(phantom, size)

@@ -37,7 +37,8 @@ def resample_phantom(phantom: Phantom, size: tuple[int, int]) -> Phantom:
         maps[name] = torch.where(tissue, time, torch.full_like(time, background))
     coils = None
     if phantom.coil_sens is not None:
-        coils = torch.complex(area_resample(phantom.coil_sens.real, size),
-                              area_resample(phantom.coil_sens.imag, size))
+        coils = torch.complex(
+            area_resample(phantom.coil_sens.real, size), area_resample(phantom.coil_sens.imag, size)
+        )
     fat = None if phantom.fat is None else replace(phantom.fat, pd=area_resample(phantom.fat.pd, size))
     return replace(phantom, coil_sens=coils, fat=fat, **maps)

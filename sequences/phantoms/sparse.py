@@ -29,8 +29,9 @@ def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], gen: torch.Gen
     return lo + (hi - lo) * torch.rand(shape, generator=gen, dtype=torch.float64)
 
 
-def _block(shape: tuple[int, int], bounds: tuple[float, float], spread: float | None,
-           gen: torch.Generator) -> torch.Tensor:
+def _block(
+    shape: tuple[int, int], bounds: tuple[float, float], spread: float | None, gen: torch.Generator
+) -> torch.Tensor:
     """One block of a map: independent voxels, or one tissue value varied by ``spread``."""
     if spread is None:
         return _uniform(shape, bounds, gen)
@@ -39,12 +40,20 @@ def _block(shape: tuple[int, int], bounds: tuple[float, float], spread: float | 
     return varied.clamp(min(bounds), max(bounds))
 
 
-def sparse_synthetic(size: tuple[int, int] = (32, 32), block: tuple[int, int] = (12, 12), n_blocks: int = 1,
-                     seed: int | torch.Generator = 0, pd_range: tuple[float, float] = (0.0, 1.5),
-                     t1_range: tuple[float, float] = (0.3, 6.1), t2_range: tuple[float, float] = (0.0, 3.8),
-                     b0_range: tuple[float, float] = (-60.0, 60.0), spread: float | None = None,
-                     fov: tuple[float, float, float] = (0.2, 0.2, 0.005),
-                     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Phantom:
+def sparse_synthetic(
+    size: tuple[int, int] = (32, 32),
+    block: tuple[int, int] = (12, 12),
+    n_blocks: int = 1,
+    seed: int | torch.Generator = 0,
+    pd_range: tuple[float, float] = (0.0, 1.5),
+    t1_range: tuple[float, float] = (0.3, 6.1),
+    t2_range: tuple[float, float] = (0.0, 3.8),
+    b0_range: tuple[float, float] = (-60.0, 60.0),
+    spread: float | None = None,
+    fov: tuple[float, float, float] = (0.2, 0.2, 0.005),
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Phantom:
     """One sparse synthetic phantom; see the module docstring. Blocks may overlap (the later one wins)."""
     ny, nx = size
     by, bx = block
@@ -70,7 +79,6 @@ def sparse_synthetic(size: tuple[int, int] = (32, 32), block: tuple[int, int] = 
         t1[window] = _block(block, t1_range, spread, gen).clamp(min=MIN_T2)
         t2[window] = torch.minimum(_block(block, t2_range, spread, gen).clamp(min=MIN_T2), t1[window])
         b0[window] = _block(block, b0_range, spread, gen)
-    maps = {k: v.to(device=device, dtype=dtype) for k, v in
-            {"pd": pd, "t1": t1, "t2": t2, "b0": b0}.items()}
+    maps = {k: v.to(device=device, dtype=dtype) for k, v in {"pd": pd, "t1": t1, "t2": t2, "b0": b0}.items()}
     zeros = torch.zeros(size, device=device, dtype=dtype)
     return Phantom(**maps, t2dash=zeros, b1=torch.ones_like(zeros), fov=fov, name=f"sparse synthetic {size}")

@@ -66,8 +66,9 @@ def t2dash_from_t2star(t2: torch.Tensor, t2star: torch.Tensor) -> torch.Tensor:
     return torch.where(valid, 1 / torch.where(valid, rate, 1), torch.zeros_like(t2))
 
 
-def mix_tissues(fractions: torch.Tensor, tissues: list[Tissue],
-                background_time: float = 1.0) -> dict[str, torch.Tensor]:
+def mix_tissues(
+    fractions: torch.Tensor, tissues: list[Tissue], background_time: float = 1.0
+) -> dict[str, torch.Tensor]:
     """PD, T1, T2, T2' maps of voxels holding tissue volume ``fractions`` ``[tissue, ...]``.
 
     PD adds up with volume. Relaxation *rates* are averaged with the PD-weighted fractions

@@ -47,7 +47,9 @@ def verified_signature(path: str | Path) -> str:
     """The file's signature, after checking that the stored hash matches its bytes."""
     stored, computed = stored_signature(path), computed_signature(path)
     if stored != computed:
-        raise SignatureError(f"{path}: stored signature {stored} does not match the file's bytes "
-                             f"({computed}); "
-                             "the file was edited after it was signed")
+        raise SignatureError(
+            f"{path}: stored signature {stored} does not match the file's bytes "
+            f"({computed}); "
+            "the file was edited after it was signed"
+        )
     return computed

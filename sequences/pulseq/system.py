@@ -37,8 +37,15 @@ class HardwareLimits:
             value = getattr(self, f.name)
             if f.name != "name" and not value >= 0:
                 raise ValueError(f"hardware limit {f.name} must be a non-negative number, got {value!r}")
-        for name in ("max_grad", "max_slew", "max_b1", "grad_raster_time", "rf_raster_time",
-                     "adc_raster_time", "block_duration_raster"):
+        for name in (
+            "max_grad",
+            "max_slew",
+            "max_b1",
+            "grad_raster_time",
+            "rf_raster_time",
+            "adc_raster_time",
+            "block_duration_raster",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"hardware limit {name} must be positive, got {getattr(self, name)}")
 
@@ -60,11 +67,19 @@ class HardwareLimits:
     def to_opts(self) -> pp.Opts:
         """The same limits as a pypulseq ``Opts``."""
         return pp.Opts(
-            max_grad=self.max_grad_hz, grad_unit="Hz/m", max_slew=self.max_slew_hz, slew_unit="Hz/m/s",
-            rf_dead_time=self.rf_dead_time, rf_ringdown_time=self.rf_ringdown_time,
-            adc_dead_time=self.adc_dead_time, grad_raster_time=self.grad_raster_time,
-            rf_raster_time=self.rf_raster_time, adc_raster_time=self.adc_raster_time,
-            block_duration_raster=self.block_duration_raster, gamma=GAMMA_HZ_PER_T, B0=self.b0,
+            max_grad=self.max_grad_hz,
+            grad_unit="Hz/m",
+            max_slew=self.max_slew_hz,
+            slew_unit="Hz/m/s",
+            rf_dead_time=self.rf_dead_time,
+            rf_ringdown_time=self.rf_ringdown_time,
+            adc_dead_time=self.adc_dead_time,
+            grad_raster_time=self.grad_raster_time,
+            rf_raster_time=self.rf_raster_time,
+            adc_raster_time=self.adc_raster_time,
+            block_duration_raster=self.block_duration_raster,
+            gamma=GAMMA_HZ_PER_T,
+            B0=self.b0,
         )
 
     def as_dict(self) -> dict:
@@ -73,10 +88,25 @@ class HardwareLimits:
 
 #: Presets by name. ``default`` stays well inside every current clinical system.
 PRESETS: dict[str, HardwareLimits] = {
-    "default": HardwareLimits(name="default", max_grad=28e-3, max_slew=150.0, max_b1=20e-6,
-                              rf_dead_time=100e-6, rf_ringdown_time=30e-6, adc_dead_time=10e-6),
-    "prisma": HardwareLimits(name="prisma", max_grad=80e-3, max_slew=200.0, max_b1=23e-6,
-                             rf_dead_time=100e-6, rf_ringdown_time=30e-6, adc_dead_time=10e-6, b0=2.89),
+    "default": HardwareLimits(
+        name="default",
+        max_grad=28e-3,
+        max_slew=150.0,
+        max_b1=20e-6,
+        rf_dead_time=100e-6,
+        rf_ringdown_time=30e-6,
+        adc_dead_time=10e-6,
+    ),
+    "prisma": HardwareLimits(
+        name="prisma",
+        max_grad=80e-3,
+        max_slew=200.0,
+        max_b1=23e-6,
+        rf_dead_time=100e-6,
+        rf_ringdown_time=30e-6,
+        adc_dead_time=10e-6,
+        b0=2.89,
+    ),
 }
 
 
@@ -85,11 +115,13 @@ def hardware(preset: str = "default", **overrides: float) -> HardwareLimits:
     try:
         base = PRESETS[preset]
     except KeyError:
-        raise ValueError(f"unknown hardware preset {preset!r}; "
-                         f"presets: {', '.join(sorted(PRESETS))}") from None
+        raise ValueError(
+            f"unknown hardware preset {preset!r}; presets: {', '.join(sorted(PRESETS))}"
+        ) from None
     known = {f.name for f in fields(HardwareLimits)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown hardware limit(s) {', '.join(unknown)}; "
-                         f"fields: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"unknown hardware limit(s) {', '.join(unknown)}; fields: {', '.join(sorted(known))}"
+        )
     return replace(base, **overrides)

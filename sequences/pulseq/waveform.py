@@ -51,7 +51,7 @@ def area_at(t: np.ndarray, g: np.ndarray, at: np.ndarray) -> np.ndarray:
     span = t[j + 1] - t[j]
     tau = clipped - t[j]
     slope = np.divide(g[j + 1] - g[j], span, out=np.zeros_like(span), where=span > 0)
-    return cum[j] + g[j] * tau + 0.5 * slope * tau ** 2
+    return cum[j] + g[j] * tau + 0.5 * slope * tau**2
 
 
 def rf_integral(t: np.ndarray, values: np.ndarray) -> complex:

@@ -40,10 +40,17 @@ class ExternalServer(Server):
         warm_up(self.settings.pipeline_modules)
         self._listener = socket.create_server((self.settings.host, self.settings.port), backlog=64)
         limits = self.settings.limits
-        log.info("Gadgetron external gadget listening on %s:%d; pipelines: %s (default %s); max %d "
-                 "connections, message limit %d MB, pipeline timeout %g s, %d thread(s) per pipeline",
-                 *self.address, ", ".join(registry.names()), self.default_pipeline, limits.max_connections,
-                 limits.max_message_bytes >> 20, limits.pipeline_timeout_s, self.settings.worker_threads())
+        log.info(
+            "Gadgetron external gadget listening on %s:%d; pipelines: %s (default %s); max %d "
+            "connections, message limit %d MB, pipeline timeout %g s, %d thread(s) per pipeline",
+            *self.address,
+            ", ".join(registry.names()),
+            self.default_pipeline,
+            limits.max_connections,
+            limits.max_message_bytes >> 20,
+            limits.pipeline_timeout_s,
+            self.settings.worker_threads(),
+        )
 
     def _session(self, sock: socket.socket, peer: tuple[str, int], number: int) -> ExternalSession:
         return ExternalSession(sock, peer, self.settings, self.default_pipeline, number)
@@ -52,8 +59,10 @@ class ExternalServer(Server):
         limit = self.settings.limits.max_connections
         log.warning("refusing Gadgetron %s:%d: %d connections already running (limit)", *peer[:2], limit)
         try:
-            sock.sendall(error_message(f"mrzero external gadget busy: {limit} connections already running")
-                         + close_message())
+            sock.sendall(
+                error_message(f"mrzero external gadget busy: {limit} connections already running")
+                + close_message()
+            )
         except OSError:
             pass
         drain_and_close(sock)

@@ -80,8 +80,13 @@ def read_answer(sock: socket.socket) -> Answer:
     return answer
 
 
-def run_chain(address: tuple[str, int], start: bytes, items: Iterable[Any] = (), end: bytes = CLOSE,
-              timeout_s: float = 120.0) -> Answer:
+def run_chain(
+    address: tuple[str, int],
+    start: bytes,
+    items: Iterable[Any] = (),
+    end: bytes = CLOSE,
+    timeout_s: float = 120.0,
+) -> Answer:
     """Send ``start`` (raw bytes), the items (MRD objects or raw bytes) and ``end``, reading
     the answer concurrently; return it once the external gadget closed."""
     result: dict[str, Answer] = {}
@@ -97,6 +102,8 @@ def run_chain(address: tuple[str, int], start: bytes, items: Iterable[Any] = (),
             pass  # the gadget may have closed after an error: its answer says why
         reader.join(timeout_s)
         if reader.is_alive():
-            raise TimeoutError(f"the external gadget at {address[0]}:{address[1]} did not close the "
-                               f"connection within {timeout_s:g} s")
+            raise TimeoutError(
+                f"the external gadget at {address[0]}:{address[1]} did not close the "
+                f"connection within {timeout_s:g} s"
+            )
     return result["answer"]

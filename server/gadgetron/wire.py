@@ -49,11 +49,23 @@ GADGETRON_TYPES = {
     constants.GADGET_MESSAGE_BUCKET: "AcquisitionBucket (1050)",
 }
 #: What this external gadget takes, for error messages.
-ACCEPTED = ("acquisitions (1008), waveforms (1026), images (1022) and image arrays (1024); "
-            "put it before the chain's AcquisitionAccumulateTrigger/BucketToBuffer gadgets")
+ACCEPTED = (
+    "acquisitions (1008), waveforms (1026), images (1022) and image arrays (1024); "
+    "put it before the chain's AcquisitionAccumulateTrigger/BucketToBuffer gadgets"
+)
 #: The MRD messages Gadgetron may send, framed by ``mrzero.server.framing.MessageReader``.
-_MRD_IDS = frozenset({MessageId.CONFIG_FILE, MessageId.CONFIG_TEXT, MessageId.HEADER, MessageId.CLOSE,
-                      MessageId.TEXT, MessageId.ACQUISITION, MessageId.WAVEFORM, MessageId.IMAGE})
+_MRD_IDS = frozenset(
+    {
+        MessageId.CONFIG_FILE,
+        MessageId.CONFIG_TEXT,
+        MessageId.HEADER,
+        MessageId.CLOSE,
+        MessageId.TEXT,
+        MessageId.ACQUISITION,
+        MessageId.WAVEFORM,
+        MessageId.IMAGE,
+    }
+)
 _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 # gadgetron's image-array reader puts ctypes headers in an object array; numpy warns that it
@@ -84,8 +96,10 @@ def parse_configuration(text: str) -> dict[str, Any]:
     for prop in root.iter("property"):
         name, value = prop.get("name"), prop.get("value")
         if not name or value is None:
-            raise ProtocolError("a <property> of the external gadget's configuration lacks a name or "
-                                f"value attribute: {ElementTree.tostring(prop, 'unicode').strip()}")
+            raise ProtocolError(
+                "a <property> of the external gadget's configuration lacks a name or "
+                f"value attribute: {ElementTree.tostring(prop, 'unicode').strip()}"
+            )
         try:
             parameters[name] = json.loads(value)
         except ValueError:
@@ -143,8 +157,10 @@ def image_array_images(array: Any) -> list[ismrmrd.Image]:
     header (and meta text) per ``(n, s, loc)``, in Gadgetron's (column-major) order."""
     data, headers = array.data, array.headers
     if data.ndim != 7 or headers.shape != data.shape[4:]:
-        raise ProtocolError(f"image array with data of shape {data.shape} and headers of shape "
-                            f"{headers.shape}; expected [x, y, z, cha, n, s, loc] and [n, s, loc]")
+        raise ProtocolError(
+            f"image array with data of shape {data.shape} and headers of shape "
+            f"{headers.shape}; expected [x, y, z, cha, n, s, loc] and [n, s, loc]"
+        )
     meta = array.meta or []
     images = []
     for i in range(headers.size):
@@ -186,16 +202,17 @@ class ExternalReader:
             if msg_id in GADGETRON_TYPES:
                 return self._gadgetron_type(msg_id)
             if msg_id not in _MRD_IDS:
-                raise ProtocolError(f"unsupported message id {msg_id}; this external gadget takes "
-                                    f"{ACCEPTED}")
+                raise ProtocolError(f"unsupported message id {msg_id}; this external gadget takes {ACCEPTED}")
         self._stream.unread(first)
         return self._mrd.next()
 
     def _gadgetron_type(self, msg_id: int) -> Message | None:
         name = GADGETRON_TYPES[msg_id]
         if msg_id != constants.GADGET_MESSAGE_IMAGE_ARRAY:
-            raise ProtocolError(f"Gadgetron sent an {name}, which no pipeline here takes; this external "
-                                f"gadget takes {ACCEPTED}")
+            raise ProtocolError(
+                f"Gadgetron sent an {name}, which no pipeline here takes; this external "
+                f"gadget takes {ACCEPTED}"
+            )
         try:
             array = read_image_array(_Bounded(self._stream, self.max_bytes, f"an {name}"))
         except ProtocolError:

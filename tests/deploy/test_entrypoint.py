@@ -75,7 +75,7 @@ def read_dockerfile(path: Path) -> Image:
     last_from = max(i for i, line in enumerate(lines) if line.upper().startswith("FROM "))
     env: dict[str, str] = {"PATH": BASE_PATH}
     entrypoint, user, workdir = None, None, "/"
-    for line in lines[last_from + 1:]:
+    for line in lines[last_from + 1 :]:
         instruction, _, args = line.partition(" ")
         instruction = instruction.upper()
         if instruction == "ENV":
@@ -184,8 +184,13 @@ def start_image_server() -> Iterator:
         env = dict(image.env)
         env["PATH"] = env["PATH"].replace("/opt/mrzero", sys.prefix)
         env["HOME"] = str(data)
-        env.update(MRZERO_HOST="127.0.0.1", MRZERO_PORT="0", MRZERO_HEALTH_PORT="0",
-                   MRZERO_DATA_DIR=str(data / "journal"), MRZERO_BUNDLE_STORE=str(data / "bundles"))
+        env.update(
+            MRZERO_HOST="127.0.0.1",
+            MRZERO_PORT="0",
+            MRZERO_HEALTH_PORT="0",
+            MRZERO_DATA_DIR=str(data / "journal"),
+            MRZERO_BUNDLE_STORE=str(data / "bundles"),
+        )
         env.update(overrides)
         command = list(command or image.entrypoint)
         if command[:2] == ["/usr/bin/tini", "--"]:  # the image's init: here the test is the parent
@@ -197,14 +202,16 @@ def start_image_server() -> Iterator:
             command = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *command]
             if not all(world_searchable(Path(p)) for p in (sys.prefix, sys.base_prefix)):
                 command[4:4] = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
-        process = subprocess.Popen(command, env=env, cwd=data, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command, env=env, cwd=data, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         running = Running(process, data)
         started.append(running)
         ready = threading.Event()
         threading.Thread(target=_read_log, args=(running, ready), daemon=True).start()
-        assert ready.wait(STARTUP_S) and running.port and running.health, \
+        assert ready.wait(STARTUP_S) and running.port and running.health, (
             "the server did not report its ports:\n" + running.text
+        )
         return running
 
     yield start
@@ -299,8 +306,10 @@ def test_image_entrypoint_serves_probes_counts_and_drains_on_sigterm(start_image
     # SIGTERM during a slow scan: no longer ready, no new connections, the scan finishes
     slow = SlowScan(raw, server.port)
     assert slow.sent_first.wait(60)
-    server.wait_for(lambda: server.metrics()["mrzero_acquisitions_total"] >= n + slow.first,
-                    "the slow scan's first acquisitions")
+    server.wait_for(
+        lambda: server.metrics()["mrzero_acquisitions_total"] >= n + slow.first,
+        "the slow scan's first acquisitions",
+    )
     server.process.send_signal(signal.SIGTERM)
     server.wait_for(lambda: server.get("/readyz")[0] == 503, "readiness to turn false")
     assert server.get("/readyz") == (503, "draining: no new connections\n")
@@ -342,8 +351,9 @@ def test_a_second_sigterm_ends_the_drain_at_once(start_image_server, raw):
     server = start_image_server()  # the default drain timeout (90 s): only the second signal ends it
     slow = SlowScan(raw, server.port)
     assert slow.sent_first.wait(60)
-    server.wait_for(lambda: server.metrics()["mrzero_acquisitions_total"] == slow.first,
-                    "the first acquisitions")
+    server.wait_for(
+        lambda: server.metrics()["mrzero_acquisitions_total"] == slow.first, "the first acquisitions"
+    )
     server.process.send_signal(signal.SIGTERM)
     server.wait_for(lambda: server.get("/readyz")[0] == 503, "the drain to start")
     server.process.send_signal(signal.SIGTERM)

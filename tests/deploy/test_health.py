@@ -32,8 +32,15 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(Settings(port=0, health_port=0, data_dir=tmp_path / "journal", drain_timeout_s=30,
-                          limits=Limits(max_connections=1, idle_timeout_s=60))).start()
+    srv = Server(
+        Settings(
+            port=0,
+            health_port=0,
+            data_dir=tmp_path / "journal",
+            drain_timeout_s=30,
+            limits=Limits(max_connections=1, idle_timeout_s=60),
+        )
+    ).start()
     yield srv
     srv.stop()
 
@@ -49,8 +56,12 @@ def get(server: Server, path: str) -> tuple[int, str]:
 
 def metric(server: Server, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples that carry ``labels`` (other labels, e.g. ``pipeline``, summed over)."""
-    values = [sample.value for family in text_string_to_metric_families(get(server, "/metrics")[1])
-              for sample in family.samples if sample.name == name and labels.items() <= sample.labels.items()]
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(get(server, "/metrics")[1])
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    ]
     if not values:
         raise KeyError(name)
     return sum(values)
@@ -75,11 +86,16 @@ def test_busy_at_the_connection_limit_refusals_and_error_kinds_counted(server, r
 
     host, port = server.address
     replies = {}
-    first = threading.Thread(target=lambda: replies.update(
-        held=stream(held(), mrd.header_xml, host=host, port=port, config="nope", timeout_s=60)))
+    first = threading.Thread(
+        target=lambda: replies.update(
+            held=stream(held(), mrd.header_xml, host=host, port=port, config="nope", timeout_s=60)
+        )
+    )
     first.start()
-    wait_until(lambda: metric(server, "mrzero_pipeline_errors_total", kind="unknown_pipeline") == 1,
-               "the unknown pipeline to be counted")
+    wait_until(
+        lambda: metric(server, "mrzero_pipeline_errors_total", kind="unknown_pipeline") == 1,
+        "the unknown pipeline to be counted",
+    )
     assert get(server, "/readyz") == (503, "busy: 1 of 1 connections running\n")
     assert get(server, "/healthz") == (200, "alive\n")
     assert metric(server, "mrzero_connections_active") == 1

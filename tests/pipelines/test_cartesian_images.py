@@ -11,9 +11,14 @@ from mrzero.pipelines.images import make_image, to_uint16, window
 
 def _centre_line_fields(e1):
     """Geometry that differs per line, so a test can tell which line an image copied."""
-    return dict(position=(1.0 * e1, 2.0, 3.0), read_dir=(0.0, 1.0, 0.0), phase_dir=(1.0, 0.0, 0.0),
-                slice_dir=(0.0, 0.0, 1.0), patient_table_position=(0.0, 0.0, -10.0 * e1),
-                acquisition_time_stamp=100 + e1)
+    return dict(
+        position=(1.0 * e1, 2.0, 3.0),
+        read_dir=(0.0, 1.0, 0.0),
+        phase_dir=(1.0, 0.0, 0.0),
+        slice_dir=(0.0, 0.0, 1.0),
+        patient_table_position=(0.0, 0.0, -10.0 * e1),
+        acquisition_time_stamp=100 + e1,
+    )
 
 
 def test_to_uint16_rounds_and_clips_and_window_spans_the_values():
@@ -25,10 +30,20 @@ def test_to_uint16_rounds_and_clips_and_window_spans_the_values():
 
 def test_make_image_copies_geometry_counters_and_writes_fire_meta():
     hdr = header(rec_fov_mm=(300.0, 280.0, 5.0))
-    ref = acquisition(np.zeros((1, 16)), e1=4, slice=2, contrast=1, repetition=3, set=1, phase=0,
-                      **_centre_line_fields(4))
-    image = make_image(np.arange(12, dtype=np.float32).reshape(3, 4), ref, hdr, series=7, index=5,
-                       role="Quantitative", comment="hello", history=("A", "B"), description="desc")
+    ref = acquisition(
+        np.zeros((1, 16)), e1=4, slice=2, contrast=1, repetition=3, set=1, phase=0, **_centre_line_fields(4)
+    )
+    image = make_image(
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        ref,
+        hdr,
+        series=7,
+        index=5,
+        role="Quantitative",
+        comment="hello",
+        history=("A", "B"),
+        description="desc",
+    )
     head = image.getHead()
     assert tuple(head.matrix_size) == (4, 3, 1)
     assert tuple(head.position) == (4.0, 2.0, 3.0) and tuple(head.read_dir) == (0.0, 1.0, 0.0)
@@ -54,8 +69,11 @@ def test_make_image_copies_geometry_counters_and_writes_fire_meta():
 def test_pipeline_images_are_uint16_numbered_and_take_the_centre_line_geometry():
     hdr = header(enc=(8, 8, 1), rec=(8, 8, 1), enc_fov_mm=(300, 300, 5))
     rng = np.random.default_rng(0)
-    lines = [acquisition(rng.standard_normal((2, 8)) + 1j, e1=e1, slice=s, **_centre_line_fields(e1))
-             for s in (0, 1) for e1 in range(8)]
+    lines = [
+        acquisition(rng.standard_normal((2, 8)) + 1j, e1=e1, slice=s, **_centre_line_fields(e1))
+        for s in (0, 1)
+        for e1 in range(8)
+    ]
     images = list(cartesian(lines, context(hdr, series_index=3)))
     assert [(im.slice, im.image_index, im.image_series_index) for im in images] == [(0, 1, 3), (1, 2, 3)]
     for im in images:

@@ -64,8 +64,9 @@ def test_ten_iterations_are_at_least_as_close_to_truth_as_bart_nufft_inverse(tmp
     trajectory = radial_trajectory(N, SPOKES, golden=golden)  # 2x oversampled readouts
     signal = Encoding(trajectory, N).forward(torch.from_numpy(truth).to(torch.complex64))[0]
     generator = torch.Generator().manual_seed(7)
-    noise = torch.complex(torch.randn(signal.shape, generator=generator),
-                          torch.randn(signal.shape, generator=generator)) / math.sqrt(2)
+    noise = torch.complex(
+        torch.randn(signal.shape, generator=generator), torch.randn(signal.shape, generator=generator)
+    ) / math.sqrt(2)
     signal = signal + NOISE * float(signal.abs().max()) * noise
 
     write_radial(tmp_path, trajectory, signal, SPOKES)
@@ -75,8 +76,10 @@ def test_ten_iterations_are_at_least_as_close_to_truth_as_bart_nufft_inverse(tmp
     iterative = reconstruct(signal, trajectory, N, method="iterative", iterations=10, density="pipe")
     cg = reconstruct(signal, trajectory, N, method="cg", iterations=10, density="pipe")
     adjoint = reconstruct(signal, trajectory, N, method="adjoint")
-    errors = {name: fitted_error(x[0].numpy(), truth) for name, x in
-              [("iterative", iterative), ("cg", cg), ("adjoint", adjoint)]}
+    errors = {
+        name: fitted_error(x[0].numpy(), truth)
+        for name, x in [("iterative", iterative), ("cg", cg), ("adjoint", adjoint)]
+    }
     assert errors["iterative"] <= bart_error, (errors, bart_error)
     assert errors["cg"] <= bart_error, (errors, bart_error)
     assert errors["adjoint"] > 2 * bart_error  # the plain adjoint is blurred: the iterations matter

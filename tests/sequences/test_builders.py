@@ -88,12 +88,15 @@ def test_rf_spoiling_phases_grow_quadratically_and_adc_follows():
     seq = flash(matrix=16, te=2e-3, tr=5e-3)
     phi = seq.rf_phase.double()
     wrapped = torch.remainder(torch.diff(phi, n=2) - math.radians(117), 2 * math.pi)
-    assert torch.allclose(torch.minimum(wrapped, 2 * math.pi - wrapped), torch.zeros(14, dtype=torch.float64),
-                          atol=1e-5)
+    assert torch.allclose(
+        torch.minimum(wrapped, 2 * math.pi - wrapped), torch.zeros(14, dtype=torch.float64), atol=1e-5
+    )
     assert float(phi[0]) == 0 and float(phi[1]) == pytest.approx(math.radians(117), abs=1e-6)
     assert torch.allclose(seq.adc_phase.double(), phi + math.pi / 2)
-    assert torch.equal(rf_spoil_phases(3), torch.remainder(torch.tensor([0.0, 1, 3], dtype=torch.float64)
-                                                           * math.radians(117), 2 * math.pi))
+    assert torch.equal(
+        rf_spoil_phases(3),
+        torch.remainder(torch.tensor([0.0, 1, 3], dtype=torch.float64) * math.radians(117), 2 * math.pi),
+    )
     off = flash(matrix=16, te=2e-3, tr=5e-3, rf_spoiling=False)
     assert float(off.rf_phase.abs().max()) == 0
 
@@ -156,7 +159,7 @@ def test_inversion_blocks_time_ti_and_trec_and_count_repetitions():
         assert int(seq.rf_kind[inv]) == INVERSION and float(seq.flip[inv]) == pytest.approx(math.pi)
         assert float(seq.duration[inv].sum()) == pytest.approx(ti[b])
         assert float(seq.flip[rec]) == 0 and float(seq.duration[rec].sum()) == pytest.approx(trec[b])
-        assert torch.allclose(seq.flip[inv + 1:rec], torch.tensor(math.radians(5)))
+        assert torch.allclose(seq.flip[inv + 1 : rec], torch.tensor(math.radians(5)))
     reads = seq.readouts.readouts
     assert [r.repetition for r in reads] == [b for b in range(3) for _ in range(n)]
     assert reads[0].line == n // 2 and reads[n].line == n // 2  # centric: each block starts at ky = 0
@@ -197,8 +200,9 @@ def test_builder_layouts_agree_with_the_layout_derived_from_the_trajectory():
     for seq in [flash(matrix=8, te=2e-3, tr=5e-3, order="centric"), mgre(matrix=8, n_echoes=3)]:
         derived = derive_layout(seq.n_rep, seq.adc, seq.trajectory(), seq.matrix[1])
         assert derived.trajectory == "cartesian"
-        assert [(r.rep, r.first, r.n, r.line, r.contrast, r.centre) for r in derived.readouts] == \
-               [(r.rep, r.first, r.n, r.line, r.contrast, r.centre) for r in seq.readouts.readouts]
+        assert [(r.rep, r.first, r.n, r.line, r.contrast, r.centre) for r in derived.readouts] == [
+            (r.rep, r.first, r.n, r.line, r.contrast, r.centre) for r in seq.readouts.readouts
+        ]
     radial = radial_gre(matrix=8, spokes=5)
     assert derive_layout(radial.n_rep, radial.adc, radial.trajectory(), 8).trajectory == "other"
 
@@ -328,5 +332,6 @@ def test_inversion_blocks_follow_the_inversion_recovery_curve():
     firsts = [r for r in seq.readouts.readouts if r.line == n // 2 and r.rep % (n + 2) == 1]
     assert [r.repetition for r in firsts] == [0, 1, 2, 3]
     ratio = signal[[r.first + r.centre for r in firsts]] / torch.tensor(
-        [1 - 2 * math.exp(-t / t1) for t in ti], dtype=torch.float64)
+        [1 - 2 * math.exp(-t / t1) for t in ti], dtype=torch.float64
+    )
     assert torch.allclose(ratio, ratio[0].expand(4), rtol=2e-3)

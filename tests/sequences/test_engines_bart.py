@@ -37,8 +37,12 @@ def bart_epg(tmp_path: Path, *args: str) -> np.ndarray:
     if shutil.which("bart") is None:
         pytest.fail("bart is not installed: `apt-get install bart` (Debian) is a test dependency")
     out = tmp_path / "signal"
-    subprocess.run(["bart", "epg", *args, str(out), str(tmp_path / "states")], check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        ["bart", "epg", *args, str(out), str(tmp_path / "states")],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return read_cfl(out).reshape(-1)
 
 
@@ -46,8 +50,24 @@ def bart_epg(tmp_path: Path, *args: str) -> np.ndarray:
 @pytest.mark.parametrize("spoiling", [0, 1])
 def test_spoiled_flash_matches_bart(tmp_path, engine, spoiling):
     t1, t2, tr, flip_deg, n = 0.8, 0.06, 8e-3, 25.0, 120
-    ref = bart_epg(tmp_path, "-F", "-1", str(t1), "-2", str(t2), "-r", str(tr), "-e", str(tr / 2),
-                   "-f", str(flip_deg), "-s", str(spoiling), "-n", str(n))
+    ref = bart_epg(
+        tmp_path,
+        "-F",
+        "-1",
+        str(t1),
+        "-2",
+        str(t2),
+        "-r",
+        str(tr),
+        "-e",
+        str(tr / 2),
+        "-f",
+        str(flip_deg),
+        "-s",
+        str(spoiling),
+        "-n",
+        str(n),
+    )
     assert ref.shape == (n,)
     # ideal spoiling: transverse magnetisation dies before each pulse (T2 << TR reproduces it)
     phantom = one_voxel(t1=t1, t2=t2 if spoiling else 1e-4)
@@ -60,10 +80,30 @@ def test_spoiled_flash_matches_bart(tmp_path, engine, spoiling):
 @pytest.mark.parametrize(("flip_deg", "offres_hz"), [(30.0, 0.0), (50.0, 15.0), (15.0, -40.0)])
 def test_bssfp_steady_state_matches_bart(tmp_path, engine, flip_deg, offres_hz):
     t1, t2, tr, n = 0.4, 0.1, 6e-3, 500
-    ref = bart_epg(tmp_path, "-B", "-1", str(t1), "-2", str(t2), "-r", str(tr), "-e", str(tr / 2),
-                   "-f", str(flip_deg), "-o", str(offres_hz), "-n", "4000")
-    signal = simulate(bssfp(n, math.radians(flip_deg), tr), one_voxel(t1=t1, t2=t2, b0=offres_hz), engine,
-                      **ENGINE_OPTIONS[engine])[0]
+    ref = bart_epg(
+        tmp_path,
+        "-B",
+        "-1",
+        str(t1),
+        "-2",
+        str(t2),
+        "-r",
+        str(tr),
+        "-e",
+        str(tr / 2),
+        "-f",
+        str(flip_deg),
+        "-o",
+        str(offres_hz),
+        "-n",
+        "4000",
+    )
+    signal = simulate(
+        bssfp(n, math.radians(flip_deg), tr),
+        one_voxel(t1=t1, t2=t2, b0=offres_hz),
+        engine,
+        **ENGINE_OPTIONS[engine],
+    )[0]
     assert abs(float(signal[-1].abs()) - float(np.abs(ref[-1]))) < 1e-4
     assert abs(float(signal[-2].abs()) - float(np.abs(ref[-2]))) < 1e-4
     assert torch.isfinite(signal).all()

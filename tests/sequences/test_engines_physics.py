@@ -25,8 +25,9 @@ def test_fid_decays_with_t2_star_and_precesses_with_b0(engine):
     seq = build([(math.pi / 2, phase, [(dt, ZERO, True)] * n)], adc_phase=[0.0])
     signal = run(seq, one_voxel(t2=t2, t2dash=t2dash, b0=b0), engine)
     t = dt * torch.arange(1, n + 1)
-    expected = (1j * math.e ** (1j * phase) * torch.exp(-t / t2 - t / t2dash)
-                * torch.exp(-2j * math.pi * b0 * t))
+    expected = (
+        1j * math.e ** (1j * phase) * torch.exp(-t / t2 - t / t2dash) * torch.exp(-2j * math.pi * b0 * t)
+    )
     tol = 1e-5 if engine == "fast" else 0.02  # isochromats: Lorentzian quantiles converge slowly
     assert (signal - expected).abs().max() < tol
 
@@ -37,8 +38,9 @@ def test_spin_echo_refocuses_t2_dash_and_b0_but_not_t2(engine):
     offsets = [-4e-3, -2e-3, 0.0, 2e-3, 4e-3]
     steps = [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
     events = [(te / 2 + offsets[0], ZERO, True)] + [(d, ZERO, True) for d in steps]
-    seq = build([(math.pi / 2, 0.0, [(te / 2, ZERO, False)]), (math.pi, math.pi / 2, events)],
-                adc_phase=[0.0, 0.0])
+    seq = build(
+        [(math.pi / 2, 0.0, [(te / 2, ZERO, False)]), (math.pi, math.pi / 2, events)], adc_phase=[0.0, 0.0]
+    )
     signal = run(seq, one_voxel(t1=1.0, t2=t2, t2dash=t2dash, b0=b0), engine)
     d = torch.tensor(offsets)
     expected = 1j * torch.exp(-(te + d) / t2 - d.abs() / t2dash) * torch.exp(-2j * math.pi * b0 * d)
@@ -63,11 +65,13 @@ def test_stimulated_echo_amplitude_is_half_m0_times_relaxation(engine):
     # third repetition: wait, then 8 samples 0.5 ms apart, each moving k by 1/4 cycle/FOV, so that
     # the stimulated pathway (dephased by -1 cycle) is refocused at the 4th sample, tau after the pulse
     read = [(tau - 2e-3, ZERO, False)] + [(0.5e-3, (0.25, 0.0, 0.0), True)] * 8
-    seq = build([
-        (math.pi / 2, 0.0, [(tau, (1.0, 0.0, 0.0), False)]),
-        (math.pi / 2, 0.0, [(tm, (5.0, 0.0, 0.0), False)]),  # crusher: no other pathway returns to 0
-        (math.pi / 2, 0.0, read),
-    ])
+    seq = build(
+        [
+            (math.pi / 2, 0.0, [(tau, (1.0, 0.0, 0.0), False)]),
+            (math.pi / 2, 0.0, [(tm, (5.0, 0.0, 0.0), False)]),  # crusher: no other pathway returns to 0
+            (math.pi / 2, 0.0, read),
+        ]
+    )
     signal = run(seq, one_voxel(t1=t1, t2=t2, t2dash=0.0), engine)
     expected = 0.5 * math.exp(-2 * tau / t2) * math.exp(-tm / t1)
     assert abs(abs(complex(signal[3])) - expected) < 1e-4

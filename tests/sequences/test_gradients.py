@@ -24,8 +24,15 @@ def tiny_phantom() -> Phantom:
 
     sign = torch.tensor([1.0, -1.0], dtype=torch.float64)[:, None, None]
     coils = torch.polar(rand(0.5, 1.0).expand(2, 2, 2), rand(-1, 1).expand(2, 2, 2) * sign)
-    return Phantom(pd=rand(0.5, 1.0), t1=rand(0.3, 1.5), t2=rand(0.02, 0.1), t2dash=rand(0.01, 0.05),
-                   b0=rand(-30, 30), b1=rand(0.8, 1.2), coil_sens=coils.to(torch.complex128))
+    return Phantom(
+        pd=rand(0.5, 1.0),
+        t1=rand(0.3, 1.5),
+        t2=rand(0.02, 0.1),
+        t2dash=rand(0.01, 0.05),
+        b0=rand(-30, 30),
+        b1=rand(0.8, 1.2),
+        coil_sens=coils.to(torch.complex128),
+    )
 
 
 def tiny_sequence() -> Sequence:
@@ -78,8 +85,9 @@ def test_checkpointing_changes_memory_not_gradients(engine):
     grads = []
     for checkpointing in (False, True):
         moment = seq.moment.clone().requires_grad_(True)
-        out = simulate(replace(seq, moment=moment), phantom, engine, checkpointing=checkpointing,
-                       **OPTIONS[engine])
+        out = simulate(
+            replace(seq, moment=moment), phantom, engine, checkpointing=checkpointing, **OPTIONS[engine]
+        )
         out.abs().pow(2).sum().backward()
         grads.append(moment.grad)
     assert torch.allclose(grads[0], grads[1], rtol=1e-10, atol=1e-12)

@@ -35,7 +35,7 @@ from mrzero.sequences.phantoms import coil_sensitivities
 def asymmetric_object(n: int) -> torch.Tensor:
     """A block in the top-left quadrant plus a dot at the bottom right: shows any flip."""
     m = torch.zeros(n, n, dtype=torch.complex128)
-    m[2:n // 2 - 1, 1:n // 3] = 1.0
+    m[2 : n // 2 - 1, 1 : n // 3] = 1.0
     m[n - 3, n - 2] = 2.0
     return m
 
@@ -130,8 +130,8 @@ def test_radial_acquisitions_carry_their_trajectory_and_the_file_round_trips(tmp
     traj = seq.trajectory()[:, :2].numpy()
     for i, a in enumerate(acqs):
         assert a.trajectory_dimensions == 2 and a.idx.kspace_encode_step_1 == i
-        np.testing.assert_allclose(a.traj, traj[8 * i:8 * (i + 1)], atol=1e-6)
-        np.testing.assert_array_equal(a.data, signal[:, 8 * i:8 * (i + 1)].numpy())
+        np.testing.assert_allclose(a.traj, traj[8 * i : 8 * (i + 1)], atol=1e-6)
+        np.testing.assert_array_equal(a.data, signal[:, 8 * i : 8 * (i + 1)].numpy())
     with pytest.raises(MRDExportError, match="exists; pass overwrite=True"):
         simulated_to_mrd(path, seq, signal)
 
@@ -139,8 +139,9 @@ def test_radial_acquisitions_carry_their_trajectory_and_the_file_round_trips(tmp
 def test_noise_scans_come_first_and_have_the_requested_statistics(tmp_path):
     seq = flash(matrix=8, te=2e-3, tr=5e-3)
     path = tmp_path / "noisy.h5"
-    simulated_to_mrd(path, seq, torch.zeros(2, seq.n_samples, dtype=torch.complex64), noise_std=0.5,
-                     noise_samples=1024)
+    simulated_to_mrd(
+        path, seq, torch.zeros(2, seq.n_samples, dtype=torch.complex64), noise_std=0.5, noise_samples=1024
+    )
     _, acqs = read_back(path)
     noise_scans = 1024 // 512
     assert all(a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) for a in acqs[:noise_scans])
@@ -191,8 +192,9 @@ def test_debians_ismrmrd_reconstruction_agrees(tmp_path):
     header = mrd_header(seq, 2)
     coils = coil_sensitivities((n, n), n_coils=2)
     write_mrd(path, header, acquisitions(seq, encode(seq, obj, coils)))
-    subprocess.run(["ismrmrd_recon_cartesian_2d", str(path), "dataset"], check=True, capture_output=True,
-                   timeout=60)
+    subprocess.run(
+        ["ismrmrd_recon_cartesian_2d", str(path), "dataset"], check=True, capture_output=True, timeout=60
+    )
     ds = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
     try:
         image = np.abs(ds.read_image("cpp", 0).data.squeeze())

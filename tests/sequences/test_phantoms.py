@@ -64,7 +64,7 @@ def test_resampling_conserves_pd_mass_and_tissue_volume():
         f_ref = brain_tissue_fractions((200, 200), dtype=torch.float64)
         for name in f:
             area = f[name].sum() / f[name].numel()
-            assert float(area) == pytest.approx(float(f_ref[name].sum() / 200 ** 2), rel=1e-9)
+            assert float(area) == pytest.approx(float(f_ref[name].sum() / 200**2), rel=1e-9)
 
 
 def test_slices_differ_and_out_of_range_slice_is_named():
@@ -121,8 +121,10 @@ def test_mixing_averages_rates_weighted_by_proton_density():
 def test_area_weights_rows_are_averages_and_resample_keeps_constants():
     w = area_weights(7, 3)
     assert torch.allclose(w.sum(1), torch.ones(3, dtype=torch.float64))
-    assert torch.allclose(area_resample(torch.full((5, 9), 2.5, dtype=torch.float64), (4, 3)),
-                          torch.full((4, 3), 2.5, dtype=torch.float64))
+    assert torch.allclose(
+        area_resample(torch.full((5, 9), 2.5, dtype=torch.float64), (4, 3)),
+        torch.full((4, 3), 2.5, dtype=torch.float64),
+    )
     up = area_resample(torch.tensor([[1.0, 3.0]], dtype=torch.float64), (1, 4))
     assert up.tolist() == [[1.0, 1.0, 3.0, 3.0]]
 
@@ -205,8 +207,9 @@ def test_phantom_from_arrays_defaults_and_errors():
     from mrzero.sequences.phantoms.arrays import phantom_from_arrays
 
     pd = np.array([[0.0, 1.0], [0.5, 0.0]])
-    p = phantom_from_arrays(pd, t1=np.where(pd > 0, 1.0, 0.0), t2=np.full((2, 2), 0.1),
-                            t2star=np.full((2, 2), 0.05))
+    p = phantom_from_arrays(
+        pd, t1=np.where(pd > 0, 1.0, 0.0), t2=np.full((2, 2), 0.1), t2star=np.full((2, 2), 0.05)
+    )
     assert float(p.t1[0, 0]) == 1.0  # empty voxel filled
     assert torch.allclose(p.t2dash, torch.full((2, 2), 0.1))
     assert torch.equal(p.b1, torch.ones(2, 2)) and torch.equal(p.b0, torch.zeros(2, 2))

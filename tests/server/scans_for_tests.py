@@ -34,12 +34,17 @@ def header_xml(coils: int = 4, nx: int = 32, ny: int = 32) -> str:
 def scan(coils: int = 4, nx: int = 32, ny: int = 32, seed: int = 0) -> list[ismrmrd.Acquisition]:
     """Fully sampled Cartesian k-space of a random smooth object seen by ``coils`` coils."""
     rng = np.random.default_rng(seed)
-    y, x = np.mgrid[-0.5:0.5:1j * ny, -0.5:0.5:1j * nx]
-    obj = (x ** 2 + y ** 2 < 0.16).astype(np.float32) * (1 + rng.random()) + 0.5 * (abs(x - 0.1) < 0.05)
-    sens = np.stack([np.exp(-((x - 0.3 * np.cos(c)) ** 2 + (y - 0.3 * np.sin(c)) ** 2))
-                     for c in np.linspace(0, 2 * np.pi, coils, endpoint=False)])
-    kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(sens * obj, axes=(-2, -1)), norm="ortho"),
-                             axes=(-2, -1)).astype(np.complex64)
+    y, x = np.mgrid[-0.5 : 0.5 : 1j * ny, -0.5 : 0.5 : 1j * nx]
+    obj = (x**2 + y**2 < 0.16).astype(np.float32) * (1 + rng.random()) + 0.5 * (abs(x - 0.1) < 0.05)
+    sens = np.stack(
+        [
+            np.exp(-((x - 0.3 * np.cos(c)) ** 2 + (y - 0.3 * np.sin(c)) ** 2))
+            for c in np.linspace(0, 2 * np.pi, coils, endpoint=False)
+        ]
+    )
+    kspace = np.fft.fftshift(
+        np.fft.fft2(np.fft.ifftshift(sens * obj, axes=(-2, -1)), norm="ortho"), axes=(-2, -1)
+    ).astype(np.complex64)
     acqs = []
     for ky in range(ny):
         acq = ismrmrd.Acquisition.from_array(np.ascontiguousarray(kspace[:, ky, :]))

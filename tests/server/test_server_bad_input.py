@@ -34,10 +34,13 @@ def test_unknown_message_id(server):
         assert journal["dataset/data"].shape == (1,)
 
 
-@pytest.mark.parametrize("stream, fragment", [
-    (struct.pack("<HI", MessageId.TEXT, 3 << 30), "a text message claims 3221225472 bytes"),
-    (struct.pack("<HI", MessageId.HEADER, 0xFFFFFFFF), "a header message claims 4294967295 bytes"),
-])
+@pytest.mark.parametrize(
+    "stream, fragment",
+    [
+        (struct.pack("<HI", MessageId.TEXT, 3 << 30), "a text message claims 3221225472 bytes"),
+        (struct.pack("<HI", MessageId.HEADER, 0xFFFFFFFF), "a header message claims 4294967295 bytes"),
+    ],
+)
 def test_huge_claimed_length_is_refused(server, stream, fragment):
     reply, journal = run_bad(server, config_file_message(b"test_rss") + stream)
     error = only_error(reply)

@@ -31,9 +31,22 @@ def test_serve_and_send_processes(tmp_path):
             dset.append_acquisition(acq)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     server = subprocess.Popen(
-        [*MRZERO, "serve", "--port", "0", "--data-dir", str(tmp_path / "journal"),
-         "--pipeline-module", "pipelines_for_tests", "--max-connections", "2"],
-        env=env, stderr=subprocess.PIPE, text=True)
+        [
+            *MRZERO,
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "journal"),
+            "--pipeline-module",
+            "pipelines_for_tests",
+            "--max-connections",
+            "2",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for line in server.stderr:
             if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
@@ -43,17 +56,38 @@ def test_serve_and_send_processes(tmp_path):
             raise AssertionError("the server did not report its address")
         assert "2 connections" in line and "test_rss" in line
         out = tmp_path / "images.h5"
-        sent = subprocess.run([*MRZERO, "send", str(raw), "--port", port, "--config", "test_rss",
-                               "-o", str(out), "--png", str(tmp_path / "png")],
-                              env=env, capture_output=True, text=True, timeout=300)
+        sent = subprocess.run(
+            [
+                *MRZERO,
+                "send",
+                str(raw),
+                "--port",
+                port,
+                "--config",
+                "test_rss",
+                "-o",
+                str(out),
+                "--png",
+                str(tmp_path / "png"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert sent.returncode == 0, sent.stderr
         assert "1 images received" in sent.stdout
         images = read_images_h5(out)
         np.testing.assert_allclose(images[0].data[0, 0], rss_image(acqs, parse_header(xml)), rtol=1e-5)
         assert len(list((tmp_path / "png").glob("*.png"))) == 1
 
-        refused = subprocess.run([*MRZERO, "send", str(raw), "--port", port, "--config", "nope"],
-                                 env=env, capture_output=True, text=True, timeout=300)
+        refused = subprocess.run(
+            [*MRZERO, "send", str(raw), "--port", port, "--config", "nope"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert refused.returncode == 1 and "unknown pipeline 'nope'" in refused.stderr  # errors: stderr, once
         assert refused.stderr.count("unknown pipeline 'nope'") == 1
     finally:

@@ -25,11 +25,14 @@ from mrzero.client import stream
 from mrzero.server.framing import MessageId, close_message
 
 
-@pytest.mark.parametrize("config, fragment", [
-    ("test_raises", "pipeline 'test_raises' failed: ValueError: deliberate failure in test_raises"),
-    ("test_hangs", "pipeline 'test_hangs' made no progress for 8 s (pipeline timeout); stopped"),
-    ("test_hog", "pipeline 'test_hog' exceeded the memory limit of 512 MB"),
-])
+@pytest.mark.parametrize(
+    "config, fragment",
+    [
+        ("test_raises", "pipeline 'test_raises' failed: ValueError: deliberate failure in test_raises"),
+        ("test_hangs", "pipeline 'test_hangs' made no progress for 8 s (pipeline timeout); stopped"),
+        ("test_hog", "pipeline 'test_hog' exceeded the memory limit of 512 MB"),
+    ],
+)
 def test_failing_pipeline_ends_only_its_connection(server, config, fragment):
     acqs = scan()
     body = b"".join(map(acquisition_message, acqs))
@@ -69,8 +72,11 @@ def test_too_many_connections_are_refused_with_an_error(tmp_path):
             refused = stream(acqs, xml, host=host, port=port, config="test_rss", timeout_s=60)
             assert refused.closed and refused.images == []
             assert refused.errors == ["ERROR: server busy: 1 connections already running; try again later"]
-            first.sendall(wire_text(MessageId.HEADER, xml.encode())
-                          + b"".join(map(acquisition_message, acqs)) + close_message())
+            first.sendall(
+                wire_text(MessageId.HEADER, xml.encode())
+                + b"".join(map(acquisition_message, acqs))
+                + close_message()
+            )
             reply = read_reply(first)
         assert reply.errors == [] and len(reply.images) == 1
     finally:

@@ -75,11 +75,14 @@ def test_text_messages_lose_trailing_nuls():
     assert msg.text == '{"a": 1}'
 
 
-@pytest.mark.parametrize("stream, fragment", [
-    (struct.pack("<HI", MessageId.TEXT, 10) + b"abc", "inside a text message: got 3 of 10"),
-    (struct.pack("<H", MessageId.ACQUISITION) + b"\0" * 100, "inside an acquisition header"),
-    (b"\x05", "inside a message id"),
-])
+@pytest.mark.parametrize(
+    "stream, fragment",
+    [
+        (struct.pack("<HI", MessageId.TEXT, 10) + b"abc", "inside a text message: got 3 of 10"),
+        (struct.pack("<H", MessageId.ACQUISITION) + b"\0" * 100, "inside an acquisition header"),
+        (b"\x05", "inside a message id"),
+    ],
+)
 def test_truncated_messages_are_named(stream, fragment):
     with pytest.raises(TruncatedMessage, match=fragment):
         MessageReader(io.BytesIO(stream), 1 << 20).next()
@@ -125,15 +128,22 @@ def test_fast_acquisition_decoding_equals_the_ismrmrd_deserializer():
     fast.data[0, 0] = 7  # pipelines may work in place
 
 
-@pytest.mark.parametrize("config_text, fragment", [
-    (b"test_rss\0", None),
-    (b'{"parameters": {"customconfig": "test_rss"}}', None),
-    (b"<configuration><reader/></configuration>", "XML configurations (config text messages)"),
-])
+@pytest.mark.parametrize(
+    "config_text, fragment",
+    [
+        (b"test_rss\0", None),
+        (b'{"parameters": {"customconfig": "test_rss"}}', None),
+        (b"<configuration><reader/></configuration>", "XML configurations (config text messages)"),
+    ],
+)
 def test_config_text_names_json_or_refused_xml(server, config_text, fragment):
     acqs, xml = scan(seed=2), header_xml()
-    stream = (wire_text(MessageId.CONFIG_TEXT, config_text) + wire_text(MessageId.HEADER, xml.encode())
-              + b"".join(map(acquisition_message, acqs)) + struct.pack("<H", MessageId.CLOSE))
+    stream = (
+        wire_text(MessageId.CONFIG_TEXT, config_text)
+        + wire_text(MessageId.HEADER, xml.encode())
+        + b"".join(map(acquisition_message, acqs))
+        + struct.pack("<H", MessageId.CLOSE)
+    )
     reply = exchange(server.address, stream)
     if fragment is None:
         assert_rss_reply(reply, acqs, xml)

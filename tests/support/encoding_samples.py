@@ -14,8 +14,14 @@ def radial_trajectory(n: int, spokes: int, golden: bool = False, oversampling: i
     angles = torch.arange(spokes, dtype=torch.float64)
     angles = angles * GOLDEN_ANGLE if golden else angles * math.pi / spokes
     radius = (torch.arange(oversampling * n, dtype=torch.float64) - oversampling * n // 2) / oversampling
-    k = torch.stack([radius[None] * torch.cos(angles)[:, None], radius[None] * torch.sin(angles)[:, None],
-                     torch.zeros(spokes, oversampling * n, dtype=torch.float64)], dim=-1)
+    k = torch.stack(
+        [
+            radius[None] * torch.cos(angles)[:, None],
+            radius[None] * torch.sin(angles)[:, None],
+            torch.zeros(spokes, oversampling * n, dtype=torch.float64),
+        ],
+        dim=-1,
+    )
     return k.reshape(-1, 3).float()
 
 

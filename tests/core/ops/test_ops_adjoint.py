@@ -28,8 +28,9 @@ def test_adjoint_of_full_cartesian_scan_is_centred_orthonormal_ifft(shape, opera
     expected = ifftc(kspace, len(shape))
     tolerance = 1e-5 if operator == "exact" else 1e-4
     torch.testing.assert_close(image, expected, atol=tolerance * float(expected.abs().max()), rtol=0)
-    torch.testing.assert_close(encoding.forward(expected), kspace.reshape(3, -1),
-                               atol=tolerance * float(kspace.abs().max()), rtol=0)
+    torch.testing.assert_close(
+        encoding.forward(expected), kspace.reshape(3, -1), atol=tolerance * float(kspace.abs().max()), rtol=0
+    )
 
 
 def test_full_cartesian_forward_is_centred_fft_of_upright_image():
@@ -61,8 +62,12 @@ def test_chunked_exact_operator_equals_dense_matrix(dtype, max_elements):
     shape = (7, 6)
     trajectory = random_trajectory(90, shape, seed=5, dtype=torch.float64)
     dense = encoding_matrix(trajectory, shape).to(dtype)
-    encoding = Encoding(trajectory.to(torch.float32 if dtype == torch.complex64 else torch.float64), shape,
-                        method="exact", max_elements=max_elements)
+    encoding = Encoding(
+        trajectory.to(torch.float32 if dtype == torch.complex64 else torch.float64),
+        shape,
+        method="exact",
+        max_elements=max_elements,
+    )
     x = random_image(3, *shape, seed=6, dtype=dtype)
     y = random_image(3, 90, seed=7, dtype=dtype)
     tolerance = 1e-5 if dtype == torch.complex64 else 1e-12
@@ -110,6 +115,7 @@ def test_gradcheck_wrt_3d_trajectory():
     shape = (3, 2, 3)
     trajectory = random_trajectory(6, shape, seed=15).requires_grad_()
     image = random_image(1, *shape, seed=16).requires_grad_()
+
     def forward(x, k):
         return Encoding(k, shape, method="exact").forward(x)
 
@@ -159,15 +165,18 @@ def test_density_weights_are_one_for_full_cartesian_and_ramp_up_for_radial():
     assert radial[:, 40].mean() > 4 * radial[:, 33].mean()  # |k| = 4 vs |k| = 0.5
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(trajectory=torch.zeros(10)), r"trajectory must be \[n_samples"),
-    (dict(trajectory=torch.zeros(10, 1)), r"trajectory must be \[n_samples"),
-    (dict(trajectory=torch.zeros(10, 2, dtype=torch.complex64)), "real floating point"),
-    (dict(trajectory=torch.full((10, 2), math.nan)), "NaN"),
-    (dict(matrix=(0, 4)), "positive sizes"),
-    (dict(method="fast"), "unknown encoding method"),
-    (dict(coil_sens=torch.ones(2, 3, 4, dtype=torch.complex64)), r"coil_sens must be \[coils, 4, 4\]"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(trajectory=torch.zeros(10)), r"trajectory must be \[n_samples"),
+        (dict(trajectory=torch.zeros(10, 1)), r"trajectory must be \[n_samples"),
+        (dict(trajectory=torch.zeros(10, 2, dtype=torch.complex64)), "real floating point"),
+        (dict(trajectory=torch.full((10, 2), math.nan)), "NaN"),
+        (dict(matrix=(0, 4)), "positive sizes"),
+        (dict(method="fast"), "unknown encoding method"),
+        (dict(coil_sens=torch.ones(2, 3, 4, dtype=torch.complex64)), r"coil_sens must be \[coils, 4, 4\]"),
+    ],
+)
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     args = dict(trajectory=torch.zeros(10, 2), matrix=(4, 4)) | kwargs
     with pytest.raises(EncodingError, match=message):

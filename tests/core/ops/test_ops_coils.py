@@ -10,13 +10,15 @@ from mrzero.core.ops.coils import adaptive_combine, coil_sensitivities, rss
 def _phantom(n: int = 32):
     """Smooth complex sensitivities of 4 coils (coil 0 real and strongest) and a complex object."""
     y, x = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
-    sens = np.stack([
-        2.0 + 0.3 * x,
-        (0.8 + 0.2 * y) * np.exp(1j * (0.5 + 0.4 * x)),
-        (0.6 - 0.2 * x) * np.exp(-1j * (1.0 + 0.3 * y)),
-        0.5 * np.exp(1j * 0.3 * (x + y)),
-    ])
-    disc = (x ** 2 + y ** 2 < 0.5).astype(float)
+    sens = np.stack(
+        [
+            2.0 + 0.3 * x,
+            (0.8 + 0.2 * y) * np.exp(1j * (0.5 + 0.4 * x)),
+            (0.6 - 0.2 * x) * np.exp(-1j * (1.0 + 0.3 * y)),
+            0.5 * np.exp(1j * 0.3 * (x + y)),
+        ]
+    )
+    disc = (x**2 + y**2 < 0.5).astype(float)
     obj = (1.0 + disc) * np.exp(1j * (0.7 * disc + 0.2))
     return torch.from_numpy(sens).to(torch.complex64), torch.from_numpy(obj).to(torch.complex64)
 

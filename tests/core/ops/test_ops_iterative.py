@@ -48,8 +48,9 @@ def test_gradient_iteration_is_exact_after_one_step_on_full_cartesian_data():
 def test_gradient_iteration_follows_closed_form_of_the_seed_equation():
     trajectory, dense, signal = dense_problem()
     encoding = Encoding(trajectory, (6, 6), method="exact")
-    step = 0.7 / power_iteration(encoding.normal_operator(), torch.zeros(1, 6, 6, dtype=torch.complex128),
-                                 iterations=100)
+    step = 0.7 / power_iteration(
+        encoding.normal_operator(), torch.zeros(1, 6, 6, dtype=torch.complex128), iterations=100
+    )
     x = torch.zeros(36, dtype=torch.complex128)
     for _ in range(10):
         x = x - step * dense.conj().T @ (dense @ x - signal)
@@ -64,16 +65,18 @@ def test_conjugate_gradient_solves_the_regularised_normal_equations(tikhonov):
     normal = dense.conj().T @ (weights[:, None] * dense) + tikhonov * torch.eye(36)
     expected = torch.linalg.solve(normal, dense.conj().T @ (weights * signal))
     encoding = Encoding(trajectory, (6, 6), method="exact")
-    result = conjugate_gradient(encoding, signal, iterations=200, tikhonov=tikhonov, weights=weights,
-                                tolerance=1e-12)
+    result = conjugate_gradient(
+        encoding, signal, iterations=200, tikhonov=tikhonov, weights=weights, tolerance=1e-12
+    )
     torch.testing.assert_close(result.reshape(-1), expected, atol=1e-8, rtol=1e-8)
 
 
 def test_conjugate_gradient_solves_coils_independently_and_stops_on_zero_data():
     trajectory, dense, signal = dense_problem()
     encoding = Encoding(trajectory, (6, 6), method="exact")
-    both = conjugate_gradient(encoding, torch.stack([signal, torch.zeros_like(signal)]), iterations=100,
-                              tolerance=1e-12)
+    both = conjugate_gradient(
+        encoding, torch.stack([signal, torch.zeros_like(signal)]), iterations=100, tolerance=1e-12
+    )
     expected = torch.linalg.lstsq(dense, signal[:, None]).solution[:, 0]
     torch.testing.assert_close(both[0].reshape(-1), expected, atol=1e-8, rtol=1e-8)
     assert not both[1].any()
@@ -82,8 +85,9 @@ def test_conjugate_gradient_solves_coils_independently_and_stops_on_zero_data():
 def test_sense_cg_matches_dense_least_squares_on_undersampled_multicoil_radial_data():
     shape = (8, 8)
     y, x = torch.meshgrid(torch.linspace(-1, 1, 8), torch.linspace(-1, 1, 8), indexing="ij")
-    sens = torch.stack([torch.exp(-((x - cx) ** 2 + (y - cy) ** 2)) for cx, cy in
-                        [(-1, -1), (1, -1), (-1, 1), (1, 1)]]).to(torch.complex128)
+    sens = torch.stack(
+        [torch.exp(-((x - cx) ** 2 + (y - cy) ** 2)) for cx, cy in [(-1, -1), (1, -1), (-1, 1), (1, 1)]]
+    ).to(torch.complex128)
     trajectory = radial_trajectory(8, 4).double()  # 4 spokes: undersampled for one coil
     signal = random_image(4, trajectory.shape[0], seed=4)
     dense = torch.cat([encoding_matrix(trajectory, shape) * s.reshape(1, -1) for s in sens])
@@ -118,8 +122,9 @@ def test_gradcheck_through_all_iterations_wrt_signal_and_trajectory(method):
     weights = torch.linspace(0.5, 1.5, 14, dtype=torch.float64)
 
     def recon(s, k):
-        return reconstruct(s, k, shape, method=method, iterations=3, density=weights, step=0.05,
-                           operator="exact")
+        return reconstruct(
+            s, k, shape, method=method, iterations=3, density=weights, step=0.05, operator="exact"
+        )
 
     assert torch.autograd.gradcheck(recon, (signal, trajectory))
 
@@ -135,15 +140,22 @@ def test_reconstruct_returns_one_image_per_coil_without_sensitivities():
     assert reconstruct(signal, trajectory, 8, method="cg", density=float64_weights).dtype == torch.complex64
 
 
-@pytest.mark.parametrize(("kwargs", "error", "message"), [
-    (dict(method="sense"), EncodingError, "unknown reconstruction method 'sense'"),
-    (dict(density="ramp"), EncodingError, "unknown density compensation 'ramp'"),
-    (dict(density=torch.ones(5)), EncodingError, r"density weights must be real \[96\]"),
-    (dict(method="iterative", iterations=0), ValueError, "iterations must be a positive integer"),
-    (dict(method="iterative", step=-1.0), ValueError, "step must be positive"),
-    (dict(method="cg", tikhonov=-1.0), ValueError, "tikhonov must be non-negative"),
-    (dict(signal=torch.zeros(2, 95, dtype=torch.complex64)), EncodingError, "the trajectory's 96 samples"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(method="sense"), EncodingError, "unknown reconstruction method 'sense'"),
+        (dict(density="ramp"), EncodingError, "unknown density compensation 'ramp'"),
+        (dict(density=torch.ones(5)), EncodingError, r"density weights must be real \[96\]"),
+        (dict(method="iterative", iterations=0), ValueError, "iterations must be a positive integer"),
+        (dict(method="iterative", step=-1.0), ValueError, "step must be positive"),
+        (dict(method="cg", tikhonov=-1.0), ValueError, "tikhonov must be non-negative"),
+        (
+            dict(signal=torch.zeros(2, 95, dtype=torch.complex64)),
+            EncodingError,
+            "the trajectory's 96 samples",
+        ),
+    ],
+)
 def test_reconstruct_rejects_bad_arguments_clearly(kwargs, error, message):
     trajectory = radial_trajectory(8, 6)
     signal = kwargs.pop("signal", torch.ones(2, 96, dtype=torch.complex64))
@@ -164,8 +176,9 @@ def test_nufft_toeplitz_iterations_give_the_exact_trajectory_gradient(method):
     for operator in ("exact", "nufft"):
         trajectory = radial_trajectory(16, 12).requires_grad_()
         signal = Encoding(trajectory.detach(), 16, method="exact").forward(image)
-        result = reconstruct(signal, trajectory, 16, method=method, iterations=4, density="pipe", step=0.5,
-                             operator=operator)
+        result = reconstruct(
+            signal, trajectory, 16, method=method, iterations=4, density="pipe", step=0.5, operator=operator
+        )
         (result - image).abs().pow(2).sum().backward()
         grads.append(trajectory.grad)
     assert float((grads[1] - grads[0]).norm() / grads[0].norm()) < 1e-3
@@ -178,8 +191,9 @@ def test_gradients_reach_the_sequence_gradient_moments_through_the_trajectory():
 
     def recon(moment):
         trajectory = dataclasses.replace(sequence, moment=moment).trajectory()
-        return reconstruct(signal, trajectory, 4, method="iterative", iterations=3, step=0.5,
-                           operator="exact")
+        return reconstruct(
+            signal, trajectory, 4, method="iterative", iterations=3, step=0.5, operator="exact"
+        )
 
     moment = sequence.moment.clone().requires_grad_()
     assert torch.autograd.gradcheck(recon, (moment,))

@@ -46,8 +46,9 @@ def test_correlated_two_coil_noise_becomes_white():
     torch.testing.assert_close(cov, torch.from_numpy(MIXING @ MIXING.conj().T), atol=0.04, rtol=0)
     w = prewhitening_matrix(cov)
     white = prewhiten(torch.from_numpy(_noise(20000, 2)), w)  # fresh samples of the same noise
-    torch.testing.assert_close(noise_covariance(white), torch.eye(2, dtype=torch.complex128),
-                               atol=0.04, rtol=0)
+    torch.testing.assert_close(
+        noise_covariance(white), torch.eye(2, dtype=torch.complex128), atol=0.04, rtol=0
+    )
 
 
 def test_bandwidth_scale_is_gadgetrons_formula():
@@ -68,16 +69,19 @@ def test_singular_covariance_and_coil_mismatch_are_named():
 def test_stage_scales_for_dwell_times_and_drops_noise_lines():
     # Noise sampled at 2 us has twice the variance of the same receiver's noise at 4 us.
     t_noise, t_image, bw = 2.0, 4.0, 0.8
-    noise = [acquisition(_noise(256, 10 + i), dwell_us=t_noise, flags=[ismrmrd.ACQ_IS_NOISE_MEASUREMENT])
-             for i in range(40)]
+    noise = [
+        acquisition(_noise(256, 10 + i), dwell_us=t_noise, flags=[ismrmrd.ACQ_IS_NOISE_MEASUREMENT])
+        for i in range(40)
+    ]
     image_noise = _noise(256 * 40, 99) * math.sqrt(t_noise / t_image)
-    lines = [acquisition(image_noise[:, i * 256:(i + 1) * 256], e1=i, dwell_us=t_image) for i in range(40)]
+    lines = [acquisition(image_noise[:, i * 256 : (i + 1) * 256], e1=i, dwell_us=t_image) for i in range(40)]
     out = list(prewhiten_stage([*noise, *lines], context(header(bandwidth=bw))))
     assert len(out) == len(lines) and not any(a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) for a in out)
     white = torch.from_numpy(np.concatenate([a.data for a in out], axis=1)).to(torch.complex128)
     # Gadgetron's convention: covariance 2 * bandwidth * I after prewhitening.
-    torch.testing.assert_close(noise_covariance(white), 2 * bw * torch.eye(2, dtype=torch.complex128),
-                               atol=0.06, rtol=0)
+    torch.testing.assert_close(
+        noise_covariance(white), 2 * bw * torch.eye(2, dtype=torch.complex128), atol=0.06, rtol=0
+    )
 
 
 def test_stage_passes_data_unchanged_without_noise_or_when_disabled():

@@ -21,8 +21,13 @@ from mrzero.sequences.digital_twin import SHIPPED_BUNDLES
 from mrzero.server.limits import MB, Limits, Settings
 from mrzero.server.listener import Server
 
-LIMITS = Limits(max_message_bytes=16 * MB, pipeline_timeout_s=60.0, memory_limit_bytes=2048 * MB,
-                max_connections=4, idle_timeout_s=60.0)
+LIMITS = Limits(
+    max_message_bytes=16 * MB,
+    pipeline_timeout_s=60.0,
+    memory_limit_bytes=2048 * MB,
+    max_connections=4,
+    idle_timeout_s=60.0,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +63,14 @@ def store(tmp_path_factory: pytest.TempPathFactory, builder_bundles: dict[str, P
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, store: Path) -> Iterator[Server]:
-    srv = Server(Settings(port=0, data_dir=tmp_path_factory.mktemp("journal"), limits=LIMITS,
-                          bundle_store=store, pipeline_threads=1)).start()
+    srv = Server(
+        Settings(
+            port=0,
+            data_dir=tmp_path_factory.mktemp("journal"),
+            limits=LIMITS,
+            bundle_store=store,
+            pipeline_threads=1,
+        )
+    ).start()
     yield srv
     srv.stop()

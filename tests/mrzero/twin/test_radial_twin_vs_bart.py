@@ -34,8 +34,9 @@ def fitted_error(image: np.ndarray, truth: np.ndarray) -> float:
 def radial_scan(builder_bundles):
     phantom = brain_phantom((32, 32))
     still = torch.full_like(phantom.t1, 1e3)
-    phantom = dataclasses.replace(phantom, t1=still, t2=still, t2dash=still, b0=torch.zeros_like(still),
-                                  b1=torch.ones_like(still))
+    phantom = dataclasses.replace(
+        phantom, t1=still, t2=still, t2dash=still, b0=torch.zeros_like(still), b1=torch.ones_like(still)
+    )
     return scan_of(builder_bundles["radial"], snr=20.0, phantom=phantom)
 
 
@@ -50,7 +51,8 @@ def bart_inverse_nufft(scan, bundle, cwd) -> np.ndarray:
 
 
 def test_iterative_adjoint_of_radial_twin_data_is_at_least_as_close_to_truth_as_bart(
-        server, store, builder_bundles, radial_scan, tmp_path):
+    server, store, builder_bundles, radial_scan, tmp_path
+):
     reply = stream_scan(radial_scan, *server.address, parameters={"output": "float"})
     assert reply.errors == [] and len(reply.images) == 1, reply.texts
     ours = reply.images[0].data[0, 0]
@@ -71,8 +73,12 @@ def test_iterations_help_and_cg_is_available(radial_scan, store):
     from mrzero.pipelines.base import Context
 
     def error(parameters):
-        ctx = Context(header=radial_scan.header, parameters={"output": "float", **parameters},
-                      pipeline_name="iterative_adjoint", bundle_store=store)
+        ctx = Context(
+            header=radial_scan.header,
+            parameters={"output": "float", **parameters},
+            pipeline_name="iterative_adjoint",
+            bundle_store=store,
+        )
         image = list(registry.get("iterative_adjoint").run(iter(radial_scan.acquisitions), ctx))[0]
         return fitted_error(image.data[0, 0], radial_scan.phantom.pd.numpy())
 

@@ -45,11 +45,22 @@ def target_of(name: str, scan) -> tuple[torch.Tensor, torch.Tensor | None]:
     if recipe.target.kind == "t1":
         tissue = (phantom.pd > 0).to(torch.float32)
         return (phantom.t1 * tissue)[None], tissue
-    target_seq = build_sequence(recipe.target.builder or recipe.sequence.builder,
-                                recipe.target.options or recipe.sequence.options, recipe.matrix, "cpu")
+    target_seq = build_sequence(
+        recipe.target.builder or recipe.sequence.builder,
+        recipe.target.options or recipe.sequence.options,
+        recipe.matrix,
+        "cpu",
+    )
     recon = recipe.recon
-    forward = ForwardModel(recipe.matrix, recipe.engine.name, dict(recipe.engine.options), recon.method,
-                           recon.iterations, recon.density, recon.split)
+    forward = ForwardModel(
+        recipe.matrix,
+        recipe.engine.name,
+        dict(recipe.engine.options),
+        recon.method,
+        recon.iterations,
+        recon.density,
+        recon.split,
+    )
     with torch.no_grad():
         return forward(target_seq, phantom), None
 

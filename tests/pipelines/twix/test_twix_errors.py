@@ -25,15 +25,20 @@ def _bad_files(folder: Path) -> dict[str, str]:
     # gre.dat readouts are 5376 bytes: 192-byte header + 2 x (32-byte channel header + 320 x 8 bytes)
     corrupt = bytearray(raw)
     first_readout = 10240 + int.from_bytes(raw[10240:10244], "little")
-    corrupt[first_readout + 5 * 5376:first_readout + 5 * 5376 + 192] = bytes(192)  # sixth readout's header
+    corrupt[first_readout + 5 * 5376 : first_readout + 5 * 5376 + 192] = bytes(192)  # sixth readout's header
     (folder / "corrupt.dat").write_bytes(bytes(corrupt))
     (folder / "notes.dat").write_text("scan notes: patient moved during the third series\n" * 20)
     (folder / "noise.dat").write_bytes(np.random.default_rng(1).bytes(200_000))
     tw.write_synthetic(folder / "no_base_resolution.dat", noise_readouts=2, with_base_resolution=False)
-    return {"empty.dat": "empty file", "truncated.dat": "truncated", "header_only.dat": "truncated",
-            "corrupt.dat": "corrupt readout header",
-            "notes.dat": "not a twix file", "noise.dat": "not a twix file",
-            "no_base_resolution.dat": "MeasYaps.sKSpace.lBaseResolution"}
+    return {
+        "empty.dat": "empty file",
+        "truncated.dat": "truncated",
+        "header_only.dat": "truncated",
+        "corrupt.dat": "corrupt readout header",
+        "notes.dat": "not a twix file",
+        "noise.dat": "not a twix file",
+        "no_base_resolution.dat": "MeasYaps.sKSpace.lBaseResolution",
+    }
 
 
 @pytest.fixture(scope="module")

@@ -102,8 +102,11 @@ def test_header_of_the_real_file(converted):
     enc = header.encoding[0]
     assert (enc.encodedSpace.matrixSize.x, enc.encodedSpace.matrixSize.y) == (320, 160)
     assert (enc.encodedSpace.fieldOfView_mm.x, enc.reconSpace.fieldOfView_mm.x) == (400.0, 200.0)
-    assert (enc.reconSpace.matrixSize.x, enc.reconSpace.matrixSize.y, enc.reconSpace.fieldOfView_mm.z) \
-        == (160, 160, 4.0)
+    assert (enc.reconSpace.matrixSize.x, enc.reconSpace.matrixSize.y, enc.reconSpace.fieldOfView_mm.z) == (
+        160,
+        160,
+        4.0,
+    )
     assert header.sequenceParameters.TR == [10.0] and header.sequenceParameters.TE == [3.0]
     assert header.sequenceParameters.flipAngle_deg == [15.0] and not header.sequenceParameters.TI
     system = header.acquisitionSystemInformation

@@ -18,12 +18,18 @@ from mrzero.pipelines.twix.protocol_fields import Protocol
 
 #: Siemens flag -> the MRD flag the converter must set for it.
 EXPECTED_FLAG = {
-    "NOISEADJSCAN": ismrmrd.ACQ_IS_NOISE_MEASUREMENT, "PHASCOR": ismrmrd.ACQ_IS_PHASECORR_DATA,
-    "REFLECT": ismrmrd.ACQ_IS_REVERSE, "FIRSTSCANINSLICE": ismrmrd.ACQ_FIRST_IN_SLICE,
-    "LASTSCANINSLICE": ismrmrd.ACQ_LAST_IN_SLICE, "LASTSCANINMEAS": ismrmrd.ACQ_LAST_IN_MEASUREMENT,
+    "NOISEADJSCAN": ismrmrd.ACQ_IS_NOISE_MEASUREMENT,
+    "PHASCOR": ismrmrd.ACQ_IS_PHASECORR_DATA,
+    "REFLECT": ismrmrd.ACQ_IS_REVERSE,
+    "FIRSTSCANINSLICE": ismrmrd.ACQ_FIRST_IN_SLICE,
+    "LASTSCANINSLICE": ismrmrd.ACQ_LAST_IN_SLICE,
+    "LASTSCANINMEAS": ismrmrd.ACQ_LAST_IN_MEASUREMENT,
 }
-ALL_MRD_FLAGS = [getattr(ismrmrd, n) for n in dir(ismrmrd)
-                 if n.startswith("ACQ_") and not n.startswith(("ACQ_USER", "ACQ_COMPRESSION"))]
+ALL_MRD_FLAGS = [
+    getattr(ismrmrd, n)
+    for n in dir(ismrmrd)
+    if n.startswith("ACQ_") and not n.startswith(("ACQ_USER", "ACQ_COMPRESSION"))
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +53,11 @@ def _loop_flags(readouts: list[tw.Readout]) -> list[set[int]]:
     """First/last flags of the encode-step loops (one pass per slice and echo in this 2D scan) and
     of the repetition, over the imaging readouts (not phase correction, not calibration-only)."""
     expected = [set() for _ in readouts]
-    imaging = [k for k, r in enumerate(readouts)
-               if "PHASCOR" not in r.flags and ("PATREFSCAN" not in r.flags or "PATREFANDIMASCAN" in r.flags)]
+    imaging = [
+        k
+        for k, r in enumerate(readouts)
+        if "PHASCOR" not in r.flags and ("PATREFSCAN" not in r.flags or "PATREFANDIMASCAN" in r.flags)
+    ]
     passes: dict[tuple, list[int]] = {}
     for k in imaging:
         passes.setdefault((readouts[k].counters["Sli"], readouts[k].counters["Eco"]), []).append(k)
@@ -64,15 +73,15 @@ def test_noise_of_the_earlier_measurement_comes_first(synthetic):
     _, scan, measurement, acqs = synthetic
     assert len(acqs) == len(scan.noise) + len(scan.image) == len(measurement)
     assert measurement.noise_count == len(scan.noise)
-    for acq in acqs[:len(scan.noise)]:
+    for acq in acqs[: len(scan.noise)]:
         assert acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
         assert acq.data.shape == (tw.CHANNELS, 256)
-    assert not any(a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) for a in acqs[len(scan.noise):])
+    assert not any(a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) for a in acqs[len(scan.noise) :])
 
 
 def test_every_counter_and_flag_of_the_image_readouts(synthetic):
     _, scan, _, acqs = synthetic
-    image = acqs[len(scan.noise):]
+    image = acqs[len(scan.noise) :]
     loops = _loop_flags(scan.image)
     for acq, readout, loop in zip(image, scan.image, loops, strict=True):
         for mrd_name, siemens_name in COUNTERS.items():
@@ -87,20 +96,26 @@ def test_every_counter_and_flag_of_the_image_readouts(synthetic):
 
 def test_calibration_lines_with_and_without_imaging(synthetic):
     _, scan, _, acqs = synthetic
-    image = acqs[len(scan.noise):]
+    image = acqs[len(scan.noise) :]
     cal = {a.idx.kspace_encode_step_1 for a in image if a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)}
-    both = {a.idx.kspace_encode_step_1 for a in image
-            if a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)}
+    both = {
+        a.idx.kspace_encode_step_1
+        for a in image
+        if a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
+    }
     assert cal == {13, 15, 17, 19} and both == {12, 14, 16, 18}
-    imaging = {a.idx.kspace_encode_step_1 for a in image
-               if not a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
-               and not a.is_flag_set(ismrmrd.ACQ_IS_PHASECORR_DATA)}
+    imaging = {
+        a.idx.kspace_encode_step_1
+        for a in image
+        if not a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
+        and not a.is_flag_set(ismrmrd.ACQ_IS_PHASECORR_DATA)
+    }
     assert imaging == set(range(0, tw.LINES, 2))  # R = 2
 
 
 def test_slice_geometry_from_the_quaternion(synthetic):
     _, scan, _, acqs = synthetic
-    for acq, readout in zip(acqs[len(scan.noise):], scan.image, strict=True):
+    for acq, readout in zip(acqs[len(scan.noise) :], scan.image, strict=True):
         np.testing.assert_allclose(acq.position[:], tw.SLICE_POSITIONS[readout.slice_index], atol=1e-5)
         np.testing.assert_allclose(acq.read_dir[:], tw.READ, atol=1e-6)
         np.testing.assert_allclose(acq.phase_dir[:], tw.PHASE, atol=1e-6)
@@ -111,8 +126,11 @@ def test_header_from_the_protocol(synthetic):
     _, _, measurement, _ = synthetic
     h = measurement.header
     enc = h.encoding[0]
-    assert (enc.encodedSpace.matrixSize.x, enc.encodedSpace.matrixSize.y, enc.encodedSpace.matrixSize.z) \
-        == (2 * tw.BASE, tw.LINES, 1)
+    assert (enc.encodedSpace.matrixSize.x, enc.encodedSpace.matrixSize.y, enc.encodedSpace.matrixSize.z) == (
+        2 * tw.BASE,
+        tw.LINES,
+        1,
+    )
     fov = enc.encodedSpace.fieldOfView_mm
     assert (fov.x, fov.y) == (2 * tw.FOV_MM[0], tw.FOV_MM[1])
     assert (enc.reconSpace.matrixSize.x, enc.reconSpace.matrixSize.y) == (tw.BASE, tw.BASE)
@@ -136,10 +154,10 @@ def test_header_from_the_protocol(synthetic):
 
 def test_noise_lines_give_the_noise_covariance_and_drive_prewhitening(synthetic):
     _, scan, measurement, acqs = synthetic
-    noise = torch.cat([torch.from_numpy(a.data) for a in acqs[:len(scan.noise)]], dim=1).to(torch.complex128)
+    noise = torch.cat([torch.from_numpy(a.data) for a in acqs[: len(scan.noise)]], dim=1).to(torch.complex128)
     np.testing.assert_allclose(noise_covariance(noise).numpy(), tw.noise_covariance(), atol=0.1)
 
-    image = torch.cat([torch.from_numpy(a.data) for a in acqs[len(scan.noise):]], dim=1).to(torch.complex128)
+    image = torch.cat([torch.from_numpy(a.data) for a in acqs[len(scan.noise) :]], dim=1).to(torch.complex128)
     raw = noise_covariance(image).numpy()
     np.testing.assert_allclose(raw, tw.noise_covariance(), atol=0.15)  # correlated before
 
@@ -156,6 +174,7 @@ def test_the_cartesian_pipeline_makes_one_image_per_slice_and_echo(synthetic, tm
     path, _, _, _ = synthetic
     h5 = convert_twix(path, tmp_path / "synthetic.h5").output
     from mrzero.pipelines.offline import reconstruct_file
+
     images = reconstruct_file(h5, "cartesian", {"output": "float"})
     assert sorted((im.slice, im.contrast) for im in images) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     for im in images:
@@ -173,18 +192,44 @@ def _converted(mdb, tmp_path) -> ismrmrd.Acquisition:
 
 
 def test_every_counter_of_one_readout_maps(tmp_path):
-    counters = {"Lin": 3, "Par": 4, "Sli": 5, "Eco": 6, "Phs": 7, "Rep": 8, "Set": 9, "Seg": 10, "Ave": 11,
-                "Ida": 12, "Idb": 13, "Idc": 14, "Idd": 15, "Ide": 16}
+    counters = {
+        "Lin": 3,
+        "Par": 4,
+        "Sli": 5,
+        "Eco": 6,
+        "Phs": 7,
+        "Rep": 8,
+        "Set": 9,
+        "Seg": 10,
+        "Ave": 11,
+        "Ida": 12,
+        "Idb": 13,
+        "Idc": 14,
+        "Idd": 15,
+        "Ide": 16,
+    }
     flags = ["PATREFSCAN", "REFLECT", "PHASESTABSCAN", "RTFEEDBACK", "LASTSCANINSLICE"]
     mdb = tw.make_mdb(np.ones((2, 8)), tw.Readout(counters, flags), tw.SLICE_POSITIONS[0])
     acq = _converted(mdb, tmp_path)
     assert {name: getattr(acq.idx, name) for name in COUNTERS} == {
-        "kspace_encode_step_1": 3, "kspace_encode_step_2": 4, "slice": 5, "contrast": 6, "phase": 7,
-        "repetition": 8, "set": 9, "segment": 10, "average": 11}
+        "kspace_encode_step_1": 3,
+        "kspace_encode_step_2": 4,
+        "slice": 5,
+        "contrast": 6,
+        "phase": 7,
+        "repetition": 8,
+        "set": 9,
+        "segment": 10,
+        "average": 11,
+    }
     assert list(acq.idx.user[:5]) == [12, 13, 14, 15, 16]
     assert {f for f in ALL_MRD_FLAGS if acq.is_flag_set(f)} == {
-        ismrmrd.ACQ_IS_PARALLEL_CALIBRATION, ismrmrd.ACQ_IS_REVERSE, ismrmrd.ACQ_IS_PHASE_STABILIZATION,
-        ismrmrd.ACQ_IS_RTFEEDBACK_DATA, ismrmrd.ACQ_LAST_IN_SLICE}
+        ismrmrd.ACQ_IS_PARALLEL_CALIBRATION,
+        ismrmrd.ACQ_IS_REVERSE,
+        ismrmrd.ACQ_IS_PHASE_STABILIZATION,
+        ismrmrd.ACQ_IS_RTFEEDBACK_DATA,
+        ismrmrd.ACQ_LAST_IN_SLICE,
+    }
     assert acq.sample_time_us == 2.5 and acq.data.shape == (2, 8)
 
 
@@ -209,6 +254,7 @@ def test_a_vb_file_converts(tmp_path):
     np.testing.assert_allclose(acqs[-1].read_dir[:], tw.READ, atol=1e-6)
     assert acqs[-1].is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE) and acqs[4].is_flag_set(ismrmrd.ACQ_FIRST_IN_SLICE)
     from mrzero.pipelines.offline import reconstruct_file
+
     h5 = convert_twix(tmp_path / "vb.dat", tmp_path / "vb.h5").output
     (image,) = reconstruct_file(h5, "cartesian", {"output": "float"})
     assert image.data.shape == (1, 1, tw.BASE, tw.BASE)

@@ -40,8 +40,15 @@ NORMAL = np.cross(PHASE, READ)  # Siemens: (phase, read, slice) is right-handed
 
 def noise_covariance() -> np.ndarray:
     """The channel noise covariance of every readout (Hermitian, positive definite, correlated)."""
-    a = np.array([[1.0, 0.3 + 0.2j, 0.0, 0.1j], [0.0, 0.8, 0.25 - 0.1j, 0.0],
-                  [0.0, 0.0, 1.2, 0.4], [0.0, 0.0, 0.0, 0.6]], dtype=np.complex128)
+    a = np.array(
+        [
+            [1.0, 0.3 + 0.2j, 0.0, 0.1j],
+            [0.0, 0.8, 0.25 - 0.1j, 0.0],
+            [0.0, 0.0, 1.2, 0.4],
+            [0.0, 0.0, 0.0, 0.6],
+        ],
+        dtype=np.complex128,
+    )
     return a.conj().T @ a
 
 
@@ -64,16 +71,21 @@ def _xprot(params: dict[str, Any]) -> str:
 
 
 def _ascconv(params: dict[str, Any]) -> str:
-    body = [f'{name}\t = \t""{value}""' if isinstance(value, str) else f"{name}\t = \t{value}"
-            for name, value in params.items()]
-    return "\n".join(["### ASCCONV BEGIN object=MrProtDataImpl@MrProtocolData ###", *body,
-                      "### ASCCONV END ###", ""])
+    body = [
+        f'{name}\t = \t""{value}""' if isinstance(value, str) else f"{name}\t = \t{value}"
+        for name, value in params.items()
+    ]
+    return "\n".join(
+        ["### ASCCONV BEGIN object=MrProtDataImpl@MrProtocolData ###", *body, "### ASCCONV END ###", ""]
+    )
 
 
 def header_bytes(buffers: dict[str, str]) -> np.ndarray:
     """A measurement header: length, buffer count, then (name NUL, length, text) per buffer."""
-    body = b"".join(name.encode() + b"\x00" + struct.pack("<I", len(text) + 1) + text.encode("latin1")
-                    + b"\x00" for name, text in buffers.items())
+    body = b"".join(
+        name.encode() + b"\x00" + struct.pack("<I", len(text) + 1) + text.encode("latin1") + b"\x00"
+        for name, text in buffers.items()
+    )
     length = 8 + len(body)
     length += -length % 32
     raw = struct.pack("<II", length, len(buffers)) + body
@@ -83,14 +95,22 @@ def header_bytes(buffers: dict[str, str]) -> np.ndarray:
 def yaps(with_base_resolution: bool = True) -> dict[str, Any]:
     """The image measurement's MeasYaps (ASCCONV) protocol."""
     params: dict[str, Any] = {
-        "tProtocolName": "synth_gre", "tSequenceFileName": "%SiemensSeq%\\gre",
+        "tProtocolName": "synth_gre",
+        "tSequenceFileName": "%SiemensSeq%\\gre",
         "sProtConsistencyInfo.flNominalB0": 2.89,
         "sTXSPEC.asNucleusInfo[0].lFrequency": 123200000,
         "sRXSPEC.alDwellTime[0]": DWELL_NS,
-        "sKSpace.lPhaseEncodingLines": LINES, "sKSpace.ucDimension": 2, "sKSpace.ucTrajectory": 1,
-        "sPat.lAccelFactPE": 2, "sPat.lRefLinesPE": len(ACS), "sPat.ucRefScanMode": 2,
-        "sPrepPulses.ucInversion": 2, "alTI[0]": 500000,
-        "alTR[0]": 20000, "lContrasts": 2, "adFlipAngleDegree[0]": 12.0,
+        "sKSpace.lPhaseEncodingLines": LINES,
+        "sKSpace.ucDimension": 2,
+        "sKSpace.ucTrajectory": 1,
+        "sPat.lAccelFactPE": 2,
+        "sPat.lRefLinesPE": len(ACS),
+        "sPat.ucRefScanMode": 2,
+        "sPrepPulses.ucInversion": 2,
+        "alTI[0]": 500000,
+        "alTR[0]": 20000,
+        "lContrasts": 2,
+        "adFlipAngleDegree[0]": 12.0,
         "sSliceArray.lSize": len(SLICE_POSITIONS),
     }
     if with_base_resolution:
@@ -99,14 +119,24 @@ def yaps(with_base_resolution: bool = True) -> dict[str, Any]:
         params[f"alTE[{k}]"] = te
     for k, pos in enumerate(SLICE_POSITIONS):
         prefix = f"sSliceArray.asSlice[{k}]"
-        params.update({f"{prefix}.dThickness": FOV_MM[2], f"{prefix}.dPhaseFOV": FOV_MM[1],
-                       f"{prefix}.dReadoutFOV": FOV_MM[0]})
+        params.update(
+            {
+                f"{prefix}.dThickness": FOV_MM[2],
+                f"{prefix}.dPhaseFOV": FOV_MM[1],
+                f"{prefix}.dReadoutFOV": FOV_MM[0],
+            }
+        )
         for axis, p, n in zip(("Sag", "Cor", "Tra"), pos, NORMAL, strict=True):
             params.update({f"{prefix}.sPosition.d{axis}": p, f"{prefix}.sNormal.d{axis}": n})
     for k, (adc, name) in enumerate(COILS):
         prefix = f"sCoilSelectMeas.aRxCoilSelectData[0].asList[{k}]"
-        params.update({f"{prefix}.lElementSelected": 1, f"{prefix}.lADCChannelConnected": adc,
-                       f"{prefix}.sCoilElementID.tElement": name})
+        params.update(
+            {
+                f"{prefix}.lElementSelected": 1,
+                f"{prefix}.lADCChannelConnected": adc,
+                f"{prefix}.sCoilElementID.tElement": name,
+            }
+        )
     return params
 
 
@@ -118,12 +148,26 @@ def parsed_yaps() -> dict[str, Any]:
 def buffers(protocol: dict[str, Any]) -> dict[str, str]:
     """Config/Dicom/Meas/MeasYaps buffers of a measurement with ASCCONV ``protocol``."""
     return {
-        "Config": _xprot({"PatientLOID": "6.0.1234", "Study": "6.0.5678", "MeasUID": 42,
-                          "SequenceDescription": "synth_gre", "chronSliceIndices": "0 1"}),
-        "Dicom": _xprot({"Manufacturer": "SIEMENS", "ManufacturersModelName": "Synthetic",
-                         "flMagneticFieldStrength": 2.89, "lFrequency": 123200000,
-                         "DeviceSerialNumber": "777", "tScanningSequence": "GR",
-                         "SoftwareVersions": "syngo MR E11"}),
+        "Config": _xprot(
+            {
+                "PatientLOID": "6.0.1234",
+                "Study": "6.0.5678",
+                "MeasUID": 42,
+                "SequenceDescription": "synth_gre",
+                "chronSliceIndices": "0 1",
+            }
+        ),
+        "Dicom": _xprot(
+            {
+                "Manufacturer": "SIEMENS",
+                "ManufacturersModelName": "Synthetic",
+                "flMagneticFieldStrength": 2.89,
+                "lFrequency": 123200000,
+                "DeviceSerialNumber": "777",
+                "tScanningSequence": "GR",
+                "SoftwareVersions": "syngo MR E11",
+            }
+        ),
         "Meas": _xprot({"tPatientPosition": "HFS", "flReadoutOSFactor": 2.0}),
         "MeasYaps": _ascconv(protocol),
     }
@@ -191,8 +235,13 @@ def image_readouts() -> list[Readout]:
     return readouts
 
 
-def write_synthetic(path: Path, seed: int = 0, noise_readouts: int = 32, noise_samples: int = 256,
-                    with_base_resolution: bool = True) -> SyntheticScan:
+def write_synthetic(
+    path: Path,
+    seed: int = 0,
+    noise_readouts: int = 32,
+    noise_samples: int = 256,
+    with_base_resolution: bool = True,
+) -> SyntheticScan:
     """Write the two-measurement file at ``path`` (which must not exist); returns what it holds."""
     rng = np.random.default_rng(seed)
     mix = np.linalg.cholesky(noise_covariance())
@@ -213,9 +262,12 @@ def write_synthetic(path: Path, seed: int = 0, noise_readouts: int = 32, noise_s
         image_mdbs.append(make_mdb(noise(2 * BASE), readout, SLICE_POSITIONS[readout.slice_index]))
     noise_protocol = {**yaps(), "tProtocolName": "AdjCoilSens"}
     twixtools.write_twix(
-        [{"hdr_str": header_bytes(buffers(noise_protocol)), "mdb": [*noise_mdbs, _acqend()]},
-         {"hdr_str": header_bytes(buffers(yaps(with_base_resolution))), "mdb": [*image_mdbs, _acqend()]}],
-        str(path))
+        [
+            {"hdr_str": header_bytes(buffers(noise_protocol)), "mdb": [*noise_mdbs, _acqend()]},
+            {"hdr_str": header_bytes(buffers(yaps(with_base_resolution))), "mdb": [*image_mdbs, _acqend()]},
+        ],
+        str(path),
+    )
     return scan
 
 
@@ -234,15 +286,23 @@ def write_vb(path: Path, seed: int = 0) -> tuple[list[Readout], list[np.ndarray]
     blocks = [struct.pack("<I", length) + raw[4:].ljust(length - 4, b"\x00")]
     readouts = [Readout({"Lin": k}, ["NOISEADJSCAN"]) for k in range(4)]
     for lin in range(LINES):
-        readouts.append(Readout({"Lin": lin}, ["FIRSTSCANINSLICE"] * (lin == 0)
-                                + ["LASTSCANINSLICE"] * (lin == LINES - 1)))
+        readouts.append(
+            Readout(
+                {"Lin": lin}, ["FIRSTSCANINSLICE"] * (lin == 0) + ["LASTSCANINSLICE"] * (lin == LINES - 1)
+            )
+        )
     data = []
     for readout in readouts:
-        samples = (rng.standard_normal((CHANNELS, 2 * BASE)) + 1j * rng.standard_normal((CHANNELS, 2 * BASE)))
+        samples = rng.standard_normal((CHANNELS, 2 * BASE)) + 1j * rng.standard_normal((CHANNELS, 2 * BASE))
         data.append(samples.astype(np.complex64))
         for c in range(CHANNELS):
-            mdh = mdh_def.VB17_header(UsedChannels=CHANNELS, SamplesInScan=2 * BASE, ChannelId=c,
-                                      CenterCol=BASE, CenterLin=LINES // 2)
+            mdh = mdh_def.VB17_header(
+                UsedChannels=CHANNELS,
+                SamplesInScan=2 * BASE,
+                ChannelId=c,
+                CenterCol=BASE,
+                CenterLin=LINES // 2,
+            )
             for name, value in readout.counters.items():
                 setattr(mdh.Counter, name, value)
             for flag in readout.flags:

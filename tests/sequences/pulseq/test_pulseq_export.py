@@ -106,8 +106,10 @@ def test_readout_above_max_grad_is_refused_with_event_and_excess(tmp_path):
     seq = cartesian_gre()
     seq.moment[3, 5, 0] = 40.0  # one sample's moment needs 58.7 mT/m over 80 us
     path = tmp_path / "bad.seq"
-    message = (r"rep 3, event 5 \(readout of events 1-16\): readout gradient 58.72 mT/m on x exceeds "
-               r"max_grad 28.00 mT/m by 109\.\d %")
+    message = (
+        r"rep 3, event 5 \(readout of events 1-16\): readout gradient 58.72 mT/m on x exceeds "
+        r"max_grad 28.00 mT/m by 109\.\d %"
+    )
     with pytest.raises(ExportError, match=message):
         export(seq, path)
     assert not path.exists()

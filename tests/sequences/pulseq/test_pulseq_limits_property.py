@@ -30,19 +30,32 @@ def random_sequence(seed: int, n_rep: int, n_event: int, scale: float) -> Sequen
         flip=torch.tensor(flip, dtype=torch.float32),
         rf_phase=torch.tensor(rng.uniform(-10, 10, n_rep), dtype=torch.float32),
         duration=torch.tensor(duration, dtype=torch.float32),
-        moment=torch.tensor(moment, dtype=torch.float32), adc=torch.tensor(adc),
+        moment=torch.tensor(moment, dtype=torch.float32),
+        adc=torch.tensor(adc),
         adc_phase=torch.tensor(rng.uniform(-10, 10, n_rep), dtype=torch.float32),
-        rf_kind=torch.tensor(rng.integers(0, 3, n_rep)), name="random")
+        rf_kind=torch.tensor(rng.integers(0, 3, n_rep)),
+        name="random",
+    )
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**31), n_rep=st.integers(1, 4), n_event=st.integers(1, 6),
-       scale=st.sampled_from([0.1, 2.0, 20.0, 200.0]), shape=st.sampled_from(["block", "sinc"]),
-       preset=st.sampled_from(["default", "prisma"]))
+@given(
+    seed=st.integers(0, 2**31),
+    n_rep=st.integers(1, 4),
+    n_event=st.integers(1, 6),
+    scale=st.sampled_from([0.1, 2.0, 20.0, 200.0]),
+    shape=st.sampled_from(["block", "sinc"]),
+    preset=st.sampled_from(["default", "prisma"]),
+)
 def test_written_files_keep_limits_or_are_refused(seed, n_rep, n_event, scale, shape, preset):
     with tempfile.TemporaryDirectory() as tmp:
-        check_export(random_sequence(seed, n_rep, n_event, scale), Path(tmp) / "random.seq", scale,
-                     hardware(preset), shape)
+        check_export(
+            random_sequence(seed, n_rep, n_event, scale),
+            Path(tmp) / "random.seq",
+            scale,
+            hardware(preset),
+            shape,
+        )
 
 
 def check_export(seq: Sequence, path: Path, scale: float, limits, shape: str) -> None:

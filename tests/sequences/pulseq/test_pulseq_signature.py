@@ -19,8 +19,10 @@ from mrzero.sequences.pulseq.signature import (
 DATA = Path(__file__).resolve().parents[2] / "data" / "pulseq"
 
 
-@pytest.mark.parametrize("name, expected", [("gre_matlab", "30d78663e23869d85a1aef674c6568a1"),
-                                            ("fid_matlab", "f71f558e9600076d1afc861c13a182f4")])
+@pytest.mark.parametrize(
+    "name, expected",
+    [("gre_matlab", "30d78663e23869d85a1aef674c6568a1"), ("fid_matlab", "f71f558e9600076d1afc861c13a182f4")],
+)
 def test_matlab_signatures_verify(name, expected):
     assert verified_signature(DATA / f"{name}.seq") == expected
 

@@ -12,14 +12,22 @@ from mrzero.server.gadgetron.listener import ExternalServer
 from mrzero.server.limits import MB, Limits, Settings
 from mrzero.shepp_logan_demo import generate_shepp_logan
 
-TEST_LIMITS = Limits(max_message_bytes=16 * MB, pipeline_timeout_s=30.0, memory_limit_bytes=1024 * MB,
-                     max_connections=4, idle_timeout_s=30.0)
+TEST_LIMITS = Limits(
+    max_message_bytes=16 * MB,
+    pipeline_timeout_s=30.0,
+    memory_limit_bytes=1024 * MB,
+    max_connections=4,
+    idle_timeout_s=30.0,
+)
 
 
 @pytest.fixture(scope="module")
 def gadget() -> Iterator[ExternalServer]:
-    srv = ExternalServer(Settings(port=0, limits=TEST_LIMITS, pipeline_threads=1,
-                                  pipeline_modules=("gadgetron_test_pipelines",))).start()
+    srv = ExternalServer(
+        Settings(
+            port=0, limits=TEST_LIMITS, pipeline_threads=1, pipeline_modules=("gadgetron_test_pipelines",)
+        )
+    ).start()
     yield srv
     srv.stop()
 

@@ -46,8 +46,10 @@ def image_array_message(data: np.ndarray, headers: list[ismrmrd.ImageHeader], me
 def test_image_arrays_become_images_of_the_pipeline(gadget):
     rng = np.random.default_rng(3)
     nx, ny, nz, cha, n, s, loc = 8, 6, 1, 2, 2, 1, 2
-    data = (rng.standard_normal((nx, ny, nz, cha, n, s, loc))
-            + 1j * rng.standard_normal((nx, ny, nz, cha, n, s, loc))).astype(np.complex64)
+    data = (
+        rng.standard_normal((nx, ny, nz, cha, n, s, loc))
+        + 1j * rng.standard_normal((nx, ny, nz, cha, n, s, loc))
+    ).astype(np.complex64)
     order = [np.unravel_index(i, (n, s, loc), order="F") for i in range(n * s * loc)]
     headers, meta = [], []
     for i, _ in enumerate(order):
@@ -61,8 +63,11 @@ def test_image_arrays_become_images_of_the_pipeline(gadget):
     plain = ismrmrd.Image.from_array(np.ones((1, 1, 4, 4), np.float32))
     plain.image_index = 99
 
-    answer = run_chain(gadget.address, opening({"pipeline": "test_echo_images"}, HEADER),
-                       [image_array_message(data, headers, meta), plain])
+    answer = run_chain(
+        gadget.address,
+        opening({"pipeline": "test_echo_images"}, HEADER),
+        [image_array_message(data, headers, meta), plain],
+    )
 
     assert answer.closed and answer.errors == [] and answer.illegal is None
     assert len(answer.images) == len(order) + 1

@@ -27,8 +27,14 @@ def mrd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.mark.parametrize("pipeline", ["cartesian", "adjoint", "iterative_adjoint"])
 def test_images_equal_those_of_the_mrd_server(gadget, mrd_server, shepp_logan, pipeline):
-    reference = send_file(shepp_logan, host=mrd_server.address[0], port=mrd_server.address[1],
-                          config=pipeline, progress=False, timeout_s=120)
+    reference = send_file(
+        shepp_logan,
+        host=mrd_server.address[0],
+        port=mrd_server.address[1],
+        config=pipeline,
+        progress=False,
+        timeout_s=120,
+    )
     assert reference.closed and not reference.errors and reference.images
 
     mrd = open_mrd(shepp_logan)
@@ -46,8 +52,9 @@ def test_images_equal_those_of_the_mrd_server(gadget, mrd_server, shepp_logan, p
 def test_properties_are_the_pipelines_parameters(gadget, shepp_logan):
     """``output=float`` reaches the Cartesian pipeline as its JSON parameter does."""
     mrd = open_mrd(shepp_logan)
-    answer = run_chain(gadget.address, opening({"pipeline": "cartesian", "output": "float"}, mrd.header_xml),
-                       mrd.items)
+    answer = run_chain(
+        gadget.address, opening({"pipeline": "cartesian", "output": "float"}, mrd.header_xml), mrd.items
+    )
     assert answer.closed and answer.errors == []
     assert answer.images and all(image.data.dtype == np.float32 for image in answer.images)
 
@@ -55,8 +62,11 @@ def test_properties_are_the_pipelines_parameters(gadget, shepp_logan):
 def test_json_text_parameters_are_taken_too(gadget, shepp_logan):
     """Gadgetron sends no text messages, but a JSON text (as FIRE's) is read, not a stream end."""
     mrd = open_mrd(shepp_logan)
-    start = (config_message(configuration({"pipeline": "cartesian"}))
-             + serialized('{"parameters": {"output": "float"}}') + header_message(mrd.header_xml))
+    start = (
+        config_message(configuration({"pipeline": "cartesian"}))
+        + serialized('{"parameters": {"output": "float"}}')
+        + header_message(mrd.header_xml)
+    )
     answer = run_chain(gadget.address, start, mrd.items)
     assert answer.closed and answer.errors == []
     assert answer.images and all(image.data.dtype == np.float32 for image in answer.images)

@@ -30,8 +30,9 @@ def _free_port() -> int:
 @pytest.mark.needs_ismrmrd_tools
 def test_the_command_serves_a_chain_with_its_default_pipeline(shepp_logan):
     port = _free_port()
-    proc = subprocess.Popen([*COMMAND, "--port", str(port), "--pipeline", "cartesian"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*COMMAND, "--port", str(port), "--pipeline", "cartesian"], stderr=subprocess.PIPE, text=True
+    )
     try:
         for line in proc.stderr:  # wait until it listens
             if "Gadgetron external gadget listening on" in line:

@@ -36,8 +36,9 @@ def test_the_chain_connects_to_the_default_port_and_names_a_registered_pipeline(
 
 @pytest.mark.needs_ismrmrd_tools
 def test_the_chains_configuration_reconstructs(gadget, shepp_logan):
-    sent = '<?xml version="1.0"?>\n' + ElementTree.tostring(external_node().find("configuration"),
-                                                            encoding="unicode")
+    sent = '<?xml version="1.0"?>\n' + ElementTree.tostring(
+        external_node().find("configuration"), encoding="unicode"
+    )
     mrd = open_mrd(shepp_logan)
     answer = run_chain(gadget.address, config_message(sent) + header_message(mrd.header_xml), mrd.items)
     assert answer.closed and answer.errors == [] and len(answer.images) == 1

@@ -39,10 +39,16 @@ def main() -> None:
     fire = json.dumps({"parameters": {"config": "test_rss", "customconfig": ""}}).encode()
     override = json.dumps({"parameters": {"config": "test_raises", "customconfig": "test_rss"}}).encode()
     streams = {
-        "fire_quirks.bin": config_file_message(b"test_rss", GARBAGE) + wire_text(MessageId.TEXT, fire + b"\0")
-        + header + acqs + close_message(),
-        "json_override.bin": config_file_message(b"no_such_pipeline") + header
-        + wire_text(MessageId.TEXT, override) + acqs + close_message(),
+        "fire_quirks.bin": config_file_message(b"test_rss", GARBAGE)
+        + wire_text(MessageId.TEXT, fire + b"\0")
+        + header
+        + acqs
+        + close_message(),
+        "json_override.bin": config_file_message(b"no_such_pipeline")
+        + header
+        + wire_text(MessageId.TEXT, override)
+        + acqs
+        + close_message(),
         "no_close.bin": config_file_message(b"test_rss") + header + acqs,
         "dependency_query.bin": config_file_message(b"test_rss", GARBAGE) + close_message(),
     }
