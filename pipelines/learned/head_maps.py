@@ -5,7 +5,7 @@ All images of the scan (one per contrast/repetition, in counter order) are coil-
 keeps the phase a CNN head may use) and stacked ``[n_images, ny, nx]``; the head maps the stack
 to ``[n_out, ny, nx]`` real maps, one MRD image each.
 
-Where no input image holds signal (``mask_threshold``, default 0.1 of the 99th percentile of the
+Where no input image holds signal (``mask_threshold``, default 0.05 of the 99th percentile of the
 peak magnitude) the maps are 0: a head maps background noise to plausible-looking values.
 Maps leave as float32 images (``{"output": "float"}``, the default) or, with
 ``{"output": "uint16"}``, as integers with ``RescaleSlope``/``RescaleIntercept`` meta so that

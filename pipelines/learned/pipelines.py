@@ -77,7 +77,7 @@ class HeadParameters(SeriesParameters, ReconParameters, PrewhitenParameters):
         "float", "map data type: float, or 12-bit integers with RescaleSlope/RescaleIntercept"
     )
     mask_threshold: float = parameter(
-        0.1,
+        0.05,
         "maps are 0 where every input image is below this x the 99th percentile of their peak magnitude "
         "(background, where a head's value means nothing); 0: no mask",
         ge=0,
