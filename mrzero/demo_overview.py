@@ -1,8 +1,10 @@
 """The overview figure of one ``mrzero demo`` bundle: what the server returned beside the truth.
 
 For an image bundle the truth is the training target of the bundle's recipe (the target sequence
-simulated on the same phantom), compared on magnitudes after a least-squares scale (the server's
-images are in their own units); for a map bundle (T1) it is the phantom's map, compared in tissue.
+simulated on the same phantom, through the same receive coils, root-sum-of-squares combined as the
+server combines them; the training target itself is single-coil), compared on magnitudes after a
+least-squares scale (the server's images are in their own units); for a map bundle (T1) it is the
+phantom's map, compared in tissue.
 Each figure shows result, truth and difference with colour bars and units, and the error figures
 are returned so that the demo prints them.
 """
@@ -16,8 +18,10 @@ import ismrmrd
 import numpy as np
 import torch
 
+from mrzero.core.ops.coils import rss
 from mrzero.pipelines.image_files import map_label, plane_values, show_plane
 from mrzero.sequences.digital_twin import SHIPPED_BUNDLES, TwinScan
+from mrzero.sequences.simulate import simulate
 
 RECIPES = SHIPPED_BUNDLES / "recipes"
 
@@ -76,8 +80,10 @@ def scan_truth(scan: TwinScan) -> Truth | None:
         r.density,
         r.split,
     )
-    with torch.no_grad():
-        values = forward(target, phantom).abs().cpu().numpy()
+    with torch.no_grad():  # the target seen through the same coils, root-sum-of-squares combined
+        signal = simulate(target, phantom, engine=forward.engine, **forward.engine_options)
+        per_coil = torch.stack([forward.reconstruct(target, coil[None]) for coil in signal])
+        values = rss(per_coil).cpu().numpy()
     return Truth(values.reshape(-1, *values.shape[-2:]), None, "target magnitude [a.u.]")
 
 
