@@ -2,6 +2,12 @@
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (a red CI is then reproducible, never a coin
+# toss) and have no per-example deadline (timing on a shared 2-core machine says nothing).
+settings.register_profile("reproducible", derandomize=True, deadline=None)
+settings.load_profile("reproducible")
 
 
 @pytest.fixture
