@@ -35,8 +35,9 @@ from mrzero.pipelines.stages.scale import scale_stage
 from mrzero.pipelines.stages.scan_check import scan_check
 from mrzero.pipelines.stages.transform import kspace_to_image_stage
 
-#: The stages after the EPI stage: what a Cartesian chain does with Cartesian lines.
-CARTESIAN_STAGES = (
+#: From Cartesian lines to coil-combined images cropped to the recon matrix (``ReconBuffer`` items):
+#: what every Cartesian chain (``cartesian``, ``roar``) does before its own output.
+CARTESIAN_IMAGE_STAGES = (
     imaging_lines_stage,
     oversampling_stage,
     calibrating_accumulate_stage,
@@ -45,9 +46,9 @@ CARTESIAN_STAGES = (
     kspace_to_image_stage,
     combine_stage,
     crop_stage,
-    scale_stage,
-    output_stage,
 )
+#: The stages after the EPI stage: what the Cartesian chain does with Cartesian lines.
+CARTESIAN_STAGES = (*CARTESIAN_IMAGE_STAGES, scale_stage, output_stage)
 
 
 @dataclass(frozen=True)

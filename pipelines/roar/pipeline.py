@@ -36,6 +36,7 @@ from safetensors import SafetensorError
 from mrzero.core.bundles import file_sha256
 from mrzero.core.device import DeviceError, select_device
 from mrzero.pipelines.base import Context, PipelineError, Stage, chain
+from mrzero.pipelines.cartesian import CARTESIAN_IMAGE_STAGES
 from mrzero.pipelines.cartesian_parameters import ReconstructionParameters
 from mrzero.pipelines.images import make_image
 from mrzero.pipelines.parameters import (
@@ -50,17 +51,9 @@ from mrzero.pipelines.roar.bundle import RoarModelSource, scan_source
 from mrzero.pipelines.roar.mask import DEFAULT_THRESHOLD, brain_mask
 from mrzero.pipelines.roar.unet import RoarUNet
 from mrzero.pipelines.roar.weights_file import load_weights
-from mrzero.pipelines.stages.accumulate import calibrating_accumulate_stage
 from mrzero.pipelines.stages.buffer import IMAGE_COUNTERS, ReconBuffer
-from mrzero.pipelines.stages.combine import combine_stage
-from mrzero.pipelines.stages.crop import crop_stage
-from mrzero.pipelines.stages.lines import imaging_lines_stage
 from mrzero.pipelines.stages.noise import prewhiten_stage
-from mrzero.pipelines.stages.oversampling import oversampling_stage
-from mrzero.pipelines.stages.parallel_imaging import parallel_imaging_stage
-from mrzero.pipelines.stages.partial_fourier import partial_fourier_stage
 from mrzero.pipelines.stages.scan_check import scan_check
-from mrzero.pipelines.stages.transform import kspace_to_image_stage
 
 _CONTRAST = IMAGE_COUNTERS.index("contrast")
 _SLICE = IMAGE_COUNTERS.index("slice")
@@ -225,14 +218,7 @@ def roar_pipeline(weights: Path | None = None) -> Stage:
     return chain(
         scan_check(epi_stage=False),
         prewhiten_stage,
-        imaging_lines_stage,
-        oversampling_stage,
-        calibrating_accumulate_stage,
-        parallel_imaging_stage,
-        partial_fourier_stage,
-        kspace_to_image_stage,
-        combine_stage,
-        crop_stage,
+        *CARTESIAN_IMAGE_STAGES,
         roar_stage_for(weights),
     )
 
