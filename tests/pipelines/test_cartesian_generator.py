@@ -23,6 +23,7 @@ import h5py
 import ismrmrd
 import numpy as np
 import pytest
+from shepp_logan_mrd import generate
 
 from mrzero.pipelines.offline import read_acquisitions, reconstruct_file
 from mrzero.pipelines.reprocess import reprocess
@@ -31,29 +32,6 @@ pytestmark = pytest.mark.needs_ismrmrd_tools
 AS_CPP = {"output": "float", "scale": "dft", "prewhiten": False}
 CAL = ismrmrd.ACQ_IS_PARALLEL_CALIBRATION
 CAL_IMG = ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING
-
-
-def generate(path: Path, *options: str, noise: float = 0.005) -> Path:
-    """The generator's file (128 x 128, 8 coils, noise scan), ``options`` appended."""
-    path.unlink(missing_ok=True)  # the generator appends to an existing file
-    subprocess.run(
-        [
-            "ismrmrd_generate_cartesian_shepp_logan",
-            "-o",
-            str(path),
-            "-m",
-            "128",
-            "-c",
-            "8",
-            "-n",
-            str(noise),
-            "-C",
-            *options,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return path
 
 
 def cpp_image(path: Path, work: Path) -> np.ndarray:
@@ -89,23 +67,25 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(work) -> np.ndarray:
-    return cpp_image(generate(work / "noiseless.h5", noise=0.0), work)
+    return cpp_image(generate(work / "noiseless.h5", noise=0.0, noise_scan=True), work)
 
 
 @pytest.mark.parametrize(
-    ("options", "limit"),
+    ("accel", "acs", "reps", "limit"),
     [
-        (("-a", "2", "-w", "32"), 0.08),
-        (("-a", "3", "-w", "32"), 0.12),
-        (("-a", "2"), 0.08),  # interleaved: calibration from the union of the two repetitions
-        (("-a", "2", "-w", "32", "-r", "2"), 0.08),
+        (2, 32, 1, 0.08),
+        (3, 32, 1, 0.12),
+        (2, 0, 1, 0.08),  # interleaved: calibration from the union of the two repetitions
+        (2, 32, 2, 0.08),
     ],
 )
 @pytest.mark.parametrize("method", ["grappa", "sense"])
-def test_every_repetition_is_unfolded(work, reference, options, limit, method):
-    path = generate(work / f"gen{'_'.join(options)}.h5", *options)
+def test_every_repetition_is_unfolded(work, reference, accel, acs, reps, limit, method):
+    path = generate(
+        work / f"gen_a{accel}_w{acs}_r{reps}.h5", accel=accel, acs=acs, repetitions=reps, noise_scan=True
+    )
     images = reconstruct_file(path, "cartesian", {**AS_CPP, "parallel_imaging": method})
-    repetitions = int(options[1]) * (int(options[-1]) if "-r" in options else 1)
+    repetitions = accel * reps  # the generator writes one repetition per sampling shift
     assert [im.repetition for im in images] == list(range(repetitions))
     assert [im.image_index for im in images] == [1 + r for r in range(repetitions)]
     errors = [nrmse(im, reference) for im in images]
@@ -118,7 +98,7 @@ def test_every_repetition_is_unfolded(work, reference, options, limit, method):
 
 
 def test_default_parameters_give_16_bit_images_of_every_repetition(work, reference):
-    path = generate(work / "r3.h5", "-a", "3", "-w", "32")
+    path = generate(work / "r3.h5", accel=3, acs=32, noise_scan=True)
     images = reconstruct_file(path, "cartesian", {})
     assert [im.data.dtype for im in images] == [np.uint16] * 3
     for im in images:  # prewhitened and auto-scaled: compare after the best scale
@@ -131,7 +111,7 @@ def test_default_parameters_give_16_bit_images_of_every_repetition(work, referen
 
 @pytest.mark.parametrize("first", [32, 48])  # phase partial Fourier 6/8 and 5/8
 def test_partial_fourier_at_most_half_the_zero_filled_error(work, reference, first):
-    full = generate(work / "full.h5")
+    full = generate(work / "full.h5", noise_scan=True)
     path = rewrite(
         full,
         work / f"pf{first}.h5",
@@ -158,7 +138,7 @@ def test_partial_fourier_at_most_half_the_zero_filled_error(work, reference, fir
 def test_partial_fourier_of_an_accelerated_scan(work, reference, method):
     # ky 6/8 and R = 2: the lattice unfolded first, then the partial-Fourier side filled (SENSE
     # through the k-space of its coil-combined image)
-    accelerated = generate(work / "pf_r2.h5", "-a", "2", "-w", "32")
+    accelerated = generate(work / "pf_r2.h5", accel=2, acs=32, noise_scan=True)
     path = rewrite(
         accelerated,
         work / "pf_r2_32.h5",
@@ -213,14 +193,14 @@ def _calibration_modes(path: Path, work: Path) -> dict[str, Path]:
 
 
 def test_calibration_in_each_arrival_mode(work, reference):
-    path = generate(work / "modes.h5", "-a", "2", "-w", "32")
+    path = generate(work / "modes.h5", accel=2, acs=32, noise_scan=True)
     for name, file in _calibration_modes(path, work).items():
         (image,) = reconstruct_file(file, "cartesian", AS_CPP)
         assert nrmse(image, reference) < 0.08, name
 
 
 def test_offline_recon_names_the_refused_file(work, tmp_path):
-    good = generate(work / "good.h5", "-a", "2", "-w", "32")
+    good = generate(work / "good.h5", accel=2, acs=32, noise_scan=True)
     (tmp_path / "in").mkdir()
 
     def without_calibration(acqs):

@@ -16,6 +16,7 @@ import ismrmrd
 import numpy as np
 import pytest
 from server_harness import only_error
+from shepp_logan_mrd import generate
 
 from mrzero.client import send_file
 from mrzero.pipelines.offline import reconstruct_file
@@ -24,32 +25,10 @@ pytestmark = pytest.mark.needs_ismrmrd_tools
 AS_CPP = {"output": "float", "scale": "dft", "prewhiten": False}
 
 
-def generate(path: Path, *options: str, noise: float = 0.005) -> Path:
-    path.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            "ismrmrd_generate_cartesian_shepp_logan",
-            "-o",
-            str(path),
-            "-m",
-            "128",
-            "-c",
-            "8",
-            "-n",
-            str(noise),
-            "-C",
-            *options,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> np.ndarray:
     work = tmp_path_factory.mktemp("reference")
-    path = generate(work / "noiseless.h5", noise=0.0)
+    path = generate(work / "noiseless.h5", noise=0.0, noise_scan=True)
     subprocess.run(["ismrmrd_recon_cartesian_2d", str(path), "dataset"], check=True, capture_output=True)
     with h5py.File(path, "r") as f:
         return f["dataset/cpp/data"][0, 0, 0]
@@ -70,7 +49,7 @@ def _send(server, path: Path, parameters: dict | None = None):
 
 @pytest.mark.parametrize(("accel", "limit"), [(2, 0.08), (3, 0.12)])
 def test_streamed_repetitions_are_unfolded(server, tmp_path, reference, accel, limit):
-    path = generate(tmp_path / f"r{accel}.h5", "-a", str(accel), "-w", "32")
+    path = generate(tmp_path / f"r{accel}.h5", accel=accel, acs=32, noise_scan=True)
     reply = _send(server, path, AS_CPP)
     assert reply.errors == [] and reply.closed, reply.texts
     assert sorted(im.repetition for im in reply.images) == list(range(accel))
@@ -86,7 +65,7 @@ def test_streamed_repetitions_are_unfolded(server, tmp_path, reference, accel, l
 
 
 def test_refusal_is_one_error_text_and_no_image_and_the_journal_keeps_the_data(server, tmp_path):
-    path = generate(tmp_path / "good.h5", "-a", "2", "-w", "32")
+    path = generate(tmp_path / "good.h5", accel=2, acs=32, noise_scan=True)
     radial = tmp_path / "radial.h5"
     shutil.copy(path, radial)
     with h5py.File(radial, "r+") as f:

@@ -32,6 +32,7 @@ def generate(
     acs: int = 0,
     noise: float = 0.005,
     noise_scan: bool = False,
+    repetitions: int = 1,
 ) -> Path:
     """Run the generator; returns ``path`` (replaced if it exists: the generator aborts on it)."""
     Path(path).unlink(missing_ok=True)
@@ -49,6 +50,8 @@ def generate(
         str(acs),
         "-n",
         str(noise),
+        "-r",
+        str(repetitions),
     ]
     subprocess.run(args + (["-C"] if noise_scan else []), check=True, capture_output=True)
     return Path(path)
