@@ -16,7 +16,7 @@ from typing import Any
 
 import ismrmrd
 
-from mrzero.pipelines.twix.acquisitions import header_table
+from mrzero.pipelines.twix.acquisitions import COUNTERS, header_table
 from mrzero.pipelines.twix.epi_readout import epi_trajectory_description, missing_regrid_fields
 from mrzero.pipelines.twix.protocol_fields import Protocol
 from mrzero.pipelines.twix.reader import TwixError
@@ -40,17 +40,7 @@ _TRAJECTORIES = {
 _INVERSION_ON = (1, 2)
 
 #: MRD counter name -> twixtools counter name, for the encoding limits.
-LIMIT_COUNTERS = {
-    "kspace_encoding_step_1": "Lin",
-    "kspace_encoding_step_2": "Par",
-    "average": "Ave",
-    "slice": "Sli",
-    "contrast": "Eco",
-    "phase": "Phs",
-    "repetition": "Rep",
-    "set": "Set",
-    "segment": "Seg",
-}
+LIMIT_COUNTERS = {name.replace("encode_step", "encoding_step"): key for name, key in COUNTERS.items()}
 
 
 def _limit(values: Sequence[int], center: int = 0, at_least: int = 0) -> xsd.limitType:
