@@ -206,12 +206,20 @@ def _pulse(opts: ExportOptions, system: pp.Opts, flip: float, phase: float, dela
     return rf, None
 
 
-def max_flip(seq: Sequence, limits: HardwareLimits, options: ExportOptions | None = None) -> float:
-    """The largest flip angle (rad) the export's RF pulse for ``seq`` reaches within ``max_b1``."""
+def unit_pulse(
+    seq: Sequence, limits: HardwareLimits, options: ExportOptions | None = None
+) -> tuple[float, float]:
+    """Peak amplitude (Hz) and energy (Hz^2 s, the integral of |B1|^2) of the export's RF pulse
+    for ``seq`` at a flip of 1 rad: both scale with the flip (the energy with its square)."""
     opts = (options or ExportOptions()).resolved(seq)
     system = limits.to_opts()
     rf, _ = _pulse(opts, system, 1.0, 0.0, system.rf_dead_time, "excitation")
-    return limits.max_b1_hz / float(np.max(np.abs(rf.signal)))
+    return float(np.max(np.abs(rf.signal))), rf_integral(rf.t, np.abs(rf.signal) ** 2).real
+
+
+def max_flip(seq: Sequence, limits: HardwareLimits, options: ExportOptions | None = None) -> float:
+    """The largest flip angle (rad) the export's RF pulse for ``seq`` reaches within ``max_b1``."""
+    return limits.max_b1_hz / unit_pulse(seq, limits, options)[0]
 
 
 class _Builder:
@@ -667,13 +675,22 @@ def export(
         )
         raise ExportError(f"{len(errors)} timing error(s), refusing to write {path.name}: {first}")
     problems = limit_violations(built, limits)
+    duration = float(sum(built.block_durations.values()))
+    b1_rms = math.sqrt(b.rf_energy / duration) / GAMMA_HZ_PER_T if duration > 0 else 0.0
+    if limits.max_b1_rms is not None and b1_rms > limits.max_b1_rms * (1 + 1e-6):
+        problems.append(
+            f"file B1 RMS: {b1_rms * 1e6:.3f} uT > max_b1_rms {limits.max_b1_rms * 1e6:.3f} uT "
+            f"(lower the flips, e.g. loss.sar, or lengthen the sequence)"
+        )
     if problems:
-        named = "; ".join(f"{p} [{b.block_names.get(int(p.split()[1]), '?')}]" for p in problems[:5])
+        named = "; ".join(
+            f"{p} [{b.block_names.get(int(p.split()[1]), '?')}]" if p.startswith("block") else p
+            for p in problems[:5]
+        )
         raise ExportError(f"{len(problems)} limit violation(s), refusing to write {path.name}: {named}")
     path.parent.mkdir(parents=True, exist_ok=True)
     signature = built.write(str(path), create_signature=True, check_timing=False)
     report_path = path.with_suffix(".testreport.txt")
-    duration = float(sum(built.block_durations.values()))
     report_path.write_text(_test_report(built, duration))
     flips = seq.flip.detach().cpu().double()
     result = ExportResult(

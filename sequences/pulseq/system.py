@@ -16,6 +16,9 @@ import pypulseq as pp
 
 from mrzero.core.units import GAMMA_HZ_PER_T, tesla_per_m_to_hz_per_m
 
+#: Limits that may be unset (``None``: not enforced).
+OPTIONAL = ("max_grad_vector", "max_slew_vector", "max_b1_rms")
+
 
 @dataclass(frozen=True)
 class HardwareLimits:
@@ -35,11 +38,12 @@ class HardwareLimits:
     b0: float = 3.0  # T
     max_grad_vector: float | None = None  # T/m, |G| over all axes (None: per axis only)
     max_slew_vector: float | None = None  # T/m/s, |dG/dt| over all axes (None: per axis only)
+    max_b1_rms: float | None = None  # T, RMS of the RF amplitude over the whole file (a SAR bound)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("_vector") and value is None:
+            if f.name in OPTIONAL and value is None:
                 continue
             if f.name != "name" and not value >= 0:
                 raise ValueError(f"hardware limit {f.name} must be a non-negative number, got {value!r}")
@@ -51,7 +55,7 @@ class HardwareLimits:
             "rf_raster_time",
             "adc_raster_time",
             "block_duration_raster",
-            *(n for n in ("max_grad_vector", "max_slew_vector") if getattr(self, n) is not None),
+            *(n for n in OPTIONAL if getattr(self, n) is not None),
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"hardware limit {name} must be positive, got {getattr(self, name)}")

@@ -6,7 +6,9 @@ does not fit. ``HardwareModel.project`` keeps the learned sequence inside what t
 build without stretching, after every optimiser step, with the export itself as the timing
 oracle:
 
-* flips within the largest flip the export's RF pulse reaches at ``max_b1`` (``export.max_flip``);
+* flips within the largest flip the export's RF pulse reaches at ``max_b1`` and, where the limits
+  set ``max_b1_rms``, the learned flips scaled together until the RF energy over the sequence
+  stays within it (``export.unit_pulse``: the pulse's peak and energy per radian);
 * learned readouts (a moment per sample) within the shaped readout gradient the export builds:
   per axis, nominal amplitudes ``a_i = m_i / dwell`` with ``|a_i| <= G - S w^2 / d`` and
   ``|a_i - a_{i-1}| <= 2 S w (d - w) / d`` (``w`` the ramp width, the largest gradient-raster
@@ -31,6 +33,7 @@ file's peak gradients and slew rates per axis and as a vector.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -47,7 +50,7 @@ from mrzero.sequences.pulseq.export import (
     GapBudget,
     build,
     export,
-    max_flip,
+    unit_pulse,
 )
 from mrzero.sequences.pulseq.import_ import import_seq
 from mrzero.sequences.pulseq.system import HardwareLimits
@@ -148,8 +151,7 @@ class HardwareModel:
         export refuses the sequence for a reason no projection of the free entries removes."""
         out: dict[str, torch.Tensor] = {}
         if "flip" in masks:
-            limit = SAFETY * max_flip(seq, self.limits, self.options)
-            out["flip"] = torch.where(masks["flip"], seq.flip.clamp(-limit, limit), seq.flip)
+            out["flip"] = self._project_flips(seq, masks["flip"])
             seq = replace(seq, flip=out["flip"])
         if "moment" not in masks and "duration" not in masks:
             return out
@@ -170,6 +172,27 @@ class HardwareModel:
         if "duration" in masks:
             out["duration"] = torch.as_tensor(duration, dtype=seq.duration.dtype, device=seq.device)
         return out
+
+    def _project_flips(self, seq: Sequence, free: torch.Tensor) -> torch.Tensor:
+        """Free flips within the peak ``max_b1`` and, where set, scaled together so that the RF
+        energy over the model's duration stays within ``max_b1_rms`` (the file, longer by its
+        lead-in, then has a lower RMS)."""
+        peak, energy = unit_pulse(seq, self.limits, self.options)
+        limit = SAFETY * self.limits.max_b1_hz / peak
+        flip = torch.where(free, seq.flip.clamp(-limit, limit), seq.flip)
+        if self.limits.max_b1_rms is None:
+            return flip
+        allowed = (SAFETY * self.limits.max_b1_rms * GAMMA_HZ_PER_T) ** 2 * float(seq.total_duration())
+        fixed = float((flip[~free] ** 2).sum()) * energy
+        learned = float((flip[free] ** 2).sum()) * energy
+        if fixed + learned <= allowed:
+            return flip
+        if fixed >= allowed:
+            raise ExportError(
+                f"the fixed flips alone exceed max_b1_rms {self.limits.max_b1_rms * 1e6:.3f} uT "
+                "over the sequence: no learned flip can bring it within"
+            )
+        return torch.where(free, flip * math.sqrt((allowed - fixed) / learned), flip)
 
     def _project_readouts(
         self, area: np.ndarray, duration: np.ndarray, adc: np.ndarray, free: np.ndarray

@@ -150,6 +150,7 @@ class HardwareSpec:
     max_grad_vector_mT_m: float | None = setting(None, "override: gradient amplitude as a vector", gt=0)
     max_slew_vector_T_m_s: float | None = setting(None, "override: slew rate as a vector", gt=0)
     max_b1_uT: float | None = setting(None, "override: peak RF amplitude", gt=0)
+    max_b1_rms_uT: float | None = setting(None, "override: RMS RF amplitude over the sequence", gt=0)
     rf_dead_time_us: float | None = setting(None, "override: before an RF pulse", ge=0)
     rf_ringdown_time_us: float | None = setting(None, "override: after an RF pulse", ge=0)
     adc_dead_time_us: float | None = setting(None, "override: before and after an ADC", ge=0)
@@ -164,6 +165,7 @@ class HardwareSpec:
             "max_grad_vector_mT_m": ("max_grad_vector", 1e-3),
             "max_slew_vector_T_m_s": ("max_slew_vector", 1.0),
             "max_b1_uT": ("max_b1", 1e-6),
+            "max_b1_rms_uT": ("max_b1_rms", 1e-6),
             "rf_dead_time_us": ("rf_dead_time", 1e-6),
             "rf_ringdown_time_us": ("rf_ringdown_time", 1e-6),
             "adc_dead_time_us": ("adc_dead_time", 1e-6),

@@ -20,7 +20,7 @@ import torch
 from mrzero.core.units import GAMMA_HZ_PER_T
 from mrzero.sequences.builders import BUILDERS
 from mrzero.sequences.checkpoint import save_checkpoint
-from mrzero.sequences.pulseq.export import build, export
+from mrzero.sequences.pulseq.export import ExportError, build, export
 from mrzero.sequences.pulseq.import_ import import_seq
 from mrzero.sequences.pulseq.system import hardware
 from mrzero.sequences.simulate import simulate
@@ -181,3 +181,20 @@ def test_vector_limits_hold_in_the_file_and_per_axis_presets_exceed_them(tmp_pat
         slews[name] = gradient_extremes(written)[1]["vector"]
     assert slews["vector"] <= 150.0 * (1 + 1e-6)
     assert slews["per_axis"] > 1.3 * 150.0  # both axes ramp at ~150 T/m/s at once
+
+
+def test_learned_flips_scale_to_the_rms_b1_limit(tmp_path):
+    """90 deg block pulses (1 ms) every 20 ms: B1 RMS = sqrt(sum(flip^2) / (4 pi^2 T_rf) / T) / gamma
+    = 1.31 uT. With max_b1_rms 1 uT the export refuses the file; the projection scales the free
+    flips by one factor, and the file then sits just below the limit by the closed form."""
+    seq = BUILDERS["gre"](matrix=8, flip=math.pi / 2)
+    limits = hardware(max_b1_rms=1e-6)
+    with pytest.raises(ExportError, match="max_b1_rms"):
+        export(seq, tmp_path / "hot.seq", limits)
+    flips = HardwareModel(limits).project(seq, {"flip": torch.ones(seq.n_rep, dtype=torch.bool)})["flip"]
+    ratio = flips / seq.flip
+    assert torch.allclose(ratio, ratio[0]) and 0.7 < float(ratio[0]) < 0.8
+    result = export(replace(seq, flip=flips), tmp_path / "cool.seq", limits)
+    t_rf = seq.hints.rf_duration
+    rms = math.sqrt(float((flips.double() ** 2).sum()) / (4 * math.pi**2 * t_rf) / result.duration)
+    assert 0.98e-6 < rms / GAMMA_HZ_PER_T <= 1e-6
