@@ -10,7 +10,11 @@
    (said in the output); both report their R2* relative error on that subset, so the speed-up
    is at the same error. The target is >= 50x.
 
-Run:  .venv/bin/python bench/roar.py [--slices 40] [--repeats 3] [--scipy-voxels 400]
+3. F: the distribution over the brain of the F(40 ms) that makes the synthetic data (the
+   realistic B0 near the air cavities) and of the F the voxel spread function estimates from
+   each subject's complex scan, on the training slab's 35 subjects and the held-out slabs.
+
+Run:  .venv/bin/python bench/roar.py [--parts f nlls inference] [--slices 40] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from scipy.optimize import least_squares
 
 from mrzero.pipelines.roar.fitting import fit_nlls
 from mrzero.pipelines.roar.signal_model import echo_times
-from mrzero.pipelines.roar.synthetic import brain_anatomy, make_slice_set
+from mrzero.pipelines.roar.synthetic import (
+    HELDOUT_SLABS,
+    brain_anatomy,
+    heldout_anatomy,
+    make_slice_set,
+    make_subject,
+)
 from mrzero.pipelines.roar.unet import RoarUNet, UNetConfig, parameter_count
 
 
@@ -113,6 +123,31 @@ def bench_nlls(scipy_voxels: int, size: int) -> dict[str, float]:
     return {"nlls_ours_s": ours_s, "nlls_scipy_s": scipy_s, "speedup": scipy_s / ours_s}
 
 
+def bench_f(subjects: int, size: int) -> None:
+    """Quantiles of F(40 ms) in the brain (the data's and the VSF estimate) and their difference."""
+    levels = torch.tensor([0.01, 0.05, 0.1, 0.25, 0.5])
+    anatomies = {"training slab": brain_anatomy(size)}
+    anatomies.update({f"held-out {s}": heldout_anatomy(size, s) for s in HELDOUT_SLABS})
+    for name, anatomy in anatomies.items():
+        true, est, diff = [], [], []
+        for index in range(subjects):
+            s = make_subject(anatomy, index)
+            true.append(s.f[-1][s.mask])
+            est.append(s.f_vsf[-1][s.mask])
+            diff.append((s.f_vsf - s.f)[:, s.mask].abs().flatten())
+        t, e, d = torch.cat(true), torch.cat(est), torch.cat(diff)
+        print(
+            f"{name}, {subjects} subjects, {t.numel()} brain voxels: F(40 ms) quantiles "
+            f"{[round(v, 3) for v in t.quantile(levels).tolist()]} at {levels.tolist()}; "
+            + ", ".join(f"F < {c} in {100 * float((t < c).float().mean()):.1f} %" for c in (0.9, 0.5, 0.2))
+        )
+        print(
+            f"  VSF estimate: F(40 ms) quantiles {[round(v, 3) for v in e.quantile(levels).tolist()]}; "
+            f"|F_vsf - F| over all echoes: mean {float(d.mean()):.4f}, 99th percentile "
+            f"{float(d.quantile(0.99)):.3f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=40, help="slices of the full-brain volume")
@@ -121,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scipy-voxels", type=int, default=400, help="voxels SciPy fits (extrapolated)")
     parser.add_argument("--size", type=int, default=128, help="matrix of the synthetic NLLS subjects")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the U-Net runs")
+    parser.add_argument(
+        "--parts", nargs="+", choices=("f", "nlls", "inference"), default=["f", "nlls", "inference"]
+    )
+    parser.add_argument("--f-subjects", type=int, default=35, help="subjects per anatomy for the F part")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print("command:", " ".join(["python", "bench/roar.py", *(argv if argv is not None else sys.argv[1:])]))
@@ -128,8 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; shared, noisy machine: "
         "compare ratios, not absolute times"
     )
-    bench_nlls(args.scipy_voxels, args.size)
-    bench_inference(args.slices, args.batch, args.repeats)
+    if "f" in args.parts:
+        bench_f(args.f_subjects, 64)
+    if "nlls" in args.parts:
+        bench_nlls(args.scipy_voxels, args.size)
+    if "inference" in args.parts:
+        bench_inference(args.slices, args.batch, args.repeats)
     return 0
 
 

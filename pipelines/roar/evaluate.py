@@ -195,11 +195,17 @@ def table(
         raise ValueError("no test cohorts")
     values: dict[str, dict[float, list[float]]] = {name: {float(s): [] for s in snrs} for name in methods}
     jobs = [(seed, float(snr)) for seed in range(seeds) for snr in snrs]
+    made: list[dict] = [{} for _ in cohorts]
     for seed, snr in tqdm(jobs, desc="RoAR Table 1", disable=not progress):
         errors: dict[str, list[torch.Tensor]] = {name: [] for name in methods}
-        for anatomy, subjects in cohorts:
+        for (anatomy, subjects), cache in zip(cohorts, made, strict=True):
             data = make_slice_set(
-                anatomy, subjects, [snr], seed=data_seed, noise_seed=1_000 + 97 * seed + int(snr)
+                anatomy,
+                subjects,
+                [snr],
+                seed=data_seed,
+                noise_seed=1_000 + 97 * seed + int(snr),
+                made=cache,
             )
             for name, method in methods.items():
                 errors[name].append(relative_error(method(data, seed), data.r2s, data.mask))

@@ -323,19 +323,24 @@ def make_slice_set(
     copies: int = 1,
     seed: int = 0,
     noise_seed: int = 0,
+    made: dict[int, Subject] | None = None,
 ) -> SliceSet:
     """Slices of ``copies`` noisy versions of each subject.
 
     ``snrs`` is either a list of fixed SNRs (each gives its own copy set) or, with ``copies``,
     an interval ``(low, high)`` from which each copy's SNR is drawn uniformly (denoising
     training in the paper: four copies, SNR in [5, 20]). Noise is drawn per whole volume.
+    ``made`` (index -> subject of this anatomy and ``seed``) keeps subjects between calls, so that
+    evaluating many noise draws builds each subject (and its VSF F) once.
     """
     if not subjects:
         raise SyntheticError("no subjects given")
     g = torch.Generator().manual_seed(noise_seed)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in SliceSet.__dataclass_fields__}
     for index in subjects:
-        s = make_subject(anatomy, index, seed)
+        s = made[index] if made is not None and index in made else make_subject(anatomy, index, seed)
+        if made is not None:
+            made[index] = s
         if isinstance(snrs, tuple):
             low, high = snrs
             if not 0 < low <= high:
