@@ -25,20 +25,25 @@ B0. The same keys serve all voxels.
   after their T2' echo, so that ``|tau|`` splits into factors of state and of sample;
   ``sequences/engines/readout.py``).
 
-A merged state's key (which only enters the sinc and the T2' factor) is the amplitude-weighted
-mean of its members' keys: its value is exact (the members agree to the grid), and its
-derivative is the weighted mean of theirs.
+* Diffusion (phantoms with an ADC map): each state is damped by its own dephasing history
+  within the repetition (EPG with diffusion, Weigel 2015), before the samples and at the
+  repetition's end (``sequences/engines/diffusion.py``); skipped when no voxel diffuses.
+
+A merged state's key (which only enters the sinc, the T2' factor and the diffusion damping) is
+the amplitude-weighted mean of its members' keys: its value is exact (the members agree to the
+grid), and its derivative is the weighted mean of theirs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
+from mrzero.sequences.engines.diffusion import RepetitionDiffusion, diffusion_schedule
 from mrzero.sequences.engines.mixing import rf_mix
 from mrzero.sequences.engines.readout import Group, readout, voxel_phase
 from mrzero.sequences.engines.rf import RfCoefficients, sequence_coefficients
@@ -249,11 +254,21 @@ def _relax(st: States, rep: Repetition, pf: PulseFactors) -> States:
 
 
 def _repetition(
-    st: States, rep: Repetition, pf: PulseFactors, vox: VoxelSet, keep_floor: float, max_states: int
+    st: States,
+    rep: Repetition,
+    pf: PulseFactors,
+    vox: VoxelSet,
+    keep_floor: float,
+    max_states: int,
+    diffusion: RepetitionDiffusion | None = None,
 ) -> tuple[torch.Tensor | None, States]:
     """One repetition: pulse, its samples (None without ADC), free evolution to its end."""
     st = _pulse(st, pf, keep_floor, max_states)
-    samples = _samples(st.key_f, st.f, st.f_amp, rep, vox, keep_floor) if rep.n_adc else None
+    f_read = st.f
+    if diffusion is not None:  # damping up to the readout and to the end (amplitude bounds stay bounds)
+        f_read, f_end, z_end = diffusion.damp(st.f, st.z, st.key_f, vox.diffusion)
+        st = replace(st, f=f_end, z=z_end)
+    samples = _samples(st.key_f, f_read, st.f_amp, rep, vox, keep_floor) if rep.n_adc else None
     return samples, _relax(st, rep, pf)
 
 
@@ -298,20 +313,21 @@ def simulate_configurations(
         checkpointing = seq.n_rep * n_vox > AUTO_CHECKPOINT
     recompute = checkpointing and torch.is_grad_enabled()
     factors = _pulse_factors(seq, vox)
+    schedule = diffusion_schedule(seq, vox) or [None] * seq.n_rep
     bar = tqdm(
-        zip(repetitions(seq), factors, strict=True),
+        zip(repetitions(seq), factors, schedule, strict=True),
         desc="configuration states",
         unit="rep",
         total=seq.n_rep,
         disable=not progress,
     )
-    for rep, pf in bar:
+    for rep, pf, diffusion in bar:
         if recompute:
             samples, st = checkpoint(
-                _repetition, st, rep, pf, vox, keep_floor, max_states, use_reentrant=False
+                _repetition, st, rep, pf, vox, keep_floor, max_states, diffusion, use_reentrant=False
             )
         else:
-            samples, st = _repetition(st, rep, pf, vox, keep_floor, max_states)
+            samples, st = _repetition(st, rep, pf, vox, keep_floor, max_states, diffusion)
         if samples is not None:
             out.append(samples)
         bar.set_postfix(states=st.f.shape[0])
