@@ -285,6 +285,20 @@ def test_gradcheck_with_diffusion(name):
     assert torch.autograd.gradcheck(signal, (x,), eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
 
 
+@pytest.mark.filterwarnings("ignore:diffusion within a readout")
+def test_checkpointing_recomputes_the_same_damping():
+    seq, ph = gradcheck_case()
+    ph = replace(ph, diffusion=1e-6 * torch.ones(2, 2, dtype=torch.float64))
+    results = []
+    for checkpointing in (False, True):
+        moment = seq.moment.clone().requires_grad_(True)
+        out = simulate(replace(seq, moment=moment), ph, "fast", tolerance=0.0, checkpointing=checkpointing)
+        out.abs().pow(2).sum().backward()
+        results.append((out.detach(), moment.grad))
+    (s0, g0), (s1, g1) = results
+    assert torch.allclose(s0, s1, rtol=1e-12, atol=0) and torch.allclose(g0, g1, rtol=1e-10, atol=1e-14)
+
+
 def test_readout_bound_is_the_closed_form_and_warns():
     """A constant readout gradient of n samples: the state at the centre at the last sample has
     diffused ``g^2 T^3 / 3`` (rad/m/s ``g``, T = t_n - t_1) since the first sample."""
