@@ -4,20 +4,27 @@ Executed by ``bench/simulate.py`` with the peer's own Python (a separate venv ho
 ``mrzerocore``), so it imports nothing from this project. Reads the case (sequence tensors and
 phantom maps in this project's units) from an ``.npz``, maps them onto MRzero-Core's
 ``Sequence``/``VoxelGridPhantom`` (box-shaped voxels, as this project's engines model them),
-runs ``compute_graph`` + ``execute_graph`` forward or forward+backward (gradient w.r.t. all flip
-angles and gradient moments), and prints one JSON line: the median seconds (phantom build,
-graph and execution included) and the peak RSS increase (``ru_maxrss``) over the process's
-state before the first run.
+runs its pre-pass (``compute_graph_ext``) and ``execute_graph`` forward or forward+backward
+(gradient w.r.t. all flip angles and gradient moments), and prints one JSON line: the median
+seconds (phantom build, graph and execution included) and the peak resident size over the
+size before the first run (``bench/peak_rss.py``).
+
+Same voxel model: ``compute_graph`` passes the phantom's Nyquist frequency to the pre-pass,
+which then drops every state dephased beyond it. That is right for its default sinc-shaped
+voxels (whose spectrum ends there) but not for box voxels, whose ``sinc(k w)`` dephasing still
+lets such states (a 1.5 cycles/pixel spoiler, say) refocus and emit. With ``--prepass-nyquist
+off`` (the default) the pre-pass gets an infinite Nyquist frequency, as ``compute_graph_ext``
+documents; everything else (mean T1/T2/T2'/D, size, B1 table) is what ``compute_graph`` passes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 
 import numpy as np
+import peak_rss
 import torch
 
 
@@ -67,6 +74,22 @@ def build(case: dict, grad: bool):
     return seq, phantom.build(voxel_shape="box"), flips, moments
 
 
+def prepass(mr0, seq, data, args: argparse.Namespace):
+    """MRzero-Core's phase distribution graph, with or without its Nyquist cut (module docstring)."""
+    if args.prepass_nyquist == "on":
+        return mr0.compute_graph(seq, data, args.max_states, args.min_state_mag)
+    means = [float(torch.mean(t)) for t in (data.T1, data.T2, data.T2dash, data.D)]
+    return mr0.compute_graph_ext(
+        seq,
+        *means,
+        args.max_states,
+        args.min_state_mag,
+        nyquist=(float("inf"),) * 3,
+        size=data.size.tolist(),
+        avg_b1_trig=data.avg_B1_trig,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("case", help="input .npz written by bench/simulate.py")
@@ -81,7 +104,16 @@ def main() -> int:
         help="execute_graph's min_emitted_signal and min_latent_signal (its default 0.01)",
     )
     parser.add_argument(
-        "--max-states", type=int, default=200, help="compute_graph's max_state_count (default 200)"
+        "--max-states", type=int, default=200, help="pre-pass max_state_count (its default 200)"
+    )
+    parser.add_argument(
+        "--min-state-mag", type=float, default=1e-4, help="pre-pass min_state_mag (its default 1e-4)"
+    )
+    parser.add_argument(
+        "--prepass-nyquist",
+        choices=("off", "on"),
+        default="off",
+        help="off: no Nyquist cut in the pre-pass (box voxels, as ours; default); on: compute_graph's cut",
     )
     args = parser.parse_args()
     case = dict(np.load(args.case))
@@ -89,13 +121,13 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     grad = args.mode == "fwdbwd"
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss.reset()
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
         with torch.set_grad_enabled(grad):
             seq, data, flips, moments = build(case, grad)
-            graph = mr0.compute_graph(seq, data, max_state_count=args.max_states)
+            graph = prepass(mr0, seq, data, args)
             signal = mr0.execute_graph(
                 graph,
                 seq,
@@ -109,10 +141,10 @@ def main() -> int:
                 assert all(f.grad is not None for f in flips) and all(m.grad is not None for m in moments)
         times.append(time.perf_counter() - start)
     seconds = sorted(times)[len(times) // 2]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    peak_mb = peak_rss.increase_mb(before)
     if args.signal_out:
         np.save(args.signal_out, signal.detach().reshape(-1).numpy().astype(np.complex64))
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak / 1024.0}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
     return 0
 
 

@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gre_from_zero, gre_sar, rare_sar, sparse_synthetic, mask_target, radial_vfa, "
         "t1_mapping). Writes OUT/checkpoint.pt and OUT/resume.pt every N iterations, "
         "report rows OUT/report/iter_*.png, and at the end OUT/final.pt (ready for "
-        "'mrzero export'), OUT/report/summary.png/.html and OUT/history.json. "
-        "See docs/training.md.",
+        "'mrzero export'), OUT/report/summary.png/.html, OUT/history.json and "
+        "OUT/hardware_check.json (the final sequence exported within the recipe's hardware "
+        "limits; a stretched event fails the recipe: exit status 3). See docs/training.md.",
     )
     p.add_argument("recipe", help="recipe file (.yaml/.yml/.toml/.json) or shipped recipe name")
     p.add_argument("--iterations", type=int, default=None, help="iterations (default: the recipe's)")
@@ -102,4 +103,13 @@ def run(args: argparse.Namespace) -> int:
         f"final sequence: {result.final_checkpoint}; best: {result.out / 'best.pt'}; "
         f"report: {result.out / 'report' / 'summary.html'}"
     )
+    if result.hardware is not None:
+        where = result.out / "hardware_check.json"
+        print(f"hardware check (the exported file, {where}): {result.hardware.summary()}")
+        if not result.hardware.passed:
+            print(
+                "mrzero train: the recipe FAILED its hardware check: the exported file would not be "
+                "the sequence that was learned (see docs/training.md, Hardware model)"
+            )
+            return 3
     return 0

@@ -27,11 +27,19 @@ B0. The same keys serve all voxels.
 
 * Diffusion (phantoms with an ADC map): each state is damped by its own dephasing history
   within the repetition (EPG with diffusion, Weigel 2015), before the samples and at the
-  repetition's end (``sequences/engines/diffusion.py``); skipped when no voxel diffuses.
+  repetition's end, its dual amplitudes (below) with it (``sequences/engines/diffusion.py``);
+  skipped when no voxel diffuses.
 
-A merged state's key (which only enters the sinc, the T2' factor and the diffusion damping) is
-the amplitude-weighted mean of its members' keys: its value is exact (the members agree to the
-grid), and its derivative is the weighted mean of theirs.
+A merged state's key (which only enters the sinc, the T2' factor and the diffusion damping) has
+the amplitude-weighted mean of its members' keys as its value (exact: the members agree to the
+grid) and no derivative of its own; its members' key derivatives, which differ (a transverse
+member's moves with the free evolution, its conjugate's the other way, a longitudinal member's
+not at all) and weigh differently in every voxel, are carried by the state's zero-valued *dual
+amplitudes* (``sequences/engines/mixing.py``), which the readout turns into the exact gradient.
+Later shifts of the key (free evolution) are common to all members and keep their path on the key.
+Dual amplitudes exist only for the key columns whose derivative is asked for (moments when
+``seq.moment`` requires grad, tau when ``seq.duration`` does and a voxel has T2'), so training
+only flips costs nothing extra.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from mrzero.sequences.engines.diffusion import RepetitionDiffusion, diffusion_schedule
-from mrzero.sequences.engines.mixing import rf_mix
+from mrzero.sequences.engines.mixing import key_mix, rf_mix
 from mrzero.sequences.engines.readout import Group, readout, voxel_phase
 from mrzero.sequences.engines.rf import RfCoefficients, sequence_coefficients
 from mrzero.sequences.engines.timeline import Repetition, repetitions
@@ -118,7 +126,11 @@ class States:
 
     ``f_amp``/``z_amp`` (``[J]``, detached) bound each state's amplitude over voxels by
     ``max(|re|, |im|)``, computed once per pulse and reused for pruning, readout selection and
-    the key-averaging weights.
+    the key-averaging weights. ``g_f``/``g_z`` (``[d, J, V]``, zero-valued; None when no key
+    derivative is asked for, or before the first pulse) are the dual amplitudes of the key
+    columns ``dims`` (module docstring). Keys carry no derivative from before the last pulse:
+    that of every transverse key is the one of ``moved`` (``[4]``, the free evolution's shift
+    since the last pulse; None before the first), longitudinal keys have none.
     """
 
     key_f: torch.Tensor
@@ -128,6 +140,25 @@ class States:
     zero: int  # row of the zero key in key_z, where T1 recovery goes
     f_amp: torch.Tensor
     z_amp: torch.Tensor
+    dims: tuple[int, ...] = ()
+    g_f: torch.Tensor | None = None
+    g_z: torch.Tensor | None = None
+    moved: torch.Tensor | None = None
+
+
+def key_dims(seq: Sequence, vox: VoxelSet) -> tuple[int, ...]:
+    """The key columns whose derivative the readout needs: the moment axes (0-2) when
+    ``seq.moment`` requires grad, except an axis without any moment (its keys and samples stay at
+    0, where the sinc's slope is 0: e.g. z of a 2D sequence); tau (3) when ``seq.duration``
+    requires grad and some voxel has T2' (tau enters only the T2' factor; B0 is in the amplitudes)."""
+    if not torch.is_grad_enabled():
+        return ()
+    moments = ()
+    if seq.moment.requires_grad:
+        used = seq.moment.detach().reshape(-1, 3).ne(0).any(0).tolist()
+        moments = tuple(axis for axis in range(3) if used[axis])
+    tau = (3,) if seq.duration.requires_grad and bool((vox.r2dash > 0).any()) else ()
+    return moments + tau
 
 
 def _amplitude(x: torch.Tensor) -> torch.Tensor:
@@ -177,11 +208,12 @@ def _pulse(st: States, pf: PulseFactors, keep_floor: float, max_states: int) -> 
     if pf.recovered_f is not None:  # into the merged row of the zero Z state
         recovered = (int(inv[2 * st.key_f.shape[0] + st.zero]), pf.recovered_f, pf.recovered_z)
     f_m, z_m = rf_mix(st.f, st.z, inv, n, pf.mix, recovered)
-    # merged key: amplitude-weighted mean of its members (exact value, shared derivative)
+    # merged key: amplitude-weighted mean of its members (exact value); the members' own
+    # derivatives go to the dual amplitudes
     f_amp, z_amp = st.f_amp.double(), st.z_amp.double()
     weight = torch.cat([f_amp * pf.scales[0], f_amp * pf.scales[1], z_amp * pf.scales[2]]) + 1e-30
     w_m = weight.new_zeros(n).index_add_(0, inv, weight)
-    key_m = keys.new_zeros(n, 4).index_add_(0, inv, weight[:, None] * keys) / w_m[:, None]
+    key_m = keys.new_zeros(n, 4).index_add_(0, inv, weight[:, None] * keys.detach()) / w_m[:, None]
     f_amp, z_amp = _amplitude(f_m), _amplitude(z_m)
     amp = torch.where(is_zero, torch.full_like(f_amp, math.inf), torch.maximum(f_amp, z_amp))
     keep = torch.nonzero(amp > keep_floor).reshape(-1)
@@ -189,19 +221,16 @@ def _pulse(st: States, pf: PulseFactors, keep_floor: float, max_states: int) -> 
         keep = keep[torch.topk(amp[keep], max_states).indices]
     zero = int(torch.nonzero(is_zero[keep]).reshape(-1)[0])
     key = key_m[keep]
+    g_f = g_z = None
+    if st.dims and st.moved is not None:
+        kept = keep if keep.numel() < n else None
+        g_f, g_z = key_mix(st.moved[list(st.dims)], st.f, st.g_f, st.g_z, inv, n, kept, pf.mix)
     if keep.numel() < n:
         f_m, z_m = f_m[keep], z_m[keep]
-    return States(key_f=key, f=f_m, key_z=key, z=z_m, zero=zero, f_amp=f_amp[keep], z_amp=z_amp[keep])
+    return States(key, f_m, key, z_m, zero, f_amp[keep], z_amp[keep], st.dims, g_f, g_z)
 
 
-def _samples(
-    key_f: torch.Tensor,
-    f_all: torch.Tensor,
-    f_amp: torch.Tensor,
-    rep: Repetition,
-    vox: VoxelSet,
-    keep_floor: float,
-) -> torch.Tensor:
+def _samples(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float) -> torch.Tensor:
     """All ADC samples of a repetition, ``[C, n]``, from the transverse states after its pulse.
 
     States whose contribution is below ``keep_floor`` at every sample (amplitude times the
@@ -211,12 +240,12 @@ def _samples(
     last sample, so each group is one matrix product (``sequences/engines/readout.py``); a state
     crossing its echo during the readout belongs to both with complementary sample masks.
     """
-    k_all, tau_all = key_f[:, :3], key_f[:, 3]  # float64
+    k_all, tau_all = st.key_f[:, :3], st.key_f[:, 3]  # float64
     moment, time = rep.moment, rep.time
     with torch.no_grad():
         u = (k_all[:, None, :] + moment[None].double()) * vox.size.double()
         sinc_all = torch.sinc(u).prod(-1)  # [J, n]
-        bound = f_amp.double() * sinc_all.abs().amax(1)
+        bound = st.f_amp.double() * sinc_all.abs().amax(1)
         live = torch.nonzero(bound > keep_floor).reshape(-1)
         since_echo = tau_all[live, None] + time[None].double()  # [J, n]
     if bool((vox.r2dash > 0).any()):
@@ -232,7 +261,7 @@ def _samples(
         groups.append(Group(sign, rows, tau_all[rows], t_ref, k_all[rows], mask[chosen].T))
     if not groups:  # nothing measurable
         return torch.zeros(vox.coil.shape[0], rep.n_adc, dtype=vox.coil.dtype, device=vox.coil.device)
-    summed = readout(f_all, moment, time, groups, vox)
+    summed = readout(st.f, st.g_f, st.dims, moment, time, groups, vox)
     return summed * torch.polar(torch.ones_like(rep.adc_phase), -rep.adc_phase)
 
 
@@ -242,15 +271,8 @@ def _relax(st: States, rep: Repetition, pf: PulseFactors) -> States:
     next pulse (:class:`PulseFactors`)."""
     shift = torch.cat([rep.end_moment, rep.end_time[None]]).double()
     zero = torch.tensor([st.zero], device=st.z.device)
-    return States(
-        key_f=st.key_f + shift,
-        f=st.f,
-        key_z=st.key_z,
-        z=st.z,
-        zero=st.zero,
-        f_amp=st.f_amp,
-        z_amp=st.z_amp.index_add(0, zero, pf.recovery_amp[None].to(st.z_amp.dtype)),
-    )
+    z_amp = st.z_amp.index_add(0, zero, pf.recovery_amp[None].to(st.z_amp.dtype))
+    return replace(st, key_f=st.key_f + shift, z_amp=z_amp, moved=shift)
 
 
 def _repetition(
@@ -264,11 +286,13 @@ def _repetition(
 ) -> tuple[torch.Tensor | None, States]:
     """One repetition: pulse, its samples (None without ADC), free evolution to its end."""
     st = _pulse(st, pf, keep_floor, max_states)
-    f_read = st.f
+    read = st
     if diffusion is not None:  # damping up to the readout and to the end (amplitude bounds stay bounds)
-        f_read, f_end, z_end = diffusion.damp(st.f, st.z, st.key_f, vox.diffusion)
-        st = replace(st, f=f_end, z=z_end)
-    samples = _samples(st.key_f, f_read, st.f_amp, rep, vox, keep_floor) if rep.n_adc else None
+        (f_read, g_read), (f_end, g_end), (z_end, gz_end) = diffusion.damp(
+            st.f, st.g_f, st.z, st.g_z, st.key_f, st.dims, vox.diffusion
+        )
+        read, st = replace(st, f=f_read, g_f=g_read), replace(st, f=f_end, g_f=g_end, z=z_end, g_z=gz_end)
+    samples = _samples(read, rep, vox, keep_floor) if rep.n_adc else None
     return samples, _relax(st, rep, pf)
 
 
@@ -307,6 +331,7 @@ def simulate_configurations(
         zero=0,
         f_amp=vox.pd.new_zeros(0),
         z_amp=_amplitude(z0),
+        dims=key_dims(seq, vox),
     )
     out = []
     if checkpointing is None:

@@ -63,9 +63,37 @@ class BValue:
         return self.time * (q * q).sum(1) + 2 * (q @ self.linear) + self.constant
 
 
-def _damped(x: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """``x [J, V] * exp(-b [J] D [V])``."""
-    return x * torch.exp(-b.to(d.dtype)[:, None] * d[None])
+Damped = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def _damped(
+    x: torch.Tensor,
+    g: torch.Tensor | None,
+    dims: tuple[int, ...],
+    b: BValue,
+    q: torch.Tensor,
+    scale: torch.Tensor,
+    d: torch.Tensor,
+) -> Damped:
+    """Amplitudes ``x [J, V]`` and their dual amplitudes ``g [len(dims), J, V]`` (or None) times
+    ``E = exp(-b(q) D)``, for states at ``q`` ``[J, 3]`` (rad/m, ``scale`` rad/m per key unit).
+
+    The duals (zero-valued; their derivative is ``sum_i f_i dk_i`` over a merged state's members,
+    ``sequences/engines/mixing.py``) carry the members' key derivatives, which ``E`` depends on
+    too: ``x' = x E + sum_c g_c dE/dk_c`` (adds zero, and the product rule's missing term to the
+    derivative) and ``g' = E g``. ``E`` does not depend on tau (column 3).
+    """
+    e = torch.exp(-b.of(q).to(d.dtype)[:, None] * d[None])
+    out = x * e
+    if g is None:
+        return out, None
+    with torch.no_grad():  # only the duals' derivative matters in these products
+        e_fixed = e.detach()
+        slope = (2 * (b.time * q + b.linear) * scale).to(d.dtype)  # db/dk per key column, [J, 3]
+    for i, column in enumerate(dims):
+        if column < 3:
+            out = out - g[i] * (slope[:, column, None] * d[None] * e_fixed)
+    return out, g * e_fixed
 
 
 @dataclass
@@ -77,19 +105,30 @@ class RepetitionDiffusion:
     scale: torch.Tensor  # [3] rad/m per cycle/FOV
 
     def damp(
-        self, f: torch.Tensor, z: torch.Tensor, key: torch.Tensor, d: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """States right after the pulse (``f``, ``z`` at the shared keys ``key`` ``[J, 4]``) damped
-        for the readout, ``f`` and ``z`` damped to the repetition's end: ``(f_read, f_end, z_end)``."""
+        self,
+        f: torch.Tensor,
+        g_f: torch.Tensor | None,
+        z: torch.Tensor,
+        g_z: torch.Tensor | None,
+        key: torch.Tensor,
+        dims: tuple[int, ...],
+        d: torch.Tensor,
+    ) -> tuple[Damped, Damped, Damped]:
+        """States right after the pulse (``f``, ``z`` and their duals ``g_f``, ``g_z`` of the key
+        columns ``dims``, at the shared keys ``key`` ``[J, 4]``) damped for the readout, and
+        ``f`` and ``z`` damped to the repetition's end: ``(f_read, g_read), (f_end, g_end),
+        (z_end, gz_end)``. Longitudinal states do not move: ``b = T |q|^2``."""
         q = key[:, :3] * self.scale
+        read = (f, g_f)
         if self.to_readout is None:
-            f_read = f
-            f_end = _damped(f, self.to_end.of(q), d)
+            end = _damped(f, g_f, dims, self.to_end, q, self.scale, d)
         else:
-            f_read = _damped(f, self.to_readout.of(q), d)
-            f_end = _damped(f_read, (self.to_end - self.to_readout).of(q), d)
-        z_end = _damped(z, self.to_end.time * (q * q).sum(1), d)
-        return f_read, f_end, z_end
+            read = _damped(f, g_f, dims, self.to_readout, q, self.scale, d)
+            end = _damped(*read, dims, self.to_end - self.to_readout, q, self.scale, d)
+        still = BValue(
+            self.to_end.time, torch.zeros_like(self.to_end.linear), torch.zeros_like(self.to_end.constant)
+        )
+        return read, end, _damped(z, g_z, dims, still, q, self.scale, d)
 
 
 def _integrals(

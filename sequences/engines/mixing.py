@@ -17,6 +17,22 @@ products (each as large as the states) would be saved per repetition. :class:`Rf
     dZ = conj(excite) dF'[i_z] + cos dZ'[i_z]
 
 and the coefficients' gradients are the matching sums over states.
+
+:class:`KeyMix` carries the *dual amplitudes* of merged states through the same mixing. A state
+merged from members ``i`` (amplitudes ``f_i``, keys ``k_i``) has one key value, but at a later
+readout each member contributes ``sum_v c_v(k_i) f_i[v]``, whose derivative needs
+``sum_i f_i[v] dk_i`` per voxel (``c_v`` holds the intravoxel sinc and the T2' decay; the ratio
+``f_i / f_m`` varies over voxels, so no shared key derivative gives it). Each state therefore
+carries ``g`` (``[d, J, V]``, one slice per differentiated key column) whose *value is zero* and
+whose derivative is ``sum_i f_i dk_i`` of its members relative to its own key. A pulse mixes
+
+    g' = mix(g_F + F dk_F, g_Z)    with the conjugate pathways negated (their keys are ``-q``)
+
+(``dk_F``: the derivative of the transverse keys since the last pulse, the free evolution's
+moment and time, which all transverse states share; longitudinal keys do not move). Since
+``g`` is zero, the coefficients' and ``F``'s derivatives through this mixing vanish and its
+forward pass computes nothing; the backward pass is the adjoint mixing of the dual gradients
+with the coefficients' values.
 """
 
 from __future__ import annotations
@@ -25,6 +41,49 @@ import torch
 
 from mrzero.sequences.engines.rf import RfCoefficients
 from mrzero.sequences.engines.rows import add_rows
+
+
+def _gather(
+    g_fm: torch.Tensor,
+    g_zm: torch.Tensor,
+    i_f: torch.Tensor,
+    i_c: torch.Tensor,
+    i_z: torch.Tensor,
+    sign: float,
+    dim: int = 0,
+) -> tuple[torch.Tensor, ...]:
+    """The merged rows' gradients at each source (rows along ``dim``): ``dF'[i_f]``,
+    ``dF'[i_c]``, ``dZ'[i_f] + sign conj(dZ'[i_c])``, ``dF'[i_z]``, ``dZ'[i_z]`` (``sign`` -1:
+    negated conjugate pathway)."""
+    g_stored = g_zm.index_select(dim, i_f).add_(torch.conj_physical(g_zm.index_select(dim, i_c)), alpha=sign)
+    return (
+        g_fm.index_select(dim, i_f),
+        g_fm.index_select(dim, i_c),
+        g_stored,
+        g_fm.index_select(dim, i_z),
+        g_zm.index_select(dim, i_z),
+    )
+
+
+def _adjoint_f(
+    g_keep_f: torch.Tensor,
+    g_conj_f: torch.Tensor,
+    g_stored: torch.Tensor,
+    keep: torch.Tensor,
+    conj_: torch.Tensor,
+    store: torch.Tensor,
+    sign: float,
+) -> torch.Tensor:
+    """Gradient of the transverse sources: ``conj(keep) a + sign conj_ conj(b) + conj(store) c``."""
+    g_f = (g_keep_f * keep.conj()).addcmul_(torch.conj_physical(g_conj_f), conj_, value=sign)
+    return g_f.addcmul_(g_stored, store.conj())
+
+
+def _adjoint_z(
+    g_exc_z: torch.Tensor, g_cos_z: torch.Tensor, excite: torch.Tensor, cos: torch.Tensor
+) -> torch.Tensor:
+    """Gradient of the longitudinal sources: ``cos b + conj(excite) a``."""
+    return (g_cos_z * cos).addcmul_(g_exc_z, excite.conj())
 
 
 class RfMix(torch.autograd.Function):
@@ -64,15 +123,9 @@ class RfMix(torch.autograd.Function):
     def backward(ctx, g_fm: torch.Tensor, g_zm: torch.Tensor):
         f, z, i_f, i_c, i_z, keep, conj_, excite, store, cos = ctx.saved_tensors
         need = ctx.needs_input_grad
-        g_keep_f, g_conj_f, g_exc_z = g_fm[i_f], g_fm[i_c], g_fm[i_z]
-        g_stored = g_zm[i_f].add_(torch.conj_physical(g_zm[i_c]))
-        g_cos_z = g_zm[i_z]
-        g_f = g_z = None
-        if need[0]:
-            g_f = (g_keep_f * keep.conj()).addcmul_(torch.conj_physical(g_conj_f), conj_)
-            g_f.addcmul_(g_stored, store.conj())
-        if need[1]:
-            g_z = (g_cos_z * cos).addcmul_(g_exc_z, excite.conj())
+        g_keep_f, g_conj_f, g_stored, g_exc_z, g_cos_z = _gather(g_fm, g_zm, i_f, i_c, i_z, 1.0)
+        g_f = _adjoint_f(g_keep_f, g_conj_f, g_stored, keep, conj_, store, 1.0) if need[0] else None
+        g_z = _adjoint_z(g_exc_z, g_cos_z, excite, cos) if need[1] else None
         # sum_j conj(x) y per voxel is torch.linalg.vecdot over the state axis
         g_keep = torch.linalg.vecdot(f, g_keep_f, dim=0) if need[6] else None
         g_conj = (f * g_conj_f).sum(0) if need[7] else None
@@ -122,3 +175,70 @@ def rf_mix(
     ]
     row, rec_f, rec_z = recovered if recovered is not None else (0, None, None)
     return RfMix.apply(f, z, i_f, i_c, i_z, rows, *coefs, row, rec_f, rec_z)
+
+
+class KeyMix(torch.autograd.Function):
+    """Dual amplitudes ``(g_F', g_Z')`` ``[d, kept, V]`` of the merged rows (module docstring):
+    zero-valued, differentiable in the transverse keys' shift ``[d]`` and the previous ``g_F``, ``g_Z``."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        moved: torch.Tensor,
+        f: torch.Tensor,
+        g_f: torch.Tensor | None,
+        g_z: torch.Tensor | None,
+        i_f: torch.Tensor,
+        i_c: torch.Tensor,
+        i_z: torch.Tensor,
+        rows: int,
+        kept: torch.Tensor | None,
+        coefs: RfCoefficients,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(f, i_f, i_c, i_z, kept)
+        ctx.coefs, ctx.rows = coefs, rows
+        # zero values need no memory: expanded views of one zero
+        shape = (moved.shape[0], rows if kept is None else kept.shape[0], f.shape[1])
+        return f.new_zeros(()).expand(shape), f.new_zeros(()).expand(shape)
+
+    @staticmethod
+    def backward(ctx, g_gf: torch.Tensor | None, g_gz: torch.Tensor | None):
+        f, i_f, i_c, i_z, kept = ctx.saved_tensors
+        c, need = ctx.coefs, ctx.needs_input_grad
+        grads = [g_gf, g_gz]
+        d, v = next(x for x in grads if x is not None).shape[::2]
+        for i, x in enumerate(grads):  # pruned rows have no gradient
+            if x is None or kept is not None:
+                full = f.new_zeros(d, ctx.rows, v)
+                grads[i] = full if x is None else full.index_copy_(1, kept, x)
+        g_keep_f, g_conj_f, g_stored, g_exc_z, g_cos_z = _gather(*grads, i_f, i_c, i_z, -1.0, dim=1)
+        g_h = _adjoint_f(g_keep_f, g_conj_f, g_stored, c.keep, c.conj, c.store, -1.0)
+        g_moved = None
+        if need[0]:  # Re(sum_jv conj(F) dH) per column
+            g_moved = torch.view_as_real(g_h).reshape(d, -1) @ torch.view_as_real(f).reshape(-1)
+            g_moved = g_moved.double()
+        g_z = _adjoint_z(g_exc_z, g_cos_z, c.excite, c.cos) if need[3] else None
+        return g_moved, None, g_h if need[2] else None, g_z, None, None, None, None, None, None
+
+
+def key_mix(
+    moved: torch.Tensor,
+    f: torch.Tensor,
+    g_f: torch.Tensor | None,
+    g_z: torch.Tensor | None,
+    index: torch.Tensor,
+    rows: int,
+    kept: torch.Tensor | None,
+    c: RfCoefficients,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The merged rows' dual amplitudes after the pulse ``c`` (kept rows only; ``None``: all).
+
+    ``moved`` ``[d]`` is the shift of every transverse key since the previous pulse in the
+    differentiated columns (only its derivative is used), ``g_f``/``g_z`` the sources' dual
+    amplitudes (``None``: none yet), ``index`` the merged row of every source as in :func:`rf_mix`.
+    """
+    j_f = f.shape[0]
+    i_f, i_c, i_z = index[:j_f], index[j_f : 2 * j_f], index[2 * j_f :]
+    detached = RfCoefficients(*(co.detach() for co in (c.keep, c.conj, c.excite, c.store, c.cos)))
+    return KeyMix.apply(moved, f, g_f, g_z, i_f, i_c, i_z, rows, kept, detached)

@@ -20,6 +20,11 @@ recomputes ``M_g`` and ``W_g`` in the backward pass, written out below;
 ``tests/sequences/test_gradients.py`` checks it with ``gradcheck``. Real-by-complex products
 run as real matrix products (half the work of a complex one) and ``P`` is computed once for all
 groups.
+
+Merged states also bring their dual amplitudes ``G`` (complex ``[d, J, V]``, zero-valued, see
+``sequences/engines/mixing.py``), which add ``sum_d (dW_g/dk_d) (G_d E_g)`` (and ``W_g (dE_g/dtau)
+G_tau``) to ``U``: nothing in the forward pass, and in the backward pass
+``dG_d = ((dW_g/dk_d)^T dY) E_g`` per moment column and ``dG_tau = (W_g^T dY) dE_g/dtau``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class Group:
 
 #: Flattened tensor fields of a :class:`Group`, in order, as the Function receives them.
 GROUP_FIELDS = 5
+#: Position of the first group field among :class:`Readout`'s inputs.
+FIRST_GROUP = 7
 
 
 def _sinc_factors(group: Group, moment: torch.Tensor, vox: VoxelSet) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,22 +146,79 @@ def _gradient_columns(vox: VoxelSet) -> torch.Tensor:
     return cached
 
 
+def _transposed_mm(a: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+    """``a^T dY``, complex ``[J, V]``, for real ``a`` ``[n, J]`` and ``dY`` ``[n, 2V]`` (a real view)."""
+    j, v = a.shape[1], gy.shape[1] // 2
+    return torch.view_as_complex((a.T.to(gy.dtype) @ gy).reshape(j, v, 2))
+
+
+def _state_gradients(
+    group: Group,
+    dims: tuple[int, ...],
+    constant: tuple[int, ...],
+    sincs: tuple[torch.Tensor, torch.Tensor],
+    dw: torch.Tensor | None,
+    weights: torch.Tensor,
+    gy: torch.Tensor,
+    terms: _Terms,
+    vox: VoxelSet,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A group's ``dA = W^T dY`` ``[J_g, V]`` and its dual gradients ``dG`` ``[d, J_g, V]`` (None
+    without ``dims``): ``((dW/dk_d)^T dY) E`` for a moment column (``dw`` ``[3, n, J_g]``),
+    ``dA dE/dtau`` for tau.
+
+    An axis in ``constant`` has the same sample moment at every sample, so its sinc and slope
+    are per-state factors: ``dA`` and the ``dG`` of such axes come from one product
+    ``B = (W / prod_constant sinc)^T dY`` (a Cartesian readout: one instead of three).
+    """
+    sinc, u = sincs
+    factored = [d for d in dims if d in constant]
+    if factored:
+        varying = [a for a in range(3) if a not in constant]
+        base = _transposed_mm(torch.where(group.mask, sinc[varying].prod(0), 0.0), gy)
+        fixed = {a: sinc[a, 0] for a in constant}  # [J_g] each
+        g_states = base * math.prod(fixed.values()).to(base.real.dtype)[:, None]
+    else:
+        g_states = torch.view_as_complex((weights.T @ gy).reshape(-1, vox.n_voxels, 2))
+    if not dims:
+        return g_states, None
+    size = vox.size.double()
+    out = []
+    for d in dims:
+        if d in factored:
+            factor = _sinc_slope(u[d, 0], sinc[d, 0]) * size[d]
+            factor = math.prod((fixed[a] for a in constant if a != d), start=factor)
+            part = base * (factor.to(terms.decay.dtype)[:, None] * terms.decay)
+        elif d < 3:
+            part = _transposed_mm(dw[d], gy) * terms.decay
+        else:  # dE/dtau = -sign r2' E, zero where the exponent was clamped
+            rate = terms.decay * (-group.sign * vox.r2dash)
+            if terms.unclamped is not None:
+                rate = torch.where(terms.unclamped, rate, torch.zeros_like(rate))
+            part = g_states * rate
+        out.append(part)
+    return g_states, torch.stack(out)
+
+
 def _groups(signs: tuple[float, ...], flat: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> list[Group]:
     return [Group(s, *flat[GROUP_FIELDS * i : GROUP_FIELDS * (i + 1)]) for i, s in enumerate(signs)]
 
 
 class Readout(torch.autograd.Function):
-    """``out [C, n]`` of one repetition; differentiable in ``f``, ``moment``, ``time`` and every
-    group's ``tau``, ``t_ref`` and state ``moment`` (the tissue in ``vox`` is a constant)."""
+    """``out [C, n]`` of one repetition; differentiable in ``f``, the dual amplitudes ``g``
+    (key columns ``dims``), ``moment``, ``time`` and every group's ``tau``, ``t_ref`` and state
+    ``moment`` (the tissue in ``vox`` is a constant)."""
 
     @staticmethod
     def forward(
         ctx,
         f: torch.Tensor,
+        g: torch.Tensor | None,
         moment: torch.Tensor,
         time: torch.Tensor,
         vox: VoxelSet,
         signs: tuple[float, ...],
+        dims: tuple[int, ...],
         *flat: torch.Tensor,
     ) -> torch.Tensor:
         groups = _groups(signs, flat)
@@ -165,7 +229,7 @@ class Readout(torch.autograd.Function):
         phase = voxel_phase(moment, time, vox)
         kept = [x for t in terms for x in (t.decay, t.states, t.part, t.unclamped)]
         ctx.save_for_backward(f, moment, time, phase, *kept, *flat)
-        ctx.signs, ctx.vox = signs, vox
+        ctx.signs, ctx.vox, ctx.dims = signs, vox, dims
         return vox.coil @ (phase * combined).T
 
     @staticmethod
@@ -187,10 +251,15 @@ class Readout(torch.autograd.Function):
             )
             for i, g in enumerate(groups)
         ]
-        need = ctx.needs_input_grad
-        group_need = [need[5 + GROUP_FIELDS * i : 5 + GROUP_FIELDS * (i + 1)] for i in range(k)]
-        timing = need[2] or any(gn[1] or gn[2] for gn in group_need)  # time, tau or t_ref
-        moments = need[1] or any(gn[3] for gn in group_need)  # sample or state moments
+        need, dims = ctx.needs_input_grad, ctx.dims if ctx.needs_input_grad[1] else ()
+        group_need = [
+            need[FIRST_GROUP + GROUP_FIELDS * i : FIRST_GROUP + GROUP_FIELDS * (i + 1)] for i in range(k)
+        ]
+        timing = need[3] or any(gn[1] or gn[2] for gn in group_need)  # time, tau or t_ref
+        moments = need[2] or any(gn[3] for gn in group_need)  # sample or state moments
+        # moment axes equal at every sample (a Cartesian readout's phase and slice axes)
+        constant = tuple(a for a in range(3) if bool((moment[:, a] == moment[0, a]).all())) if dims else ()
+        slopes = moments or any(d < 3 and d not in constant for d in dims)  # the [3, n, J_g] slopes
         # dU = conj(P) dS, with dS = d/dS of sum_v coil S the same for every sample's voxels
         grad_u = (grad_out.T @ vox.coil.conj()) * phase.conj()
         # q_g = conj(dU) M_g Y_g: Re(q_g) is the gradient of log M_g, -Im(sum q_g) that of arg P
@@ -201,13 +270,21 @@ class Readout(torch.autograd.Function):
         g_moment = (2 * math.pi) * sums[:, :3]
         g_time = (2 * math.pi) * sums[:, 3] - sums[:, 4] if timing else None
         g_f = torch.zeros_like(f) if need[0] else None
+        g_g = f.new_zeros(len(dims), f.shape[0], v) if dims else None
         g_flat: list[torch.Tensor | None] = []
         for group, q_g, t, w, (sinc, u) in zip(groups, q, terms, weights, sincs, strict=True):
             s = group.sign
             gy = torch.view_as_real(grad_u * t.magnitude).reshape(n, 2 * v)  # dY
-            g_states = torch.view_as_complex((w.T @ gy).reshape(-1, v, 2))  # dA = W^T dY
+            dw = None
+            if slopes:  # dW/dk_a = dW/dm_a, [3, n, J_g]
+                slope = _sinc_slope(u, sinc)
+                others = torch.stack([sinc[1] * sinc[2], sinc[0] * sinc[2], sinc[0] * sinc[1]])
+                dw = torch.where(group.mask, slope * others, 0.0) * vox.size.double()[:, None, None]
+            g_states, g_dual = _state_gradients(group, dims, constant, (sinc, u), dw, w, gy, t, vox)
             if g_f is not None:
                 add_rows(g_f, group.rows, g_states * t.decay)
+            if g_dual is not None:
+                add_rows(g_g, group.rows, g_dual, dim=1)
             g_tau = g_ref = g_keys = None
             if timing:
                 r2_sums = torch.view_as_real(q_g).reshape(n, 2 * v) @ columns[:, 5]  # Re(q_g) @ r2'
@@ -223,25 +300,30 @@ class Readout(torch.autograd.Function):
                 g_ref = g_ref.reshape(group.t_ref.shape)
             if moments:  # W = prod_a sinc(u_a), u_a = (k_a + m_a) w_a: to state keys and sample moments
                 g_weights = gy @ torch.view_as_real(t.states).reshape(-1, 2 * v).T  # Re(dY A^H)
-                slope = _sinc_slope(u, sinc)
-                others = torch.stack([sinc[1] * sinc[2], sinc[0] * sinc[2], sinc[0] * sinc[1]])
-                g_u = torch.where(group.mask, g_weights.double(), 0.0) * slope * others  # [3, n, J_g]
-                g_u = g_u * vox.size.double()[:, None, None]
+                g_u = g_weights.double() * dw
                 g_moment = g_moment + g_u.sum(2).T.to(g_moment.dtype)
                 g_keys = g_u.sum(1).T
             g_flat += [None, g_tau, g_ref, g_keys, None]
-        return (g_f, g_moment if need[1] else None, g_time if need[2] else None, None, None, *g_flat)
+        g_time = g_time if need[3] else None
+        return (g_f, g_g, g_moment if need[2] else None, g_time, None, None, None, *g_flat)
 
 
 def readout(
-    f: torch.Tensor, moment: torch.Tensor, time: torch.Tensor, groups: list[Group], vox: VoxelSet
+    f: torch.Tensor,
+    g: torch.Tensor | None,
+    dims: tuple[int, ...],
+    moment: torch.Tensor,
+    time: torch.Tensor,
+    groups: list[Group],
+    vox: VoxelSet,
 ) -> torch.Tensor:
-    """The repetition's signal ``[C, n]`` from the states ``f`` (see the module docstring)."""
+    """The repetition's signal ``[C, n]`` from the states ``f`` and their dual amplitudes ``g``
+    (key columns ``dims``; None without) (see the module docstring)."""
     tissue = (vox.t2, vox.r2dash, vox.b0, vox.pos, vox.coil)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tissue):
         raise ValueError(
             "the fast engine's readout is differentiable in the sequence only; "
             "T2, T2', B0, positions and coil maps must not require grad"
         )
-    flat = [x for g in groups for x in (g.rows, g.tau, g.t_ref, g.moment, g.mask)]
-    return Readout.apply(f, moment, time, vox, tuple(g.sign for g in groups), *flat)
+    flat = [x for gr in groups for x in (gr.rows, gr.tau, gr.t_ref, gr.moment, gr.mask)]
+    return Readout.apply(f, g, moment, time, vox, tuple(gr.sign for gr in groups), dims, *flat)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 
 
-def add_rows(dest: torch.Tensor, index: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """``dest.index_add_(0, index, source)`` for complex (or real) tensors; returns ``dest``."""
+def add_rows(dest: torch.Tensor, index: torch.Tensor, source: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """``dest.index_add_(dim, index, source)`` for complex (or real) tensors; returns ``dest``."""
     if dest.is_complex():
-        torch.view_as_real(dest).index_add_(0, index, torch.view_as_real(source.resolve_conj()))
+        torch.view_as_real(dest).index_add_(dim, index, torch.view_as_real(source.resolve_conj()))
     else:
-        dest.index_add_(0, index, source)
+        dest.index_add_(dim, index, source)
     return dest

@@ -97,6 +97,21 @@ class Stretch:
         return f"{self.where}: stretched by {(self.needed - self.given) * 1e3:.3f} ms"
 
 
+@dataclass(frozen=True)
+class GapBudget:
+    """One gap block as the export built it: what the training's hardware model must respect.
+
+    The block realises ``sum(model moments of events) + offset`` (1/m per axis) in
+    ``sum(model durations of events) + slack`` seconds; ``offset`` and ``slack`` are what the
+    neighbouring RF and readout blocks add (ramp areas, slice rephasers, dead times, the RF
+    block beyond its centre)."""
+
+    where: str
+    events: tuple[tuple[int, int], ...]  # (repetition, event) of the model's gap events
+    slack: float  # s
+    offset: tuple[float, float, float]  # 1/m
+
+
 @dataclass
 class ExportResult:
     """What was written and what the physicist should know about it (SI units)."""
@@ -169,6 +184,36 @@ class _Readout:
         ]
 
 
+def _pulse(opts: ExportOptions, system: pp.Opts, flip: float, phase: float, delay: float, use: str) -> tuple:
+    """The RF event (and the slice-select gradient of a sinc, else None) of one pulse."""
+    if opts.rf_shape == "sinc":
+        rf, gz, _ = pp.make_sinc_pulse(
+            flip_angle=flip,
+            phase_offset=phase,
+            duration=opts.rf_duration,
+            delay=delay,
+            slice_thickness=opts.slice_thickness,
+            time_bw_product=opts.time_bw_product,
+            apodization=0.5,
+            return_gz=True,
+            system=system,
+            use=use,
+        )
+        return rf, gz
+    rf = pp.make_block_pulse(
+        flip_angle=flip, phase_offset=phase, duration=opts.rf_duration, delay=delay, system=system, use=use
+    )
+    return rf, None
+
+
+def max_flip(seq: Sequence, limits: HardwareLimits, options: ExportOptions | None = None) -> float:
+    """The largest flip angle (rad) the export's RF pulse for ``seq`` reaches within ``max_b1``."""
+    opts = (options or ExportOptions()).resolved(seq)
+    system = limits.to_opts()
+    rf, _ = _pulse(opts, system, 1.0, 0.0, system.rf_dead_time, "excitation")
+    return limits.max_b1_hz / float(np.max(np.abs(rf.signal)))
+
+
 class _Builder:
     """Appends blocks to a pypulseq sequence while tracking the file-minus-model offsets."""
 
@@ -181,6 +226,8 @@ class _Builder:
         self.gap_time = 0.0
         self.gap_area = np.zeros(3)
         self.gap_where = "start"
+        self.gap_events: list[tuple[int, int]] = []
+        self.gaps: list[GapBudget] = []
         self.stretches: list[Stretch] = []
         self.rf_energy = 0.0
         self.pending_labels: list = []
@@ -210,6 +257,14 @@ class _Builder:
                 self.dk = np.array(target_dk, dtype=float)
         area = self.gap_area + target_dk - self.dk
         wanted = self.gap_time + target_dt - self.dt
+        self.gaps.append(
+            GapBudget(
+                self.gap_where,
+                tuple(self.gap_events),
+                float(wanted - self.gap_time),
+                tuple(float(a) for a in area - self.gap_area),
+            )
+        )
         traps = self._traps(area)
         raster = self.limits.block_duration_raster
         needed = _ceil_to(max([pp.calc_duration(g) for g in traps], default=0.0), raster)
@@ -220,11 +275,12 @@ class _Builder:
             self._add(self.gap_where, *traps, pp.make_delay(length))
         self.dt += length - self.gap_time
         self.dk += area - self.gap_area
-        self.gap_time, self.gap_area = 0.0, np.zeros(3)
+        self.gap_time, self.gap_area, self.gap_events = 0.0, np.zeros(3), []
 
     def add_gap_event(self, r: int, e: int, duration: float, moment: np.ndarray) -> None:
         if self.gap_time == 0.0 and not self.gap_area.any():
             self.gap_where = f"rep {r}, event {e} (gap)"
+        self.gap_events.append((r, e))
         self.gap_time += duration
         self.gap_area = self.gap_area + moment
 
@@ -235,31 +291,8 @@ class _Builder:
             flip, phase = -flip, (phase + math.pi) % (2 * math.pi)
         centred = _round_to((opts.rf_block - opts.rf_duration) / 2, limits.rf_raster_time)
         delay = max(centred, limits.rf_dead_time)
-        use = RF_USE[kind]
-        gz = None
         try:
-            if opts.rf_shape == "sinc":
-                rf, gz, _ = pp.make_sinc_pulse(
-                    flip_angle=flip,
-                    phase_offset=phase,
-                    duration=opts.rf_duration,
-                    delay=delay,
-                    slice_thickness=opts.slice_thickness,
-                    time_bw_product=opts.time_bw_product,
-                    apodization=0.5,
-                    return_gz=True,
-                    system=self.system,
-                    use=use,
-                )
-            else:
-                rf = pp.make_block_pulse(
-                    flip_angle=flip,
-                    phase_offset=phase,
-                    duration=opts.rf_duration,
-                    delay=delay,
-                    system=self.system,
-                    use=use,
-                )
+            rf, gz = _pulse(opts, self.system, flip, phase, delay, RF_USE[kind])
         except ValueError as exc:  # pypulseq refuses a slice-select gradient above max_grad
             raise ExportError(f"{where}: cannot build the RF pulse within the limits: {exc}") from exc
         peak = float(np.max(np.abs(rf.signal)))

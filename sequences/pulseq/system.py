@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+import numpy as np
 import pypulseq as pp
 
 from mrzero.core.units import GAMMA_HZ_PER_T, tesla_per_m_to_hz_per_m
@@ -63,6 +64,15 @@ class HardwareLimits:
     def max_b1_hz(self) -> float:
         """Maximum RF amplitude in Pulseq's unit Hz."""
         return self.max_b1 * GAMMA_HZ_PER_T
+
+    def max_area(self, time: np.ndarray) -> np.ndarray:
+        """Largest gradient area (1/m, per axis) a trapezoid reaches in ``time`` (s) within
+        ``max_grad`` and ``max_slew``, ramps included: a triangle ``S T^2 / 4`` while
+        ``T <= 2 G / S``, else ``G (T - G / S)`` (continuous time; raster rounding is the
+        caller's margin)."""
+        g, s = self.max_grad_hz, self.max_slew_hz
+        t = np.maximum(np.asarray(time, dtype=float), 0.0)
+        return np.where(t <= 2 * g / s, s * t**2 / 4, g * (t - g / s))
 
     def to_opts(self) -> pp.Opts:
         """The same limits as a pypulseq ``Opts``."""

@@ -5,7 +5,8 @@
 entries and ``Sequence.free`` records the masks for export. After every optimiser step
 ``project()`` enforces the bounds: durations at least ``min_duration``, flips within
 ``+-max_flip`` and, per event and axis, ``|moment| <= gamma * G_max * duration * FOV`` (the
-largest moment the gradient hardware can play in the event's time, cycles/FOV).
+largest moment the gradient hardware can play in the event's time, cycles/FOV); then, with a
+``HardwareModel``, what the Pulseq export builds without stretching (``hardware.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from mrzero.core.units import GAMMA_HZ_PER_T
 from mrzero.sequences.sequence import EXCITATION, INVERSION, REFOCUSING, Sequence
+from mrzero.sequences.training.hardware import HardwareModel
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +92,20 @@ def free_mask(
 class Learnables(torch.nn.Module):
     """Free sequence tensors on top of a fixed base sequence; see the module docstring."""
 
-    def __init__(self, base: Sequence, masks: dict[str, torch.Tensor], bounds: Bounds) -> None:
+    def __init__(
+        self,
+        base: Sequence,
+        masks: dict[str, torch.Tensor],
+        bounds: Bounds,
+        hardware: HardwareModel | None = None,
+    ) -> None:
         super().__init__()
         if not masks or not any(bool(m.any()) for m in masks.values()):
             raise ValueError("sequence.learn selects no entry: nothing of the sequence is learnable")
         self.base = base.clone()
         self.masks = {k: v.to(base.device) for k, v in masks.items()}
         self.bounds = bounds
+        self.hardware = hardware
         self.params = torch.nn.ParameterDict(
             {k: torch.nn.Parameter(getattr(self.base, k).detach().clone()) for k in masks}
         )
@@ -118,6 +127,9 @@ class Learnables(torch.nn.Module):
         if "moment" in p:
             limit = self.bounds.max_moment(self.sequence())
             p["moment"].copy_(torch.maximum(torch.minimum(p["moment"], limit), -limit))
+        if self.hardware is not None:
+            for name, value in self.hardware.project(self.sequence(), self.masks).items():
+                p[name].copy_(value)
 
     def out_of_bounds(self) -> list[str]:
         """Fixed (not free) flips and durations that violate the bounds: no training can meet them.

@@ -128,11 +128,47 @@ class LossSpec:
 class BoundsSpec:
     """Physical bounds, applied by projection after every step."""
 
-    max_gradient_mT_m: float = setting(
-        40.0, "per axis: max moment per event = gamma * G * duration * FOV", gt=0
+    max_gradient_mT_m: float | None = setting(
+        None,
+        "per axis: max moment per event = gamma * G * duration * FOV (default: hardware's max_grad)",
+        gt=0,
     )
     min_duration_ms: float = setting(0.0, "shortest event", ge=0)
     max_flip_deg: float = setting(720.0, "largest flip angle", gt=0)
+
+
+@dataclass
+class HardwareSpec:
+    """The scanner trained for: a Pulseq export preset (``sequences/pulseq/system.py``) with
+    overrides in the user's units; ``enforce`` projects every step onto what the export builds
+    without stretching (``hardware.py``), ``check`` exports the result and fails the recipe on
+    any stretched event."""
+
+    preset: str = "default"
+    max_grad_mT_m: float | None = setting(None, "override: gradient amplitude per axis", gt=0)
+    max_slew_T_m_s: float | None = setting(None, "override: slew rate per axis", gt=0)
+    max_b1_uT: float | None = setting(None, "override: peak RF amplitude", gt=0)
+    rf_dead_time_us: float | None = setting(None, "override: before an RF pulse", ge=0)
+    rf_ringdown_time_us: float | None = setting(None, "override: after an RF pulse", ge=0)
+    adc_dead_time_us: float | None = setting(None, "override: before and after an ADC", ge=0)
+    enforce: bool = True
+    check: bool = True
+
+    def overrides(self) -> dict[str, float]:
+        """The set overrides as ``HardwareLimits`` fields in SI units."""
+        scale = {
+            "max_grad_mT_m": ("max_grad", 1e-3),
+            "max_slew_T_m_s": ("max_slew", 1.0),
+            "max_b1_uT": ("max_b1", 1e-6),
+            "rf_dead_time_us": ("rf_dead_time", 1e-6),
+            "rf_ringdown_time_us": ("rf_ringdown_time", 1e-6),
+            "adc_dead_time_us": ("adc_dead_time", 1e-6),
+        }
+        return {
+            name: getattr(self, key) * factor
+            for key, (name, factor) in scale.items()
+            if getattr(self, key) is not None
+        }
 
 
 @dataclass
@@ -192,6 +228,7 @@ class Recipe:
     head: HeadSpec | None = None
     loss: LossSpec = field(default_factory=LossSpec)
     bounds: BoundsSpec = field(default_factory=BoundsSpec)
+    hardware: HardwareSpec = field(default_factory=HardwareSpec)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
 
@@ -250,6 +287,16 @@ def validate(recipe: Recipe) -> Recipe:
         _choice("head.features", r.head.features, FEATURES)
     if r.target.kind == "t1" and (r.head is None or r.head.kind != "mlp"):
         raise RecipeError("head: a t1 target needs an mlp head that turns signal evolutions into T1")
+    from mrzero.sequences.pulseq.system import PRESETS
+
+    _choice("hardware.preset", r.hardware.preset, tuple(PRESETS))
+    max_grad = r.hardware.max_grad_mT_m or PRESETS[r.hardware.preset].max_grad * 1e3
+    over = r.bounds.max_gradient_mT_m is not None and r.bounds.max_gradient_mT_m > max_grad * (1 + 1e-9)
+    if over and r.hardware.enforce:
+        raise RecipeError(
+            f"bounds.max_gradient_mT_m: {r.bounds.max_gradient_mT_m} mT/m exceeds the hardware's "
+            f"max_grad {max_grad} mT/m (hardware.preset {r.hardware.preset!r}); the export could not play it"
+        )
     o = r.optimizer
     o.lr = {**DEFAULT_LR, **o.lr}
     for name, lr in o.lr.items():

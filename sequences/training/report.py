@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mrzero.sequences.sequence import INVERSION, Sequence  # noqa: E402
+from mrzero.sequences.training.hardware import HardwareCheck  # noqa: E402
 
 MAX_SUMMARY_COLUMNS = 5
 
@@ -174,6 +175,7 @@ class Report:
         name: str,
         evaluations: list[dict[str, float]],
         best: dict,
+        hardware: HardwareCheck | None = None,
     ) -> bytes:
         """``summary.png`` (snapshots as columns, curves) and ``summary.html`` (with a table of the
         final, best and held-out errors, total and per k-space band); returns the PNG bytes."""
@@ -197,6 +199,8 @@ class Report:
             ),
             ("best relative error", f"{100 * chosen_best.get('error', float('nan')):.2f} %"),
         ]
+        if hardware is not None:
+            rows.append(("hardware check (the exported file)", hardware.summary()))
         for label, errors in (
             ("last evaluation", evaluations[-1] if evaluations else {}),
             ("held-out", held_out or {}),

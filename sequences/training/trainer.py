@@ -7,7 +7,10 @@ clipping per field, the NaN guard (``last_good.pt``), the best state on the full
 from it, checkpoints (``checkpoint.pt``, exportable, and ``resume.pt``), resume, progress and
 data parallelism under ``torchrun``. What is MRzero's lives here:
 
-* the bounds are enforced by projection after every step (``learnables.py``);
+* the bounds are enforced by projection after every step (``learnables.py``), and so is the
+  hardware model of the Pulseq export (``hardware.py``, recipe section ``hardware``); at the end
+  the final sequence is exported with those limits and checked (``hardware_check.json``): a
+  stretched event fails the recipe;
 * alternating optimisation (seed 6.2): the head first learns alone for ``head_first``
   iterations on images cached from the current sequence, then ``sequence`` sequence steps
   (head frozen) and ``head`` head steps alternate; the cache is dropped at every sequence step;
@@ -37,8 +40,12 @@ from mrzero.core.heads import build_head
 from mrzero.core.training import LoopSettings, Ranks, Schedule, Share, StepLoss, TrainingError, TrainingLoop
 from mrzero.sequences.adc_layout import derive_layout
 from mrzero.sequences.checkpoint import load_checkpoint, save_checkpoint
+from mrzero.sequences.pulseq.export import ExportError
+from mrzero.sequences.pulseq.system import hardware
 from mrzero.sequences.sequence import Sequence
+from mrzero.sequences.simulate import simulate
 from mrzero.sequences.training.forward import ForwardModel, repetition_groups
+from mrzero.sequences.training.hardware import HardwareCheck, HardwareModel
 from mrzero.sequences.training.learnables import Bounds, Learnables, free_mask
 from mrzero.sequences.training.losses import Loss, band_errors, band_names, relative_error
 from mrzero.sequences.training.recipe import Recipe, RecipeError
@@ -70,6 +77,7 @@ class TrainingResult:
     final_checkpoint: Path
     held_out_error: float | None = None
     best: dict[str, Any] | None = None  # the best evaluation: full loss, iteration, its metrics
+    hardware: HardwareCheck | None = None  # the exported file measured; None: hardware.check off
 
 
 def _draw(seed: int, iteration: int, salt: int) -> torch.Generator:
@@ -120,12 +128,26 @@ class Trainer(TrainingLoop):
             # which would also remove the gradient that lets the flips grow
             value = math.radians(spec.zero_flip_deg) if name == "flip" else 0.0
             setattr(start, name, torch.full_like(getattr(start, name), value))
+        try:
+            self.limits = hardware(r.hardware.preset, **r.hardware.overrides())
+        except ValueError as exc:
+            raise RecipeError(f"hardware: {exc}") from exc
+        self.hardware = HardwareModel(self.limits)
+        max_gradient = r.bounds.max_gradient_mT_m
         bounds = Bounds(
-            r.bounds.max_gradient_mT_m * 1e-3,
+            self.limits.max_grad if max_gradient is None else max_gradient * 1e-3,
             r.bounds.min_duration_ms * 1e-3,
             math.radians(r.bounds.max_flip_deg),
         )
-        self.learn = Learnables(start, masks, bounds) if masks else None
+        try:
+            enforced = self.hardware if r.hardware.enforce else None
+            self.learn = Learnables(start, masks, bounds, enforced) if masks else None
+        except ExportError as exc:
+            raise RecipeError(
+                f"hardware: the start sequence cannot be brought within the {self.limits.name} limits "
+                f"by its free entries: {exc}"
+            ) from exc
+        self.hardware_check: HardwareCheck | None = None
         if self.learn is not None:
             bad = self.learn.out_of_bounds()
             if bad:
@@ -352,7 +374,13 @@ class Trainer(TrainingLoop):
 
     def after_step(self, step: int) -> None:
         if self.learn is not None:
-            self.learn.project()
+            try:
+                self.learn.project()
+            except ExportError as exc:
+                raise TrainingError(
+                    f"iteration {step}: the sequence left what the {self.limits.name} hardware can "
+                    f"play and its free entries cannot bring it back: {exc}"
+                ) from exc
 
     def restart(self, step: int) -> None:
         if self.learn is None:
@@ -476,7 +504,11 @@ class Trainer(TrainingLoop):
         if self.ranks.main:
             if held is not None and self.recipe.target.kind == "t1":
                 self._t1_map()
-            figure = self.report.summary(self.history, held, self.recipe.name, self.evaluations, self.best)
+            if self.recipe.hardware.check:
+                self.hardware_check = self.check_hardware()
+            figure = self.report.summary(
+                self.history, held, self.recipe.name, self.evaluations, self.best, self.hardware_check
+            )
             self._save_checkpoint(final, "final", figure)
             (self.out / "history.json").write_text(json.dumps(self.history))
             (self.out / "evaluations.json").write_text(json.dumps(self.evaluations))
@@ -501,7 +533,24 @@ class Trainer(TrainingLoop):
             final,
             None if held is None else held["error"],
             best,
+            self.hardware_check,
         )
+
+    def check_hardware(self) -> HardwareCheck:
+        """Export the final sequence with the recipe's hardware limits and measure the file
+        (``hardware.py``); written to ``hardware_check.json``. A stretched event fails the recipe:
+        the file would not be the sequence that was learned."""
+        f = self.forward
+        phantom = self.phantoms[0]
+        check = self.hardware.check(
+            self.final_sequence(),
+            lambda seq: simulate(seq, phantom, engine=f.engine, **f.engine_options),
+        )
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "hardware_check.json").write_text(json.dumps(check.as_dict(), indent=1))
+        report = log.info if check.passed else log.error
+        report("hardware check of %s: %s", self.recipe.name, check.summary())
+        return check
 
     @torch.no_grad()
     def _t1_map(self) -> Path:

@@ -19,6 +19,7 @@ import torch
 from engine_cases import build
 
 from mrzero.sequences.builders import flash, rare
+from mrzero.sequences.engines import configuration
 from mrzero.sequences.engines.diffusion import READOUT_TOLERANCE, one_event_per_repetition, readout_bound
 from mrzero.sequences.phantom import GAMMA_HZ_PER_T, Phantom, PhantomError
 from mrzero.sequences.phantoms import brain_phantom
@@ -297,6 +298,38 @@ def test_checkpointing_recomputes_the_same_damping():
         results.append((out.detach(), moment.grad))
     (s0, g0), (s1, g1) = results
     assert torch.allclose(s0, s1, rtol=1e-12, atol=0) and torch.allclose(g0, g1, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.filterwarnings("ignore:diffusion within a readout")
+def test_gradients_through_merged_diffusing_states_match_unmerged_finite_differences(monkeypatch):
+    """The merged-state case of ``test_merged_gradients.py`` (equal spoilers re-meet pathways)
+    scaled to a 2 mm FOV, so that its moments diffusion-weight (b D ~ 0.5 with D = 1e-5 m^2/s):
+    merged states stay exact with the damping (whose dependence on each member's key goes
+    through the dual amplitudes; ``test_gradcheck_with_diffusion[moment]`` fails without it)."""
+    from test_merged_gradients import (
+        FIELDS,
+        FINE_GRID,
+        finite_differences,
+        phantom,
+        run,
+        spoiled_gre,
+        state_counts,
+    )
+
+    seq = replace(spoiled_gre(), fov=(0.002, 0.002, 0.00005))
+    ph = replace(phantom(t2dash=True), fov=seq.fov, diffusion=torch.full((4, 4), 1e-5, dtype=torch.float64))
+    merged = state_counts(monkeypatch, seq, ph)
+    assert (run(seq, ph) - run(seq, replace(ph, diffusion=None))).abs() > 0.05 * run(seq, ph).abs()
+    leaves = {name: getattr(seq, name).clone().requires_grad_(True) for name in FIELDS}
+    run(replace(seq, **leaves), ph).backward()
+    monkeypatch.setattr(configuration, "KEY_GRID", FINE_GRID)
+    bumped = seq.moment.clone()
+    bumped[1, 3, 0] += 1e-6
+    assert merged[-1] < state_counts(monkeypatch, replace(seq, moment=bumped), ph)[-1]
+    for name in FIELDS:
+        reference = finite_differences(seq, ph, name)
+        error = (leaves[name].grad - reference).abs().max() / reference.norm()
+        assert report(f"merged gradient {name}", float(error)) < 0.01
 
 
 def test_readout_bound_is_the_closed_form_and_warns():
