@@ -89,10 +89,11 @@ def _damped(
         return out, None
     with torch.no_grad():  # only the duals' derivative matters in these products
         e_fixed = e.detach()
+        d_e = d[None] * e_fixed  # -dE/db
         slope = (2 * (b.time * q + b.linear) * scale).to(d.dtype)  # db/dk per key column, [J, 3]
     for i, column in enumerate(dims):
         if column < 3:
-            out = out - g[i] * (slope[:, column, None] * d[None] * e_fixed)
+            out = out - g[i] * (slope[:, column, None] * d_e)
     return out, g * e_fixed
 
 
