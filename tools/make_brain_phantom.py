@@ -90,26 +90,42 @@ def shim(
     return field - basis @ coef, coef
 
 
-def build(source: Path) -> dict[str, np.ndarray]:
-    """Cut the slab out of the source labels and compute the fields on the output grid."""
+def read_labels(source: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The ``seg_label`` volume ``[x, y, z]`` (uint8) and the affine of the ASLDRO ground truth."""
     image = nib.load(str(source))
     if image.ndim != 5 or image.shape[-1] < 7:
         raise ValueError(f"{source}: expected the 5D ASLDRO ground truth with 7 volumes, got {image.shape}")
-    labels = np.asarray(image.dataobj[..., 0, 6]).round().astype(np.uint8)  # [x, y, z]
-    affine = image.affine
+    return np.asarray(image.dataobj[..., 0, 6]).round().astype(np.uint8), image.affine
+
+
+def output_grid() -> tuple[np.ndarray, np.ndarray]:
+    """Source voxel indices of the output columns (patient right -> left) and rows (anterior -> posterior)."""
     cx, cy = CENTRE_XY_VOXEL
     half = FOV_MM // 2
-    xs = np.arange(cx + half - 1, cx - half - 1, -1)  # columns: patient right (+x) -> left
-    ys = np.arange(cy + half - 1, cy - half - 1, -1)  # rows: anterior (+y) -> posterior
-    counts = np.zeros((N_SLICES, 3, FOV_MM, FOV_MM), dtype=np.uint8)
-    for s in range(N_SLICES):
-        for k in range(FIRST_Z_VOXEL + s * THICKNESS_MM, FIRST_Z_VOXEL + (s + 1) * THICKNESS_MM):
+    return np.arange(cx + half - 1, cx - half - 1, -1), np.arange(cy + half - 1, cy - half - 1, -1)
+
+
+def slab_counts(labels: np.ndarray, first_z: int, n_slices: int = N_SLICES) -> np.ndarray:
+    """uint8 ``[slice, tissue, FOV_MM, FOV_MM]``: GM/WM/CSF counts of the ``THICKNESS_MM`` source
+    slices in each output slice, from source slice ``first_z`` upwards."""
+    xs, ys = output_grid()
+    okx = (xs >= 0) & (xs < labels.shape[0])
+    oky = (ys >= 0) & (ys < labels.shape[1])
+    counts = np.zeros((n_slices, 3, FOV_MM, FOV_MM), dtype=np.uint8)
+    for s in range(n_slices):
+        for k in range(first_z + s * THICKNESS_MM, first_z + (s + 1) * THICKNESS_MM):
             padded = np.zeros((FOV_MM, FOV_MM), dtype=np.uint8)
-            okx = (xs >= 0) & (xs < labels.shape[0])
-            oky = (ys >= 0) & (ys < labels.shape[1])
             padded[np.ix_(oky, okx)] = labels[np.ix_(xs[okx], ys[oky], [k])][..., 0].T
             for t in range(3):
                 counts[s, t] += padded == t + 1
+    return counts
+
+
+def build(source: Path) -> dict[str, np.ndarray]:
+    """Cut the slab out of the source labels and compute the fields on the output grid."""
+    labels, affine = read_labels(source)
+    xs, ys = output_grid()
+    counts = slab_counts(labels, FIRST_Z_VOXEL)
     # RAS millimetres of the output voxel centres
     x_mm = affine[0, 0] * xs + affine[0, 3]
     y_mm = affine[1, 1] * ys + affine[1, 3]

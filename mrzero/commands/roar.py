@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
 log = logging.getLogger("mrzero.roar")
+
+#: Test sets of ``mrzero roar eval`` and their headings.
+TEST_SETS = {
+    "held-out": "Held-out anatomy: ICBM slabs below (z -30..+2 mm) and above (+34..+66 mm) the training slab",
+    "warped": "Warps of the training anatomy (the training slab, subjects held out)",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="*",
         default=[],
         help="supervised weights (.safetensors), one per training seed",
+    )
+    e.add_argument(
+        "--test",
+        nargs="+",
+        choices=list(TEST_SETS),
+        default=list(TEST_SETS),
+        help="test subjects: held-out anatomy (ICBM slabs above and below the training slab) and/or "
+        "warps of the training anatomy (default: both)",
     )
     e.add_argument("--seeds", type=int, default=3, help="noise seeds (>= 3 for a confidence interval)")
     e.add_argument("--snr", type=float, nargs="+", default=[5.0, 10.0, 15.0], help="test SNRs")
@@ -95,8 +110,17 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from mrzero.pipelines.roar.evaluate import figure, network_method, nlls_method, table
-    from mrzero.pipelines.roar.synthetic import brain_anatomy, split_indices
+    from mrzero.pipelines.roar.evaluate import (
+        arlo_method,
+        constant_slice_method,
+        constant_tissue_method,
+        figure,
+        network_method,
+        nlls_method,
+        table,
+        training_maps,
+    )
+    from mrzero.pipelines.roar.synthetic import brain_anatomy, heldout_anatomy, split_indices
     from mrzero.pipelines.roar.weights_file import load_weights
 
     loaded = {
@@ -115,31 +139,57 @@ def run_eval(args: argparse.Namespace) -> int:
     te = loaded["RoAR"][0][1]
     split = split_indices(data["subjects"], data["val"], data["test"], data["seed"])
     anatomy = brain_anatomy(data["size"])
-    methods = {"NLLS": nlls_method(te)}
+    half = max(1, len(split["test"]) // 2)
+    inferior = heldout_anatomy(data["size"], "inferior")
+    cohorts = {
+        "held-out": [
+            (inferior, split["test"][:half]),
+            (heldout_anatomy(data["size"], "superior"), split["test"][half:] or split["test"][:half]),
+        ],
+        "warped": [(anatomy, split["test"])],
+    }
+    log.info("constant baselines from the %d training subjects", len(split["train"]))
+    maps = training_maps(anatomy, split["train"], data["seed"])
+    methods = {
+        "NLLS with F": nlls_method(te),
+        "NLLS without F": nlls_method(te, use_f=False),
+        "ARLO with F": arlo_method(te),
+        "constant per tissue": constant_tissue_method(maps),
+        "constant per slice": constant_slice_method(maps),
+    }
     methods.update({name: network_method([m for m, _, _ in models]) for name, models in loaded.items()})
-    log.info(
-        "evaluating %s on test subjects %s at SNR %s over %d seeds",
-        ", ".join(methods),
-        split["test"],
-        args.snr,
-        args.seeds,
-    )
-    result = table(
-        anatomy,
-        split["test"],
-        methods,
-        tuple(args.snr),
-        args.seeds,
-        data["seed"],
-        progress=not args.no_progress,
-    )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table1.md").write_text(result.markdown() + "\n")
-    (args.out / "table1.json").write_text(result.to_json())
-    figure(anatomy, split["test"][0], methods, args.out / "figure4.png", data_seed=data["seed"])
-    print(result.markdown())
+    texts, values = [], {}
+    for which in args.test:
+        log.info(
+            "evaluating %s on %s test subjects at SNR %s over %d seeds",
+            ", ".join(methods),
+            which,
+            args.snr,
+            args.seeds,
+        )
+        result = table(
+            cohorts[which], methods, tuple(args.snr), args.seeds, data["seed"], progress=not args.no_progress
+        )
+        texts.append(f"### {TEST_SETS[which]}\n\n{result.markdown()}\n")
+        values[which] = json.loads(result.to_json())
+    (args.out / "table1.md").write_text("\n".join(texts))
+    (args.out / "table1.json").write_text(json.dumps(values, indent=1))
+    figure(
+        inferior,
+        split["test"][0],
+        methods_for_figure(methods),
+        args.out / "figure4.png",
+        data_seed=data["seed"],
+    )
+    print("\n".join(texts))
     print(f"wrote {args.out / 'table1.md'}, {args.out / 'table1.json'}, {args.out / 'figure4.png'}")
     return 0
+
+
+def methods_for_figure(methods: dict) -> dict:
+    """NLLS with F and the networks: the maps the paper's Fig. 4 shows."""
+    return {k: v for k, v in methods.items() if k in ("NLLS with F", "RoAR", "Supervised")}
 
 
 def run_bundle(args: argparse.Namespace) -> int:

@@ -3,10 +3,15 @@
 A subject is a random variant of a brain anatomy (grey/white/CSF fractions): a smooth random
 deformation, per-subject tissue R2* (about 15 grey, 20 white, 5 CSF per second) with smooth
 spatial variation and iron-rich deep-grey regions, S0 from tissue proton density with a smooth
-receive bias, and a smooth B0 field with air-tissue-like sources (sinuses below the frontal
-lobe, ear canals at the sides) from which F(t) = |sinc(df t)| follows. Noise is N(0, mean S0 /
-SNR) added to the magnitudes, as in the paper. Everything is seeded by the subject index, so a
-subject-wise train/validation/test split is a split of indices.
+receive bias, and a B0 field of air-tissue-like sources (sinuses below the frontal lobe, ear
+canals at the sides) scaled to the in vivo through-slice gradients at 3 T (100-200 Hz/cm at the
+strongest point), from which the data's F(t) = |sinc(df t)| follows. The methods never see that
+F: each subject also has a complex scan (echo phases from the field, noise at SNR 50) from which
+F is estimated by the voxel spread function (``vsf.py``), as the paper did. Noise is N(0, mean S0
+/ SNR) added to the magnitudes, as in the paper. Everything is seeded by the subject index, so a
+subject-wise train/validation/test split is a split of indices. Training uses warps of the
+embedded 8-slice slab (``brain_anatomy``); ``heldout_anatomy`` gives slabs of the same ICBM
+volume above and below it, for test subjects whose anatomy the training never saw.
 
 Design choices that set how hard R2* estimation is (and so the NLLS calibration against the
 paper's 46.6/23.8/15.8 % at SNR 5/10/15) are the constants below; ``docs/roar.md`` lists them.
@@ -16,11 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mrzero.pipelines.roar.signal_model import echo_times, f_sinc, mgre_magnitude
+from mrzero.pipelines.roar.vsf import f_vsf
 
 #: Mean tissue R2* (1/s) and per-subject standard deviation: grey, white, CSF.
 R2S_MEAN = {"gm": 15.0, "wm": 20.0, "csf": 5.0}
@@ -32,8 +40,20 @@ R2S_VARIATION = 0.12
 S0_BIAS = 0.15
 #: Extra R2* (1/s) of iron-rich deep-grey blobs (basal ganglia), range per blob.
 IRON_R2S = (10.0, 25.0)
-#: Peak through-slice frequency difference across a voxel (Hz) near the strongest air source.
-B0_PEAK_DF_HZ = (15.0, 30.0)
+#: Peak through-slice field gradient in the brain (Hz/cm), drawn per subject: the in vivo range
+#: near the frontal sinus and ear canals at 3 T (docs/roar.md gives the source).
+B0_PEAK_GRADIENT_HZ_CM = (100.0, 200.0)
+#: Shim residual: in-plane smooth field amplitude (Hz) and through-slice slope SD (Hz/cm).
+SHIM_RESIDUAL_HZ = 10.0
+SHIM_RESIDUAL_HZ_CM = 3.0
+#: Slice thickness (cm) and its size in the field's coordinates (half-FOV of 10 cm = 1).
+SLICE_CM = 0.4
+SLICE_UNITS = SLICE_CM / 10.0
+#: Depth of the air sources below the lowest slice (half-FOV units).
+SOURCE_DEPTH = 0.4
+#: SNR of the complex scan that F is estimated from (the VSF method, as the paper did on its
+#: in vivo data of SNR about 50); the magnitudes the methods see get their own noise.
+F_REFERENCE_SNR = 50.0
 #: Fraction of tissue (grey + white + CSF) above which a voxel is in the brain mask.
 MASK_THRESHOLD = 0.5
 
@@ -64,12 +84,21 @@ class Anatomy:
 
 @dataclass
 class Subject:
-    """One synthetic subject: truth maps ``[z, y, x]``, F ``[E, z, y, x]``, echo times ``[E]`` (s)."""
+    """One synthetic subject: truth maps ``[z, y, x]``, F ``[E, z, y, x]``, echo times ``[E]`` (s).
+
+    ``f`` is the F that made the data (``|sinc|`` of the field across each slice); ``f_vsf`` is F
+    estimated from the subject's complex scan by the voxel spread function method, the only F
+    the methods see; ``b0`` is the field (Hz) at the slice centres; ``tissue`` the dominant
+    tissue of each voxel (0 grey, 1 white, 2 CSF; a segmentation, for the per-tissue baseline).
+    """
 
     s0: torch.Tensor
     r2s: torch.Tensor
     f: torch.Tensor
+    f_vsf: torch.Tensor
+    b0: torch.Tensor
     mask: torch.Tensor
+    tissue: torch.Tensor
     te: torch.Tensor
     index: int
 
@@ -103,6 +132,25 @@ def brain_anatomy(size: int = 64) -> Anatomy:
 
     slices = [brain_tissue_fractions((size, size), slice=k) for k in range(N_BRAIN_SLICES)]
     return Anatomy(*(torch.stack([s[name] for s in slices]) for name in ("gm", "wm", "csf")))
+
+
+#: Held-out test anatomy (``tools/make_roar_heldout.py``): slabs of the ICBM volume the training
+#: slab (``brain_anatomy``) does not contain.
+HELDOUT_FILE = Path(__file__).with_name("data") / "heldout_anatomy.npz"
+HELDOUT_SLABS = ("inferior", "superior")
+
+
+def heldout_anatomy(size: int = 64, slab: str = "inferior") -> Anatomy:
+    """8 slices of 4 mm below (``inferior``, MNI z -30..+2 mm) or above (``superior``, +34..+66 mm)
+    the training slab, from the same ICBM 2009a labels, at ``size x size`` (area-averaged)."""
+    from mrzero.core.brain_atlas import area_resample
+
+    if slab not in HELDOUT_SLABS:
+        raise SyntheticError(f"unknown held-out slab {slab!r}; choose one of {', '.join(HELDOUT_SLABS)}")
+    with np.load(HELDOUT_FILE) as data:
+        counts = data["counts"][HELDOUT_SLABS.index(slab)].astype(np.float64) / float(data["thickness_mm"])
+    fractions = area_resample(torch.from_numpy(counts), (size, size)).clamp(0, 1).float()  # [z, 3, y, x]
+    return Anatomy(*fractions.transpose(0, 1))
 
 
 def _smooth_noise(shape: tuple[int, ...], coarse: int, g: torch.Generator) -> torch.Tensor:
@@ -146,28 +194,33 @@ def _iron(gm: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return extra.expand(nz, ny, nx) * gm
 
 
-def _b0_slice_df(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
-    """Through-slice frequency difference across a voxel (Hz), ``[z, y, x]``.
+def _b0_fields(
+    shape: tuple[int, ...], g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Unscaled air-source field at the slice centres and across each slice (``[z, y, x]`` each),
+    a unit smooth in-plane shim residual ``[y, x]`` and a unit through-slice residual slope.
 
-    The field of dipole-like air sources below the brain (frontal sinus, ear canals, one random
-    extra), evaluated on the planes above and below each slice; df is their central difference,
-    as from a B0 map. Coordinates are normalised to the in-plane half-FOV.
+    Dipole-like air sources below the brain: frontal sinus, ear canals, one random extra. The
+    difference across a slice is the field on its upper face minus the field on its lower face
+    (what dephases the slice, ``f_sinc``); the field at the centre is what a B0 map (the echo
+    phases) shows. Coordinates are normalised to the in-plane half-FOV (10 cm).
     """
     nz, ny, nx = shape
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, ny), torch.linspace(-1, 1, nx), indexing="ij")
     jitter = torch.empty(8).uniform_(-0.08, 0.08, generator=g).tolist()
     sources = [
-        (jitter[0], -0.6 + jitter[1], 0.45, 1.0),  # frontal sinus (image top is anterior)
-        (-0.75 + jitter[2], 0.1 + jitter[3], 0.5, 0.7),
-        (0.75 + jitter[4], 0.1 + jitter[5], 0.5, 0.7),
+        (jitter[0], -0.6 + jitter[1], SOURCE_DEPTH, 1.0),  # frontal sinus (image top is anterior)
+        (-0.75 + jitter[2], 0.1 + jitter[3], SOURCE_DEPTH + 0.05, 0.7),  # ear canals
+        (0.75 + jitter[4], 0.1 + jitter[5], SOURCE_DEPTH + 0.05, 0.7),
         (
             float(torch.empty(1).uniform_(-0.6, 0.6, generator=g)),
             float(torch.empty(1).uniform_(-0.8, 0.8, generator=g)),
-            0.6,
+            SOURCE_DEPTH + 0.15,
             float(torch.empty(1).uniform_(0.2, 0.6, generator=g)),
         ),
     ]
-    dz = 0.04  # slice thickness in the same normalised units
+    shim = _smooth_noise(shape, 4, g)[0]
+    shim_z = float(torch.randn(1, generator=g))
 
     def field(z: float) -> torch.Tensor:
         total = torch.zeros(ny, nx)
@@ -177,10 +230,9 @@ def _b0_slice_df(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
             total += w * (3 * rz**2 - r2) / r2**2.5  # z component of a z-oriented dipole
         return total
 
-    df = torch.stack([(field(k * dz + dz) - field(k * dz - dz)) / 2.0 for k in range(nz)])
-    peak = float(torch.empty(1).uniform_(*B0_PEAK_DF_HZ, generator=g))
-    df = df / df.abs().amax().clamp_min(1e-12) * peak
-    return df + 1.5 * _smooth_noise(shape, 4, g)  # shim residual
+    centre = torch.stack([field(k * SLICE_UNITS) for k in range(nz)])
+    across = torch.stack([field((k + 0.5) * SLICE_UNITS) - field((k - 0.5) * SLICE_UNITS) for k in range(nz)])
+    return centre, across, shim, shim_z
 
 
 def make_subject(anatomy: Anatomy, index: int, seed: int = 0, te: torch.Tensor | None = None) -> Subject:
@@ -201,8 +253,24 @@ def make_subject(anatomy: Anatomy, index: int, seed: int = 0, te: torch.Tensor |
     # normalise partial volume with the background so that S0/R2* are tissue properties in the mask
     s0 = torch.where(mask, s0 / tissue.clamp_min(1e-6), torch.zeros_like(s0))
     r2s = torch.where(mask, r2s / tissue.clamp_min(1e-6), torch.zeros_like(r2s)).clamp_min(1.0) * mask
-    f = f_sinc(_b0_slice_df(shape, g), te)
-    return Subject(s0=s0, r2s=r2s, f=f, mask=mask, te=te, index=index)
+    centre, across, shim, shim_z = _b0_fields(shape, g)
+    peak_hz_cm = float(torch.empty(1).uniform_(*B0_PEAK_GRADIENT_HZ_CM, generator=g))
+    scale = peak_hz_cm * SLICE_CM / across[mask].abs().amax().clamp_min(1e-12)
+    slope_hz_cm = SHIM_RESIDUAL_HZ_CM * shim_z
+    z_cm = torch.arange(shape[0], dtype=torch.float32).reshape(-1, 1, 1) * SLICE_CM
+    b0 = centre * scale + SHIM_RESIDUAL_HZ * shim + slope_hz_cm * z_cm
+    df = across * scale + slope_hz_cm * SLICE_CM
+    f = f_sinc(df, te)
+    # the complex scan F is estimated from: signed sinc (the echo phase flips where it is negative),
+    # the field's phase, a smooth receive phase, complex noise at F_REFERENCE_SNR
+    t = te.reshape(-1, 1, 1, 1)
+    phase = 2 * math.pi * b0 * t + _smooth_noise(shape, 3, g)
+    scan = mgre_magnitude(s0, r2s, te) * torch.sinc(df * t) * torch.exp(1j * phase)
+    sigma = s0[mask].mean() / F_REFERENCE_SNR
+    noise = torch.complex(torch.randn(scan.shape, generator=g), torch.randn(scan.shape, generator=g))
+    f_est = f_vsf((scan + sigma * noise) * mask, te, mask)
+    tissue = frac.argmax(0)
+    return Subject(s0=s0, r2s=r2s, f=f, f_vsf=f_est, b0=b0, mask=mask, tissue=tissue, te=te, index=index)
 
 
 def split_indices(n_subjects: int, n_val: int, n_test: int, seed: int = 0) -> dict[str, list[int]]:
@@ -235,6 +303,8 @@ class SliceSet:
     mask: torch.Tensor
     s0: torch.Tensor
     r2s: torch.Tensor
+    tissue: torch.Tensor
+    slice: torch.Tensor
     subject: torch.Tensor
     snr: torch.Tensor
 
@@ -280,10 +350,12 @@ def make_slice_set(
             for name, value in (
                 ("noisy", noisy.transpose(0, 1)),
                 ("clean", (clean / scale).transpose(0, 1)),
-                ("f", s.f.transpose(0, 1)),
+                ("f", s.f_vsf.transpose(0, 1)),
                 ("mask", s.mask),
                 ("s0", s.s0 / scale),
                 ("r2s", s.r2s),
+                ("tissue", s.tissue.to(torch.uint8)),
+                ("slice", torch.arange(nz)),
                 ("subject", torch.full((nz,), index)),
                 ("snr", torch.full((nz,), snr)),
             ):

@@ -43,49 +43,6 @@ from mrzero.sequences.engines.rf import RfCoefficients
 from mrzero.sequences.engines.rows import add_rows
 
 
-def _gather(
-    g_fm: torch.Tensor,
-    g_zm: torch.Tensor,
-    i_f: torch.Tensor,
-    i_c: torch.Tensor,
-    i_z: torch.Tensor,
-    sign: float,
-    dim: int = 0,
-) -> tuple[torch.Tensor, ...]:
-    """The merged rows' gradients at each source (rows along ``dim``): ``dF'[i_f]``,
-    ``dF'[i_c]``, ``dZ'[i_f] + sign conj(dZ'[i_c])``, ``dF'[i_z]``, ``dZ'[i_z]`` (``sign`` -1:
-    negated conjugate pathway)."""
-    g_stored = g_zm.index_select(dim, i_f).add_(torch.conj_physical(g_zm.index_select(dim, i_c)), alpha=sign)
-    return (
-        g_fm.index_select(dim, i_f),
-        g_fm.index_select(dim, i_c),
-        g_stored,
-        g_fm.index_select(dim, i_z),
-        g_zm.index_select(dim, i_z),
-    )
-
-
-def _adjoint_f(
-    g_keep_f: torch.Tensor,
-    g_conj_f: torch.Tensor,
-    g_stored: torch.Tensor,
-    keep: torch.Tensor,
-    conj_: torch.Tensor,
-    store: torch.Tensor,
-    sign: float,
-) -> torch.Tensor:
-    """Gradient of the transverse sources: ``conj(keep) a + sign conj_ conj(b) + conj(store) c``."""
-    g_f = (g_keep_f * keep.conj()).addcmul_(torch.conj_physical(g_conj_f), conj_, value=sign)
-    return g_f.addcmul_(g_stored, store.conj())
-
-
-def _adjoint_z(
-    g_exc_z: torch.Tensor, g_cos_z: torch.Tensor, excite: torch.Tensor, cos: torch.Tensor
-) -> torch.Tensor:
-    """Gradient of the longitudinal sources: ``cos b + conj(excite) a``."""
-    return (g_cos_z * cos).addcmul_(g_exc_z, excite.conj())
-
-
 class RfMix(torch.autograd.Function):
     """``(F', Z')`` ``[rows, V]`` from ``F`` ``[J_f, V]`` and ``Z`` ``[J_z, V]`` (module docstring)."""
 
@@ -123,9 +80,15 @@ class RfMix(torch.autograd.Function):
     def backward(ctx, g_fm: torch.Tensor, g_zm: torch.Tensor):
         f, z, i_f, i_c, i_z, keep, conj_, excite, store, cos = ctx.saved_tensors
         need = ctx.needs_input_grad
-        g_keep_f, g_conj_f, g_stored, g_exc_z, g_cos_z = _gather(g_fm, g_zm, i_f, i_c, i_z, 1.0)
-        g_f = _adjoint_f(g_keep_f, g_conj_f, g_stored, keep, conj_, store, 1.0) if need[0] else None
-        g_z = _adjoint_z(g_exc_z, g_cos_z, excite, cos) if need[1] else None
+        g_keep_f, g_conj_f, g_exc_z = g_fm[i_f], g_fm[i_c], g_fm[i_z]
+        g_stored = g_zm[i_f].add_(torch.conj_physical(g_zm[i_c]))
+        g_cos_z = g_zm[i_z]
+        g_f = g_z = None
+        if need[0]:
+            g_f = (g_keep_f * keep.conj()).addcmul_(torch.conj_physical(g_conj_f), conj_)
+            g_f.addcmul_(g_stored, store.conj())
+        if need[1]:
+            g_z = (g_cos_z * cos).addcmul_(g_exc_z, excite.conj())
         # sum_j conj(x) y per voxel is torch.linalg.vecdot over the state axis
         g_keep = torch.linalg.vecdot(f, g_keep_f, dim=0) if need[6] else None
         g_conj = (f * g_conj_f).sum(0) if need[7] else None
@@ -179,7 +142,18 @@ def rf_mix(
 
 class KeyMix(torch.autograd.Function):
     """Dual amplitudes ``(g_F', g_Z')`` ``[d, kept, V]`` of the merged rows (module docstring):
-    zero-valued, differentiable in the transverse keys' shift ``[d]`` and the previous ``g_F``, ``g_Z``."""
+    zero-valued, differentiable in the transverse keys' shift ``[d]`` and the previous ``g_F``, ``g_Z``.
+
+    With the merged rows' dual gradients ``dG_F'``, ``dG_Z'`` the backward pass is
+
+        dH   = P[i_f] - conj(Q[i_c])     P = conj(keep) dG_F' + conj(store) dG_Z'
+        dG_Z = R[i_z]                    Q = conj(conj_) dG_F' + store dG_Z'
+        d shift = Re sum conj(F) dH      R = conj(excite) dG_F' + cos dG_Z'
+
+    (``H = G_F + F dk_F``; combining over the merged rows first, then gathering, is fewer
+    passes over ``[d, J, V]`` than gathering first). Pruned rows have no gradient: they read a
+    zero row appended to ``P``, ``Q``, ``R``.
+    """
 
     @staticmethod
     def forward(
@@ -196,29 +170,40 @@ class KeyMix(torch.autograd.Function):
         coefs: RfCoefficients,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(f, i_f, i_c, i_z, kept)
-        ctx.coefs, ctx.rows = coefs, rows
+        if kept is not None:  # merged row -> position among the kept rows, pruned -> the zero row
+            position = torch.full((rows,), kept.shape[0], dtype=i_f.dtype, device=i_f.device)
+            position[kept] = torch.arange(kept.shape[0], device=i_f.device)
+            i_f, i_c, i_z = position[i_f], position[i_c], position[i_z]
+        ctx.save_for_backward(f, i_f, i_c, i_z)
+        ctx.coefs, ctx.pruned = coefs, kept is not None
         # zero values need no memory: expanded views of one zero
         shape = (moved.shape[0], rows if kept is None else kept.shape[0], f.shape[1])
         return f.new_zeros(()).expand(shape), f.new_zeros(()).expand(shape)
 
     @staticmethod
     def backward(ctx, g_gf: torch.Tensor | None, g_gz: torch.Tensor | None):
-        f, i_f, i_c, i_z, kept = ctx.saved_tensors
+        f, i_f, i_c, i_z = ctx.saved_tensors
         c, need = ctx.coefs, ctx.needs_input_grad
-        grads = [g_gf, g_gz]
-        d, v = next(x for x in grads if x is not None).shape[::2]
-        for i, x in enumerate(grads):  # pruned rows have no gradient
-            if x is None or kept is not None:
-                full = f.new_zeros(d, ctx.rows, v)
-                grads[i] = full if x is None else full.index_copy_(1, kept, x)
-        g_keep_f, g_conj_f, g_stored, g_exc_z, g_cos_z = _gather(*grads, i_f, i_c, i_z, -1.0, dim=1)
-        g_h = _adjoint_f(g_keep_f, g_conj_f, g_stored, c.keep, c.conj, c.store, -1.0)
+
+        def combine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            """``a dG_F' + b dG_Z'`` over the kept rows (and a zero row when some were pruned)."""
+            terms = [(g, w) for g, w in ((g_gf, a), (g_gz, b)) if g is not None]
+            d, k, v = terms[0][0].shape
+            out = terms[0][0].new_empty(d, k + ctx.pruned, v)
+            torch.mul(terms[0][0], terms[0][1], out=out[:, :k])
+            for g, w in terms[1:]:
+                out[:, :k].addcmul_(g, w)
+            if ctx.pruned:
+                out[:, k].zero_()
+            return out
+
+        g_h = combine(c.keep.conj(), c.store.conj()).index_select(1, i_f)
+        g_h.sub_(combine(c.conj.conj(), c.store).index_select(1, i_c).conj_physical_())
         g_moved = None
         if need[0]:  # Re(sum_jv conj(F) dH) per column
-            g_moved = torch.view_as_real(g_h).reshape(d, -1) @ torch.view_as_real(f).reshape(-1)
+            g_moved = torch.view_as_real(g_h).reshape(g_h.shape[0], -1) @ torch.view_as_real(f).reshape(-1)
             g_moved = g_moved.double()
-        g_z = _adjoint_z(g_exc_z, g_cos_z, c.excite, c.cos) if need[3] else None
+        g_z = combine(c.excite.conj(), c.cos).index_select(1, i_z) if need[3] else None
         return g_moved, None, g_h if need[2] else None, g_z, None, None, None, None, None, None
 
 

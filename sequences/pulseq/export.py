@@ -206,12 +206,20 @@ def _pulse(opts: ExportOptions, system: pp.Opts, flip: float, phase: float, dela
     return rf, None
 
 
-def max_flip(seq: Sequence, limits: HardwareLimits, options: ExportOptions | None = None) -> float:
-    """The largest flip angle (rad) the export's RF pulse for ``seq`` reaches within ``max_b1``."""
+def unit_pulse(
+    seq: Sequence, limits: HardwareLimits, options: ExportOptions | None = None
+) -> tuple[float, float]:
+    """Peak amplitude (Hz) and energy (Hz^2 s, the integral of |B1|^2) of the export's RF pulse
+    for ``seq`` at a flip of 1 rad: both scale with the flip (the energy with its square)."""
     opts = (options or ExportOptions()).resolved(seq)
     system = limits.to_opts()
     rf, _ = _pulse(opts, system, 1.0, 0.0, system.rf_dead_time, "excitation")
-    return limits.max_b1_hz / float(np.max(np.abs(rf.signal)))
+    return float(np.max(np.abs(rf.signal))), rf_integral(rf.t, np.abs(rf.signal) ** 2).real
+
+
+def max_flip(seq: Sequence, limits: HardwareLimits, options: ExportOptions | None = None) -> float:
+    """The largest flip angle (rad) the export's RF pulse for ``seq`` reaches within ``max_b1``."""
+    return limits.max_b1_hz / unit_pulse(seq, limits, options)[0]
 
 
 class _Builder:
@@ -220,6 +228,7 @@ class _Builder:
     def __init__(self, limits: HardwareLimits, opts: ExportOptions):
         self.limits, self.opts = limits, opts
         self.system = limits.to_opts()
+        self.systems = {k: limits.to_opts(k) for k in (1, 2, 3)}  # by simultaneously active axes
         self.pp = pp.Sequence(system=self.system)
         self.dt = 0.0  # file time minus model time, s
         self.dk = np.zeros(3)  # file k minus model k, 1/m
@@ -241,8 +250,9 @@ class _Builder:
         self.block_names[len(self.pp.block_events)] = where
 
     def _traps(self, area: np.ndarray) -> list:
+        system = self.systems[_active_axes(area)]
         return [
-            pp.make_trapezoid(channel=ax, area=float(a), system=self.system)
+            pp.make_trapezoid(channel=ax, area=float(a), system=system)
             for ax, a in zip("xyz", area, strict=True)
             if abs(a) > AREA_EPS
         ]
@@ -345,17 +355,19 @@ class _Builder:
 
     def _check_readout_amplitude(self, ro: _Readout, amp: np.ndarray) -> None:
         """Refuse a readout whose moment per dwell needs more than ``max_grad``, naming the event."""
-        limits = self.limits
         amp = np.atleast_2d(amp)
+        axes = _active_axes(ro.moments)
+        max_grad = self.limits.axis_limits(axes)[0]
         worst = np.unravel_index(int(np.argmax(np.abs(amp))), amp.shape)
         peak = abs(float(amp[worst]))
-        if peak > limits.max_grad_hz * (1 + 1e-9):
+        if peak > max_grad * (1 + 1e-9):
             raise ExportError(
                 f"rep {ro.rep}, event {ro.first + int(worst[0])} (readout of events {ro.first}-{ro.last}): "
                 f"readout gradient {peak / GAMMA_HZ_PER_T * 1e3:.2f} mT/m on "
-                f"{'xyz'[worst[-1]]} exceeds max_grad {limits.max_grad * 1e3:.2f} mT/m by "
-                f"{100 * (peak / limits.max_grad_hz - 1):.1f} %; lower the moment per sample "
-                "or lengthen the dwell"
+                f"{'xyz'[worst[-1]]} exceeds max_grad {max_grad / GAMMA_HZ_PER_T * 1e3:.2f} mT/m by "
+                f"{100 * (peak / max_grad - 1):.1f} %"
+                f"{'' if axes == 1 else f' (the vector limit shared by {axes} axes)'}; "
+                "lower the moment per sample or lengthen the dwell"
             )
 
     def _shaped_readout(self, ro: _Readout, phase: float) -> bool:
@@ -367,7 +379,9 @@ class _Builder:
         ``p_i (d - w) + w (v_{i-1} + v_i) / 2 = m_i``. Needs the dwell on the gradient raster and
         slew-feasible plateaus; returns False (nothing added) otherwise.
         """
-        limits, system = self.limits, self.system
+        limits = self.limits
+        axes = _active_axes(ro.moments)
+        system, (max_grad, max_slew) = self.systems[axes], limits.axis_limits(axes)
         n = ro.last - ro.first + 1
         where = f"rep {ro.rep}, events {ro.first}-{ro.last} (readout, {n} samples)"
         graster = limits.grad_raster_time
@@ -381,12 +395,12 @@ class _Builder:
             w = steps * graster
             plateau = (ro.moments - w * (corners[:-1] + corners[1:]) / 2) / (dwell - w)
             slew = np.maximum(np.abs(plateau - corners[:-1]), np.abs(corners[1:] - plateau)) / w
-            if slew.max() <= limits.max_slew_hz and np.abs(plateau).max() <= limits.max_grad_hz:
+            if slew.max() <= max_slew and np.abs(plateau).max() <= max_grad:
                 break
         else:
             return False
-        rise = _ceil_to(max(float(np.abs(corners[0]).max()) / limits.max_slew_hz, graster), graster)
-        fall = _ceil_to(max(float(np.abs(corners[-1]).max()) / limits.max_slew_hz, graster), graster)
+        rise = _ceil_to(max(float(np.abs(corners[0]).max()) / max_slew, graster), graster)
+        fall = _ceil_to(max(float(np.abs(corners[-1]).max()) / max_slew, graster), graster)
         lead = _ceil_to(max(limits.adc_dead_time - rise - dwell / 2, 0.0), graster)
         start = lead + rise  # t_{-1}: where the first event's interval begins
         sample_t = start + dwell * np.arange(n + 1)
@@ -415,7 +429,9 @@ class _Builder:
         return True
 
     def _trapezoid_readout(self, ro: _Readout, phase: float) -> None:
-        limits, system = self.limits, self.system
+        limits = self.limits
+        axes = _active_axes(ro.moments)
+        system, max_slew = self.systems[axes], limits.axis_limits(axes)[1]
         n = ro.last - ro.first + 1
         where = f"rep {ro.rep}, events {ro.first}-{ro.last} (readout, {n} samples)"
         dwell = self._dwell(ro, where)
@@ -424,7 +440,7 @@ class _Builder:
         graster = limits.grad_raster_time
         moving = bool(np.any(np.abs(ro.moment) > AREA_EPS))
         peak = float(np.max(np.abs(amp)))
-        rise = _ceil_to(max(peak / limits.max_slew_hz, graster), graster) if moving else 0.0
+        rise = _ceil_to(max(peak / max_slew, graster), graster) if moving else 0.0
         lead = _ceil_to(max(limits.adc_dead_time - rise, 0.0), graster)
         # Shift the ADC within the flat top (the prephaser absorbs the extra area) so that the
         # block starts on the block raster exactly when the model's samples are due.
@@ -459,6 +475,11 @@ class _Builder:
         self.dt += length - n * ro.duration
         self.dk += total - n * ro.moment
         self.gap_where = f"rep {ro.rep}, after event {ro.last}"
+
+
+def _active_axes(area: np.ndarray) -> int:
+    """How many axes of ``area`` (``[3]`` or ``[n, 3]``, 1/m) play a gradient (at least 1)."""
+    return max(int((np.abs(np.atleast_2d(area)) > AREA_EPS).any(0).sum()), 1)
 
 
 def _readouts(moment_per_m: np.ndarray, duration: np.ndarray, adc: np.ndarray) -> list[_Readout]:
@@ -558,15 +579,17 @@ def build(
 
 
 def limit_violations(seq: pp.Sequence, limits: HardwareLimits) -> list[str]:
-    """Every gradient event above ``max_grad`` or ``max_slew``, and every RF above ``max_b1``, by block."""
+    """Every gradient event above ``max_grad`` or ``max_slew`` (per axis, and as a vector where
+    the limits set vector limits), and every RF above ``max_b1``, by block."""
     problems = []
     for i in seq.block_events:
         block = seq.get_block(i)
+        points = {}
         for ax in "xyz":
             g = getattr(block, f"g{ax}")
             if g is None:
                 continue
-            t, a = grad_points(g)
+            t, a = points[ax] = grad_points(g)
             peak = float(np.max(np.abs(a)))
             dt = np.diff(t)
             slew = float(np.max(np.abs(np.diff(a))[dt > 0] / dt[dt > 0], initial=0.0))
@@ -579,12 +602,34 @@ def limit_violations(seq: pp.Sequence, limits: HardwareLimits) -> list[str]:
                 problems.append(
                     f"block {i} g{ax}: slew {slew / GAMMA_HZ_PER_T:.1f} T/m/s > {limits.max_slew:.1f} T/m/s"
                 )
+        problems += _vector_violations(i, points, limits)
         if block.rf is not None:
             peak = float(np.max(np.abs(block.rf.signal)))
             if peak > limits.max_b1_hz * (1 + 1e-6):
                 problems.append(
                     f"block {i} RF: {peak / GAMMA_HZ_PER_T * 1e6:.2f} uT > {limits.max_b1 * 1e6:.2f} uT"
                 )
+    return problems
+
+
+def _vector_violations(block: int, points: dict, limits: HardwareLimits) -> list[str]:
+    """The block's summed gradient against the vector limits: the per-axis waveforms are piecewise
+    linear, so on the union of their corners the vector's peak and slew are exact."""
+    if len(points) < 2 or (limits.max_grad_vector is None and limits.max_slew_vector is None):
+        return []
+    times = np.unique(np.concatenate([t for t, _ in points.values()]))
+    g = np.stack([np.interp(times, t, a, left=0.0, right=0.0) for t, a in points.values()])
+    dt = np.diff(times)
+    ok = dt > 1e-12
+    peak = float(np.linalg.norm(g, axis=0).max()) / GAMMA_HZ_PER_T
+    slew = float(np.max(np.linalg.norm(np.diff(g, axis=1)[:, ok], axis=0) / dt[ok], initial=0.0))
+    slew /= GAMMA_HZ_PER_T
+    problems = []
+    if limits.max_grad_vector is not None and peak > limits.max_grad_vector * (1 + 1e-6):
+        limit = limits.max_grad_vector * 1e3
+        problems.append(f"block {block} vector: {peak * 1e3:.2f} mT/m > {limit:.2f} mT/m")
+    if limits.max_slew_vector is not None and slew > limits.max_slew_vector * (1 + 1e-6):
+        problems.append(f"block {block} vector: slew {slew:.1f} T/m/s > {limits.max_slew_vector:.1f} T/m/s")
     return problems
 
 
@@ -630,13 +675,22 @@ def export(
         )
         raise ExportError(f"{len(errors)} timing error(s), refusing to write {path.name}: {first}")
     problems = limit_violations(built, limits)
+    duration = float(sum(built.block_durations.values()))
+    b1_rms = math.sqrt(b.rf_energy / duration) / GAMMA_HZ_PER_T if duration > 0 else 0.0
+    if limits.max_b1_rms is not None and b1_rms > limits.max_b1_rms * (1 + 1e-6):
+        problems.append(
+            f"file B1 RMS: {b1_rms * 1e6:.3f} uT > max_b1_rms {limits.max_b1_rms * 1e6:.3f} uT "
+            f"(lower the flips, e.g. loss.sar, or lengthen the sequence)"
+        )
     if problems:
-        named = "; ".join(f"{p} [{b.block_names.get(int(p.split()[1]), '?')}]" for p in problems[:5])
+        named = "; ".join(
+            f"{p} [{b.block_names.get(int(p.split()[1]), '?')}]" if p.startswith("block") else p
+            for p in problems[:5]
+        )
         raise ExportError(f"{len(problems)} limit violation(s), refusing to write {path.name}: {named}")
     path.parent.mkdir(parents=True, exist_ok=True)
     signature = built.write(str(path), create_signature=True, check_timing=False)
     report_path = path.with_suffix(".testreport.txt")
-    duration = float(sum(built.block_durations.values()))
     report_path.write_text(_test_report(built, duration))
     flips = seq.flip.detach().cpu().double()
     result = ExportResult(

@@ -8,12 +8,16 @@ met by stretching, e.g. a readout gradient stronger than ``max_grad``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import pypulseq as pp
 
 from mrzero.core.units import GAMMA_HZ_PER_T, tesla_per_m_to_hz_per_m
+
+#: Limits that may be unset (``None``: not enforced).
+OPTIONAL = ("max_grad_vector", "max_slew_vector", "max_b1_rms")
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,15 @@ class HardwareLimits:
     adc_raster_time: float = 100e-9
     block_duration_raster: float = 10e-6
     b0: float = 3.0  # T
+    max_grad_vector: float | None = None  # T/m, |G| over all axes (None: per axis only)
+    max_slew_vector: float | None = None  # T/m/s, |dG/dt| over all axes (None: per axis only)
+    max_b1_rms: float | None = None  # T, RMS of the RF amplitude over the whole file (a SAR bound)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in OPTIONAL and value is None:
+                continue
             if f.name != "name" and not value >= 0:
                 raise ValueError(f"hardware limit {f.name} must be a non-negative number, got {value!r}")
         for name in (
@@ -46,6 +55,7 @@ class HardwareLimits:
             "rf_raster_time",
             "adc_raster_time",
             "block_duration_raster",
+            *(n for n in OPTIONAL if getattr(self, n) is not None),
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"hardware limit {name} must be positive, got {getattr(self, name)}")
@@ -65,21 +75,40 @@ class HardwareLimits:
         """Maximum RF amplitude in Pulseq's unit Hz."""
         return self.max_b1 * GAMMA_HZ_PER_T
 
-    def max_area(self, time: np.ndarray) -> np.ndarray:
-        """Largest gradient area (1/m, per axis) a trapezoid reaches in ``time`` (s) within
-        ``max_grad`` and ``max_slew``, ramps included: a triangle ``S T^2 / 4`` while
-        ``T <= 2 G / S``, else ``G (T - G / S)`` (continuous time; raster rounding is the
-        caller's margin)."""
+    def axis_limits(self, axes: int = 1) -> tuple[float, float]:
+        """Gradient (Hz/m) and slew (Hz/m/s) each of ``axes`` simultaneously active axes may use:
+        the per-axis limits, lowered to ``vector / sqrt(axes)`` where a vector limit is set (then
+        no direction of the summed gradient exceeds it)."""
         g, s = self.max_grad_hz, self.max_slew_hz
+        root = math.sqrt(max(axes, 1))
+        if self.max_grad_vector is not None:
+            g = min(g, tesla_per_m_to_hz_per_m(self.max_grad_vector) / root)
+        if self.max_slew_vector is not None:
+            s = min(s, tesla_per_m_to_hz_per_m(self.max_slew_vector) / root)
+        return g, s
+
+    def max_area(self, time: np.ndarray, axes: int = 1) -> np.ndarray:
+        """Largest gradient area (1/m, per axis) a trapezoid reaches in ``time`` (s) within the
+        limits of ``axes`` active axes (``axis_limits``), ramps included: a triangle ``S T^2 / 4``
+        while ``T <= 2 G / S``, else ``G (T - G / S)`` (continuous time; raster rounding is the
+        caller's margin)."""
+        g, s = self.axis_limits(axes)
         t = np.maximum(np.asarray(time, dtype=float), 0.0)
         return np.where(t <= 2 * g / s, s * t**2 / 4, g * (t - g / s))
 
-    def to_opts(self) -> pp.Opts:
-        """The same limits as a pypulseq ``Opts``."""
+    def min_time(self, area: np.ndarray, axes: int = 1) -> np.ndarray:
+        """Shortest time (s) of a trapezoid of ``area`` (1/m): the inverse of ``max_area``."""
+        g, s = self.axis_limits(axes)
+        a = np.abs(np.asarray(area, dtype=float))
+        return np.where(a <= g * g / s, 2 * np.sqrt(a / s), a / g + g / s)
+
+    def to_opts(self, axes: int = 1) -> pp.Opts:
+        """The same limits as a pypulseq ``Opts``, per axis for ``axes`` active axes (``axis_limits``)."""
+        g, s = self.axis_limits(axes)
         return pp.Opts(
-            max_grad=self.max_grad_hz,
+            max_grad=g,
             grad_unit="Hz/m",
-            max_slew=self.max_slew_hz,
+            max_slew=s,
             slew_unit="Hz/m/s",
             rf_dead_time=self.rf_dead_time,
             rf_ringdown_time=self.rf_ringdown_time,
@@ -96,7 +125,9 @@ class HardwareLimits:
         return asdict(self)
 
 
-#: Presets by name. ``default`` stays well inside every current clinical system.
+#: Presets by name. ``default`` stays well inside every current clinical system, in any direction
+#: (its limits hold for the vector, so a rotated or oblique slice cannot exceed them); ``prisma``
+#: is Siemens' per-axis specification.
 PRESETS: dict[str, HardwareLimits] = {
     "default": HardwareLimits(
         name="default",
@@ -106,6 +137,8 @@ PRESETS: dict[str, HardwareLimits] = {
         rf_dead_time=100e-6,
         rf_ringdown_time=30e-6,
         adc_dead_time=10e-6,
+        max_grad_vector=28e-3,
+        max_slew_vector=150.0,
     ),
     "prisma": HardwareLimits(
         name="prisma",
@@ -121,7 +154,10 @@ PRESETS: dict[str, HardwareLimits] = {
 
 
 def hardware(preset: str = "default", **overrides: float) -> HardwareLimits:
-    """A preset's limits with any field overridden (SI units), e.g. ``hardware("prisma", max_slew=150)``."""
+    """A preset's limits with any field overridden (SI units), e.g. ``hardware("prisma", max_slew=150)``.
+
+    Where the preset's vector limit equals its per-axis one (``default``), overriding only the
+    per-axis limit moves the vector limit with it."""
     try:
         base = PRESETS[preset]
     except KeyError:
@@ -134,4 +170,7 @@ def hardware(preset: str = "default", **overrides: float) -> HardwareLimits:
         raise ValueError(
             f"unknown hardware limit(s) {', '.join(unknown)}; fields: {', '.join(sorted(known))}"
         )
+    for axis, vector in (("max_grad", "max_grad_vector"), ("max_slew", "max_slew_vector")):
+        if axis in overrides and vector not in overrides and getattr(base, vector) == getattr(base, axis):
+            overrides[vector] = overrides[axis]
     return replace(base, **overrides)

@@ -147,7 +147,10 @@ class HardwareSpec:
     preset: str = "default"
     max_grad_mT_m: float | None = setting(None, "override: gradient amplitude per axis", gt=0)
     max_slew_T_m_s: float | None = setting(None, "override: slew rate per axis", gt=0)
+    max_grad_vector_mT_m: float | None = setting(None, "override: gradient amplitude as a vector", gt=0)
+    max_slew_vector_T_m_s: float | None = setting(None, "override: slew rate as a vector", gt=0)
     max_b1_uT: float | None = setting(None, "override: peak RF amplitude", gt=0)
+    max_b1_rms_uT: float | None = setting(None, "override: RMS RF amplitude over the sequence", gt=0)
     rf_dead_time_us: float | None = setting(None, "override: before an RF pulse", ge=0)
     rf_ringdown_time_us: float | None = setting(None, "override: after an RF pulse", ge=0)
     adc_dead_time_us: float | None = setting(None, "override: before and after an ADC", ge=0)
@@ -159,7 +162,10 @@ class HardwareSpec:
         scale = {
             "max_grad_mT_m": ("max_grad", 1e-3),
             "max_slew_T_m_s": ("max_slew", 1.0),
+            "max_grad_vector_mT_m": ("max_grad_vector", 1e-3),
+            "max_slew_vector_T_m_s": ("max_slew_vector", 1.0),
             "max_b1_uT": ("max_b1", 1e-6),
+            "max_b1_rms_uT": ("max_b1_rms", 1e-6),
             "rf_dead_time_us": ("rf_dead_time", 1e-6),
             "rf_ringdown_time_us": ("rf_ringdown_time", 1e-6),
             "adc_dead_time_us": ("adc_dead_time", 1e-6),

@@ -538,14 +538,13 @@ class Trainer(TrainingLoop):
 
     def check_hardware(self) -> HardwareCheck:
         """Export the final sequence with the recipe's hardware limits and measure the file
-        (``hardware.py``); written to ``hardware_check.json``. A stretched event fails the recipe:
-        the file would not be the sequence that was learned."""
-        f = self.forward
+        (``hardware.py``); written to ``hardware_check.json``. A stretched event, or a file whose
+        signal differs by more than 1 %, fails the recipe: the file would not be the sequence that
+        was learned. Both signals come from the fast engine at its default accuracy, not the
+        training's speed settings (a loose ``tolerance`` prunes the two event structures
+        differently: 2.7 % NRMSE at 1e-3 where 1e-5 gives 0.07 % for a T1 sequence)."""
         phantom = self.phantoms[0]
-        check = self.hardware.check(
-            self.final_sequence(),
-            lambda seq: simulate(seq, phantom, engine=f.engine, **f.engine_options),
-        )
+        check = self.hardware.check(self.final_sequence(), lambda seq: simulate(seq, phantom))
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "hardware_check.json").write_text(json.dumps(check.as_dict(), indent=1))
         report = log.info if check.passed else log.error

@@ -121,15 +121,38 @@ def finite_differences(seq: Sequence, ph: Phantom, name: str) -> torch.Tensor:
 def test_gradients_through_merged_states_match_unmerged_finite_differences(monkeypatch, t2dash):
     seq, ph = spoiled_gre(), phantom(t2dash)
     merged = state_counts(monkeypatch, seq, ph)
-    leaves = {name: getattr(seq, name).clone().requires_grad_(True) for name in FIELDS}
-    run(replace(seq, **leaves), ph).backward()
-    monkeypatch.setattr(configuration, "KEY_GRID", FINE_GRID)
     # the reference is unmerged: perturbing one spoiler moment splits pathways that met
     bumped = seq.moment.clone()
     bumped[1, 3, 0] += STEPS["moment"]
-    unmerged = state_counts(monkeypatch, replace(seq, moment=bumped), ph)
+    with monkeypatch.context() as m:
+        m.setattr(configuration, "KEY_GRID", FINE_GRID)
+        unmerged = state_counts(m, replace(seq, moment=bumped), ph)
     assert merged[-1] < unmerged[-1], (merged, unmerged)
-    for name in FIELDS:
+    check_against_unmerged(monkeypatch, seq, ph, FIELDS)
+
+
+def test_gradients_survive_pruning(monkeypatch):
+    """A zero flip sends nothing to the conjugate pathways: their rows are pruned (counted) and
+    the dual gradients of the kept rows must still be exact. (Flips are left out: at exactly 0
+    the pruned rows' amplitudes have a derivative in the flip, which pruning drops.)"""
+    seq = spoiled_gre()
+    flip = seq.flip.clone()
+    flip[2] = 0.0
+    zero, small = replace(seq, flip=flip), replace(seq, flip=flip.index_fill(0, torch.tensor([2]), 1e-3))
+    ph = phantom(True)
+    assert state_counts(monkeypatch, zero, ph)[2] < state_counts(monkeypatch, small, ph)[2]
+    check_against_unmerged(monkeypatch, zero, ph, ("rf_phase", "moment", "duration"))
+
+
+def check_against_unmerged(
+    monkeypatch: pytest.MonkeyPatch, seq: Sequence, ph: Phantom, fields: tuple[str, ...]
+) -> None:
+    """Every element of the gradient of ``run`` w.r.t. ``fields`` within 1 % of its norm from
+    the unmerged central differences."""
+    leaves = {name: getattr(seq, name).clone().requires_grad_(True) for name in fields}
+    run(replace(seq, **leaves), ph).backward()
+    monkeypatch.setattr(configuration, "KEY_GRID", FINE_GRID)
+    for name in fields:
         reference = finite_differences(seq, ph, name)
         error = (leaves[name].grad - reference).abs().max() / reference.norm()
         assert error < 0.01, f"{name}: max error {float(error):.2e} of the gradient's norm"

@@ -49,3 +49,20 @@ def test_bad_settings_are_named(anatomy):
         make_subject(anatomy, 0).noisy(0.0, torch.Generator())
     with pytest.raises(SyntheticError, match="mask is empty"):
         normalise(torch.ones(10, 1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.bool))
+
+
+def test_heldout_anatomy_is_other_brain_than_the_training_slab():
+    """The held-out slabs (ICBM z -30..+2 and +34..+66 mm) are brain, at the training matrix, and no
+    slice of them equals a training slice (which are z +2..+34 mm of the same volume)."""
+    from mrzero.pipelines.roar.synthetic import brain_anatomy, heldout_anatomy
+
+    train = brain_anatomy(32).stack()
+    for slab in ("inferior", "superior"):
+        a = heldout_anatomy(32, slab).stack()
+        assert a.shape == train.shape
+        tissue = a.sum(0)
+        assert (tissue > 0.5).sum((1, 2)).min() > 100  # every slice holds brain
+        for k in range(a.shape[1]):
+            assert min(float((a[:, k] - train[:, j]).abs().mean()) for j in range(train.shape[1])) > 0.02
+    with pytest.raises(SyntheticError, match="slab"):
+        heldout_anatomy(32, "cerebellum")

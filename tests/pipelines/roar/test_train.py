@@ -10,7 +10,7 @@ import torch
 from mrzero.core.config import ConfigError
 from mrzero.pipelines.roar import train as roar_train
 from mrzero.pipelines.roar.signal_model import echo_times
-from mrzero.pipelines.roar.synthetic import make_slice_set
+from mrzero.pipelines.roar.synthetic import make_slice_set, make_subject
 from mrzero.pipelines.roar.train import (
     DataConfig,
     TrainConfig,
@@ -43,6 +43,10 @@ def test_losses_vanish_at_the_truth(anatomy):
     data = make_slice_set(anatomy, [0], [10.0])
     truth = torch.stack([data.s0, data.r2s], dim=1)
     te = echo_times()
+    # training's F is the VSF estimate: at the truth the denoising loss is the (small) F error only
+    with_vsf_f = loss_of("denoise", truth, data, te, 20.0).item()
+    assert 0 < with_vsf_f < 0.05 * (data.clean[data.mask.unsqueeze(1).expand_as(data.clean)] ** 2).mean()
+    data.f = make_subject(anatomy, 0).f.transpose(0, 1)  # the F that made the data
     assert loss_of("denoise", truth, data, te, 20.0).item() < 1e-10
     assert loss_of("supervised", truth, data, te, 20.0).item() == 0.0
     # self-supervised: the residual is the noise, variance (mean S0 / SNR)^2 after normalisation
@@ -101,7 +105,7 @@ def test_tiny_training_learns_saves_and_resumes(tmp_path):
     torch.manual_seed(0)
     untrained, untrained_re = evaluate_loss(RoarUNet(cfg.model), val, cfg, te, torch.device("cpu"))
     assert trained == pytest.approx(min(summary["history"]["val_loss"]), rel=1e-4)
-    assert trained < 0.8 * untrained and trained_re < untrained_re
+    assert trained < 0.9 * untrained and trained_re < untrained_re
     cfg.epochs = 3
     resumed = train(cfg, progress=False)
     assert len(resumed["history"]["train_loss"]) == 3

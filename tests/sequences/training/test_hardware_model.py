@@ -10,6 +10,7 @@ stretched events, the file's signal differs, and the recipe's check fails.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pypulseq as pp
@@ -19,16 +20,22 @@ import torch
 from mrzero.core.units import GAMMA_HZ_PER_T
 from mrzero.sequences.builders import BUILDERS
 from mrzero.sequences.checkpoint import save_checkpoint
-from mrzero.sequences.pulseq.export import build, export
+from mrzero.sequences.pulseq.export import ExportError, build, export
 from mrzero.sequences.pulseq.import_ import import_seq
 from mrzero.sequences.pulseq.system import hardware
 from mrzero.sequences.simulate import simulate
 from mrzero.sequences.training import Trainer
-from mrzero.sequences.training.hardware import gradient_extremes
+from mrzero.sequences.training.hardware import HardwareModel, gradient_extremes
+from mrzero.sequences.training.learnables import free_mask
 from mrzero.sequences.training.recipe import RecipeError, parse_recipe
 
 MATRIX = 16
 ENGINE = {"name": "fast", "options": {"tolerance": 1e-5, "max_states": 2048}}
+
+
+def export_build(seq):
+    """The export's build record of ``seq`` with the default limits (stretches, gaps)."""
+    return build(seq, hardware())[1]
 
 
 def _violating_start(path) -> None:
@@ -82,8 +89,7 @@ def test_the_start_violates_the_hardware(start):
     """The start cannot be exported as simulated: the test below is not trivially met."""
     from mrzero.sequences.checkpoint import load_checkpoint
 
-    _, built = build(load_checkpoint(start).sequence, hardware())
-    assert len(built.stretches) >= MATRIX // 2
+    assert len(export_build(load_checkpoint(start).sequence).stretches) >= MATRIX // 2
 
 
 def test_trained_with_the_hardware_model_the_file_is_the_sequence(start, tmp_path, single_torch_thread):
@@ -146,3 +152,49 @@ def test_recipe_hardware_section():
         parse_recipe({"hardware": {"preset": "magnetom"}, "sequence": {"learn": {"flip": "all"}}})
     with pytest.raises(RecipeError, match="bounds.max_gradient_mT_m.*exceeds the hardware"):
         parse_recipe({"bounds": {"max_gradient_mT_m": 40}, "sequence": {"learn": {"flip": "all"}}})
+
+
+def test_learned_durations_grow_to_what_the_export_needs():
+    """Inversion times of 0 (the seed's T1 start) leave no time for the RF blocks and the spoiler:
+    the projection lengthens exactly the free durations, and the file then needs no stretch."""
+    seq = BUILDERS["t1"](matrix=8, ti=(0.0, 0.0), trec=0.0)
+    free = free_mask(seq, "duration", ["inversion", "recovery"], [0])
+    assert len(export_build(seq).stretches) > 0
+    model = HardwareModel(hardware())
+    longer = model.project(seq, {"duration": free})["duration"]
+    assert torch.equal(longer[~free], seq.duration[~free])  # fixed events keep their times
+    assert bool((longer[free] >= seq.duration[free]).all()) and bool((longer[free] > 1e-3).any())
+    assert export_build(replace(seq, duration=longer)).stretches == []
+
+
+def test_vector_limits_hold_in_the_file_and_per_axis_presets_exceed_them(tmp_path):
+    """A gradient on x and y at once: the default preset (vector limits) keeps |dG/dt| within
+    150 T/m/s; the same limits per axis only (vector unset) let the vector go towards sqrt(2) x 150."""
+    seq = BUILDERS["gre"](matrix=8)
+    seq.moment[:, 0, :2] = torch.tensor([-60.0, 60.0])  # prewinders on both axes
+    per_axis = replace(hardware(), max_grad_vector=None, max_slew_vector=None)
+    slews = {}
+    for name, limits in (("vector", hardware()), ("per_axis", per_axis)):
+        result = export(seq, tmp_path / f"{name}.seq", limits)
+        written = pp.Sequence()
+        written.read(str(result.path))
+        slews[name] = gradient_extremes(written)[1]["vector"]
+    assert slews["vector"] <= 150.0 * (1 + 1e-6)
+    assert slews["per_axis"] > 1.3 * 150.0  # both axes ramp at ~150 T/m/s at once
+
+
+def test_learned_flips_scale_to_the_rms_b1_limit(tmp_path):
+    """90 deg block pulses (1 ms) every 20 ms: B1 RMS = sqrt(sum(flip^2) / (4 pi^2 T_rf) / T) / gamma
+    = 1.31 uT. With max_b1_rms 1 uT the export refuses the file; the projection scales the free
+    flips by one factor, and the file then sits just below the limit by the closed form."""
+    seq = BUILDERS["gre"](matrix=8, flip=math.pi / 2)
+    limits = hardware(max_b1_rms=1e-6)
+    with pytest.raises(ExportError, match="max_b1_rms"):
+        export(seq, tmp_path / "hot.seq", limits)
+    flips = HardwareModel(limits).project(seq, {"flip": torch.ones(seq.n_rep, dtype=torch.bool)})["flip"]
+    ratio = flips / seq.flip
+    assert torch.allclose(ratio, ratio[0]) and 0.7 < float(ratio[0]) < 0.8
+    result = export(replace(seq, flip=flips), tmp_path / "cool.seq", limits)
+    t_rf = seq.hints.rf_duration
+    rms = math.sqrt(float((flips.double() ** 2).sum()) / (4 * math.pi**2 * t_rf) / result.duration)
+    assert 0.98e-6 < rms / GAMMA_HZ_PER_T <= 1e-6

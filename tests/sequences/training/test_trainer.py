@@ -83,10 +83,11 @@ def test_alternating_sequence_and_head_with_a_t1_target(tmp_path):
         "sequence",
         "sequence",
     ]
-    ti_before = trainer.sequence().duration[0, 0].item()
+    timings_before = trainer.sequence().duration[:, 0].clone()
     head_before = [p.detach().clone() for p in trainer.head.parameters()]
     result = trainer.run()
-    assert result.sequence.duration[0, 0].item() > ti_before  # TI grew from 0
+    # TI/Trec grew from 0 (or from the shortest time the hardware model allows: 2.2 ms for TI)
+    assert bool((result.sequence.duration[:, 0] > timings_before + 1e-3).any())
     assert any(not torch.equal(a, b) for a, b in zip(head_before, trainer.head.parameters(), strict=True))
     final = load_checkpoint(result.final_checkpoint)
     assert final.head is not None and final.metadata["head_config"]["kind"] == "mlp"
@@ -148,9 +149,9 @@ def test_head_last_and_batched_sequence_steps(tmp_path, single_torch_thread):
     rec = recipe(T1, optimizer={**T1["optimizer"], "iterations": 6, "alternate": alternate})
     trainer = Trainer(parse_recipe(rec), tmp_path, progress=False)
     assert [trainer.phase(i) for i in range(6)] == ["head", "sequence", "sequence", "head", "head", "head"]
-    ti_before = trainer.sequence().duration[0, 0].item()
+    timings_before = trainer.sequence().duration[:, 0].clone()
     result = trainer.run()
-    assert result.sequence.duration[0, 0].item() > ti_before
+    assert bool((result.sequence.duration[:, 0] > timings_before + 1e-3).any())
     with pytest.raises(RecipeError, match="optimizer.alternate.sequence_batch"):
         parse_recipe(
             recipe(T1, optimizer={**T1["optimizer"], "alternate": {**alternate, "sequence_batch": 0}})
