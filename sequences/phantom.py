@@ -11,6 +11,11 @@ T1/T2, resonating ``shift_ppm`` (default -3.4 ppm, the main methylene peak) from
 field strength ``field_strength`` (T). The engines simulate it as separate voxels at the same
 positions with ``b0 + shift`` (Hz), so fat saturation, in/out-of-phase echoes and the fat shift
 appear in simulated images (single-peak fat model; no exchange with water).
+
+An optional ``diffusion`` map holds the apparent diffusion coefficient (ADC, m^2/s; brain
+tissue ~0.7-0.8e-9, CSF ~3e-9). ``None`` (the default) or an all-zero map means no diffusion;
+the fast engine then runs exactly as without it (``sequences/engines/diffusion.py``). Fat voxels
+do not diffuse (lipid ADCs are ~100x below water's).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class Phantom:
     coil_sens: torch.Tensor | None = None  # complex [coil, *shape]
     name: str = "phantom"
     fat: FatSpecies | None = None  # a second species at the chemical shift of fat
+    diffusion: torch.Tensor | None = None  # apparent diffusion coefficient (m^2/s); None: none
 
     def __post_init__(self) -> None:
         self.validate()
@@ -95,6 +101,13 @@ class Phantom:
             )
         if any(f <= 0 for f in self.fov):
             raise PhantomError(f"fov must be positive in metres, got {self.fov}")
+        if self.diffusion is not None:
+            d = self.diffusion
+            if tuple(d.shape) != self.shape or not bool(torch.isfinite(d).all()) or bool((d < 0).any()):
+                raise PhantomError(
+                    f"diffusion must be a finite non-negative map (m^2/s) of shape {self.shape}, "
+                    f"got shape {tuple(d.shape)}"
+                )
         if self.fat is not None:
             fat = self.fat
             if (
@@ -111,7 +124,8 @@ class Phantom:
         maps = {n: getattr(self, n).to(device=device, dtype=dtype) for n in MAP_FIELDS}
         coils = None if self.coil_sens is None else self.coil_sens.to(device)
         fat = None if self.fat is None else replace(self.fat, pd=self.fat.pd.to(device=device, dtype=dtype))
-        return replace(self, coil_sens=coils, fat=fat, **maps)
+        diffusion = None if self.diffusion is None else self.diffusion.to(device=device, dtype=dtype)
+        return replace(self, coil_sens=coils, fat=fat, diffusion=diffusion, **maps)
 
     def positions(self) -> torch.Tensor:
         """Voxel centre positions in FOV units, ``[*shape, 3]`` as (x, y, z)."""

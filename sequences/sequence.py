@@ -14,6 +14,10 @@ is the moment accumulated since the last excitation up to and including ``e``. H
 acts on the k-space position is given by ``rf_kind[r]``: an excitation starts at k = 0, a
 refocusing pulse negates k, and an inversion/storage pulse (or a zero flip) leaves k alone.
 
+For diffusion (``sequences/engines/diffusion.py``) an event's moment is played as a constant
+gradient over the event's duration (a rectangular lobe); the signal's phases only see the
+event ends, where both readings agree.
+
 ``rf_offsets`` (optional, set by the Pulseq import) plays pulses as they are on a scanner:
 each pulse's frequency offset (Hz, relative to the receiver) and the duration of the hard pulse
 that stands for it; the engines then rotate every voxel by the pulse at its own off-resonance

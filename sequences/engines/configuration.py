@@ -25,13 +25,18 @@ B0. The same keys serve all voxels.
   after their T2' echo, so that ``|tau|`` splits into factors of state and of sample;
   ``sequences/engines/readout.py``).
 
-A merged state's key (which only enters the sinc and the T2' factor) has the amplitude-weighted
-mean of its members' keys as its value (exact: the members agree to the grid) and no derivative
-of its own; its members' key derivatives, which differ (a transverse member's moves with the
-free evolution, its conjugate's the other way, a longitudinal member's not at all) and weigh
-differently in every voxel, are carried by the state's zero-valued *dual amplitudes*
-(``sequences/engines/mixing.py``), which the readout turns into the exact gradient. Later
-shifts of the key (free evolution) are common to all members and keep their path on the key.
+* Diffusion (phantoms with an ADC map): each state is damped by its own dephasing history
+  within the repetition (EPG with diffusion, Weigel 2015), before the samples and at the
+  repetition's end, its dual amplitudes (below) with it (``sequences/engines/diffusion.py``);
+  skipped when no voxel diffuses.
+
+A merged state's key (which only enters the sinc, the T2' factor and the diffusion damping) has
+the amplitude-weighted mean of its members' keys as its value (exact: the members agree to the
+grid) and no derivative of its own; its members' key derivatives, which differ (a transverse
+member's moves with the free evolution, its conjugate's the other way, a longitudinal member's
+not at all) and weigh differently in every voxel, are carried by the state's zero-valued *dual
+amplitudes* (``sequences/engines/mixing.py``), which the readout turns into the exact gradient.
+Later shifts of the key (free evolution) are common to all members and keep their path on the key.
 Dual amplitudes exist only for the key columns whose derivative is asked for (moments when
 ``seq.moment`` requires grad, tau when ``seq.duration`` does and a voxel has T2'), so training
 only flips costs nothing extra.
@@ -46,6 +51,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
+from mrzero.sequences.engines.diffusion import RepetitionDiffusion, diffusion_schedule
 from mrzero.sequences.engines.mixing import key_mix, rf_mix
 from mrzero.sequences.engines.readout import Group, readout, voxel_phase
 from mrzero.sequences.engines.rf import RfCoefficients, sequence_coefficients
@@ -270,11 +276,23 @@ def _relax(st: States, rep: Repetition, pf: PulseFactors) -> States:
 
 
 def _repetition(
-    st: States, rep: Repetition, pf: PulseFactors, vox: VoxelSet, keep_floor: float, max_states: int
+    st: States,
+    rep: Repetition,
+    pf: PulseFactors,
+    vox: VoxelSet,
+    keep_floor: float,
+    max_states: int,
+    diffusion: RepetitionDiffusion | None = None,
 ) -> tuple[torch.Tensor | None, States]:
     """One repetition: pulse, its samples (None without ADC), free evolution to its end."""
     st = _pulse(st, pf, keep_floor, max_states)
-    samples = _samples(st, rep, vox, keep_floor) if rep.n_adc else None
+    read = st
+    if diffusion is not None:  # damping up to the readout and to the end (amplitude bounds stay bounds)
+        (f_read, g_read), (f_end, g_end), (z_end, gz_end) = diffusion.damp(
+            st.f, st.g_f, st.z, st.g_z, st.key_f, st.dims, vox.diffusion
+        )
+        read, st = replace(st, f=f_read, g_f=g_read), replace(st, f=f_end, g_f=g_end, z=z_end, g_z=gz_end)
+    samples = _samples(read, rep, vox, keep_floor) if rep.n_adc else None
     return samples, _relax(st, rep, pf)
 
 
@@ -320,20 +338,21 @@ def simulate_configurations(
         checkpointing = seq.n_rep * n_vox > AUTO_CHECKPOINT
     recompute = checkpointing and torch.is_grad_enabled()
     factors = _pulse_factors(seq, vox)
+    schedule = diffusion_schedule(seq, vox) or [None] * seq.n_rep
     bar = tqdm(
-        zip(repetitions(seq), factors, strict=True),
+        zip(repetitions(seq), factors, schedule, strict=True),
         desc="configuration states",
         unit="rep",
         total=seq.n_rep,
         disable=not progress,
     )
-    for rep, pf in bar:
+    for rep, pf, diffusion in bar:
         if recompute:
             samples, st = checkpoint(
-                _repetition, st, rep, pf, vox, keep_floor, max_states, use_reentrant=False
+                _repetition, st, rep, pf, vox, keep_floor, max_states, diffusion, use_reentrant=False
             )
         else:
-            samples, st = _repetition(st, rep, pf, vox, keep_floor, max_states)
+            samples, st = _repetition(st, rep, pf, vox, keep_floor, max_states, diffusion)
         if samples is not None:
             out.append(samples)
         bar.set_postfix(states=st.f.shape[0])

@@ -15,6 +15,10 @@ Hammersley set (base-2 radical inverse); y and z come from the additive recurren
 low-discrepancy Kronecker sequence). The Lorentzian's heavy tails make one voxel's quantile sum
 converge slowly (about 0.3 % of M0 with 4096 spins at t <= 5 T2'); the per-voxel shifts keep
 those errors from adding up coherently across voxels in the signal.
+
+Diffusion is not simulated: the spins sit at fixed positions, and a random walk would need
+many more spins and time steps than the dephasing they resolve. A phantom whose diffusion map
+is non-zero is refused with an error (the fast engine simulates it, ``diffusion.py``).
 """
 
 from __future__ import annotations
@@ -150,7 +154,14 @@ def simulate_isochromats(
 
     ``checkpointing`` recomputes each repetition in the backward pass instead of storing its
     ``samples x voxels x spins`` intermediates, which bounds memory by one repetition.
+    Raises ``ValueError`` when a voxel diffuses (see the module docstring).
     """
+    if vox.diffusion is not None:
+        raise ValueError(
+            "the isochromat engine cannot simulate diffusion (its spins do not move), and this "
+            f"phantom has diffusion coefficients up to {float(vox.diffusion.max()):.3g} m^2/s; use "
+            "engine='fast' or drop the phantom's diffusion map (Phantom.diffusion = None)"
+        )
     offsets, cauchy = spin_distribution(spins, seq.flip.dtype, seq.device, vox.n_voxels)
     mxy = torch.zeros(vox.n_voxels, spins, dtype=vox.coil.dtype, device=seq.device)
     mz = vox.pd[:, None].expand(-1, spins).clone()

@@ -4,7 +4,9 @@ Both engines work on this form: only voxels with ``pd > 0`` are simulated, posit
 voxel extent are converted from the phantom's FOV units to the sequence's (moments are cycles
 per *sequence* FOV), and T2' is held as the rate ``1/T2'`` with 0 meaning no T2' dephasing.
 A phantom's fat species adds one voxel per fat-containing voxel at the same position, with fat's
-density, T1, T2 and ``b0`` plus the chemical shift (Hz).
+density, T1, T2 and ``b0`` plus the chemical shift (Hz). The diffusion coefficient (m^2/s) is
+kept only when some voxel diffuses (``None`` otherwise, so the engines skip diffusion); fat
+voxels do not diffuse.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class VoxelSet:
     pos: torch.Tensor  # sequence FOV units
     size: torch.Tensor  # voxel extent (x, y, z) in sequence FOV units
     coil: torch.Tensor  # complex [C, V]
+    diffusion: torch.Tensor | None = None  # m^2/s, None: no voxel diffuses
     #: tensors the engines derive from these once per simulation (not part of the tissue)
     derived: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
@@ -59,6 +62,9 @@ def voxels_of(phantom: Phantom, sequence: Sequence) -> VoxelSet:
 
     t2dash = flat(ph.t2dash)
     r2dash = torch.where(t2dash > 0, 1.0 / t2dash.clamp_min(1e-12), torch.zeros_like(t2dash))
+    diffusion = None
+    if ph.diffusion is not None and bool((flat(ph.diffusion) > 0).any()):
+        diffusion = flat(ph.diffusion)
     cdtype = complex_dtype(dtype)
     if ph.coil_sens is None:
         coil = torch.ones(1, int(keep.sum()), dtype=cdtype, device=device)
@@ -74,6 +80,7 @@ def voxels_of(phantom: Phantom, sequence: Sequence) -> VoxelSet:
         pos=ph.positions().reshape(-1, 3)[keep] * scale,
         size=ph.voxel_size() * scale,
         coil=coil,
+        diffusion=diffusion,
     )
     if fat is None or not bool(fat.any()):
         return water
@@ -87,6 +94,7 @@ def voxels_of(phantom: Phantom, sequence: Sequence) -> VoxelSet:
             t2=torch.full_like(ph.t2, species.t2),
             b0=ph.b0 + species.shift_hz,
             fat=None,
+            diffusion=None,
         ),
         sequence,
     )
@@ -94,4 +102,6 @@ def voxels_of(phantom: Phantom, sequence: Sequence) -> VoxelSet:
         f: torch.cat([getattr(water, f), getattr(fat_vox, f)])
         for f in ("pd", "t1", "t2", "r2dash", "b0", "b1", "pos")
     }
-    return VoxelSet(**joined, size=water.size, coil=torch.cat([water.coil, fat_vox.coil], dim=1))
+    adc = None if diffusion is None else torch.cat([diffusion, torch.zeros_like(fat_vox.pd)])
+    coils = torch.cat([water.coil, fat_vox.coil], dim=1)
+    return VoxelSet(**joined, size=water.size, coil=coils, diffusion=adc)

@@ -31,6 +31,7 @@ def phantom_from_arrays(
     b0: ArrayLike | None = None,
     b1: ArrayLike | None = None,
     coil_sens: ArrayLike | None = None,
+    diffusion: ArrayLike | None = None,
     fov: tuple[float, float, float] = (0.2, 0.2, 0.005),
     name: str = "arrays",
     device: torch.device | str | None = None,
@@ -38,10 +39,11 @@ def phantom_from_arrays(
 ) -> Phantom:
     """Build a ``Phantom`` from ``[ny, nx]`` (or ``[nz, ny, nx]``) maps in SI units.
 
-    PD is relative, T1/T2/T2'/T2* in seconds, B0 in Hz, B1 relative. Give T2' directly or
-    T2* (then ``1/T2' = 1/T2* - 1/T2``), not both; missing maps mean no T2' dephasing, B0 = 0
-    and B1 = 1. Voxels with PD = 0 get T1 = T2 = 1 s where they hold 0, so engines never
-    divide by zero. Shape and value problems raise ``PhantomError`` naming the map.
+    PD is relative, T1/T2/T2'/T2* in seconds, B0 in Hz, B1 relative, the diffusion coefficient
+    (ADC) in m^2/s. Give T2' directly or T2* (then ``1/T2' = 1/T2* - 1/T2``), not both; missing
+    maps mean no T2' dephasing, B0 = 0, B1 = 1 and no diffusion. Voxels with PD = 0 get
+    T1 = T2 = 1 s where they hold 0, so engines never divide by zero. Shape and value problems
+    raise ``PhantomError`` naming the map.
     """
     if t2dash is not None and t2star is not None:
         raise PhantomError("give t2dash or t2star, not both")
@@ -69,4 +71,5 @@ def phantom_from_arrays(
     if coil_sens is not None:
         complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
         coils = torch.as_tensor(coil_sens).to(device=device, dtype=complex_dtype)
-    return Phantom(**maps, fov=tuple(float(f) for f in fov), coil_sens=coils, name=name)
+    adc = None if diffusion is None else _tensor("diffusion", diffusion, device, dtype)
+    return Phantom(**maps, fov=tuple(float(f) for f in fov), coil_sens=coils, diffusion=adc, name=name)

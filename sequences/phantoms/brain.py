@@ -48,18 +48,21 @@ def brain_phantom(
     dtype: torch.dtype = torch.float32,
     tissues: dict[str, Tissue] | None = None,
     coil_sens: torch.Tensor | None = None,
+    diffusion: bool = False,
 ) -> Phantom:
     """One slice of the embedded brain phantom as a ``Phantom`` on a ``size = (ny, nx)`` matrix.
 
     FOV 0.2 m x 0.2 m, slice thickness 4 mm. ``tissues`` overrides the tissue parameters
     (keys ``gm``, ``wm``, ``csf``); ``coil_sens`` (complex ``[coil, ny, nx]``, see
-    ``coils.coil_sensitivities``) attaches receive coils.
+    ``coils.coil_sensitivities``) attaches receive coils; ``diffusion`` attaches the tissues'
+    ADC map (off by default: the isochromat engine cannot simulate diffusion).
     """
     size = check_slice(size, slice)
     chosen = dict(BRAIN_TISSUES_3T, **(tissues or {}))
     fractions = brain_tissue_fractions(size, slice, device=device, dtype=torch.float64)
     maps = mix_tissues(torch.stack([fractions[n] for n in TISSUE_NAMES]), [chosen[n] for n in TISSUE_NAMES])
     maps = {k: v.to(dtype) for k, v in maps.items()}
+    adc = maps.pop("diffusion")
     data = brain_data()
     fov = float(data["fov_mm"]) * 1e-3
     return Phantom(
@@ -68,5 +71,6 @@ def brain_phantom(
         b1=brain_map("b1", size, slice, device, dtype),
         fov=(fov, fov, float(data["thickness_mm"]) * 1e-3),
         coil_sens=None if coil_sens is None else coil_sens.to(device),
+        diffusion=adc if diffusion else None,
         name=f"brain slice {slice % N_BRAIN_SLICES} ({size[0]}x{size[1]})",
     )

@@ -7,8 +7,9 @@ Accepted layouts:
   ground truth does (``t1, t2, t2_star, m0, seg_label, ...``); or by ``volumes={"t1": 2, ...}``;
 * any of the quantity names below, case-insensitive: PD (``pd``, ``m0``, ``proton_density``),
   ``t1``, ``t2`` (required), ``t2_star``/``t2star`` or ``t2dash``/``t2_prime`` (optional),
-  ``b0`` (Hz), ``b1`` (relative). Times in ``s`` or ``ms`` (from the sidecar's units; seconds
-  when none are given).
+  ``b0`` (Hz), ``b1`` (relative), ``adc``/``diffusion``/``md`` (apparent diffusion coefficient,
+  ``m^2/s`` or ``mm^2/s`` from the sidecar's units; m^2/s when none are given). Times in ``s``
+  or ``ms`` (from the sidecar's units; seconds when none are given).
 
 The slice is axial (the third axis after reorienting to RAS), shown like the embedded brain:
 rows anterior -> posterior, columns patient right -> left. Every problem raises
@@ -36,6 +37,7 @@ ALIASES = {
     "t2dash": ("t2dash", "t2_prime", "t2prime"),
     "b0": ("b0", "df", "off_resonance"),
     "b1": ("b1", "b1_rel"),
+    "diffusion": ("adc", "diffusion", "md"),
 }
 TIME_MAPS = ("t1", "t2", "t2star", "t2dash")
 
@@ -123,6 +125,11 @@ def load_nifti_phantom(
             if unit not in ("s", "ms", ""):
                 raise NiftiPhantomError(f"{path}: {key} has unit {unit!r}; expected s or ms")
             vol = vol * (1e-3 if unit == "ms" else 1.0)
+        if key == "diffusion":
+            unit = units[i].strip().lower().replace("^", "") if i < len(units) else ""
+            if unit not in ("m2/s", "mm2/s", ""):
+                raise NiftiPhantomError(f"{path}: diffusion has unit {unit!r}; expected m^2/s or mm^2/s")
+            vol = vol * (1e-6 if unit.startswith("mm") else 1.0)
         maps[key] = np.ascontiguousarray(vol.T[::-1, ::-1])  # [x, y] RAS -> rows A->P, cols R->L
     if "t2star" in maps and "t2dash" in maps:
         del maps["t2star"]

@@ -22,7 +22,8 @@ def resample_phantom(phantom: Phantom, size: tuple[int, int]) -> Phantom:
 
     PD, B0 and B1 are area-averaged; relaxation *rates* are averaged weighted by PD (the
     single-compartment approximation of a mixed voxel, as in ``tissue.mix_tissues``); coil
-    sensitivities and a fat species' density are area-averaged too.
+    sensitivities and a fat species' density are area-averaged too; a diffusion map is averaged
+    weighted by PD.
     """
     if phantom.pd.ndim != 2:
         raise ValueError(f"resample_phantom handles 2D phantoms, got shape {phantom.shape}")
@@ -41,4 +42,7 @@ def resample_phantom(phantom: Phantom, size: tuple[int, int]) -> Phantom:
             area_resample(phantom.coil_sens.real, size), area_resample(phantom.coil_sens.imag, size)
         )
     fat = None if phantom.fat is None else replace(phantom.fat, pd=area_resample(phantom.fat.pd, size))
-    return replace(phantom, coil_sens=coils, fat=fat, **maps)
+    diffusion = None
+    if phantom.diffusion is not None:
+        diffusion = area_resample(phantom.pd * phantom.diffusion, size) / torch.where(tissue, pd, 1)
+    return replace(phantom, coil_sens=coils, fat=fat, diffusion=diffusion, **maps)
