@@ -152,7 +152,7 @@ def _transposed_mm(a: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex((a.T.to(gy.dtype) @ gy).reshape(j, v, 2))
 
 
-def _state_gradients(
+def _add_state_gradients(
     group: Group,
     dims: tuple[int, ...],
     constant: tuple[int, ...],
@@ -162,42 +162,51 @@ def _state_gradients(
     gy: torch.Tensor,
     terms: _Terms,
     vox: VoxelSet,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A group's ``dA = W^T dY`` ``[J_g, V]`` and its dual gradients ``dG`` ``[d, J_g, V]`` (None
-    without ``dims``): ``((dW/dk_d)^T dY) E`` for a moment column (``dw`` ``[3, n, J_g]``),
-    ``dA dE/dtau`` for tau.
+    g_f: torch.Tensor | None,
+    g_g: torch.Tensor | None,
+    need_states: bool,
+) -> torch.Tensor | None:
+    """Add a group's ``dF = (W^T dY) E`` to ``g_f`` and its dual gradients to ``g_g``
+    (``[d, J, V]``): ``((dW/dk_d)^T dY) E`` for a moment column (``dw`` ``[3, n, J_g]``),
+    ``(W^T dY) dE/dtau`` for tau. Returns ``dA = W^T dY`` when ``need_states``.
 
     An axis in ``constant`` has the same sample moment at every sample, so its sinc and slope
-    are per-state factors: ``dA`` and the ``dG`` of such axes come from one product
-    ``B = (W / prod_constant sinc)^T dY`` (a Cartesian readout: one instead of three).
+    are per-state factors: ``dF`` and the dual gradients of such axes come from one product
+    ``B = (W / prod_constant sinc)^T dY`` (a Cartesian readout: one instead of three). All
+    products of the group are one matrix product.
     """
     sinc, u = sincs
     factored = [d for d in dims if d in constant]
+    varying_dims = [d for d in dims if d < 3 and d not in constant]
+    scale = None
     if factored:
         varying = [a for a in range(3) if a not in constant]
-        base = _transposed_mm(torch.where(group.mask, sinc[varying].prod(0), 0.0), gy)
+        weights = torch.where(group.mask, sinc[varying].prod(0), 0.0)
         fixed = {a: sinc[a, 0] for a in constant}  # [J_g] each
-        g_states = base * math.prod(fixed.values()).to(base.real.dtype)[:, None]
-    else:
-        g_states = torch.view_as_complex((weights.T @ gy).reshape(-1, vox.n_voxels, 2))
-    if not dims:
-        return g_states, None
+        scale = math.prod(fixed.values()).to(terms.decay.dtype)[:, None]
+    left = torch.cat([weights.to(gy.dtype), *(dw[d].to(gy.dtype) for d in varying_dims)], 1)
+    products = _transposed_mm(left, gy).split(group.rows.shape[0])
+    decayed = products[0] * terms.decay  # B E
+    if g_f is not None:
+        add_rows(g_f, group.rows, decayed if scale is None else decayed * scale)
+    states = None
+    if need_states:
+        states = products[0] if scale is None else products[0] * scale
     size = vox.size.double()
-    out = []
-    for d in dims:
+    for p, d in enumerate(dims):
         if d in factored:
             factor = _sinc_slope(u[d, 0], sinc[d, 0]) * size[d]
             factor = math.prod((fixed[a] for a in constant if a != d), start=factor)
-            part = base * (factor.to(terms.decay.dtype)[:, None] * terms.decay)
+            part = decayed * factor.to(terms.decay.dtype)[:, None]
         elif d < 3:
-            part = _transposed_mm(dw[d], gy) * terms.decay
+            part = products[1 + varying_dims.index(d)] * terms.decay
         else:  # dE/dtau = -sign r2' E, zero where the exponent was clamped
             rate = terms.decay * (-group.sign * vox.r2dash)
             if terms.unclamped is not None:
                 rate = torch.where(terms.unclamped, rate, torch.zeros_like(rate))
-            part = g_states * rate
-        out.append(part)
-    return g_states, torch.stack(out)
+            part = states * rate
+        add_rows(g_g[p], group.rows, part)
+    return states
 
 
 def _groups(signs: tuple[float, ...], flat: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> list[Group]:
@@ -280,11 +289,9 @@ class Readout(torch.autograd.Function):
                 slope = _sinc_slope(u, sinc)
                 others = torch.stack([sinc[1] * sinc[2], sinc[0] * sinc[2], sinc[0] * sinc[1]])
                 dw = torch.where(group.mask, slope * others, 0.0) * vox.size.double()[:, None, None]
-            g_states, g_dual = _state_gradients(group, dims, constant, (sinc, u), dw, w, gy, t, vox)
-            if g_f is not None:
-                add_rows(g_f, group.rows, g_states * t.decay)
-            if g_dual is not None:
-                add_rows(g_g, group.rows, g_dual, dim=1)
+            g_states = _add_state_gradients(
+                group, dims, constant, (sinc, u), dw, w, gy, t, vox, g_f, g_g, timing or 3 in dims
+            )
             g_tau = g_ref = g_keys = None
             if timing:
                 r2_sums = torch.view_as_real(q_g).reshape(n, 2 * v) @ columns[:, 5]  # Re(q_g) @ r2'
