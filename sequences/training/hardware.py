@@ -74,6 +74,7 @@ class HardwareCheck:
     limits: str
     passed: bool
     stretches: list[str] = field(default_factory=list)
+    longest_stretch: float = 0.0  # s, the largest time one stretched block got over the model's
     error: str | None = None  # the export's refusal, when it refused
     max_grad: dict[str, float] = field(default_factory=dict)  # T/m, per axis and "vector"
     max_slew: dict[str, float] = field(default_factory=dict)  # T/m/s, per axis and "vector"
@@ -86,7 +87,8 @@ class HardwareCheck:
             return f"FAILED: the export refuses the trained sequence ({self.limits}): {self.error}"
         head = "passed" if self.passed else "FAILED"
         parts = [
-            f"{head}: {len(self.stretches)} stretched event(s) within limits {self.limits}",
+            f"{head}: {len(self.stretches)} stretched event(s) within limits {self.limits}"
+            + (f" (up to +{1e3 * self.longest_stretch:.2f} ms)" if self.stretches else ""),
             f"peak gradient {1e3 * self.max_grad['vector']:.1f} mT/m (vector), "
             f"slew {self.max_slew['vector']:.0f} T/m/s (vector), "
             + ", ".join(f"{a} {self.max_slew[a]:.0f}" for a in "xyz")
@@ -275,6 +277,7 @@ class HardwareModel:
             name,
             not stretches and (nrmse is None or nrmse <= SIGNAL_TOLERANCE),
             stretches,
+            max((s.needed - s.given for s in result.stretches), default=0.0),
             None,
             grad,
             slew,
