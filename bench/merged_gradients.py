@@ -11,6 +11,10 @@ to float32 rounding: the change is in the gradient only).
 
     .venv/bin/python bench/merged_gradients.py --before 001b780 --sizes 64 --rounds 8
     .venv/bin/python bench/merged_gradients.py --before 001b780 --grads flip,moment,duration
+
+``--errors`` instead prints, for both versions, the largest error of every gradient element of
+the merged-state case of ``tests/sequences/test_merged_gradients.py`` against its unmerged
+central differences, relative to the gradient's norm (the test requires below 1 %).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from mrzero.sequences.sequence import Sequence
 ROOT = Path(__file__).resolve().parents[1]
 
 ENGINE_FILES = ("mixing", "readout", "configuration")
+TESTS = ROOT / "tests" / "sequences"
 
 
 def old_engine(revision: str, folder: Path) -> ModuleType:
@@ -74,6 +79,32 @@ def forward_backward(engine: ModuleType, seq: Sequence, vox: VoxelSet, grads: li
     return time.process_time() - start
 
 
+def gradient_errors(old: ModuleType) -> None:
+    """Both versions' gradient errors on the test's merged-state case (module docstring)."""
+    sys.path.insert(0, str(TESTS))
+    import test_merged_gradients as case
+
+    for t2dash in (True, False):
+        seq, ph = case.spoiled_gre(), case.phantom(t2dash)
+        vox = voxels_of(ph, seq)
+        grads = {}
+        for label, engine in (("before", old), ("now", configuration)):
+            leaves = {name: getattr(seq, name).clone().requires_grad_(True) for name in case.FIELDS}
+            case.loss(engine.simulate_configurations(replace(seq, **leaves), vox, tolerance=0.0)).backward()
+            grads[label] = {name: leaf.grad for name, leaf in leaves.items()}
+        grid, configuration.KEY_GRID = configuration.KEY_GRID, case.FINE_GRID
+        try:
+            references = {name: case.finite_differences(seq, ph, name) for name in case.FIELDS}
+        finally:
+            configuration.KEY_GRID = grid
+        for label, grad in grads.items():
+            errors = ", ".join(
+                f"{name} {float((grad[name] - ref).abs().max() / ref.norm()):.1e}"
+                for name, ref in references.items()
+            )
+            print(f"T2' {'on ' if t2dash else 'off'}, {label}: {errors}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -82,11 +113,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64])
     parser.add_argument("--grads", default="flip,moment", help="comma-separated sequence fields")
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--errors", action="store_true", help="gradient errors instead of times")
     args = parser.parse_args()
     torch.set_num_threads(1)
     grads = args.grads.split(",")
     with tempfile.TemporaryDirectory() as folder:
         old = old_engine(args.before, Path(folder))
+        if args.errors:
+            gradient_errors(old)
+            return
         for n in args.sizes:
             seq = flash(n, te=5e-3, tr=12e-3, flip=math.radians(10))
             vox = voxels_of(brain_phantom((n, n)), seq)
