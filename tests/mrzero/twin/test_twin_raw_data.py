@@ -45,12 +45,15 @@ def test_twin_header_and_counters_come_from_the_bundle_and_the_files_labels():
     assert matrix == tuple(protocol["encoding"]["matrix"][:2])
     assert enc.reconSpace.fieldOfView_mm.x == pytest.approx(protocol["encoding"]["fov_m"][0] * 1e3)
     assert enc.trajectory.value == "cartesian" and enc.encodingLimits.repetition.maximum == 9
-    assert header.sequenceParameters.TE[0] == pytest.approx(protocol["te_ms"], abs=1e-3)
+    # the header measures the .seq file, whose events sit on Pulseq's 10 us raster; protocol.json
+    # states the trained TE (the 32x32 bundle's readout centre moved by 2 us in the export)
+    assert header.sequenceParameters.TE[0] == pytest.approx(protocol["te_ms"], abs=0.01)
     lines = {}
     for acq in scan.acquisitions:
         assert acq.trajectory_dimensions == 0  # a scanner does not know a Pulseq file's k-space
         lines.setdefault(acq.idx.repetition, []).append(acq.idx.kspace_encode_step_1)
-    assert sorted(lines) == list(range(10)) and all(sorted(v) == list(range(8)) for v in lines.values())
+    assert sorted(lines) == list(range(10))
+    assert all(sorted(v) == list(range(matrix[1])) for v in lines.values())
     assert [a.scan_counter for a in scan.acquisitions] == list(range(len(scan.acquisitions)))
     assert scan.acquisitions[-1].is_flag_set(ismrmrd.ACQ_LAST_IN_MEASUREMENT)
 
