@@ -32,9 +32,9 @@ file's peak gradients and slew rates per axis and as a vector.
 
 from __future__ import annotations
 
-import logging
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -55,8 +55,6 @@ from mrzero.sequences.pulseq.export import (
 from mrzero.sequences.pulseq.import_ import import_seq
 from mrzero.sequences.pulseq.system import HardwareLimits
 from mrzero.sequences.sequence import Sequence
-
-log = logging.getLogger(__name__)
 
 #: Fraction of each limit the projections aim at: float32 training tensors and the export's
 #: float64 arithmetic must not disagree about an event exactly at a limit.
@@ -254,7 +252,9 @@ class HardwareModel:
             area[r[movable], e[movable], axis] += excess / int(movable.sum())
 
     # ------------------------------------------------------------------ the check after training
-    def check(self, seq: Sequence, simulate_on=None) -> HardwareCheck:
+    def check(
+        self, seq: Sequence, simulate_on: Callable[[Sequence], torch.Tensor] | None = None
+    ) -> HardwareCheck:
         """Export ``seq`` with these limits to a temporary file and measure it; ``simulate_on``
         (a callable ``Sequence -> signal``) adds the file's signal error against ``seq``'s."""
         name = self.limits.name
