@@ -185,7 +185,7 @@ def test_vector_limits_hold_in_the_file_and_per_axis_presets_exceed_them(tmp_pat
 
 def test_learned_flips_scale_to_the_rms_b1_limit(tmp_path):
     """90 deg block pulses (1 ms) every 20 ms: B1 RMS = sqrt(sum(flip^2) / (4 pi^2 T_rf) / T) / gamma
-    = 1.31 uT. With max_b1_rms 1 uT the export refuses the file; the projection scales the free
+    ~ 1.31 uT. With max_b1_rms 1 uT the export refuses the file; the projection scales the free
     flips by one factor, and the file then sits just below the limit by the closed form."""
     seq = BUILDERS["gre"](matrix=8, flip=math.pi / 2)
     limits = hardware(max_b1_rms=1e-6)
