@@ -3,8 +3,9 @@
 The published network: a 3x3 convolution to ``width`` channels, ``depth`` encoder levels of
 three 3x3 convolutions with ReLU (and dropout 0.1) at width, 2 width, 4 width, ... with 2x2
 max-pooling between levels, a bottleneck of three convolutions at ``width * 2**depth``,
-decoder levels of a stride-2 transposed convolution, skip concatenation and three
-convolutions, and a final 3x3 convolution to 2 channels without activation; no batch norm.
+decoder levels of an up-convolution (a 3x3 transposed convolution of stride 2 followed by ReLU
+and dropout, as in the paper's Fig. 1), skip concatenation and three convolutions, and a final
+3x3 convolution to 2 channels without activation; no batch norm.
 ``width=64, depth=4`` is the published size (about 50 M parameters). Channel 0 is S0 (in
 units of the normalised input), channel 1 is R2* in 1/s after multiplication by
 ``r2s_scale``, a fixed output scale that keeps the last layer's weights O(1).
@@ -43,6 +44,17 @@ class UNetConfig:
         return asdict(self)
 
 
+def _up(c_in: int, c_out: int, dropout: float) -> nn.Sequential:
+    """Up-convolution: 3x3 transposed convolution, stride 2 (exactly doubles H and W), ReLU, dropout."""
+    layers: list[nn.Module] = [
+        nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1),
+        nn.ReLU(inplace=True),
+    ]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
 def _block(c_in: int, c_out: int, n: int, dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(n):
@@ -62,9 +74,7 @@ class RoarUNet(nn.Module):
         self.stem = nn.Conv2d(cfg.in_channels, w, 3, padding=1)
         self.down = nn.ModuleList(_block(w * 2 ** max(i - 1, 0), w * 2**i, n, p) for i in range(cfg.depth))
         self.bottom = _block(w * 2 ** (cfg.depth - 1), w * 2**cfg.depth, n, p)
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(w * 2 ** (i + 1), w * 2**i, 2, stride=2) for i in reversed(range(cfg.depth))
-        )
+        self.up = nn.ModuleList(_up(w * 2 ** (i + 1), w * 2**i, p) for i in reversed(range(cfg.depth)))
         self.dec = nn.ModuleList(_block(w * 2 ** (i + 1), w * 2**i, n, p) for i in reversed(range(cfg.depth)))
         self.head = nn.Conv2d(w, 2, 3, padding=1)
         with torch.no_grad():  # start at S0 = 1 (the normalised first echo) and R2* = r2s_scale

@@ -76,7 +76,9 @@ def test_config_errors_name_the_file_and_the_dotted_key(tmp_path):
 
 def test_shipped_config_loads():
     cfg = load_config(Path(roar_train.__file__).parent / "roar_small.yaml")
-    assert cfg.data.snr == (5.0, 20.0) and cfg.model.width == 16 and cfg.epochs == 30
+    assert cfg.data.snr == (5.0, 20.0) and cfg.model.width == 16 and cfg.epochs == 20
+    sup = load_config(Path(roar_train.__file__).parent / "roar_small_supervised.yaml")
+    assert sup.mode == "supervised" and sup.model == cfg.model and sup.data == cfg.data
 
 
 def test_tiny_training_learns_saves_and_resumes(tmp_path):
