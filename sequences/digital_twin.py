@@ -180,6 +180,7 @@ def twin_scan(
     device: torch.device | str | None = None,
     slice: int | None = None,
     progress: bool = False,
+    engine_settings: dict[str, object] | None = None,
 ) -> TwinScan:
     """Simulate the bundle directory's ``.seq`` on ``phantom`` (see the module docstring).
 
@@ -189,7 +190,8 @@ def twin_scan(
     ``snr``: root-mean-square of the noise-free signal over the noise standard deviation (by
     Parseval, for a fully sampled Cartesian scan the image's RMS over its FOV divided by the
     image noise); None: no noise and no noise-adjust scans. ``progress`` shows the engine's
-    progress bar (engines that have one).
+    progress bar (engines that have one). ``engine_settings`` go to the engine as they are (e.g.
+    ``{"tolerance": 1e-3}``: the pruning the bundles were trained with, see docs/simulation.md).
     """
     from mrzero.sequences.builder_scan import make_phantom
     from mrzero.sequences.simulate import ENGINES, engine_options, simulate
@@ -210,6 +212,7 @@ def twin_scan(
     with torch.no_grad():
         shows = progress and engine in ENGINES and "progress" in engine_options(engine)
         extra = {"progress": True} if shows else {}
+        extra.update(engine_settings or {})
         signal = simulate(scanned.sequence, ph, engine=engine, device=device, **extra)
     signal = signal.to("cpu", torch.complex64)
     timings["simulate"] = time.perf_counter() - start
