@@ -60,11 +60,13 @@ def make_phantom(
     n_coils: int = 1,
     seed: int = 0,
     device: torch.device | str | None = None,
+    diffusion: bool = False,
 ) -> Phantom:
     """``brain`` (embedded), ``sparse`` (seed 6.2 sample), ``water_fat`` (three discs with a fat
-    species) or a NIfTI path, with ``n_coils`` > 1 loop coils."""
+    species) or a NIfTI path, with ``n_coils`` > 1 loop coils. ``diffusion``: the brain gets its
+    tissues' ADC map; other phantoms must carry one (a NIfTI ``adc`` volume)."""
     if spec == "brain":
-        phantom = brain_phantom(size, slice=3 if slice is None else slice, device=device)
+        phantom = brain_phantom(size, slice=3 if slice is None else slice, device=device, diffusion=diffusion)
     elif spec == "sparse":
         block = (max(1, size[0] * 3 // 8), max(1, size[1] * 3 // 8))  # the seed's 12 of 32
         phantom = sparse_synthetic(size, block=block, seed=seed, device=device)
@@ -74,6 +76,10 @@ def make_phantom(
         phantom = load_nifti_phantom(spec, slice=slice, size=size, device=device)
     else:
         raise ValueError(f"phantom {spec!r} unknown: use {' or '.join(PHANTOMS)} or a .nii/.nii.gz file")
+    if diffusion and phantom.diffusion is None:
+        raise ValueError(
+            f"phantom {spec!r} has no diffusion map: use brain or a NIfTI file with an adc volume"
+        )
     if n_coils > 1:
         phantom.coil_sens = coil_sensitivities(size, n_coils, device=device)
         phantom.validate()

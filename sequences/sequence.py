@@ -16,7 +16,8 @@ refocusing pulse negates k, and an inversion/storage pulse (or a zero flip) leav
 
 For diffusion (``sequences/engines/diffusion.py``) an event's moment is played as a constant
 gradient over the event's duration (a rectangular lobe); the signal's phases only see the
-event ends, where both readings agree.
+event ends, where both readings agree. ``joined_gradients`` marks sequences whose events do not
+mean that (they integrate whole waveforms); the engine refuses to diffuse them.
 
 ``rf_offsets`` (optional, set by the Pulseq import) plays pulses as they are on a scanner:
 each pulse's frequency offset (Hz, relative to the receiver) and the duration of the hard pulse
@@ -92,6 +93,9 @@ class Sequence:
     free: dict[str, torch.Tensor] = field(default_factory=dict)
     readouts: ReadoutLayout | None = None  # what each readout encodes (builders set it; MRD counters)
     rf_offsets: RfOffsets | None = None  # pulses as played out (Pulseq import); None: instantaneous
+    #: True when events stand for gradient waveforms that are not constant over them (the Pulseq
+    #: import without ``split_gradients``): the phases are right, diffusion would not be
+    joined_gradients: bool = False
 
     def __post_init__(self) -> None:
         if self.rf_kind is None:

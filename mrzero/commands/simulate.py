@@ -92,6 +92,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar=("X", "Y", "Z"),
         help=".seq import: FOV in mm for files that define none",
     )
+    p.add_argument(
+        "--diffusion",
+        action="store_true",
+        help=".seq import: simulate diffusion: the brain phantom gets its tissues' ADCs (a NIfTI "
+        "phantom its adc volume) and the file's gradients are split at their corners so that its "
+        "b-values are reproduced (more events, slower); without it a diffusing phantom is refused",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of noise and sparse phantoms")
     p.add_argument("--no-progress", action="store_true", help="hide the simulation's progress bar")
     p.add_argument("-o", "--out", required=True, help="output directory")
@@ -139,6 +146,18 @@ def argument_error(args: argparse.Namespace) -> str | None:
         ),
         (args.slice is not None and args.slice < 0, f"--slice {args.slice}: must be >= 0"),
         (args.noise < 0, f"--noise {args.noise}: must be >= 0"),
+        (
+            args.diffusion and args.file is None,
+            "--diffusion applies to .seq files only",
+        ),
+        (
+            args.diffusion and args.phantom in ("sparse", "water_fat"),
+            f"--diffusion: the {args.phantom} phantom has no diffusion map; use brain or a NIfTI with adc",
+        ),
+        (
+            args.diffusion and args.engine == "isochromat",
+            "--diffusion needs --engine fast (the isochromat engine's spins do not move)",
+        ),
         (args.iterations < 1, f"--iterations {args.iterations}: must be >= 1"),
         (args.max_blocks < 1 or args.max_samples < 1, "--max-blocks and --max-samples must be >= 1"),
         (args.fov is not None and min(args.fov) <= 0, f"--fov {args.fov}: three positive lengths in mm"),
@@ -199,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
                 limits=limits,
                 field_strength=args.field_strength,
                 fov=tuple(1e-3 * f for f in args.fov) if args.fov else None,
+                diffusion=args.diffusion,
                 **common,
             )
         else:

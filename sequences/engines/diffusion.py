@@ -160,10 +160,18 @@ def diffusion_schedule(seq: Sequence, vox: VoxelSet) -> list[RepetitionDiffusion
     """:class:`RepetitionDiffusion` of every repetition, or None when no voxel diffuses.
 
     Warns when the diffusion left out within a readout may change a sample by more than
-    ``READOUT_TOLERANCE`` (relative; see the module docstring).
+    ``READOUT_TOLERANCE`` (relative; see the module docstring). Refuses sequences marked
+    ``joined_gradients``, whose events are not the rectangular lobes this model plays.
     """
     if vox.diffusion is None:
         return None
+    if seq.joined_gradients:
+        raise ValueError(
+            f"{seq.name}: cannot simulate diffusion: its events join the gradient waveforms between "
+            "RF centres and samples (a Pulseq import without split_gradients), so its b-values would "
+            "be wrong; import with split_gradients=True (mrzero simulate --diffusion) or drop the "
+            "phantom's diffusion map"
+        )
     worst = readout_bound(seq) * float(vox.diffusion.detach().max())
     if worst > READOUT_TOLERANCE:
         warnings.warn(
@@ -225,4 +233,5 @@ def one_event_per_repetition(seq: Sequence) -> Sequence:
         fov=seq.fov,
         matrix=seq.matrix,
         name=f"{seq.name}, one event per repetition",
+        joined_gradients=seq.joined_gradients,
     )

@@ -34,10 +34,13 @@ def file_model(
     limits: ImportLimits | None = None,
     field_strength: float | None = None,
     fov: tuple[float, float, float] | None = None,
+    split_gradients: bool = False,
 ) -> ImportedSequence:
     """The imported file with its readout layout from the file's labels (``fov`` in m for files
-    that define none)."""
-    imported = import_seq(path, fov=fov, limits=limits, field_strength=field_strength)
+    that define none; ``split_gradients`` for diffusion, see ``import_seq``)."""
+    imported = import_seq(
+        path, fov=fov, limits=limits, field_strength=field_strength, split_gradients=split_gradients
+    )
     seq = imported.sequence
     derived = derive_layout(seq.n_rep, seq.adc, seq.trajectory(), seq.matrix[1])
     seq.readouts = adc_layout(path, seq, derived.trajectory)
@@ -73,13 +76,21 @@ def simulate_file(
     field_strength: float | None = None,
     progress: bool = False,
     fov: tuple[float, float, float] | None = None,
+    diffusion: bool = False,
 ) -> ScanResult:
-    """Import ``path``, simulate it on ``phantom``, write ``<out>/<stem>.h5`` and ``<out>/<stem>.png``."""
+    """Import ``path``, simulate it on ``phantom``, write ``<out>/<stem>.h5`` and ``<out>/<stem>.png``.
+
+    ``diffusion``: the phantom diffuses (the brain gets its tissues' ADCs) and the file is
+    imported with its gradients split at their corners, so that its b-values are reproduced.
+    Without it, a phantom that diffuses anyway (a NIfTI ``adc`` volume) is refused by the engine.
+    """
     from mrzero.sequences.simulate import ENGINES, engine_options, simulate  # the rest works without
 
     timings = {}
     start = time.perf_counter()
-    imported = file_model(path, limits=limits, field_strength=field_strength, fov=fov)
+    imported = file_model(
+        path, limits=limits, field_strength=field_strength, fov=fov, split_gradients=diffusion
+    )
     seq = imported.sequence
     if seq.n_samples == 0:
         raise ValueError(f"{path}: the file acquires no ADC samples: no raw data or image to simulate")
@@ -91,7 +102,13 @@ def simulate_file(
     )
     start = time.perf_counter()
     ph = make_phantom(
-        phantom, (max(ny, 2), max(nx, 2)), slice=slice, n_coils=n_coils, seed=seed, device=device
+        phantom,
+        (max(ny, 2), max(nx, 2)),
+        slice=slice,
+        n_coils=n_coils,
+        seed=seed,
+        device=device,
+        diffusion=diffusion,
     )
     ph = replace(ph, fov=seq.fov)
     timings["phantom"] = time.perf_counter() - start

@@ -13,7 +13,12 @@ The same file then drives the scanner and its digital twin. The mapping:
   the file uses the v1.5.1 ROTATIONS extension) are integrated exactly into one moment per
   interval between consecutive markers (RF centres and ADC samples, sample ``i`` of an ADC at
   ``delay + (i + 0.5) dwell``). An event ends at each sample (ADC flag set) and one last event
-  ends at the next RF centre, so timing is preserved;
+  ends at the next RF centre, so timing is preserved. Such a *joined* model has the right
+  phases but not the right diffusion (the engine plays each event as a constant gradient), so
+  it is marked ``joined_gradients`` and the engine refuses to diffuse it;
+* with ``split_gradients`` events also end at every gradient corner, sloped pieces in two
+  events whose areas make the b-value of every state exact up to a stated bound
+  (:func:`_events`): for diffusion-weighted files, at the cost of more events;
 * ``rf_kind`` follows the RF ``use``: refocusing -> REFOCUSING; inversion, saturation and
   preparation -> INVERSION (k-space untouched); everything else -> EXCITATION. Files that do not
   store the use (before v1.5, or ``undefined``) get it guessed from flip angle, frequency and
@@ -393,6 +398,106 @@ def _rf_uses(tl: Timeline, larmor_mhz: float, guess: bool) -> tuple[list[str], l
     return uses, [f"RF use guessed from flip angle, frequency and position (the file stores none): {found}"]
 
 
+# ---------------------------------------------------------------------------- events
+#: Split import: the largest excess of a repetition's b over the waveform's, per second of
+#: gradient (s/m^2 per s; 1e-2 s/mm^2 per s): ``D b`` is off by at most 3e-5 per second for CSF.
+SPLIT_B_RATE = 1e4
+#: Split import: a gradient corner closer than this (s) to an RF centre or ADC sample is merged
+#: into it (their times are computed along different sums).
+CORNER_MERGE_S = 1e-10
+
+
+@dataclass
+class Events:
+    """The model's events from a timeline, ``[R, E]`` (moments ``[R, E, 3]`` in 1/m)."""
+
+    duration: np.ndarray  # s
+    moment: np.ndarray  # 1/m
+    adc: np.ndarray  # bool: the event ends at an ADC sample
+    b_excess: float  # s/m^2: the most the model's b exceeds the waveform's in one repetition
+
+
+def _waveform_slope(tl: Timeline, t0: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Slope (Hz/m/s) ``[N, 3]`` of every axis on intervals ``[t0, t0 + h]`` holding no corner."""
+    slopes = []
+    for t, g in tl.grad:
+        if len(t) < 2:
+            slopes.append(np.zeros_like(t0))
+            continue
+        late = np.interp(t0 + 0.75 * h, t, g, left=0.0, right=0.0)
+        early = np.interp(t0 + 0.25 * h, t, g, left=0.0, right=0.0)
+        slopes.append((late - early) / (0.5 * h))
+    return np.stack(slopes, axis=-1)
+
+
+def _events(tl: Timeline, starts: np.ndarray, split: bool) -> Events:
+    """Events of every repetition, from its start (RF centre) over its samples to its end.
+
+    Joined (``split`` False): one event per interval between consecutive markers (RF centres, ADC
+    samples), the waveform integrated exactly. Split: intervals also end at every gradient
+    corner, so each axis is linear in time on each. A constant one is one event, which the
+    diffusion model (a constant gradient per event) plays exactly. A sloped one of length ``h``
+    is cut into ``n`` pieces of two events each, the first ending at the piece's midpoint with
+    the area ``(8 A(mid) - A(start) - A(end)) / 6`` in place of ``A(mid)``: then the model's
+    integral of ``k(t)`` over the piece equals the waveform's, so the cross term ``2 q . int k``
+    of every state ``q`` is exact, and its integral of ``|k|^2`` exceeds the waveform's by
+    ``|beta|^2 h^5 / (1080 n^4)`` (``beta``: 2 pi times the slope, rad/m/s^2) for every state;
+    ``n`` is the smallest with this at most ``SPLIT_B_RATE * h``. Phases see only the ends of
+    the pieces, where the areas are the waveform's; no sample ends at a midpoint. Events are
+    in time order; repetitions with fewer are padded with empty events.
+    """
+    markers = np.unique(np.concatenate([starts, tl.adc_time, [tl.duration]]))
+    if split:
+        corners = np.unique(np.concatenate([t for t, _ in tl.grad]))
+        corners = corners[(corners > starts[0]) & (corners < tl.duration)]
+        at = np.clip(np.searchsorted(markers, corners), 1, len(markers) - 1)
+        gap = np.minimum(corners - markers[at - 1], markers[at] - corners)
+        markers = np.union1d(markers, corners[gap > CORNER_MERGE_S])
+    t0, t1 = markers[:-1], markers[1:]
+    h = t1 - t0
+    if split:
+        beta = 2 * math.pi * _waveform_slope(tl, t0, h)
+        excess = (beta * beta).sum(-1) * h**5 / 1080  # of one piece (two events)
+        sloped = excess > 0
+        pieces = np.ceil((excess / (SPLIT_B_RATE * h)) ** 0.25).clip(1, None).astype(int)
+        pieces = np.where(sloped, pieces, 0)
+        excess = np.where(sloped, excess / np.maximum(pieces, 1) ** 4, 0.0)
+    else:
+        sloped, pieces, excess = np.zeros(len(h), bool), np.zeros(len(h), int), np.zeros(len(h))
+    steps = np.where(sloped, 2 * pieces, 1)
+    interval = np.repeat(np.arange(len(h)), steps)
+    local = np.arange(len(interval)) - np.repeat(np.cumsum(steps) - steps, steps)
+    last = local + 1 == steps[interval]
+    half = h[interval] / steps[interval]
+    t_end = np.where(last, t1[interval], t0[interval] + (local + 1) * half)
+
+    def area(times: np.ndarray) -> np.ndarray:
+        return np.stack([area_at(t, g, times) for t, g in tl.grad], axis=-1)
+
+    a_end = area(t_end)
+    middle = sloped[interval] & (local % 2 == 0)
+    if middle.any():
+        mid = np.flatnonzero(middle)
+        around = area(t_end[mid] - half[mid]) + area(t_end[mid] + half[mid])
+        a_end[mid] = (8 * a_end[mid] - around) / 6
+    duration = np.diff(np.concatenate([[starts[0]], t_end]))
+    moment = np.diff(np.concatenate([area(starts[:1]), a_end]), axis=0)
+    adc = last & np.isin(t_end, tl.adc_time)
+    if int(adc.sum()) != len(tl.adc_time):
+        raise PulseqReadError(
+            f"{len(tl.adc_time)} ADC samples fall on {int(adc.sum())} distinct times: samples overlap"
+        )
+    rep = np.searchsorted(starts, t0[interval], side="right") - 1
+    counts = np.bincount(rep, minlength=len(starts))
+    n_event = max(int(counts.max()), 1)
+    pos = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
+    shape = (len(starts), n_event)
+    out_duration, out_moment, out_adc = np.zeros(shape), np.zeros((*shape, 3)), np.zeros(shape, bool)
+    out_duration[rep, pos], out_moment[rep, pos], out_adc[rep, pos] = duration, moment, adc
+    rep_excess = np.bincount(np.searchsorted(starts, t0, side="right") - 1, excess, minlength=len(starts))
+    return Events(out_duration, out_moment, out_adc, float(rep_excess.max()))
+
+
 # ---------------------------------------------------------------------------- the model
 @dataclass
 class ImportedSequence:
@@ -412,6 +517,8 @@ class ImportedSequence:
     version: tuple[int, int, int] = (1, 5, 0)
     #: what the simulation does not do as the file says (guessed RF use, soft delays, triggers)
     notes: list[str] = field(default_factory=list)
+    #: split import: the most the model's b exceeds the waveform's in a repetition (s/m^2, any state)
+    b_excess: float | None = None
 
     @property
     def te(self) -> float:
@@ -461,12 +568,16 @@ def to_sequence(
     field_strength: float = DEFAULT_FIELD_T,
     guess_use: bool = False,
     off_resonant_rf: bool = True,
+    split_gradients: bool = False,
 ) -> ImportedSequence:
     """The sequence model of a pypulseq sequence (``n_blocks``/``duration`` filled in by the caller).
 
     ``guess_use``: guess every pulse's use (files before v1.5); pulses stored as ``undefined``
     are guessed anyway. ``off_resonant_rf``: play pulses with a spectral frequency offset out
     (:func:`_rf_offsets`); otherwise every pulse is an on-resonance rotation.
+    ``split_gradients``: events at every gradient corner, so that diffusion is simulated right
+    (:func:`_events`); otherwise one event per interval between markers, marked
+    ``joined_gradients`` when the file has gradients (the engine then refuses to diffuse it).
     """
     definitions = seq.definitions
     larmor_mhz = GAMMA_HZ_PER_T * field_strength * 1e-6
@@ -487,28 +598,14 @@ def to_sequence(
         pulses.insert(0, None)
         lead_in = 0.0
     starts_a = np.array(starts)
-    ends = np.append(starts_a[1:], tl.duration)
-    rep_of = np.searchsorted(starts_a, tl.adc_time, side="right") - 1
-    counts = np.bincount(rep_of, minlength=len(starts_a))
-    n_event = int(counts.max()) + 1
+    ev = _events(tl, starts_a, split_gradients)
+    duration, moment, adc = ev.duration, ev.moment, ev.adc
     n_rep = len(starts_a)
-    # Boundaries of every repetition: start, its samples, end (NaN-padded to n_event + 1).
-    bounds = np.full((n_rep, n_event + 1), np.nan)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    for r in range(n_rep):
-        c = counts[r]
-        bounds[r, 0] = starts_a[r]
-        bounds[r, 1 : c + 1] = tl.adc_time[offsets[r] : offsets[r + 1]]
-        bounds[r, c + 1 :] = ends[r]
-    flat = bounds.reshape(-1)
-    area = np.stack([area_at(t, g, flat) for t, g in tl.grad], axis=-1).reshape(n_rep, n_event + 1, 3)
-    moment = np.diff(area, axis=1)
-    duration = np.diff(bounds, axis=1)
     for axis in range(3):
         moment[..., axis] = per_m_to_cycles_per_fov(moment[..., axis], fov[axis])
-    adc = np.arange(n_event)[None, :] < counts[:, None]
+    counts = adc.sum(1)
     first_obj = np.zeros(n_rep, dtype=int)
-    sample_rep_first = offsets[:-1]
+    sample_rep_first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     has = counts > 0
     first_obj[has] = tl.adc_object[sample_rep_first[has]]
     adc_phase = np.where(has, tl.adc_phase[first_obj] if len(tl.adc_phase) else 0.0, 0.0)
@@ -529,6 +626,7 @@ def to_sequence(
         fov=tuple(fov),  # type: ignore[arg-type]
         name=name or str(definitions.get("Name", "imported")),
         hints=hints,
+        joined_gradients=not split_gradients and any(bool(np.any(g != 0)) for _, g in tl.grad),
     )
     if off_resonant_rf:
         model.rf_offsets, offset_notes = _rf_offsets(tl, pulses, starts_a)
@@ -538,6 +636,11 @@ def to_sequence(
     if tl.adc_nav.any():
         notes.append(
             f"{int(tl.adc_nav.sum())} ADC event(s) acquired with the NAV label: left out of TE and the matrix"
+        )
+    if split_gradients:
+        notes.append(
+            f"gradients split at their corners into {model.n_event} events per repetition for diffusion: "
+            f"b of every state within {1e-6 * ev.b_excess:.1e} s/mm^2 of the waveform's per repetition"
         )
     return ImportedSequence(
         model,
@@ -550,6 +653,7 @@ def to_sequence(
         imaging,
         field_strength,
         notes=notes + _per_block(tl.soft_delays) + _per_block(tl.triggers),
+        b_excess=ev.b_excess if split_gradients else None,
     )
 
 
@@ -617,12 +721,14 @@ def import_seq(
     limits: ImportLimits | None = None,
     field_strength: float | None = None,
     off_resonant_rf: bool = True,
+    split_gradients: bool = False,
 ) -> ImportedSequence:
     """Read a ``.seq`` file (Pulseq 1.2 to 1.5, plus v1.5.1 ROTATIONS); see the module docstring.
 
     ``limits``: refuse larger files (:class:`ImportLimits`); ``field_strength`` (T): converts the
     ppm offsets of pulses, default the file's ``B0`` definition, else 3 T; ``off_resonant_rf``:
-    play pulses without gradient at their frequency offset (False: all on resonance).
+    play pulses without gradient at their frequency offset (False: all on resonance);
+    ``split_gradients``: one event per linear piece of the gradients, for diffusion (more events).
     """
     seq, rotations, facts = _read(path, limits)
     if field_strength is None:
@@ -636,6 +742,7 @@ def import_seq(
             field_strength=field_strength,
             guess_use=facts.version < (1, 5, 0),
             off_resonant_rf=off_resonant_rf,
+            split_gradients=split_gradients,
         )
     except PulseqReadError as err:
         raise PulseqReadError(f"{path}: {err}") from err
