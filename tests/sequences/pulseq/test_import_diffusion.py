@@ -5,7 +5,7 @@ no other gradient) to a real ``.seq`` file and imported. On a phantom of one dif
 the echo's attenuation ``S(D) / S(0)`` must equal ``exp(-b D)`` with the Stejskal-Tanner ``b``
 of trapezoidal lobes (``b_trapezoids``; its definition of ``delta`` and ``Delta`` is checked
 here against a direct quadrature of the trapezoid pair). The ramps are long (5 ms of a 10 ms
-lobe) so that their shape matters: the ramp terms are 1.7 % of ``b``.
+lobe) so that their shape matters: the ramp terms are 1.4 % of ``b``.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def test_split_import_of_imaging_files_changes_no_sample(tmp_path, name):
     phantom = disc_phantom(16).to(dtype=torch.float64)
     with torch.no_grad():
         a, b = simulate(joined, phantom), simulate(split, phantom)
-    assert float((a - b).abs().max()) < 1e-4 * float(a.abs().max())
+    assert float((a - b).abs().max()) < 1e-5 * float(a.abs().max())  # measured 3.2e-7, 6.0e-8
 
 
 def test_file_without_gradients_is_not_marked():
