@@ -64,6 +64,7 @@ def _sequence_to_plain(seq: Sequence) -> dict[str, Any]:
         "rf_offsets": None
         if seq.rf_offsets is None
         else {k: None if v is None else v.detach().cpu().clone() for k, v in vars(seq.rf_offsets).items()},
+        "joined_gradients": seq.joined_gradients,
     }
 
 
@@ -91,6 +92,7 @@ def _sequence_from_plain(plain: dict[str, Any]) -> Sequence:
             free=dict(plain.get("free", {})),
             readouts=layout,
             rf_offsets=None if offsets is None else RfOffsets(**offsets),
+            joined_gradients=bool(plain.get("joined_gradients", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, CheckpointError):

@@ -21,6 +21,7 @@ from epi_file import write_epi
 from pulseq_samples import disc_phantom
 
 from mrzero.cli import main
+from mrzero.sequences.checkpoint import load_checkpoint, save_checkpoint
 from mrzero.sequences.phantoms import brain_phantom
 from mrzero.sequences.phantoms.arrays import phantom_from_arrays
 from mrzero.sequences.pulseq.import_ import SPLIT_B_RATE, import_seq
@@ -139,6 +140,15 @@ def test_joined_import_refuses_to_diffuse(tmp_path):
         joined.joined_gradients = False
         wrong = complex(simulate(joined, one_tissue(D))[0, 0] / still[0, 0])
     assert abs(wrong / math.exp(-b * D) - 1) > 0.1
+
+
+def test_checkpoint_keeps_the_mark(tmp_path):
+    """A joined import saved as a checkpoint still refuses to diffuse once loaded."""
+    write_pgse(tmp_path / "pgse.seq", (1.0, 0.0, 0.0))
+    for split in (False, True):
+        seq = import_seq(tmp_path / "pgse.seq", split_gradients=split).sequence
+        save_checkpoint(tmp_path / f"{split}.ckpt", seq)
+        assert load_checkpoint(tmp_path / f"{split}.ckpt").sequence.joined_gradients is not split
 
 
 def test_split_import_keeps_phases_and_timing(tmp_path):
