@@ -37,9 +37,9 @@ member's moves with the free evolution, its conjugate's the other way, a longitu
 not at all) and weigh differently in every voxel, are carried by the state's zero-valued *dual
 amplitudes* (``sequences/engines/mixing.py``), which the readout turns into the exact gradient.
 Later shifts of the key (free evolution) are common to all members and keep their path on the key.
-Dual amplitudes exist only for the key columns whose derivative is asked for (moments when
-``seq.moment`` requires grad, tau when ``seq.duration`` does and a voxel has T2'), so training
-only flips costs nothing extra.
+Dual amplitudes exist only for the key columns whose derivative is asked for (:func:`key_dims`:
+the moment axes the sequence uses when ``seq.moment`` requires grad, tau when ``seq.duration``
+does and a voxel has T2'), so training only flips costs nothing extra.
 """
 
 from __future__ import annotations
