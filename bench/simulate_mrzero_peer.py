@@ -90,6 +90,26 @@ def prepass(mr0, seq, data, args: argparse.Namespace):
     )
 
 
+def run_once(mr0, case: dict, args: argparse.Namespace) -> torch.Tensor:
+    """One simulation (and backward pass); its objects are freed on return, before the next run."""
+    grad = args.mode == "fwdbwd"
+    with torch.set_grad_enabled(grad):
+        seq, data, flips, moments = build(case, grad)
+        graph = prepass(mr0, seq, data, args)
+        signal = mr0.execute_graph(
+            graph,
+            seq,
+            data,
+            min_emitted_signal=args.min_signal,
+            min_latent_signal=args.min_signal,
+            print_progress=False,
+        )
+        if grad:
+            (signal.abs() ** 2).sum().backward()
+            assert all(f.grad is not None for f in flips) and all(m.grad is not None for m in moments)
+    return signal.detach()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("case", help="input .npz written by bench/simulate.py")
@@ -120,30 +140,16 @@ def main() -> int:
     import MRzeroCore as mr0
 
     torch.set_num_threads(args.threads)
-    grad = args.mode == "fwdbwd"
     before = peak_rss.reset()
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        with torch.set_grad_enabled(grad):
-            seq, data, flips, moments = build(case, grad)
-            graph = prepass(mr0, seq, data, args)
-            signal = mr0.execute_graph(
-                graph,
-                seq,
-                data,
-                min_emitted_signal=args.min_signal,
-                min_latent_signal=args.min_signal,
-                print_progress=False,
-            )
-            if grad:
-                (signal.abs() ** 2).sum().backward()
-                assert all(f.grad is not None for f in flips) and all(m.grad is not None for m in moments)
+        signal = run_once(mr0, case, args)
         times.append(time.perf_counter() - start)
     seconds = sorted(times)[len(times) // 2]
     peak_mb = peak_rss.increase_mb(before)
     if args.signal_out:
-        np.save(args.signal_out, signal.detach().reshape(-1).numpy().astype(np.complex64))
+        np.save(args.signal_out, signal.reshape(-1).numpy().astype(np.complex64))
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
     return 0
 
