@@ -217,11 +217,6 @@ def unit_pulse(
     return float(np.max(np.abs(rf.signal))), rf_integral(rf.t, np.abs(rf.signal) ** 2).real
 
 
-def max_flip(seq: Sequence, limits: HardwareLimits, options: ExportOptions | None = None) -> float:
-    """The largest flip angle (rad) the export's RF pulse for ``seq`` reaches within ``max_b1``."""
-    return limits.max_b1_hz / unit_pulse(seq, limits, options)[0]
-
-
 class _Builder:
     """Appends blocks to a pypulseq sequence while tracking the file-minus-model offsets."""
 

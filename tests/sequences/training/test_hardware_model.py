@@ -198,3 +198,15 @@ def test_learned_flips_scale_to_the_rms_b1_limit(tmp_path):
     t_rf = seq.hints.rf_duration
     rms = math.sqrt(float((flips.double() ** 2).sum()) / (4 * math.pi**2 * t_rf) / result.duration)
     assert 0.98e-6 < rms / GAMMA_HZ_PER_T <= 1e-6
+
+
+def test_learned_flips_stay_within_the_peak_b1(tmp_path):
+    """A 1 ms block pulse at 20 uT flips at most 2 pi gamma B1 T = 306.6 deg (closed form): 400 deg
+    is refused by the export, and the projection brings free flips just below the closed form."""
+    seq = BUILDERS["gre"](matrix=8, flip=math.radians(400))
+    with pytest.raises(ExportError, match="exceeds max_b1"):
+        export(seq, tmp_path / "peak.seq")
+    largest = 2 * math.pi * GAMMA_HZ_PER_T * 20e-6 * seq.hints.rf_duration
+    flips = HardwareModel(hardware()).project(seq, {"flip": torch.ones(seq.n_rep, dtype=torch.bool)})["flip"]
+    assert bool((flips <= largest).all()) and bool((flips > 0.99 * largest).all())
+    export(replace(seq, flip=flips), tmp_path / "within.seq")
