@@ -20,8 +20,11 @@ How the instantaneous model becomes hardware events (pypulseq 1.5):
 The export keeps two offsets, file minus model, in time (s) and in k-space (1/m). Gap blocks
 bring both to what the next RF or readout block needs; where a gap has too little time for its
 trapezoids, or for the hardware, it is stretched, and every stretch is reported. Where no
-stretching can help (a readout gradient above ``max_grad``, an RF pulse above ``max_b1``), the
-export refuses with :class:`ExportError` naming the event and the excess.
+stretching can help (a readout gradient above ``max_grad``, an RF pulse above ``max_b1``, a file
+whose B1 RMS exceeds ``max_b1_rms``), the export refuses with :class:`ExportError` naming the
+event and the excess. Each gap block's budget (``GapBudget``: its model events, the time and area
+its neighbours add) is recorded by ``build``: training's hardware model keeps learned sequences
+within it, so that trained sequences export without stretching.
 """
 
 from __future__ import annotations

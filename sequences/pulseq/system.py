@@ -3,7 +3,10 @@ default) that every field of which can be overridden, in SI units.
 
 The export never builds an event that needs more than these limits: it stretches gap events
 where time is missing and refuses (with the event and the excess named) where a limit cannot be
-met by stretching, e.g. a readout gradient stronger than ``max_grad``.
+met by stretching, e.g. a readout gradient stronger than ``max_grad``. Optional limits: the
+gradient and slew of the vector over all axes (``n`` axes at once get ``vector / sqrt(n)`` each,
+``axis_limits``) and the RMS of B1 over the file (``max_b1_rms``, a SAR bound). Training uses the
+same limits (``mrzero.sequences.training.hardware``), so that what is learned is what is exported.
 """
 
 from __future__ import annotations
