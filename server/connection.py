@@ -193,7 +193,7 @@ class Connection(WorkerSession):
                 self.journals.opened(path)
             self.journal = Journal(
                 path,
-                self.settings.journal_batch_items,
+                self.settings.journal_buffer_bytes,
                 self.settings.journal_flush_interval_s,
                 self.metrics.journal_bytes.inc,
             )

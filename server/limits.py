@@ -60,9 +60,11 @@ class Settings:
     pipeline_modules: tuple[str, ...] = ()
     #: Deployed bundles (``mrzero deploy --store``) the MRzero pipelines look scans up in; None: none.
     bundle_store: Path | None = None
-    #: The journal writes a batch after this many items or this long after the batch's first item
-    #: (with the crash-consistent writer a flush costs more than a write: few large batches).
-    journal_batch_items: int = 128
+    #: Data a connection's journal holds in memory that are not on disk yet (queued or being
+    #: written); the connection waits for the disk beyond it. A batch is at most half of it, or
+    #: what arrived within the flush interval of its first item (a flush of the crash-consistent
+    #: writer costs more than a write: few large batches).
+    journal_buffer_bytes: int = 32 * MB  # mrzero.server.memory_budget.JOURNAL_BUFFER_BYTES
     journal_flush_interval_s: float = 0.05
     #: Start of every journal file name (e.g. the pod name), so that servers can share one volume.
     journal_prefix: str = ""

@@ -112,7 +112,8 @@ class Server:
         if self.settings.fallback_pipeline is not None:
             registry.get(self.settings.fallback_pipeline)  # an unknown fallback fails at start, not at a scan
         self.journals.prune()
-        if problem := over_budget(self.settings.limits, cgroup_memory_limit()):
+        journal = self.settings.journal_buffer_bytes
+        if problem := over_budget(self.settings.limits, cgroup_memory_limit(), journal):
             log.warning("memory limits do not fit: %s", problem)
         host, port = self.settings.host, self.settings.port
         self._listener = _listen(

@@ -2,9 +2,10 @@
 container's or pod's limit, systemd's MemoryMax).
 
 Each pipeline worker may grow by ``--memory-limit-mb``; ``--max-connections`` of them run at
-once, beside the server process itself (journal batches, sockets, the fork server). When their
-sum exceeds the cgroup's limit, the kernel's OOM killer, not the server, ends a scan: the
-server says so at start.
+once, beside the server process itself: its base (threads, the fork server) and per connection
+the journal (at most twice ``--journal-buffer-mb``, ``mrzero.server.journal``) and the message
+being read (at most ``--max-message-mb``). When their sum exceeds the cgroup's limit, the
+kernel's OOM killer, not the server, ends a scan: the server says so at start.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from pathlib import Path
 
 from mrzero.server.limits import MB, Limits
 
-#: What the server process and the fork server need beside the workers.
+#: What the server process and the fork server need beside the workers and the connections' data.
+SERVER_BASE_BYTES = 512 * MB
+#: The least reserved for the server process (the shipped defaults need 1792 MB of it).
 SERVER_RESERVE_BYTES = 2048 * MB
+#: ``--journal-buffer-mb``'s default (``Settings.journal_buffer_bytes``).
+JOURNAL_BUFFER_BYTES = 32 * MB
 _CGROUP_FILES = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
 
@@ -31,7 +36,16 @@ def cgroup_memory_limit() -> int | None:
     return None
 
 
-def over_budget(limits: Limits, available: int | None) -> str | None:
+def server_bytes(limits: Limits, journal_buffer_bytes: int = JOURNAL_BUFFER_BYTES) -> int:
+    """Memory the server process may need beside its workers: its base, and per connection the
+    journal (its buffer and HDF5's copy of one batch) and one message being read."""
+    per_connection = 2 * journal_buffer_bytes + limits.max_message_bytes
+    return max(SERVER_RESERVE_BYTES, SERVER_BASE_BYTES + limits.max_connections * per_connection)
+
+
+def over_budget(
+    limits: Limits, available: int | None, journal_buffer_bytes: int = JOURNAL_BUFFER_BYTES
+) -> str | None:
     """Why ``limits`` do not fit ``available`` bytes, or None if they do (or nothing is known)."""
     if available is None or limits.memory_limit_bytes == 0:
         return (
@@ -42,13 +56,15 @@ def over_budget(limits: Limits, available: int | None) -> str | None:
                 "one scan can make the kernel kill the server"
             )
         )
-    needed = limits.max_connections * limits.memory_limit_bytes + SERVER_RESERVE_BYTES
+    server = server_bytes(limits, journal_buffer_bytes)
+    needed = limits.max_connections * limits.memory_limit_bytes + server
     if needed <= available:
         return None
-    fitting = max(0, (available - SERVER_RESERVE_BYTES) // limits.max_connections) // MB
+    fitting = max(0, (available - server) // limits.max_connections) // MB
     return (
         f"--max-connections {limits.max_connections} x --memory-limit-mb {limits.memory_limit_bytes // MB} "
-        f"+ {SERVER_RESERVE_BYTES // MB} MB for the server = {needed // MB} MB, more than the "
+        f"+ {server // MB} MB for the server (journal buffers and messages included) = {needed // MB} MB, "
+        "more than the "
         f"{available // MB} MB this server is given; lower --memory-limit-mb to {fitting} or "
         "--max-connections (docs/deployment.md, 'Memory')"
     )

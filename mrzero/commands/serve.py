@@ -261,6 +261,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cut of the process) at most this interval's data are missing (default %(default)g)",
     )
     p.add_argument(
+        "--journal-buffer-mb",
+        type=bounded(float, 1, 1 << 20, "a number of MB"),
+        default=Settings().journal_buffer_bytes / MB,
+        metavar="MB",
+        help="data of a connection the journal holds in memory before they are on disk; the "
+        "connection waits for a slow disk beyond it (default %(default)g)",
+    )
+    p.add_argument(
         "--allow",
         type=network,
         action="append",
@@ -344,6 +352,7 @@ def run(args: argparse.Namespace) -> int:
         journal_max_bytes=int(args.journal_max_gb * 1e9),
         journal_keep_days=args.journal_keep_days,
         journal_flush_interval_s=args.journal_flush_s,
+        journal_buffer_bytes=int(args.journal_buffer_mb * MB),
         allow=tuple(args.allow),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

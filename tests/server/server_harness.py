@@ -34,6 +34,36 @@ TEST_LIMITS = Limits(
 )
 
 
+@contextlib.contextmanager
+def mounted_tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``mount -o size=``) at the new folder ``mount``, unmounted afterwards;
+    skips the test where mounting is impossible (not root)."""
+    import pytest
+
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill_from_another_process(directory: Path) -> None:
+    """Fill the file system of ``directory`` to the last byte from a separate process."""
+    code = (
+        "import sys\n"
+        "with open(sys.argv[1], 'wb') as f:\n"
+        "    try:\n"
+        "        while True: f.write(bytes(65536)); f.flush()\n"
+        "    except OSError: pass\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(directory / "filler")], check=True, timeout=120)
+
+
 def start_server(data_dir: Path, limits: Limits = TEST_LIMITS, **settings: Any) -> Server:
     """An in-process server on a free 127.0.0.1 port with the test pipelines; ``settings``:
     further :class:`Settings` fields."""

@@ -12,27 +12,19 @@ import ismrmrd
 import numpy as np
 import pytest
 from scans_for_tests import header_xml, scan
-from server_harness import assert_rss_reply, start_server
+from server_harness import assert_rss_reply, fill_from_another_process, mounted_tmpfs, start_server
 
 from mrzero.client import stream
+from mrzero.server.framing import MessageId
+from mrzero.server.journal import Journal
 from mrzero.server.listener import Server
 
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MB tmpfs (room for the first journal batches of 128 acquisitions, not the whole scan), unmounted
-    afterwards."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    """A 6 MB tmpfs (room for the first journal batches, not the whole scan)."""
+    with mounted_tmpfs(tmp_path / "tmpfs", "6m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def big_scan(seed: int = 3) -> tuple[list[ismrmrd.Acquisition], str]:
@@ -130,3 +122,64 @@ def test_read_only_journal_directory_keeps_the_images(tmpfs):
         assert "Read-only file system" in journal_warning(reply.texts)
     finally:
         server.stop()
+
+
+def _journal_marks(path: Path) -> dict:
+    """Every attribute of a journal, read as an operator would (any unreadable one raises)."""
+    with h5py.File(path, "r") as f:
+        return {key: f["dataset"].attrs[key] for key in f["dataset"].attrs}
+
+
+def test_another_process_filling_the_disk_mid_scan_leaves_a_readable_marked_journal(tmp_path):
+    """The disk fills from elsewhere while the scan streams: the scan keeps its images, and the
+    journal opens, with its marks readable, saying incomplete and how many acquisitions it holds."""
+    acqs, xml = big_scan(seed=5)
+    with mounted_tmpfs(tmp_path / "tmpfs", "24m") as mount:
+        server = start_server(mount)
+        try:
+
+            def items() -> Iterator[ismrmrd.Acquisition]:
+                for i, acq in enumerate(acqs):
+                    if i == 200:
+                        fill_from_another_process(mount)
+                    yield acq
+
+            reply = run_scan(server, items(), xml)
+            assert_rss_reply(reply, acqs, xml)
+            assert "the disk is nearly full" in journal_warning(reply.texts)
+            held = int(reply.texts[-1].split("it holds ")[1].split()[0])
+            (path,) = mount.glob("*.h5")
+            marks = _journal_marks(path)
+            assert marks["journal"].startswith("incomplete: writing the journal")
+            assert marks["acquisitions"] == held and marks["ended"] == "close"
+            assert 100 < held < 200  # what arrived before the disk filled (less the last batch)
+            with ismrmrd.Dataset(str(path), "dataset", create_if_needed=False) as dset:
+                assert dset.number_of_acquisitions() == held
+                for i in range(held):
+                    np.testing.assert_array_equal(dset.read_acquisition(i).data, acqs[i].data)
+        finally:
+            server.stop()
+
+
+@pytest.mark.parametrize("fill_at", [3, 17, 40, 66])
+def test_journal_filled_out_by_another_process_at_any_moment_stays_readable(tmp_path, fill_at):
+    """Before the space reservation every one of these journals had unreadable attributes (the
+    closing marks' heap space was never written). Fill points: before the first flush, mid-batch."""
+    acqs = scan(coils=32, nx=512, ny=96, seed=fill_at)  # 131 KB each
+    with mounted_tmpfs(tmp_path / "tmpfs", "16m") as mount:
+        journal = Journal(mount / "j.h5", flush_interval_s=0.01)
+        journal.header(header_xml(coils=32, nx=512, ny=96))
+        journal.text('{"parameters": {"config": "test_rss"}}')
+        for i, acq in enumerate(acqs):
+            if i == fill_at:
+                fill_from_another_process(mount)
+            journal.data(MessageId.ACQUISITION, memoryview(acq.to_bytes()))
+        journal.close("close")
+        assert journal.failure is not None and "nearly full" in journal.failure
+        marks = _journal_marks(mount / "j.h5")
+        assert marks["journal"].startswith("incomplete: writing the journal")
+        assert marks["acquisitions"] == journal.held and marks["ended"] == "close"
+        with ismrmrd.Dataset(str(mount / "j.h5"), "dataset", create_if_needed=False) as dset:
+            assert dset.number_of_acquisitions() == journal.held
+            for i in range(journal.held):
+                np.testing.assert_array_equal(dset.read_acquisition(i).data, acqs[i].data)
