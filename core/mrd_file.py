@@ -386,7 +386,7 @@ def write_raw_file(
     batch: int = 256,
 ) -> int:
     """Write ``header_xml`` and ``acquisitions`` to a new MRD HDF5 file, ``batch`` rows per
-    write; returns how many acquisitions were written."""
+    write and flush; returns how many acquisitions were written."""
     writer = RawMRDWriter(path, group, exclusive)
     try:
         writer.write_header(header_xml)
@@ -395,6 +395,7 @@ def write_raw_file(
             pending.append(acquisition_body(acq))
             if len(pending) == batch:
                 writer.append_acquisitions(pending)
+                writer.flush()  # the metadata cache holds no more than a batch (twix files: GBs)
                 pending = []
         writer.append_acquisitions(pending)
     finally:
