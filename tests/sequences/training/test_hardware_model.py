@@ -9,6 +9,7 @@ stretched events, the file's signal differs, and the recipe's check fails.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -17,6 +18,7 @@ import pypulseq as pp
 import pytest
 import torch
 
+from mrzero.cli import main
 from mrzero.core.units import GAMMA_HZ_PER_T
 from mrzero.sequences.builders import BUILDERS
 from mrzero.sequences.checkpoint import save_checkpoint
@@ -45,28 +47,30 @@ def _violating_start(path) -> None:
     gen = torch.Generator().manual_seed(5)
     kick = torch.randn(seq.moment.shape, generator=gen) * torch.tensor([1.0, 1.0, 0.0])
     seq.moment = seq.moment + torch.where(seq.adc[..., None], 1.2, 0.0) * kick
-    seq.moment[0, 0, 0] = 400.0  # cycles/FOV in ~1.4 ms: ~313 fit within 28 mT/m, 150 T/m/s
+    seq.moment[0, 0, 0] = 400.0  # cycles/FOV in ~1.4 ms: at most ~313 fit at 28 mT/m, 150 T/m/s
     save_checkpoint(path, seq, metadata={"provenance": {"note": "hardware test start"}})
 
 
 def _recipe(start, enforce: bool):
-    return parse_recipe(
-        {
-            "name": "hardware_gre",
-            "seed": 0,
-            "matrix": MATRIX,
-            "sequence": {
-                "builder": "gre",
-                "checkpoint": str(start),
-                "learn": {"flip": "all", "moment": {"axes": "xy"}},
-            },
-            "target": {"kind": "sequence"},
-            "engine": ENGINE,
-            "optimizer": {"iterations": 3, "lr": {"flip": 0.5, "moment": 0.2}},
-            "hardware": {"enforce": enforce},
-            "output": {"checkpoint_every": 10, "report_every": 10},
-        }
-    )
+    return parse_recipe(_recipe_data(start, enforce))
+
+
+def _recipe_data(start, enforce: bool) -> dict:
+    return {
+        "name": "hardware_gre",
+        "seed": 0,
+        "matrix": MATRIX,
+        "sequence": {
+            "builder": "gre",
+            "checkpoint": str(start),
+            "learn": {"flip": "all", "moment": {"axes": "xy"}},
+        },
+        "target": {"kind": "sequence"},
+        "engine": ENGINE,
+        "optimizer": {"iterations": 3, "lr": {"flip": 0.5, "moment": 0.2}},
+        "hardware": {"enforce": enforce},
+        "output": {"checkpoint_every": 10, "report_every": 10},
+    }
 
 
 def _file_signal_error(seq, path, phantom) -> float:
@@ -210,3 +214,15 @@ def test_learned_flips_stay_within_the_peak_b1(tmp_path):
     flips = HardwareModel(hardware()).project(seq, {"flip": torch.ones(seq.n_rep, dtype=torch.bool)})["flip"]
     assert bool((flips <= largest).all()) and bool((flips > 0.99 * largest).all())
     export(replace(seq, flip=flips), tmp_path / "within.seq")
+
+
+def test_train_command_fails_a_recipe_whose_export_stretches(start, tmp_path, capsys, single_torch_thread):
+    """``mrzero train`` says FAILED and exits with status 3 when the trained sequence's file is not
+    the sequence (the start trained one step without the hardware model)."""
+    path = tmp_path / "no_hardware.json"
+    path.write_text(json.dumps(_recipe_data(start, enforce=False)))
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--iterations", "1", "-o", str(out), "--no-progress"]) == 3
+    printed = capsys.readouterr().out
+    assert "the recipe FAILED its hardware check" in printed and "stretched event(s)" in printed
+    assert json.loads((out / "hardware_check.json").read_text())["passed"] is False
