@@ -19,12 +19,19 @@ so that all see the same machine load):
   same acquisitions in memory, in 1 or 4 separate processes started together (as the server's
   workers, with the same thread count), measured in the same round.
 
-Run: ``.venv/bin/python bench/stream.py [--repeats 3] [--peer DIR] [--skip-latency]``
+With ``--baseline DIR`` (a checkout of an earlier commit, e.g. ``git worktree add DIR HEAD~3``)
+that commit's ``mrzero serve`` runs as one more server, ``mrzero@base``, in the same rounds:
+before/after figures of a change measured under the same load. The checkout needs the
+import-root links of an installed tree (``for d in core server pipelines sequences; do ln -s
+../$d DIR/mrzero/$d; done``); it runs with ``PYTHONPATH=DIR`` from a neutral directory.
+
+Run: ``.venv/bin/python bench/stream.py [--repeats 3] [--peer DIR] [--skip-latency] [--baseline DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import statistics
@@ -236,6 +243,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peer", type=Path, default=PEER, help="python-ismrmrd-server checkout")
     parser.add_argument("--skip-latency", action="store_true", help="ingest only")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="checkout of an earlier commit to measure as mrzero@base"
+    )
     parser.add_argument("--compute", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compute:
@@ -250,14 +260,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     source = work / "scan.h5"
     write_raw_file(source, HEADER, acqs)
-    ports = {name: free_port() for name in ("mrzero", "peer -s", "peer -s -m")}
-    mrzero = [
-        str(ROOT / ".venv/bin/mrzero"),
-        "serve",
-        "--port",
-        str(ports["mrzero"]),
-        "--data-dir",
-        str(work / "mrzero"),
+    names = ("mrzero", "peer -s", "peer -s -m") + (("mrzero@base",) if args.baseline else ())
+    ports = {name: free_port() for name in names}
+    options = [
         "--max-message-mb",
         "64",
         "--pipeline-threads",
@@ -268,16 +273,29 @@ def main() -> None:
         "0",
     ]
     servers = {
-        "mrzero": subprocess.Popen(mrzero, stderr=subprocess.DEVNULL),
+        "mrzero": subprocess.Popen(
+            [str(ROOT / ".venv/bin/mrzero"), "serve", "--port", str(ports["mrzero"])]
+            + ["--data-dir", str(work / "mrzero"), *options],
+            stderr=subprocess.DEVNULL,
+        ),
         "peer -s": start_peer(args.peer, ports["peer -s"], work / "peer", False),
         "peer -s -m": start_peer(args.peer, ports["peer -s -m"], work / "peer-m", True),
     }
+    if args.baseline:
+        servers["mrzero@base"] = subprocess.Popen(
+            [sys.executable, "-m", "mrzero.cli", "serve", "--port", str(ports["mrzero@base"])]
+            + ["--data-dir", str(work / "base"), *options],
+            stderr=subprocess.DEVNULL,
+            cwd=work,
+            env={**os.environ, "PYTHONPATH": str(args.baseline.resolve())},
+        )
     try:
         for name, proc in servers.items():
             wait_listening(ports[name], proc)
         print(
             f"command: .venv/bin/python bench/stream.py --repeats {args.repeats}"
             + (" --skip-latency" if args.skip_latency else "")
+            + (f" --baseline {args.baseline}" if args.baseline else "")
         )
         print(f"dataset: {COILS} coils x {SAMPLES} samples x {LINES} lines = {raw_mb:.1f} MB raw per scan")
         print(
@@ -285,7 +303,7 @@ def main() -> None:
             "interleaved rounds\n"
         )
         fast: dict[str, list[float]] = {name: [] for name in ports}
-        fast4: dict[str, list[float]] = {name: [] for name in ("mrzero", "peer -s -m")}
+        fast4: dict[str, list[float]] = {name: [] for name in ports if name != "peer -s"}
         client: dict[str, list[float]] = {name: [] for name in ports}
         dropped: dict[str, int] = {}
         for k in range(args.repeats):
@@ -305,7 +323,7 @@ def main() -> None:
             ("fast4", "4 concurrent fast senders (aggregate)"),
         ):
             row = med[label]
-            best_peer = max(v for name, v in row.items() if name != "mrzero")
+            best_peer = max(v for name, v in row.items() if name.startswith("peer"))
             print(
                 f"{title}: "
                 + "   ".join(f"{name} {v:7.1f} MB/s" for name, v in row.items())
