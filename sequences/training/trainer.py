@@ -374,13 +374,17 @@ class Trainer(TrainingLoop):
 
     def after_step(self, step: int) -> None:
         if self.learn is not None:
-            try:
-                self.learn.project()
-            except ExportError as exc:
-                raise TrainingError(
-                    f"iteration {step}: the sequence left what the {self.limits.name} hardware can "
-                    f"play and its free entries cannot bring it back: {exc}"
-                ) from exc
+            self._project(step)
+
+    def _project(self, step: int) -> None:
+        """The bounds and the hardware model's projection; a refusal of the export stops the run."""
+        try:
+            self.learn.project()
+        except ExportError as exc:
+            raise TrainingError(
+                f"iteration {step}: the sequence left what the {self.limits.name} hardware can "
+                f"play and its free entries cannot bring it back: {exc}"
+            ) from exc
 
     def restart(self, step: int) -> None:
         if self.learn is None:
@@ -392,7 +396,7 @@ class Trainer(TrainingLoop):
                 p = group["params"][0]
                 kick = torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
                 p.add_(noise * 10 * group["base_lr"] * kick * self.learn.masks[group["name"]])
-        self.learn.project()
+        self._project(step)
         self.seq_opt = self._sequence_optimizer()
 
     def record(self, step: int, metrics: dict[str, float], factor: float) -> dict[str, float]:
