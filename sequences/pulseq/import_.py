@@ -763,8 +763,8 @@ def import_seq(
 def echo_and_repetition_time(seq: Sequence, imaging: np.ndarray | None = None) -> tuple[float, float]:
     """TE and TR (s) the way Pulseq's test report defines them.
 
-    TE: from the last excitation to the echo (the sample nearest k = 0, interpolated towards the
-    neighbour that brackets k = 0), among the ``imaging`` samples (default all; navigators
+    TE: from the last excitation to the echo (the first sample nearest k = 0, interpolated towards
+    the neighbour that brackets k = 0), among the ``imaging`` samples (default all; navigators
     excluded by the import). TR: between the excitations around the echo.
     """
     flips = seq.flip.detach().cpu().numpy()
@@ -780,7 +780,10 @@ def echo_and_repetition_time(seq: Sequence, imaging: np.ndarray | None = None) -
         keep = keep & imaging
     times, k = times[keep], k[keep]
     norm = np.linalg.norm(k, axis=1)
-    i = int(np.argmin(norm))
+    # the first crossing of the centre: in a multi-echo readout every echo passes k = 0, and the
+    # file's rounded gradient areas leave each echo a different residual far below one k-space
+    # step (1/FOV); TE is the first echo's, as the scanner reports TE1
+    i = int(np.argmax(norm <= norm.min() + 1e-3 / max(seq.fov)))
     t_echo = times[i]
     for j in (i - 1, i + 1):
         if 0 <= j < len(k) and norm[i] > 1e-9:

@@ -174,6 +174,31 @@ def test_te_comes_from_the_imaging_readout_not_the_navigator(tmp_path):
     assert any("NAV label" in n for n in imported.notes)
 
 
+def test_te_of_a_multi_echo_file_is_the_first_echo(tmp_path):
+    """A 4-echo flyback readout written by pypulseq whose rewinders miss the readout's area by 1e-5 of
+    a k-space step (as rounded areas do): the echoes' k residuals are -1.5, -0.5, 0.5, 1.5 of that;
+    TE is the first echo's centre (TE1, as the scanner reports it), not the one nearest k = 0."""
+    system = pp.Opts(max_grad=30, grad_unit="mT/m", max_slew=120, slew_unit="T/m/s")
+    seq = pp.Sequence(system)
+    fov, n, dwell = 0.2, 32, 10e-6
+    seq.set_definition("FOV", [fov, fov, 0.005])
+    slip = 1e-5 / fov  # 1/m
+    rf = pp.make_block_pulse(math.radians(30), duration=0.5e-3, system=system, use="excitation")
+    read = pp.make_trapezoid("x", flat_area=n / fov, flat_time=n * dwell, system=system)
+    adc = pp.make_adc(n, dwell=dwell, delay=read.rise_time, system=system)
+    pre = pp.make_trapezoid("x", area=-read.area / 2 - 1.5 * slip, duration=1.1e-3, system=system)
+    back = pp.make_trapezoid("x", area=-read.area + slip, duration=1.1e-3, system=system)
+    seq.add_block(rf)
+    seq.add_block(pre)
+    for _ in range(4):
+        seq.add_block(read, adc)
+        seq.add_block(back)
+    seq.write(str(tmp_path / "mgre.seq"), create_signature=False)
+    rf_centre = rf.delay + rf.shape_dur / 2
+    te1 = pp.calc_duration(rf) + pp.calc_duration(pre) + read.rise_time + n * dwell / 2 - rf_centre
+    assert import_seq(tmp_path / "mgre.seq").te == pytest.approx(te1, abs=1e-6)
+
+
 def test_soft_delays_and_triggers_are_reported(tmp_path):
     system = pp.Opts()
     seq = pp.Sequence(system)
