@@ -107,16 +107,7 @@ def scan_truth(scan: TwinScan, brain_slice: int | None = DEFAULT_SLICE) -> Truth
         recipe.matrix,
         "cpu",
     )
-    r = recipe.recon
-    forward = ForwardModel(
-        recipe.matrix,
-        recipe.engine.name,
-        dict(recipe.engine.options),
-        r.method,
-        r.iterations,
-        r.density,
-        r.split,
-    )
+    forward = ForwardModel.from_recipe(recipe)
     with torch.no_grad():  # the target seen through the same coils, root-sum-of-squares combined
         signal = simulate(target, phantom, engine=forward.engine, **forward.engine_options)
         per_coil = torch.stack([forward.reconstruct(target, coil[None]) for coil in signal])

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -159,12 +160,15 @@ def build(source: Path) -> dict[str, np.ndarray]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run(
+    argv: list[str] | None, description: str, default: Path, build: Callable[[Path], dict[str, np.ndarray]]
+) -> int:
+    """Command line of the atlas tools: read the ICBM source, ``build`` the arrays, write ``default``
+    (or ``-o``) as a compressed ``.npz`` with the atlas licence beside it."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "source", type=Path, help="hrgt_icbm_2009a_nls_3t.nii.gz (its LICENSE.asldro beside it)"
     )
-    default = Path(__file__).resolve().parents[1] / "core" / "data" / "brain2d.npz"
     parser.add_argument("-o", "--output", type=Path, default=default)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -176,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(licence, args.output.with_name("LICENSE.asldro"))
     log.info("wrote %s (%.0f kB)", args.output, args.output.stat().st_size / 1e3)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    default = Path(__file__).resolve().parents[1] / "core" / "data" / "brain2d.npz"
+    return run(argv, __doc__.splitlines()[0], default, build)
 
 
 if __name__ == "__main__":

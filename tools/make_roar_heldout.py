@@ -20,16 +20,14 @@ slices), ``z_mm`` float32 ``[slab, slice]``, ``names``, ``thickness_mm``, ``fov_
 
 from __future__ import annotations
 
-import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_brain_phantom import FIRST_Z_VOXEL, FOV_MM, N_SLICES, THICKNESS_MM, read_labels, slab_counts  # noqa: E402
+from make_brain_phantom import FIRST_Z_VOXEL, FOV_MM, N_SLICES, THICKNESS_MM, read_labels, run, slab_counts  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +55,8 @@ def build(source: Path) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "source", type=Path, help="hrgt_icbm_2009a_nls_3t.nii.gz (its LICENSE.asldro beside it)"
-    )
     default = Path(__file__).resolve().parents[1] / "pipelines" / "roar" / "data" / "heldout_anatomy.npz"
-    parser.add_argument("-o", "--output", type=Path, default=default)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    arrays = build(args.source)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.output, **arrays)
-    licence = args.source.with_name("LICENSE.asldro")
-    if licence.exists():
-        shutil.copyfile(licence, args.output.with_name("LICENSE.asldro"))
-    log.info("wrote %s (%.0f kB)", args.output, args.output.stat().st_size / 1e3)
-    return 0
+    return run(argv, __doc__.splitlines()[0], default, build)
 
 
 if __name__ == "__main__":

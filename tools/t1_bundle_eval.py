@@ -61,16 +61,7 @@ class T1Mapper:
         self.head = build_head(ckpt.metadata["head_config"])
         self.head.load_state_dict(ckpt.head)
         self.head.eval()
-        r = recipe.recon
-        self.forward = ForwardModel(
-            recipe.matrix,
-            recipe.engine.name,
-            dict(recipe.engine.options),
-            r.method,
-            r.iterations,
-            r.density,
-            r.split,
-        )
+        self.forward = ForwardModel.from_recipe(recipe)
 
     @torch.no_grad()
     def __call__(self, slice_: int) -> torch.Tensor:

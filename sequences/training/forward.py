@@ -10,7 +10,7 @@ same model, so target and prediction share every convention and scale.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +18,9 @@ from mrzero.core.ops.reconstruct import reconstruct
 from mrzero.sequences.phantom import Phantom
 from mrzero.sequences.sequence import Sequence
 from mrzero.sequences.simulate import simulate
+
+if TYPE_CHECKING:
+    from mrzero.sequences.training.recipe import Recipe
 
 
 def repetition_groups(seq: Sequence) -> list[torch.Tensor]:
@@ -41,6 +44,20 @@ class ForwardModel:
     iterations: int = 10
     density: str | None = None
     split: str = "none"
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> ForwardModel:
+        """The recipe's matrix, engine and reconstruction: what training, the demo and evaluations share."""
+        r = recipe.recon
+        return cls(
+            recipe.matrix,
+            recipe.engine.name,
+            dict(recipe.engine.options),
+            r.method,
+            r.iterations,
+            r.density,
+            r.split,
+        )
 
     def __call__(self, seq: Sequence, phantom: Phantom) -> torch.Tensor:
         signal = simulate(seq, phantom, engine=self.engine, **self.engine_options)

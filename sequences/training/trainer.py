@@ -152,15 +152,7 @@ class Trainer(TrainingLoop):
             bad = self.learn.out_of_bounds()
             if bad:
                 raise RecipeError(f"bounds: the fixed part of the sequence violates them: {'; '.join(bad)}")
-        self.forward = ForwardModel(
-            r.matrix,
-            r.engine.name,
-            dict(r.engine.options),
-            r.recon.method,
-            r.recon.iterations,
-            r.recon.density,
-            r.recon.split,
-        )
+        self.forward = ForwardModel.from_recipe(r)
         self.phantoms = make_phantoms(r.phantom, r.matrix, self.device)
         self.held_out = make_phantoms(r.held_out, r.matrix, self.device) if r.held_out else []
         self.targets = Targets(

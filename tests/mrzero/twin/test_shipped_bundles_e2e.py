@@ -55,16 +55,7 @@ def target_of(name: str, scan) -> tuple[torch.Tensor, torch.Tensor | None]:
         recipe.matrix,
         "cpu",
     )
-    recon = recipe.recon
-    forward = ForwardModel(
-        recipe.matrix,
-        recipe.engine.name,
-        dict(recipe.engine.options),
-        recon.method,
-        recon.iterations,
-        recon.density,
-        recon.split,
-    )
+    forward = ForwardModel.from_recipe(recipe)
     with torch.no_grad():
         return forward(target_seq, phantom), None
 
