@@ -56,9 +56,9 @@ def fill_from_another_process(directory: Path) -> None:
     """Fill the file system of ``directory`` to the last byte from a separate process."""
     code = (
         "import sys\n"
-        "with open(sys.argv[1], 'wb') as f:\n"
+        "with open(sys.argv[1], 'wb', buffering=0) as f:\n"  # unbuffered: closing writes nothing
         "    try:\n"
-        "        while True: f.write(bytes(65536)); f.flush()\n"
+        "        while True: f.write(bytes(65536))\n"
         "    except OSError: pass\n"
     )
     subprocess.run([sys.executable, "-c", code, str(directory / "filler")], check=True, timeout=120)

@@ -152,7 +152,7 @@ def test_another_process_filling_the_disk_mid_scan_leaves_a_readable_marked_jour
             marks = _journal_marks(path)
             assert marks["journal"].startswith("incomplete: writing the journal")
             assert marks["acquisitions"] == held and marks["ended"] == "close"
-            assert 100 < held < 200  # what arrived before the disk filled (less the last batch)
+            assert 0 < held < len(acqs)  # what was written before the disk filled (timing-dependent)
             with ismrmrd.Dataset(str(path), "dataset", create_if_needed=False) as dset:
                 assert dset.number_of_acquisitions() == held
                 for i in range(held):
