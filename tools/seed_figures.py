@@ -54,26 +54,35 @@ def sweep(recipe: str, weights: list[float], out: Path, iterations: int | None) 
     return runs
 
 
-def run_summary(run: Path) -> dict[str, float]:
+def split_run(item: str | Path) -> tuple[Path, Path]:
+    """``RECIPE=RUN_DIR`` or ``RUN_DIR`` (whose ``recipe.yaml`` sweep wrote) -> (recipe, run)."""
+    recipe, _, run = str(item).rpartition("=")
+    return (Path(recipe) if recipe else Path(run) / "recipe.yaml"), Path(run)
+
+
+def run_summary(item: str | Path) -> dict[str, float]:
     """Weight, last iteration's error and relative SAR, and the last evaluation's band errors of a run."""
+    recipe, run = split_run(item)
     history = json.loads((run / "history.json").read_text())
     evaluations = json.loads((run / "evaluations.json").read_text())
-    weight = yaml.safe_load((run / "recipe.yaml").read_text())["loss"]["sar"]
+    weight = yaml.safe_load(recipe.read_text())["loss"]["sar"]
     bands = {k: v for k, v in evaluations[-1].items() if k.startswith("err_k")}
     return {"sar_weight": weight, "error": history[-1]["error"], "sar_rel": history[-1]["sar_rel"], **bands}
 
 
-def sar_plot(runs: list[Path], png: Path) -> list[dict[str, float]]:
-    """Fig. 3-like figure of a SAR sweep: the trade-off curve, the curves and the flip trains."""
-    runs = sorted(runs, key=lambda r: run_summary(r)["sar_weight"])
-    rows = [run_summary(r) for r in runs]
-    fig, ax = plt.subplots(1, 4, figsize=(16, 3.6))
+def sar_plot(items: list[str | Path], png: Path) -> list[dict[str, float]]:
+    """Fig. 3-like figure of runs at several SAR weights: the trade-off curve, the error and SAR
+    curves, the final flip trains against the target's and the final k-space sampling."""
+    items = sorted(items, key=lambda r: run_summary(r)["sar_weight"])
+    rows = [run_summary(r) for r in items]
+    fig, ax = plt.subplots(1, 5, figsize=(20, 3.6))
     ax[0].plot([100 * r["error"] for r in rows], [100 * r["sar_rel"] for r in rows], "o-")
     for r in rows:
         ax[0].annotate(f"{r['sar_weight']:g}", (100 * r["error"], 100 * r["sar_rel"]), fontsize=8)
     ax[0].set(xlabel="image error (%)", ylabel="relative SAR (%)", title="trade-off (label: SAR weight)")
     target = None
-    for run, r in zip(runs, rows, strict=True):
+    for item, r in zip(items, rows, strict=True):
+        recipe_file, run = split_run(item)
         history = json.loads((run / "history.json").read_text())
         label = f"w={r['sar_weight']:g}"
         ax[1].plot([100 * h["error"] for h in history], label=label)
@@ -81,8 +90,10 @@ def sar_plot(runs: list[Path], png: Path) -> list[dict[str, float]]:
         seq = load_checkpoint(run / "final.pt").sequence
         excitation = seq.adc.any(dim=-1)
         ax[3].plot(torch.rad2deg(seq.flip[excitation]).abs().numpy(), ".", ms=3, label=label)
+        k = seq.trajectory().detach()
+        ax[4].plot(k[:, 0].numpy(), k[:, 1].numpy(), ".", ms=2, label=label)
         if target is None:
-            recipe = load_recipe(run / "recipe.yaml")
+            recipe = load_recipe(recipe_file)
             ref = build_sequence(recipe.sequence.builder, recipe.sequence.options, recipe.matrix, "cpu")
             target = torch.rad2deg(ref.flip[ref.adc.any(dim=-1)]).abs().numpy()
     if target is not None:
@@ -91,6 +102,8 @@ def sar_plot(runs: list[Path], png: Path) -> list[dict[str, float]]:
     ax[2].set(xlabel="iteration", ylabel="relative SAR (%)", title="SAR")
     ax[3].set(xlabel="readout repetition", ylabel="|flip| (deg)", title="final flip train")
     ax[3].legend(fontsize=7)
+    ax[4].set(xlabel="kx (cycles/FOV)", ylabel="ky (cycles/FOV)", title="final k-space sampling")
+    ax[4].set_aspect("equal")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=80)
@@ -173,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int)
     p.add_argument("--png", type=Path, help="also draw the sweep figure")
     p = sub.add_parser("sar-plot", help="figure of a SAR sweep")
-    p.add_argument("runs", type=Path, nargs="+", help="run folders (sweep's OUT/sar_W)")
+    p.add_argument("runs", nargs="+", help="RECIPE=RUN_DIR, or a sweep's OUT/sar_W")
     p.add_argument("--png", type=Path, required=True)
     p = sub.add_parser("brain", help="score runs on brain slices")
     p.add_argument("runs", nargs="+", help="RECIPE=RUN_DIR")
@@ -197,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = []
     for item in args.runs:
-        recipe_file, _, run = item.partition("=")
-        res = brain_scores(recipe_file, Path(run), args.slices)
+        recipe_file, run = split_run(item)
+        res = brain_scores(str(recipe_file), run, args.slices)
         results.append(res)
         m = res["unseen_mean"]
         print(
