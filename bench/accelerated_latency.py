@@ -38,6 +38,8 @@ import ismrmrd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stream import free_port, wait_listening  # noqa: E402
+
 from mrzero.server.framing import MessageId, MessageReader, close_message, header_message, serialized  # noqa: E402
 
 MATRIX, COILS, ACCEL, ACS = 256, 32, 2, 32
@@ -156,24 +158,6 @@ def compute_time(path: Path, parameters: str, threads: int) -> float:
     proc.stdin.write("go\n")
     proc.stdin.flush()
     return float(proc.communicate()[0])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
 
 
 def main() -> None:

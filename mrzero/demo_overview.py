@@ -89,7 +89,7 @@ def scan_truth(scan: TwinScan, brain_slice: int | None = DEFAULT_SLICE) -> Truth
     ``brain_slice``: the brain slice the twin scanned (per-tissue errors of maps), None for no brain."""
     from mrzero.sequences.training.forward import ForwardModel
     from mrzero.sequences.training.recipe import load_recipe
-    from mrzero.sequences.training.targets import build_sequence
+    from mrzero.sequences.training.targets import target_sequence
 
     path = RECIPES / f"{scan.protocol['name']}.yaml"
     if not path.is_file():
@@ -101,11 +101,8 @@ def scan_truth(scan: TwinScan, brain_slice: int | None = DEFAULT_SLICE) -> Truth
         mask = pd > recipe.target.threshold
         tissues = {} if brain_slice is None else dominant_tissues(pd.shape, brain_slice, mask, pd)
         return Truth((phantom.t1.cpu().numpy() * mask)[None], mask, "T1 [s]", tissues)
-    target = build_sequence(
-        recipe.target.builder or recipe.sequence.builder,
-        recipe.target.options or recipe.sequence.options,
-        recipe.matrix,
-        "cpu",
+    target = target_sequence(
+        recipe.target, recipe.sequence.builder, recipe.sequence.options, recipe.matrix, "cpu"
     )
     forward = ForwardModel.from_recipe(recipe)
     with torch.no_grad():  # the target seen through the same coils, root-sum-of-squares combined

@@ -102,6 +102,16 @@ class Target:
     weight: torch.Tensor
 
 
+def target_sequence(
+    spec: TargetSpec, builder: str, builder_options: dict[str, Any], matrix: int, device: torch.device | str
+) -> Sequence:
+    """The sequence a ``sequence``/``steady_state`` target is simulated with: the target's own
+    builder (with its options, none if it gives none), else the trained sequence's builder and options."""
+    name = spec.builder or builder
+    options = spec.options if spec.builder or spec.options else builder_options
+    return build_sequence(name, options, matrix, device, key="target")
+
+
 class Targets:
     """Targets of a recipe, computed once per phantom (no gradient) and cached."""
 
@@ -120,9 +130,7 @@ class Targets:
         self._cache: dict[int, Target] = {}
         self._image: torch.Tensor | None = None
         if spec.kind in ("sequence", "steady_state"):
-            name = spec.builder or builder
-            options = spec.options if spec.builder or spec.options else builder_options
-            self.reference = build_sequence(name, options, matrix, device, key="target")
+            self.reference = target_sequence(spec, builder, builder_options, matrix, device)
         elif spec.kind == "image":
             self._image = self._load_image(Path(spec.path or ""), device)
         self.trained = trained

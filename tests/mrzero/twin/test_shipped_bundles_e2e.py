@@ -21,7 +21,7 @@ from mrzero.sequences.digital_twin import SHIPPED_BUNDLES
 from mrzero.sequences.training.forward import ForwardModel
 from mrzero.sequences.training.losses import relative_error
 from mrzero.sequences.training.recipe import load_recipe
-from mrzero.sequences.training.targets import build_sequence
+from mrzero.sequences.training.targets import target_sequence
 from mrzero.twin_demo import save_scan, stream_scan
 
 RECIPES = SHIPPED_BUNDLES / "recipes"
@@ -49,11 +49,8 @@ def target_of(name: str, scan) -> tuple[torch.Tensor, torch.Tensor | None]:
         tissue = (phantom.pd > recipe.target.threshold).to(torch.float32)
         weight = tissue / phantom.t1 if recipe.target.relative else tissue
         return (phantom.t1 * tissue)[None], weight
-    target_seq = build_sequence(
-        recipe.target.builder or recipe.sequence.builder,
-        recipe.target.options or recipe.sequence.options,
-        recipe.matrix,
-        "cpu",
+    target_seq = target_sequence(
+        recipe.target, recipe.sequence.builder, recipe.sequence.options, recipe.matrix, "cpu"
     )
     forward = ForwardModel.from_recipe(recipe)
     with torch.no_grad():
