@@ -14,9 +14,24 @@ resize + write per table and flushes after every batch, a batch being what arriv
 ``flush_interval_s`` of its first item, at most :data:`BATCH_BYTES` (or half the journal's
 buffer) and :data:`BATCH_ITEMS`. The
 writer keeps the file on disk as of the last flush until the next one, so a SIGKILL of the server
-at any moment loses at most the items of the last flush interval (and those still queued, which
+between flushes loses at most the items of the last flush interval (and those still queued, which
 the reader waits for when the disk is slower than the network). Such a file says ``journal =
 incomplete: not closed by the server...`` and has no ``ended`` attribute.
+
+Write-ahead log: a kill that lands while HDF5 writes a flush can leave a file that does not open.
+So before each batch goes into the HDF5 file, the writer appends it to ``<journal>.h5.wal``
+(:func:`wal_path`) as an MRD v1 stream, the messages as they came (config file, config text,
+header, texts, acquisitions, waveforms, images; no close message), in one ``writev`` per batch of
+the bytes already received (no copy), so that any MRD stream reader (``ismrmrd``'s
+``ProtocolDeserializer``) reads it. The server's own attributes (``client``, ``pipeline``), which
+a stream has no message for, go to the sidecar ``<journal>.h5.wal.json`` (:func:`sidecar_path`),
+replaced atomically (temporary file, rename) when they change. Nothing is ``fsync``ed: what
+reached the page cache survives a kill of the process, not a power cut of the machine. At any
+moment the log holds at least what the HDF5 file holds; the log is locked (``flock``) while the
+journal is open and removed, with the sidecar, once the file is closed with its mark (complete,
+or incomplete after a disk failure). A log that is still there marks a journal the server did not
+close: ``mrzero.server.recovery`` makes it whole (at ``mrzero serve`` start and with ``mrzero
+journal recover``).
 
 Bounded memory: the data the journal holds that are not yet on disk (queued, or in the batch
 being written) are at most ``buffer_bytes`` (a single larger message is let in alone); the
@@ -24,8 +39,9 @@ connection waits for the disk beyond that. HDF5 holds one more copy of the batch
 (``mrzero.core.mrd_file``): a connection's journal needs at most about twice ``buffer_bytes``.
 
 Images first: a journal that cannot be created or written (disk full, out of descriptors, I/O
-error, read-only file system) never stops the scan. Before each batch the writer reserves the
-disk space the batch and the closing of the file need (``RawMRDWriter.reserve``); when the disk
+error, read-only file system; the HDF5 file or its log) never stops the scan. Before each batch
+the writer reserves the disk space the batch, its log and the closing of the file need
+(``RawMRDWriter.reserve``, ``allocate_ahead`` on the log); when the disk
 has not that room (filled by this scan or by another process) it stops *before* writing, so no
 flush ever runs out of space halfway (which would leave metadata that no longer read). Where the
 file system cannot reserve, the free space is checked instead (racy against other processes).
