@@ -100,6 +100,11 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".wal.json")
 
 
+def sidecar_temporary_path(path: Path) -> Path:
+    """Where the sidecar is written before it is renamed over the old one (left only by a kill)."""
+    return path.with_name(path.name + ".wal.json.tmp")
+
+
 def text_frame(msg_id: int, text: str) -> bytes:
     """A config-text, header or text message of the MRD stream (id, length, UTF-8 bytes)."""
     raw = text.encode("utf-8")
@@ -401,10 +406,9 @@ class Journal:
 
     def _write_sidecar(self) -> None:
         """Replace the sidecar with the server's attributes, atomically (temporary file, rename)."""
-        path = sidecar_path(self.path)
-        temporary = path.with_name(path.name + ".tmp")
+        temporary = sidecar_temporary_path(self.path)
         temporary.write_text(json.dumps(self._attributes))
-        os.replace(temporary, path)
+        os.replace(temporary, sidecar_path(self.path))
 
     def _fail(self, writer: RawMRDWriter, exc: BaseException) -> None:
         self.failure = (

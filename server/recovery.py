@@ -33,7 +33,7 @@ from ismrmrd.hdf5 import acquisition_header_dtype
 
 from mrzero.core.mrd_file import RawMRDWriter, readable_acquisitions
 from mrzero.server.framing import Message, MessageId, MessageReader, ProtocolError, TruncatedMessage
-from mrzero.server.journal import sidecar_path, wal_path
+from mrzero.server.journal import sidecar_path, sidecar_temporary_path, wal_path
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def recover(journal: Path) -> Recovered:
                 raise
             except Exception as exc:
                 raise RecoveryError(f"rebuilding it from its write-ahead log failed: {exc}") from exc
-        for path in (log_path, sidecar_path(journal)):
+        for path in (log_path, sidecar_path(journal), sidecar_temporary_path(journal)):
             path.unlink(missing_ok=True)
     finally:
         os.close(lock)

@@ -10,6 +10,7 @@ back with ``ismrmrd.Dataset``, and the log read with ismrmrd's own ``ProtocolDes
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -26,6 +27,7 @@ from scans_for_tests import header_xml, scan
 from mrzero.server.framing import MessageId
 from mrzero.server.journal import Journal, sidecar_path, wal_path
 from mrzero.server.recovery import InUse, RecoveryError, recover
+from mrzero.server.retention import DAY_S, JournalDirectory
 
 CONFIG, TEXT, CLIENT = "test_rss", '{"note": "a text message"}', "127.0.0.1:4242"
 
@@ -179,3 +181,20 @@ def test_a_log_a_running_journal_holds_is_left_alone(tmp_path):
     finally:
         journal.close("done")
     assert not wal_path(path).exists()
+
+
+def test_retention_keeps_a_journal_with_a_log_and_counts_the_log(tmp_path):
+    """Files of 1000 bytes, oldest first: ``a`` has a leftover log of 2000 bytes (not recovered
+    yet), so it stays, and with its log it takes 3000 of the 4500 allowed: the two oldest
+    journals without a log go."""
+    journals = []
+    for age, name in enumerate("abcd"):
+        path = tmp_path / f"{name}.h5"
+        path.write_bytes(bytes(1000))
+        stamp = time.time() - (10 - age) * DAY_S
+        os.utime(path, (stamp, stamp))
+        journals.append(path)
+    wal_path(journals[0]).write_bytes(bytes(2000))
+    removed = JournalDirectory(tmp_path, max_bytes=4500).prune()
+    assert removed == journals[1:3]
+    assert journals[0].exists() and journals[3].exists()
