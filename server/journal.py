@@ -83,8 +83,9 @@ BATCH_BYTES = 4 << 20
 BATCH_ITEMS = 128
 #: Disk space kept reserved beyond every batch for metadata and the closing marks.
 RESERVE_BYTES = 1 << 20
-#: Attributes that arrive as messages of the MRD stream, and the message each is in the log.
-_STREAM_ATTRIBUTES = {"config": MessageId.CONFIG_FILE, "config_text": MessageId.CONFIG_TEXT}
+#: Attributes that arrive as messages of the MRD stream (config file and config text): they are
+#: in the write-ahead log as those messages; the server's other attributes go to the sidecar.
+_STREAM_ATTRIBUTES = ("config", "config_text")
 _CONFIG_FILE_BYTES = 1024
 #: Buffers per ``os.writev`` (Linux's IOV_MAX is 1024).
 _IOV_MAX = 512
