@@ -198,3 +198,26 @@ def test_retention_keeps_a_journal_with_a_log_and_counts_the_log(tmp_path):
     removed = JournalDirectory(tmp_path, max_bytes=4500).prune()
     assert removed == journals[1:3]
     assert journals[0].exists() and journals[3].exists()
+
+
+def test_disk_full_closes_the_journal_readable_and_removes_its_log(tmp_path):
+    """A 14 MB tmpfs, 8.5 MB of acquisitions (the log doubles what a batch needs): the journal
+    fails before a write, is cut back to its last flush, marked and closed readable; its log goes
+    with a normal close. Every acquisition it holds equals the one sent."""
+    acqs = scan(coils=16, nx=256, ny=256, seed=16)
+    with server_harness.mounted_tmpfs(tmp_path / "tmpfs", "14m") as mount:
+        path = mount / "full.h5"
+        journal = Journal(path, flush_interval_s=0.01)
+        journal.header(header_xml(coils=16, nx=256, ny=256))
+        for acq in acqs:
+            journal.data(MessageId.ACQUISITION, memoryview(acq.to_bytes()))
+        journal.close("client closed")
+        assert journal.failure is not None and "disk is nearly full" in journal.failure
+        assert 0 < journal.held < len(acqs)
+        assert sorted(p.name for p in mount.iterdir()) == [path.name]
+        with ismrmrd.Dataset(str(path), "dataset", create_if_needed=False) as dset:
+            assert dset.number_of_acquisitions() == journal.held
+            for i in range(journal.held):
+                assert dset.read_acquisition(i).to_bytes() == acqs[i].to_bytes()
+        with h5py.File(path, "r") as f:
+            assert f["dataset"].attrs["journal"].startswith("incomplete: writing the journal")
