@@ -196,6 +196,22 @@ def _fallocate() -> Any:
     return function
 
 
+def allocate_ahead(fd: int, start: int, nbytes: int, name: str) -> bool:
+    """Allocate bytes ``start`` to ``start + nbytes`` of the open file ``fd`` on disk without
+    changing its size (``fallocate`` keeping the size): later writes there cannot run out of
+    space. False where the file system or platform cannot; :class:`OSError` (``ENOSPC``) when
+    the disk has not that much room. ``name`` is for the error text."""
+    fallocate = _fallocate()
+    if fallocate is None:
+        return False
+    if fallocate(fd, _FALLOC_FL_KEEP_SIZE, start, nbytes) != 0:
+        code = ctypes.get_errno()
+        if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return False
+        raise OSError(code, f"{os.strerror(code)}: no room to reserve {nbytes >> 10} KB for {name}")
+    return True
+
+
 class RawMRDWriter:
     """A new MRD HDF5 file under ``group``; the file exists from the constructor on (``exclusive``:
     an existing file is an error, else it is replaced). Not thread-safe: one writer thread."""
@@ -259,17 +275,9 @@ class RawMRDWriter:
         change), so that writing and flushing that much never needs space another process can
         take. False where the file system cannot (the caller then checks the free space
         itself); :class:`OSError` (``ENOSPC``) when the disk has not that much room."""
-        fallocate = _fallocate()
-        if fallocate is None:
-            return False
         start = self._file.id.get_filesize()
-        if fallocate(self._file.id.get_vfd_handle(), _FALLOC_FL_KEEP_SIZE, start, nbytes) != 0:
-            code = ctypes.get_errno()
-            if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                return False
-            raise OSError(
-                code, f"{os.strerror(code)}: no room to reserve {nbytes >> 10} KB for {self.path.name}"
-            )
+        if not allocate_ahead(self._file.id.get_vfd_handle(), start, nbytes, self.path.name):
+            return False
         self._reserved_to = max(self._reserved_to, start + nbytes)
         return True
 

@@ -16,6 +16,7 @@ from typing import NoReturn
 #: Subcommand modules under ``mrzero.commands``, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "serve",
+    "journal",
     "gadgetron_external",
     "send",
     "demo",

@@ -14,9 +14,24 @@ resize + write per table and flushes after every batch, a batch being what arriv
 ``flush_interval_s`` of its first item, at most :data:`BATCH_BYTES` (or half the journal's
 buffer) and :data:`BATCH_ITEMS`. The
 writer keeps the file on disk as of the last flush until the next one, so a SIGKILL of the server
-at any moment loses at most the items of the last flush interval (and those still queued, which
+between flushes loses at most the items of the last flush interval (and those still queued, which
 the reader waits for when the disk is slower than the network). Such a file says ``journal =
 incomplete: not closed by the server...`` and has no ``ended`` attribute.
+
+Write-ahead log: a kill that lands while HDF5 writes a flush can leave a file that does not open.
+So before each batch goes into the HDF5 file, the writer appends it to ``<journal>.h5.wal``
+(:func:`wal_path`) as an MRD v1 stream, the messages as they came (config file, config text,
+header, texts, acquisitions, waveforms, images; no close message), in one ``writev`` per batch of
+the bytes already received (no copy), so that any MRD stream reader (``ismrmrd``'s
+``ProtocolDeserializer``) reads it. The server's own attributes (``client``, ``pipeline``), which
+a stream has no message for, go to the sidecar ``<journal>.h5.wal.json`` (:func:`sidecar_path`),
+replaced atomically (temporary file, rename) when they change. Nothing is ``fsync``ed: what
+reached the page cache survives a kill of the process, not a power cut of the machine. At any
+moment the log holds at least what the HDF5 file holds; the log is locked (``flock``) while the
+journal is open and removed, with the sidecar, once the file is closed with its mark (complete,
+or incomplete after a disk failure). A log that is still there marks a journal the server did not
+close: ``mrzero.server.recovery`` makes it whole (at ``mrzero serve`` start and with ``mrzero
+journal recover``).
 
 Bounded memory: the data the journal holds that are not yet on disk (queued, or in the batch
 being written) are at most ``buffer_bytes`` (a single larger message is let in alone); the
@@ -24,8 +39,9 @@ connection waits for the disk beyond that. HDF5 holds one more copy of the batch
 (``mrzero.core.mrd_file``): a connection's journal needs at most about twice ``buffer_bytes``.
 
 Images first: a journal that cannot be created or written (disk full, out of descriptors, I/O
-error, read-only file system) never stops the scan. Before each batch the writer reserves the
-disk space the batch and the closing of the file need (``RawMRDWriter.reserve``); when the disk
+error, read-only file system; the HDF5 file or its log) never stops the scan. Before each batch
+the writer reserves the disk space the batch, its log and the closing of the file need
+(``RawMRDWriter.reserve``, ``allocate_ahead`` on the log); when the disk
 has not that room (filled by this scan or by another process) it stops *before* writing, so no
 flush ever runs out of space halfway (which would leave metadata that no longer read). Where the
 file system cannot reserve, the free space is checked instead (racy against other processes).
@@ -38,9 +54,12 @@ connection goes on reconstructing from memory and tells the client.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
+import os
 import shutil
+import struct
 import threading
 import time
 from collections import deque
@@ -50,7 +69,7 @@ from typing import Any
 
 from ismrmrd.serialization import ISMRMRDMessageID as MessageId
 
-from mrzero.core.mrd_file import RawMRDWriter, readable_acquisitions
+from mrzero.core.mrd_file import RawMRDWriter, allocate_ahead, readable_acquisitions
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +83,40 @@ BATCH_BYTES = 4 << 20
 BATCH_ITEMS = 128
 #: Disk space kept reserved beyond every batch for metadata and the closing marks.
 RESERVE_BYTES = 1 << 20
+#: Attributes that arrive as messages of the MRD stream (config file and config text): they are
+#: in the write-ahead log as those messages; the server's other attributes go to the sidecar.
+_STREAM_ATTRIBUTES = ("config", "config_text")
+_CONFIG_FILE_BYTES = 1024
+#: Buffers per ``os.writev`` (Linux's IOV_MAX is 1024).
+_IOV_MAX = 512
+
+
+def wal_path(path: Path) -> Path:
+    """The write-ahead log of the journal ``path``: ``<journal>.h5.wal``."""
+    return path.with_name(path.name + ".wal")
+
+
+def sidecar_path(path: Path) -> Path:
+    """The server's attributes of the journal ``path`` while it is open: ``<journal>.h5.wal.json``."""
+    return path.with_name(path.name + ".wal.json")
+
+
+def sidecar_temporary_path(path: Path) -> Path:
+    """Where the sidecar is written before it is renamed over the old one (left only by a kill)."""
+    return path.with_name(path.name + ".wal.json.tmp")
+
+
+def text_frame(msg_id: int, text: str) -> bytes:
+    """A config-text, header or text message of the MRD stream (id, length, UTF-8 bytes)."""
+    raw = text.encode("utf-8")
+    return struct.pack("<HI", msg_id, len(raw)) + raw
+
+
+def config_frame(name: str) -> bytes:
+    """A config-file message: the name in 1024 NUL-padded bytes (cut there if longer)."""
+    return struct.pack("<H", MessageId.CONFIG_FILE) + name.encode("utf-8")[:_CONFIG_FILE_BYTES].ljust(
+        _CONFIG_FILE_BYTES, b"\0"
+    )
 
 
 class _ByteQueue:
@@ -150,10 +203,22 @@ class Journal:
         self._ended = ""
         self._writer: RawMRDWriter | None = None
         self._thread: threading.Thread | None = None
+        #: The write-ahead log: its descriptor (locked while open) and size.
+        self._wal: int | None = None
+        self._wal_bytes = 0
+        #: The server's attributes (client, pipeline...), kept in the sidecar while the log exists.
+        self._attributes: dict[str, str] = {}
+        self._made: list[Path] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = RawMRDWriter(self.path)
-            self._reserve(RESERVE_BYTES)
+            self._open_wal()
+            self._made.append(self.path)
+            try:
+                self._writer = RawMRDWriter(self.path)
+            except FileExistsError:
+                self._made.pop()  # not this journal's file
+                raise
+            self._reserve(RESERVE_BYTES, 0)
             for key, value in (("texts", "[]"), ("journal", _OPEN)):
                 self._writer.set_attribute(key, value)
             self._writer.flush()
@@ -163,8 +228,17 @@ class Journal:
         self._thread = threading.Thread(target=self._run, name=f"journal {self.path.name}", daemon=True)
         self._thread.start()
 
+    def _open_wal(self) -> None:
+        """Create the write-ahead log, locked (``flock``) while this journal has it open: recovery
+        leaves a locked log alone, and the lock goes when the process does, killed or not."""
+        path = wal_path(self.path)
+        self._wal = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._made.append(path)
+        fcntl.flock(self._wal, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
     def _abandon_creation(self, exc: BaseException) -> None:
-        """The file could not be made: no journal, and no empty unreadable file left behind."""
+        """The file could not be made: no journal, and no empty unreadable file left behind
+        (only files this journal created are removed)."""
         self.failure = f"cannot create the journal {self.path.name}: {exc}"
         if self._writer is not None:
             try:
@@ -172,11 +246,17 @@ class Journal:
             except Exception:
                 pass
             self._writer = None
-        if not isinstance(exc, FileExistsError):
+        for path in self._made:
             try:
-                self.path.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
             except OSError:
                 pass  # a read-only file system holds no file either
+        self._close_wal()
+
+    def _close_wal(self) -> None:
+        if self._wal is not None:
+            os.close(self._wal)
+            self._wal = None
 
     # -- called by the connection -------------------------------------------------------
     def _put(self, item: Any, size: int) -> None:
@@ -189,7 +269,7 @@ class Journal:
     def text(self, text: str) -> None:
         self._texts.append(text)
         value = json.dumps(self._texts)
-        self._put(("attr", "texts", value), len(value))
+        self._put(("text", text, value), len(value) + len(text))
 
     def header(self, xml: str) -> None:
         self._put(("xml", xml), len(xml))
@@ -240,19 +320,24 @@ class Journal:
                 break
         self._close(writer)
 
-    def _reserve(self, nbytes: int) -> None:
-        """Make sure the disk has ``nbytes`` for the journal before writing them: reserved where
-        the file system can (another process cannot take them), else checked."""
-        assert self._writer is not None
+    def _reserve(self, nbytes: int, wal_bytes: int) -> None:
+        """Make sure the disk has ``nbytes`` for the HDF5 file and ``wal_bytes`` for the
+        write-ahead log before writing them: reserved where the file system can (another process
+        cannot take them), else checked."""
+        assert self._writer is not None and self._wal is not None
+        wal_name = wal_path(self.path).name
         try:
-            if self._writer.reserve(nbytes):
+            if self._writer.reserve(nbytes) and (
+                not wal_bytes or allocate_ahead(self._wal, self._wal_bytes, wal_bytes, wal_name)
+            ):
                 return
         except OSError as exc:
             raise OSError(
                 errno.ENOSPC,
-                f"the disk is nearly full (cannot reserve the {nbytes >> 10} KB that the "
-                f"next batch and closing the file need: {exc.strerror})",
+                f"the disk is nearly full (cannot reserve the {(nbytes + wal_bytes) >> 10} KB that "
+                f"the next batch, its write-ahead log and closing the file need: {exc.strerror})",
             ) from None
+        nbytes += wal_bytes
         free = shutil.disk_usage(self.path.parent).free
         if free < nbytes:
             raise OSError(
@@ -262,12 +347,20 @@ class Journal:
             )
 
     def _write(self, writer: RawMRDWriter, batch: list[Any]) -> None:
+        """Write a batch: first to the write-ahead log (and the sidecar when the server's
+        attributes changed), then to the HDF5 file, then flush it."""
         data = [len(item[1]) for item in batch if isinstance(item[0], int)]
         texts = sum(len(item[-1]) for item in batch if not isinstance(item[0], int))
-        self._reserve(writer.space_needed(data) + 2 * texts + RESERVE_BYTES)
+        frames = self._frames(batch)
+        self._reserve(writer.space_needed(data) + 2 * texts + RESERVE_BYTES, sum(map(len, frames)))
+        self._append_wal(frames)
+        if any(item[0] == "attr" and item[1] not in _STREAM_ATTRIBUTES for item in batch):
+            self._write_sidecar()
         for item in batch:
             if item[0] == "attr":
                 writer.set_attribute(item[1], item[2])
+            elif item[0] == "text":
+                writer.set_attribute("texts", item[2])
             elif item[0] == "xml":
                 writer.write_header(item[1])
             elif item[0] == MessageId.IMAGE:
@@ -277,6 +370,46 @@ class Journal:
         writer.flush()
         self.held = writer.rows["data"]
         self._on_flush(sum(data))
+
+    def _frames(self, batch: list[Any]) -> list[bytes | memoryview]:
+        """The batch as MRD stream messages for the write-ahead log (data bodies not copied);
+        the server's own attributes go to :attr:`_attributes` instead."""
+        frames: list[bytes | memoryview] = []
+        for item in batch:
+            kind = item[0]
+            if kind == "attr" and item[1] == "config":
+                frames.append(config_frame(item[2]))
+            elif kind == "attr" and item[1] == "config_text":
+                frames.append(text_frame(MessageId.CONFIG_TEXT, item[2]))
+            elif kind == "attr":
+                self._attributes[item[1]] = item[2]
+            elif kind == "text":
+                frames.append(text_frame(MessageId.TEXT, item[1]))
+            elif kind == "xml":
+                frames.append(text_frame(MessageId.HEADER, item[1]))
+            else:
+                frames += [struct.pack("<H", kind), item[1]]
+        return frames
+
+    def _append_wal(self, frames: list[bytes | memoryview]) -> None:
+        """Append ``frames`` to the write-ahead log with as few system calls as the kernel allows
+        (no ``fsync``: what reached the page cache survives a kill of the process)."""
+        assert self._wal is not None
+        start = 0
+        while start < len(frames):
+            written = os.writev(self._wal, frames[start : start + _IOV_MAX])
+            self._wal_bytes += written
+            while start < len(frames) and written >= len(frames[start]):
+                written -= len(frames[start])
+                start += 1
+            if written:  # a short write: the rest of this frame goes with the next call
+                frames[start] = memoryview(frames[start])[written:]
+
+    def _write_sidecar(self) -> None:
+        """Replace the sidecar with the server's attributes, atomically (temporary file, rename)."""
+        temporary = sidecar_temporary_path(self.path)
+        temporary.write_text(json.dumps(self._attributes))
+        os.replace(temporary, sidecar_path(self.path))
 
     def _fail(self, writer: RawMRDWriter, exc: BaseException) -> None:
         self.failure = (
@@ -295,16 +428,30 @@ class Journal:
         the mark says incomplete and why, as far as the file still takes it, and :attr:`held`
         becomes what the closed file really holds."""
         if self.failure is not None:
-            self._mark(writer, f"incomplete: {self.failure}")
-        elif not self._mark(writer, "complete"):
+            marked = self._mark(writer, f"incomplete: {self.failure}")
+        elif not (marked := self._mark(writer, "complete")):
             self.failure = "the journal could not be closed complete"
         try:
             writer.close()
         except Exception as exc:
             log.error("journal %s: closing failed: %s", self.path, exc)
             self.failure = self.failure or f"closing the journal failed: {exc}"
+            marked = False
         if self.failure is not None:
             self.held = readable_acquisitions(self.path)
+        if marked:
+            self._remove_wal()
+        else:
+            log.error("journal %s: its write-ahead log is kept for `mrzero journal recover`", self.path)
+        self._close_wal()
+
+    def _remove_wal(self) -> None:
+        """The file is closed with its mark: the write-ahead log and sidecar are no longer needed."""
+        for path in (wal_path(self.path), sidecar_path(self.path)):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.error("journal %s: cannot remove %s: %s", self.path, path.name, exc)
 
     def _mark(self, writer: RawMRDWriter, state: str) -> bool:
         try:

@@ -4,6 +4,10 @@
 the oldest closed journals until the rest fit. A journal a connection has open is never
 removed, and with ``--journal-prefix`` only files with this server's prefix are considered
 (servers sharing one volume never prune each other's files). Every removal is logged.
+
+A journal with a write-ahead log beside it (``<journal>.h5.wal``: open, or left by a server that
+did not close it and not yet recovered) is never removed; its log and sidecar count towards
+``--journal-max-gb`` with it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from mrzero.server.journal import sidecar_path, wal_path
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +59,23 @@ class JournalDirectory:
         now = time.time() if now is None else now
         with self._lock:  # a journal opened meanwhile is in the set before its file exists
             files = []
+            kept_bytes = 0  # journals that are open or have a write-ahead log: never removed
             for path in self.data_dir.glob(self.pattern):
                 if path in self._open:
+                    continue
+                logged = _size(wal_path(path)) + _size(sidecar_path(path))
+                if logged or wal_path(path).exists():
+                    kept_bytes += _size(path) + logged
                     continue
                 try:
                     stat = path.stat()
                 except OSError:
                     continue
                 files.append((stat.st_mtime, stat.st_size, path))
-            open_bytes = sum(_size(path) for path in self._open)
+            kept_bytes += sum(_size(p) + _size(wal_path(p)) + _size(sidecar_path(p)) for p in self._open)
         files.sort()
         removed = []
-        total = open_bytes + sum(size for _, size, _ in files)
+        total = kept_bytes + sum(size for _, size, _ in files)
         for mtime, size, path in files:
             too_old = self.keep_days and now - mtime > self.keep_days * DAY_S
             too_much = self.max_bytes and total > self.max_bytes

@@ -2,8 +2,10 @@
 
 ``Learnables`` holds one full-shape parameter per free field next to the fixed base sequence;
 ``sequence()`` merges them (``where(mask, parameter, base)``), so gradients reach only the free
-entries and ``Sequence.free`` records the masks for export. After every optimiser step
-``project()`` enforces the bounds: durations at least ``min_duration``, flips within
+entries and ``Sequence.free`` records the masks for export. Tied entries (``readout_ties``: the
+free ADC events of a repetition) are played as their mean, one constant readout gradient per
+repetition: the optimiser then moves a line's direction and spacing, not each sample. After
+every optimiser step ``project()`` enforces the bounds: durations at least ``min_duration``, flips within
 ``+-max_flip`` and, per event and axis, ``|moment| <= gamma * G_max * duration * FOV`` (the
 largest moment the gradient hardware can play in the event's time, cycles/FOV); then, with a
 ``HardwareModel``, what the Pulseq export builds without stretching (``hardware.py``).
@@ -89,6 +91,19 @@ def free_mask(
     return mask
 
 
+def readout_ties(seq: Sequence, mask: torch.Tensor) -> torch.Tensor:
+    """Entries ``[R, E, 3]`` of a free moment mask that share one value per repetition and axis:
+    the free moments of the repetition's ADC events (a constant readout gradient)."""
+    return mask & seq.adc[..., None]
+
+
+def _tie_mean(value: torch.Tensor, tied: torch.Tensor) -> torch.Tensor:
+    """``value`` with each repetition's tied entries replaced by their mean (per axis)."""
+    weight = tied.to(value.dtype)
+    mean = (value * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp(min=1)
+    return torch.where(tied, mean, value)
+
+
 class Learnables(torch.nn.Module):
     """Free sequence tensors on top of a fixed base sequence; see the module docstring."""
 
@@ -98,12 +113,14 @@ class Learnables(torch.nn.Module):
         masks: dict[str, torch.Tensor],
         bounds: Bounds,
         hardware: HardwareModel | None = None,
+        ties: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if not masks or not any(bool(m.any()) for m in masks.values()):
             raise ValueError("sequence.learn selects no entry: nothing of the sequence is learnable")
         self.base = base.clone()
         self.masks = {k: v.to(base.device) for k, v in masks.items()}
+        self.ties = {k: v.to(base.device) for k, v in (ties or {}).items()}
         self.bounds = bounds
         self.hardware = hardware
         self.params = torch.nn.ParameterDict(
@@ -113,7 +130,12 @@ class Learnables(torch.nn.Module):
 
     def sequence(self) -> Sequence:
         """The current sequence (differentiable in the free entries), with ``free`` set to the masks."""
-        changed = {k: torch.where(self.masks[k], p, getattr(self.base, k)) for k, p in self.params.items()}
+        changed = {
+            k: torch.where(
+                self.masks[k], p if k not in self.ties else _tie_mean(p, self.ties[k]), getattr(self.base, k)
+            )
+            for k, p in self.params.items()
+        }
         return replace(self.base, free=dict(self.masks), **changed)
 
     @torch.no_grad()
@@ -130,6 +152,8 @@ class Learnables(torch.nn.Module):
         if self.hardware is not None:
             for name, value in self.hardware.project(self.sequence(), self.masks).items():
                 p[name].copy_(value)
+        for name, tied in self.ties.items():
+            p[name].copy_(_tie_mean(p[name], tied))
 
     def out_of_bounds(self) -> list[str]:
         """Fixed (not free) flips and durations that violate the bounds: no training can meet them.

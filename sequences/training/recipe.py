@@ -26,6 +26,8 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 SEQUENCE_FIELDS = ("flip", "rf_phase", "duration", "moment", "adc_phase")
 REP_SELECTORS = ("all", "excitation", "refocusing", "inversion", "recovery")
+#: How free moments may be tied: "readout" plays one constant gradient during a repetition's ADC.
+TIES = ("none", "readout")
 #: Adam step sizes per field at the start of the schedule: degrees (flip, phases), ms (duration),
 #: cycles/FOV (moment). A recipe's ``optimizer.lr`` overrides them one by one.
 DEFAULT_LR = {"flip": 2.0, "rf_phase": 5.0, "moment": 0.5, "duration": 5.0, "adc_phase": 5.0}
@@ -42,6 +44,7 @@ class FreeSpec:
     reps: str | list[str] = "all"  # one of REP_SELECTORS, or a list of them (their union)
     events: list[int] | str = "all"  # "all" or event indices (negative counts from the end)
     axes: str = "xy"  # moment axes, any of "xyz"
+    tie: Literal["none", "readout"] = "none"  # moment: "readout" = one moment for a repetition's ADC events
 
 
 @dataclass
@@ -281,6 +284,9 @@ def validate(recipe: Recipe) -> Recipe:
             _choice(f"sequence.learn.{name}.events", spec.events, ("all",))
         if not spec.axes or set(spec.axes) - set("xyz"):
             raise RecipeError(f"sequence.learn.{name}.axes: use letters of 'xyz', got {spec.axes!r}")
+        _choice(f"sequence.learn.{name}.tie", spec.tie, TIES)
+        if spec.tie != "none" and name != "moment":
+            raise RecipeError(f"sequence.learn.{name}.tie: only moments can be tied, not {name}")
     if r.target.kind == "image" and not r.target.path:
         raise RecipeError("target.path: an image target needs a .npy file of shape [matrix, matrix]")
     for key, ph in (("phantom", r.phantom), ("held_out", r.held_out)):

@@ -46,7 +46,7 @@ from mrzero.sequences.sequence import Sequence
 from mrzero.sequences.simulate import simulate
 from mrzero.sequences.training.forward import ForwardModel, repetition_groups
 from mrzero.sequences.training.hardware import HardwareCheck, HardwareModel
-from mrzero.sequences.training.learnables import Bounds, Learnables, free_mask
+from mrzero.sequences.training.learnables import Bounds, Learnables, free_mask, readout_ties
 from mrzero.sequences.training.losses import Loss, band_errors, band_names, relative_error
 from mrzero.sequences.training.recipe import Recipe, RecipeError
 from mrzero.sequences.training.report import Report, t1_map_figure
@@ -114,7 +114,7 @@ class Trainer(TrainingLoop):
         built = build_sequence(spec.builder, spec.options, r.matrix, self.device)
         if spec.checkpoint:
             built = load_checkpoint(spec.checkpoint, device=self.device).sequence
-        masks = {}
+        masks, ties = {}, {}
         for name, free in spec.learn.items():
             try:
                 masks[name] = free_mask(built, name, free.reps, free.events, free.axes)
@@ -122,6 +122,8 @@ class Trainer(TrainingLoop):
                 raise RecipeError(f"sequence.learn.{name}: {exc}") from exc
             if not bool(masks[name].any()):
                 raise RecipeError(f"sequence.learn.{name}: selects no entry of the {built.name} sequence")
+            if free.tie == "readout":
+                ties[name] = readout_ties(built, masks[name])
         start = built.clone()
         for name in spec.zero:
             # flips start at a tiny angle: the fast engine prunes states of exactly zero amplitude,
@@ -141,7 +143,7 @@ class Trainer(TrainingLoop):
         )
         try:
             enforced = self.hardware if r.hardware.enforce else None
-            self.learn = Learnables(start, masks, bounds, enforced) if masks else None
+            self.learn = Learnables(start, masks, bounds, enforced, ties) if masks else None
         except ExportError as exc:
             raise RecipeError(
                 f"hardware: the start sequence cannot be brought within the {self.limits.name} limits "

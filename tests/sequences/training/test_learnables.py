@@ -10,7 +10,7 @@ import torch
 from mrzero.core.units import GAMMA_HZ_PER_T
 from mrzero.sequences.builders import flash, inversion_gre, rare
 from mrzero.sequences.sequence import INVERSION, REFOCUSING
-from mrzero.sequences.training.learnables import Bounds, Learnables, free_mask
+from mrzero.sequences.training.learnables import Bounds, Learnables, free_mask, readout_ties
 
 
 def test_selectors_pick_refocusing_inversion_and_recovery_repetitions():
@@ -75,3 +75,31 @@ def test_bounds_refuse_impossible_values():
         Bounds(max_gradient=0.0)
     with pytest.raises(ValueError, match="nothing of the sequence is learnable"):
         Learnables(flash(matrix=4), {"flip": torch.zeros(4, dtype=torch.bool)}, Bounds())
+
+
+def test_readout_tie_plays_one_gradient_per_line_and_keeps_it_straight():
+    """A tied readout is a straight line of equally spaced samples whatever the parameters hold:
+    each repetition's ADC moments are their mean, the prephaser and spoiler stay free."""
+    seq = flash(matrix=8)
+    mask = free_mask(seq, "moment", axes="xy")
+    tied = readout_ties(seq, mask)
+    assert torch.equal(tied, mask & seq.adc[..., None]) and not bool(tied[:, 0].any())
+    learn = Learnables(seq, {"moment": mask}, Bounds(), ties={"moment": tied})
+    with torch.no_grad():
+        learn.params["moment"].normal_()
+    out = learn.sequence().moment.detach()
+    adc = seq.adc[0]
+    line = out[:, adc]  # [R, samples, 3]
+    assert torch.allclose(line, line[:, :1].expand_as(line))  # one step per line: equal spacing
+    expected = learn.params["moment"].detach()[:, adc, :2].mean(1)
+    assert torch.allclose(line[:, 0, :2], expected, atol=1e-6)
+    assert torch.equal(out[:, 0, :2], learn.params["moment"].detach()[:, 0, :2])  # prephasers untied
+    k = learn.sequence().trajectory().detach().reshape(seq.n_rep, -1, 3)[..., :2]
+    steps = k.diff(dim=1)
+    assert torch.allclose(steps, steps[:, :1].expand_as(steps), atol=1e-5)  # straight lines in k-space
+    (learn.sequence().moment[:, adc, 0] * torch.arange(int(adc.sum()))).sum().backward()
+    grad = learn.params["moment"].grad[:, adc, 0]
+    assert torch.allclose(grad, grad[:, :1].expand_as(grad))  # tied entries move together
+    learn.project()  # the projection keeps them tied
+    p = learn.params["moment"].detach()[:, adc, :2]
+    assert torch.allclose(p, p[:, :1].expand_as(p))
