@@ -11,6 +11,11 @@ to float32 rounding: the change is in the gradient only).
 
     .venv/bin/python bench/merged_gradients.py --before 001b780 --sizes 64 --rounds 8
     .venv/bin/python bench/merged_gradients.py --before 001b780 --grads flip,moment,duration
+    .venv/bin/python bench/merged_gradients.py --before 001b780 --sizes 96 --checkpointing off
+
+``--checkpointing`` gives both versions the same setting; by default each uses its own default
+(the engine's automatic rule changed after 001b780: at 96x96 001b780 recomputes every
+repetition, the working tree almost none).
 
 ``--errors`` instead prints, for both versions, the largest error of every gradient element of
 the merged-state case of ``tests/sequences/test_merged_gradients.py`` against its unmerged
@@ -42,6 +47,7 @@ from mrzero.sequences.sequence import Sequence
 ROOT = Path(__file__).resolve().parents[1]
 
 ENGINE_FILES = ("mixing", "readout", "configuration")
+CHECKPOINTING = {"auto": None, "on": True, "off": False}
 TESTS = ROOT / "tests" / "sequences"
 
 
@@ -70,11 +76,13 @@ def old_engine(revision: str, folder: Path) -> ModuleType:
     return conf
 
 
-def forward_backward(engine: ModuleType, seq: Sequence, vox: VoxelSet, grads: list[str]) -> float:
+def forward_backward(
+    engine: ModuleType, seq: Sequence, vox: VoxelSet, grads: list[str], checkpointing: bool | None = None
+) -> float:
     """CPU seconds of the simulation and the gradient of ``sum |s|^2`` w.r.t. ``grads``."""
     leaves = {name: getattr(seq, name).clone().requires_grad_(True) for name in grads}
     start = time.process_time()
-    signal = engine.simulate_configurations(replace(seq, **leaves), vox)
+    signal = engine.simulate_configurations(replace(seq, **leaves), vox, checkpointing=checkpointing)
     signal.abs().pow(2).sum().backward()
     return time.process_time() - start
 
@@ -114,9 +122,15 @@ def main() -> None:
     parser.add_argument("--grads", default="flip,moment", help="comma-separated sequence fields")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--errors", action="store_true", help="gradient errors instead of times")
+    parser.add_argument(
+        "--checkpointing",
+        choices=CHECKPOINTING,
+        default="auto",
+        help="both versions' checkpointing: each its own default (auto), or the same for both (on, off)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    grads = args.grads.split(",")
+    grads, checkpointing = args.grads.split(","), CHECKPOINTING[args.checkpointing]
     with tempfile.TemporaryDirectory() as folder:
         old = old_engine(args.before, Path(folder))
         if args.errors:
@@ -129,16 +143,15 @@ def main() -> None:
                 a, b = old.simulate_configurations(seq, vox), configuration.simulate_configurations(seq, vox)
             difference = float((a - b).abs().max() / a.abs().max())
             times: dict[str, list[float]] = {"old": [], "new": []}
-            (
-                forward_backward(old, seq, vox, grads),
-                forward_backward(configuration, seq, vox, grads),
-            )  # warm-up
+            for engine in (old, configuration):  # warm-up
+                forward_backward(engine, seq, vox, grads, checkpointing)
             for _ in range(args.rounds):
-                times["old"].append(forward_backward(old, seq, vox, grads))
-                times["new"].append(forward_backward(configuration, seq, vox, grads))
+                times["old"].append(forward_backward(old, seq, vox, grads, checkpointing))
+                times["new"].append(forward_backward(configuration, seq, vox, grads, checkpointing))
             ratios = [b / a for a, b in zip(times["old"], times["new"], strict=True)]
             print(
-                f"{n}x{n}, grad w.r.t. {args.grads}: signal difference {difference:.1e}; "
+                f"{n}x{n}, grad w.r.t. {args.grads}, checkpointing {args.checkpointing}: "
+                f"signal difference {difference:.1e}; "
                 f"before {min(times['old']):.3f} s (min), now {min(times['new']):.3f} s; "
                 f"ratio of minima {min(times['new']) / min(times['old']):.3f}, "
                 f"median ratio {statistics.median(ratios):.3f} over {args.rounds} rounds"

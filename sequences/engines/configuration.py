@@ -61,8 +61,9 @@ from mrzero.sequences.sequence import Sequence
 
 #: Grid on which keys count as equal: cycles/FOV for moments, seconds for tau.
 KEY_GRID = (1e-3, 1e-3, 1e-3, 1e-7)
-#: Repetitions x voxels above which the backward pass recomputes repetitions by default.
-AUTO_CHECKPOINT = 300_000
+#: Bytes of intermediates (estimated by :func:`_kept_bytes`) the backward pass keeps by default
+#: before the remaining repetitions are recomputed instead (``checkpointing=None``).
+AUTO_CHECKPOINT_BYTES = 2 * 2**30
 
 
 @dataclass
@@ -230,8 +231,11 @@ def _pulse(st: States, pf: PulseFactors, keep_floor: float, max_states: int) -> 
     return States(key, f_m, key, z_m, zero, f_amp[keep], z_amp[keep], st.dims, g_f, g_z)
 
 
-def _samples(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float) -> torch.Tensor:
-    """All ADC samples of a repetition, ``[C, n]``, from the transverse states after its pulse.
+def _samples(
+    st: States, rep: Repetition, vox: VoxelSet, keep_floor: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All ADC samples of a repetition, ``[C, n]``, from the transverse states after its pulse,
+    and the states' dual amplitudes passed on through the readout (:func:`readout`).
 
     States whose contribution is below ``keep_floor`` at every sample (amplitude times the
     largest intravoxel sinc over the readout) are skipped. States are split by the sign of
@@ -260,9 +264,10 @@ def _samples(st: States, rep: Repetition, vox: VoxelSet, keep_floor: float) -> t
         rows = live[chosen]
         groups.append(Group(sign, rows, tau_all[rows], t_ref, k_all[rows], mask[chosen].T))
     if not groups:  # nothing measurable
-        return torch.zeros(vox.coil.shape[0], rep.n_adc, dtype=vox.coil.dtype, device=vox.coil.device)
-    summed = readout(st.f, st.g_f, st.dims, moment, time, groups, vox)
-    return summed * torch.polar(torch.ones_like(rep.adc_phase), -rep.adc_phase)
+        zeros = torch.zeros(vox.coil.shape[0], rep.n_adc, dtype=vox.coil.dtype, device=vox.coil.device)
+        return zeros, st.g_f
+    summed, g_f = readout(st.f, st.g_f, st.dims, moment, time, groups, vox)
+    return summed * torch.polar(torch.ones_like(rep.adc_phase), -rep.adc_phase), g_f
 
 
 def _relax(st: States, rep: Repetition, pf: PulseFactors) -> States:
@@ -292,8 +297,21 @@ def _repetition(
             st.f, st.g_f, st.z, st.g_z, st.key_f, st.dims, vox.diffusion
         )
         read, st = replace(st, f=f_read, g_f=g_read), replace(st, f=f_end, g_f=g_end, z=z_end, g_z=gz_end)
-    samples = _samples(read, rep, vox, keep_floor) if rep.n_adc else None
+    samples = None
+    if rep.n_adc:
+        samples, g_f = _samples(read, rep, vox, keep_floor)
+        if read is st:  # the next pulse takes the duals through the readout (readout())
+            st = replace(st, g_f=g_f)
     return samples, _relax(st, rep, pf)
+
+
+def _kept_bytes(st: States, rep: Repetition) -> int:
+    """Estimated bytes a repetition keeps for the backward pass when it is not recomputed:
+    about four complex ``[states, voxels]`` arrays (the states, their T2' factors and the
+    readout's decayed copies) and three complex ``[samples, voxels]`` (the readout's phase and
+    sums). For the 96x96 GRE of ``bench/simulate.py`` at tolerance 1e-2 this gives 1.7 GB, the
+    measured peak resident size grew by 1.4 GB."""
+    return (4 * st.f.shape[0] + 3 * rep.n_adc) * st.f.shape[1] * st.f.element_size()
 
 
 def simulate_configurations(
@@ -310,10 +328,10 @@ def simulate_configurations(
     ``tolerance``: states whose amplitude is below ``tolerance * max(pd)`` in every voxel are
     dropped (and skipped at readouts where they contribute less); ``max_states``: hard bound on
     the state count (the largest are kept); ``checkpointing``: keep only each repetition's
-    starting states for the backward pass and recompute the rest (on the 128x128 brain GRE
-    three quarters of the memory at the same time); ``None`` turns it on for problems of more
-    than ``AUTO_CHECKPOINT`` repetitions x voxels (the 64x64 brain GRE stays below, 128x128
-    above).
+    starting states for the backward pass and recompute the rest (less memory, a second forward
+    pass in the backward); ``None`` keeps everything of the first repetitions until about
+    ``AUTO_CHECKPOINT_BYTES`` are kept and recomputes the repetitions after them (the brain GRE
+    recomputes nothing at 64x64, its last 7 of 96 repetitions at 96x96, 74 of 128 at 128x128).
     """
     if tolerance < 0 or max_states < 1:
         raise ValueError(f"tolerance must be >= 0 and max_states >= 1, got {tolerance}, {max_states}")
@@ -334,9 +352,8 @@ def simulate_configurations(
         dims=key_dims(seq, vox),
     )
     out = []
-    if checkpointing is None:
-        checkpointing = seq.n_rep * n_vox > AUTO_CHECKPOINT
-    recompute = checkpointing and torch.is_grad_enabled()
+    held = AUTO_CHECKPOINT_BYTES + 1 if checkpointing else 0  # estimated bytes kept for the backward pass
+    grad = torch.is_grad_enabled()
     factors = _pulse_factors(seq, vox)
     schedule = diffusion_schedule(seq, vox) or [None] * seq.n_rep
     bar = tqdm(
@@ -347,12 +364,13 @@ def simulate_configurations(
         disable=not progress,
     )
     for rep, pf, diffusion in bar:
-        if recompute:
+        if grad and checkpointing is not False and held > AUTO_CHECKPOINT_BYTES:
             samples, st = checkpoint(
                 _repetition, st, rep, pf, vox, keep_floor, max_states, diffusion, use_reentrant=False
             )
         else:
             samples, st = _repetition(st, rep, pf, vox, keep_floor, max_states, diffusion)
+            held += _kept_bytes(st, rep)
         if samples is not None:
             out.append(samples)
         bar.set_postfix(states=st.f.shape[0])

@@ -81,7 +81,8 @@ class RfMix(torch.autograd.Function):
         f, z, i_f, i_c, i_z, keep, conj_, excite, store, cos = ctx.saved_tensors
         need = ctx.needs_input_grad
         g_keep_f, g_conj_f, g_exc_z = g_fm[i_f], g_fm[i_c], g_fm[i_z]
-        g_stored = g_zm[i_f].add_(torch.conj_physical(g_zm[i_c]))
+        g_stored = g_zm[i_f]  # + conj(dZ'[i_c]), added on real views (faster than complex add_ on CPU)
+        torch.view_as_real(g_stored).add_(torch.view_as_real(torch.conj_physical(g_zm[i_c])))
         g_cos_z = g_zm[i_z]
         g_f = g_z = None
         if need[0]:
@@ -175,7 +176,11 @@ class KeyMix(torch.autograd.Function):
             position[kept] = torch.arange(kept.shape[0], device=i_f.device)
             i_f, i_c, i_z = position[i_f], position[i_c], position[i_z]
         ctx.save_for_backward(f, i_f, i_c, i_z)
-        ctx.coefs, ctx.pruned = coefs, kept is not None
+        # the weights of dG_F' and dG_Z' in P, Q, R (class docstring), [3, 1, 1, V]
+        c = coefs
+        ctx.w_f = torch.stack([c.keep.conj(), c.conj.conj(), c.excite.conj()])[:, None, None]
+        ctx.w_z = torch.stack([c.store.conj(), c.store, c.cos.to(c.store.dtype)])[:, None, None]
+        ctx.pruned = kept is not None
         # zero values need no memory: expanded views of one zero
         shape = (moved.shape[0], rows if kept is None else kept.shape[0], f.shape[1])
         return f.new_zeros(()).expand(shape), f.new_zeros(()).expand(shape)
@@ -183,27 +188,27 @@ class KeyMix(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_gf: torch.Tensor | None, g_gz: torch.Tensor | None):
         f, i_f, i_c, i_z = ctx.saved_tensors
-        c, need = ctx.coefs, ctx.needs_input_grad
-
-        def combine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            """``a dG_F' + b dG_Z'`` over the kept rows (and a zero row when some were pruned)."""
-            terms = [(g, w) for g, w in ((g_gf, a), (g_gz, b)) if g is not None]
-            d, k, v = terms[0][0].shape
-            out = terms[0][0].new_empty(d, k + ctx.pruned, v)
-            torch.mul(terms[0][0], terms[0][1], out=out[:, :k])
-            for g, w in terms[1:]:
-                out[:, :k].addcmul_(g, w)
-            if ctx.pruned:
-                out[:, k].zero_()
-            return out
-
-        g_h = combine(c.keep.conj(), c.store.conj()).index_select(1, i_f)
-        g_h.sub_(combine(c.conj.conj(), c.store).index_select(1, i_c).conj_physical_())
+        need = ctx.needs_input_grad
+        terms = [(g, w) for g, w in ((g_gf, ctx.w_f), (g_gz, ctx.w_z)) if g is not None]
+        if not terms:
+            return (None,) * 10
+        d, k, v = terms[0][0].shape
+        # P, Q, R over the kept rows in one tensor, and a zero row when some were pruned
+        pqr = terms[0][0].new_empty(3, d, k + ctx.pruned, v)
+        torch.mul(terms[0][0], terms[0][1], out=pqr[:, :, :k])
+        for g, w in terms[1:]:
+            pqr[:, :, :k].addcmul_(g, w)
+        if ctx.pruned:
+            pqr[:, :, k].zero_()
+        p, q, r = pqr.unbind(0)
+        g_h = p.index_select(1, i_f)
+        # subtracted on real views (torch 2.13's complex sub_ is slower on CPU)
+        torch.view_as_real(g_h).sub_(torch.view_as_real(q.index_select(1, i_c).conj_physical_()))
         g_moved = None
         if need[0]:  # Re(sum_jv conj(F) dH) per column
             g_moved = torch.view_as_real(g_h).reshape(g_h.shape[0], -1) @ torch.view_as_real(f).reshape(-1)
             g_moved = g_moved.double()
-        g_z = combine(c.excite.conj(), c.cos).index_select(1, i_z) if need[3] else None
+        g_z = r.index_select(1, i_z) if need[3] else None
         return g_moved, None, g_h if need[2] else None, g_z, None, None, None, None, None, None
 
 
@@ -225,5 +230,6 @@ def key_mix(
     """
     j_f = f.shape[0]
     i_f, i_c, i_z = index[:j_f], index[j_f : 2 * j_f], index[2 * j_f :]
-    detached = RfCoefficients(*(co.detach() for co in (c.keep, c.conj, c.excite, c.store, c.cos)))
+    coefs = torch.broadcast_tensors(*(co.detach() for co in (c.keep, c.conj, c.excite, c.store, c.cos)))
+    detached = RfCoefficients(*coefs)
     return KeyMix.apply(moved, f, g_f, g_z, i_f, i_c, i_z, rows, kept, detached)

@@ -187,25 +187,28 @@ def _add_state_gradients(
     left = torch.cat([weights.to(gy.dtype), *(dw[d].to(gy.dtype) for d in varying_dims)], 1)
     products = _transposed_mm(left, gy).split(group.rows.shape[0])
     decayed = products[0] * terms.decay  # B E
+    contribution = decayed if scale is None else decayed * scale  # dF
     if g_f is not None:
-        add_rows(g_f, group.rows, decayed if scale is None else decayed * scale)
+        add_rows(g_f, group.rows, contribution)
     states = None
     if need_states:
         states = products[0] if scale is None else products[0] * scale
+    if not dims:
+        return states
     size = vox.size.double()
+    parts = contribution.new_empty(len(dims), *contribution.shape)
     for p, d in enumerate(dims):
         if d in factored:
             factor = _sinc_slope(u[d, 0], sinc[d, 0]) * size[d]
             factor = math.prod((fixed[a] for a in constant if a != d), start=factor)
-            part = decayed * factor.to(terms.decay.dtype)[:, None]
+            torch.mul(decayed, factor.to(terms.decay.dtype)[:, None], out=parts[p])
         elif d < 3:
-            part = products[1 + varying_dims.index(d)] * terms.decay
-        else:  # dE/dtau = -sign r2' E, zero where the exponent was clamped
-            rate = terms.decay * (-group.sign * vox.r2dash)
+            torch.mul(products[1 + varying_dims.index(d)], terms.decay, out=parts[p])
+        else:  # (W^T dY) dE/dtau = dF (-sign r2'), zero where the exponent was clamped
+            torch.mul(contribution, (-group.sign) * vox.r2dash, out=parts[p])
             if terms.unclamped is not None:
-                rate = torch.where(terms.unclamped, rate, torch.zeros_like(rate))
-            part = states * rate
-        add_rows(g_g[p], group.rows, part)
+                parts[p].masked_fill_(~terms.unclamped, 0.0)
+    add_rows(g_g, group.rows, parts, dim=1)
     return states
 
 
@@ -214,9 +217,10 @@ def _groups(signs: tuple[float, ...], flat: tuple[torch.Tensor, ...] | list[torc
 
 
 class Readout(torch.autograd.Function):
-    """``out [C, n]`` of one repetition; differentiable in ``f``, the dual amplitudes ``g``
-    (key columns ``dims``), ``moment``, ``time`` and every group's ``tau``, ``t_ref`` and state
-    ``moment`` (the tissue in ``vox`` is a constant)."""
+    """``out [C, n]`` of one repetition and the dual amplitudes ``g`` passed on (zero-valued,
+    None without); differentiable in ``f``, ``g`` (key columns ``dims``), ``moment``, ``time``
+    and every group's ``tau``, ``t_ref`` and state ``moment`` (the tissue in ``vox`` is a
+    constant)."""
 
     @staticmethod
     def forward(
@@ -239,10 +243,14 @@ class Readout(torch.autograd.Function):
         kept = [x for t in terms for x in (t.decay, t.states, t.part, t.unclamped)]
         ctx.save_for_backward(f, moment, time, phase, *kept, *flat)
         ctx.signs, ctx.vox, ctx.dims = signs, vox, dims
-        return vox.coil @ (phase * combined).T
+        ctx.set_materialize_grads(False)
+        passed = None if g is None else g.new_zeros(()).expand(g.shape)
+        return vox.coil @ (phase * combined).T, passed
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
+    def backward(ctx, grad_out: torch.Tensor | None, grad_passed: torch.Tensor | None):
+        if grad_out is None:  # the signal is not used: only the passed duals' gradient goes on
+            return (None, grad_passed, *(None for _ in ctx.needs_input_grad[2:]))
         f, moment, time, phase, *rest = ctx.saved_tensors
         vox, n, v, k = ctx.vox, moment.shape[0], ctx.vox.n_voxels, len(ctx.signs)
         kept, flat = rest[: 4 * k], rest[4 * k :]
@@ -272,14 +280,17 @@ class Readout(torch.autograd.Function):
         # dU = conj(P) dS, with dS = d/dS of sum_v coil S the same for every sample's voxels
         grad_u = (grad_out.T @ vox.coil.conj()) * phase.conj()
         # q_g = conj(dU) M_g Y_g: Re(q_g) is the gradient of log M_g, -Im(sum q_g) that of arg P
-        q = [grad_u.conj() * t.part for t in terms]
+        grad_u_conj = grad_u.conj_physical()  # once for both groups
+        q = [grad_u_conj * t.part for t in terms]
         q_sum = q[0] if len(q) == 1 else q[0] + q[1]
         columns = _gradient_columns(vox)
         sums = torch.view_as_real(q_sum).reshape(n, 2 * v) @ columns[:, : 5 if timing else 3]  # [n, 5 or 3]
         g_moment = (2 * math.pi) * sums[:, :3]
         g_time = (2 * math.pi) * sums[:, 3] - sums[:, 4] if timing else None
         g_f = torch.zeros_like(f) if need[0] else None
-        g_g = f.new_zeros(len(dims), f.shape[0], v) if dims else None
+        g_g = None
+        if dims:  # the readout's dual gradients are added to those of the later pulses (see readout())
+            g_g = grad_passed if grad_passed is not None else f.new_zeros(len(dims), f.shape[0], v)
         g_flat: list[torch.Tensor | None] = []
         for group, q_g, t, w, (sinc, u) in zip(groups, q, terms, weights, sincs, strict=True):
             s = group.sign
@@ -290,7 +301,7 @@ class Readout(torch.autograd.Function):
                 others = torch.stack([sinc[1] * sinc[2], sinc[0] * sinc[2], sinc[0] * sinc[1]])
                 dw = torch.where(group.mask, slope * others, 0.0) * vox.size.double()[:, None, None]
             g_states = _add_state_gradients(
-                group, dims, constant, (sinc, u), dw, w, gy, t, vox, g_f, g_g, timing or 3 in dims
+                group, dims, constant, (sinc, u), dw, w, gy, t, vox, g_f, g_g, timing
             )
             g_tau = g_ref = g_keys = None
             if timing:
@@ -323,9 +334,14 @@ def readout(
     time: torch.Tensor,
     groups: list[Group],
     vox: VoxelSet,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The repetition's signal ``[C, n]`` from the states ``f`` and their dual amplitudes ``g``
-    (key columns ``dims``; None without) (see the module docstring)."""
+    (key columns ``dims``; None without) (see the module docstring), and ``g`` passed on.
+
+    The later pulses should take their duals from the passed ``g``: the backward pass then adds
+    this readout's dual gradients into theirs in place, instead of starting from zeros and
+    leaving autograd to add the two ``[d, J, V]`` gradients (the later pulses' is a fresh
+    tensor of ``KeyMix``'s backward pass, so writing into it is safe)."""
     tissue = (vox.t2, vox.r2dash, vox.b0, vox.pos, vox.coil)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tissue):
         raise ValueError(
@@ -333,4 +349,5 @@ def readout(
             "T2, T2', B0, positions and coil maps must not require grad"
         )
     flat = [x for gr in groups for x in (gr.rows, gr.tau, gr.t_ref, gr.moment, gr.mask)]
-    return Readout.apply(f, g, moment, time, vox, tuple(gr.sign for gr in groups), dims, *flat)
+    signal, passed = Readout.apply(f, g, moment, time, vox, tuple(gr.sign for gr in groups), dims, *flat)
+    return signal, passed

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from mrzero.sequences.engines import configuration
 from mrzero.sequences.phantom import Phantom
 from mrzero.sequences.sequence import Sequence
 from mrzero.sequences.simulate import simulate
@@ -91,3 +92,27 @@ def test_checkpointing_changes_memory_not_gradients(engine):
         out.abs().pow(2).sum().backward()
         grads.append(moment.grad)
     assert torch.allclose(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+
+
+def test_automatic_checkpointing_switches_mid_sequence_without_changing_gradients(monkeypatch):
+    """The fast engine's default keeps the first repetitions and recomputes those after its byte
+    budget; with a budget of 0 that is every repetition after the first, and the gradients of
+    moments and durations (the dual amplitudes included) must equal those without checkpointing."""
+    seq, phantom = tiny_sequence(), tiny_phantom()
+    recomputed = []
+
+    def counted(*args, **kwargs):
+        recomputed.append(1)
+        return torch.utils.checkpoint.checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(configuration, "AUTO_CHECKPOINT_BYTES", 0)
+    monkeypatch.setattr(configuration, "checkpoint", counted)
+    grads = []
+    for checkpointing in (False, None):
+        leaves = {name: getattr(seq, name).clone().requires_grad_(True) for name in ("moment", "duration")}
+        out = simulate(replace(seq, **leaves), phantom, "fast", tolerance=0.0, checkpointing=checkpointing)
+        out.abs().pow(2).sum().backward()
+        grads.append([leaf.grad for leaf in leaves.values()])
+    assert len(recomputed) == seq.n_rep - 1
+    for without, automatic in zip(*grads, strict=True):
+        assert torch.allclose(without, automatic, rtol=1e-10, atol=1e-12)
