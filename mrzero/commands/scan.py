@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "See docs/scanner.md.",
     )
     p.add_argument(
-        "bundle", help="bundle directory, or the name of a shipped bundle (learned_gre, t1_mapping)"
+        "bundle",
+        help="bundle directory, or the name of a shipped bundle (learned_gre, rare96_sar, t1_mapping)",
     )
     p.add_argument("--phantom", default="brain", help="brain, sparse or a NIfTI file (default %(default)s)")
     p.add_argument("--coils", type=COILS, default=1, help="receive coils (default %(default)s)")
