@@ -47,6 +47,8 @@ __all__ = [
     "parse_parameters",
     "config_override",
     "header_message",
+    "text_message",
+    "config_file_message",
     "serialized",
     "close_message",
 ]
@@ -303,10 +305,22 @@ def config_override(parameters: dict[str, Any]) -> str | None:
     return None
 
 
+def text_message(msg_id: int, text: str) -> bytes:
+    """A config-text, header or text message (id, uint32 length, UTF-8 bytes) carrying ``text``
+    byte for byte (the serializer would re-render a header)."""
+    raw = text.encode("utf-8")
+    return struct.pack("<HI", msg_id, len(raw)) + raw
+
+
 def header_message(xml: str) -> bytes:
-    """A header message carrying ``xml`` byte for byte (the serializer would re-render it)."""
-    raw = xml.encode("utf-8")
-    return struct.pack("<HI", MessageId.HEADER, len(raw)) + raw
+    """A header message carrying ``xml`` byte for byte."""
+    return text_message(MessageId.HEADER, xml)
+
+
+def config_file_message(name: str) -> bytes:
+    """A config-file message: ``name`` in 1024 NUL-padded bytes (cut there if longer)."""
+    raw = name.encode("utf-8")[:CONFIG_FILE_BYTES]
+    return struct.pack("<H", MessageId.CONFIG_FILE) + raw.ljust(CONFIG_FILE_BYTES, b"\0")
 
 
 def serialized(obj: Any) -> bytes:

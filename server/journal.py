@@ -70,6 +70,7 @@ from typing import Any
 from ismrmrd.serialization import ISMRMRDMessageID as MessageId
 
 from mrzero.core.mrd_file import RawMRDWriter, allocate_ahead, readable_acquisitions
+from mrzero.server.framing import config_file_message, text_message
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,6 @@ RESERVE_BYTES = 1 << 20
 #: Attributes that arrive as messages of the MRD stream (config file and config text): they are
 #: in the write-ahead log as those messages; the server's other attributes go to the sidecar.
 _STREAM_ATTRIBUTES = ("config", "config_text")
-_CONFIG_FILE_BYTES = 1024
 #: Buffers per ``os.writev`` (Linux's IOV_MAX is 1024).
 _IOV_MAX = 512
 
@@ -104,19 +104,6 @@ def sidecar_path(path: Path) -> Path:
 def sidecar_temporary_path(path: Path) -> Path:
     """Where the sidecar is written before it is renamed over the old one (left only by a kill)."""
     return path.with_name(path.name + ".wal.json.tmp")
-
-
-def text_frame(msg_id: int, text: str) -> bytes:
-    """A config-text, header or text message of the MRD stream (id, length, UTF-8 bytes)."""
-    raw = text.encode("utf-8")
-    return struct.pack("<HI", msg_id, len(raw)) + raw
-
-
-def config_frame(name: str) -> bytes:
-    """A config-file message: the name in 1024 NUL-padded bytes (cut there if longer)."""
-    return struct.pack("<H", MessageId.CONFIG_FILE) + name.encode("utf-8")[:_CONFIG_FILE_BYTES].ljust(
-        _CONFIG_FILE_BYTES, b"\0"
-    )
 
 
 class _ByteQueue:
@@ -378,15 +365,15 @@ class Journal:
         for item in batch:
             kind = item[0]
             if kind == "attr" and item[1] == "config":
-                frames.append(config_frame(item[2]))
+                frames.append(config_file_message(item[2]))
             elif kind == "attr" and item[1] == "config_text":
-                frames.append(text_frame(MessageId.CONFIG_TEXT, item[2]))
+                frames.append(text_message(MessageId.CONFIG_TEXT, item[2]))
             elif kind == "attr":
                 self._attributes[item[1]] = item[2]
             elif kind == "text":
-                frames.append(text_frame(MessageId.TEXT, item[1]))
+                frames.append(text_message(MessageId.TEXT, item[1]))
             elif kind == "xml":
-                frames.append(text_frame(MessageId.HEADER, item[1]))
+                frames.append(text_message(MessageId.HEADER, item[1]))
             else:
                 frames += [struct.pack("<H", kind), item[1]]
         return frames

@@ -18,7 +18,7 @@ from typing import Any
 
 import ismrmrd
 
-from mrzero.server.framing import header_message, serialized
+from mrzero.server.framing import MessageId, header_message, serialized, text_message
 
 CLOSE = struct.pack("<H", 4)
 
@@ -30,8 +30,8 @@ def configuration(properties: dict[str, str]) -> str:
 
 
 def config_message(xml: str) -> bytes:
-    raw = xml.encode()
-    return struct.pack("<HI", 2, len(raw)) + raw
+    """The configuration document as Gadgetron sends it: a config-text message."""
+    return text_message(MessageId.CONFIG_TEXT, xml)
 
 
 def opening(properties: dict[str, str], header_xml: str) -> bytes:
