@@ -74,6 +74,8 @@ class Server:
         self._stopping = threading.Event()
         #: Set by a second stop signal: end the drain now.
         self._hurry = threading.Event()
+        #: Whether a stop signal (SIGTERM, Ctrl-C) has come: the next one sets :attr:`_hurry`.
+        self._stop_signalled = False
         self._accept_thread: threading.Thread | None = None
         self._health: HealthServer | None = None
         self.metrics = Metrics(settings.data_dir)
@@ -155,8 +157,9 @@ class Server:
         drain (:meth:`stop`). True if the server stopped cleanly: the accept loop did not fail,
         and every connection ended with its journal closed."""
         main = threading.current_thread() is threading.main_thread()
-        if main:
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
+        if main:  # one handler for every stop signal: no moment where a second one is taken as the first
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._stop_signal)
         failed = False
         try:
             self.start()
@@ -169,12 +172,14 @@ class Server:
                 "stopping: no new connections; running scans get up to %g s to finish",
                 self.settings.drain_timeout_s,
             )
-        if main:  # from now on a stop signal only cuts the drain short
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, self._second_signal)
         return self.stop() and not failed
 
-    def _second_signal(self, signum: int, frame: object) -> None:
+    def _stop_signal(self, signum: int, frame: object) -> None:
+        """The first stop signal ends serving (the drain follows); a later one, even one that
+        arrives before the drain has begun, cuts the drain short."""
+        if not self._stop_signalled:
+            self._stop_signalled = True
+            raise KeyboardInterrupt
         log.warning("second stop signal (%s): ending the running scans now", signal.Signals(signum).name)
         self._hurry.set()
 
