@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mrzero.sequences.engines import native
 from mrzero.sequences.engines.rows import add_rows
 from mrzero.sequences.engines.voxels import VoxelSet
 
@@ -178,36 +179,70 @@ def _add_state_gradients(
     sinc, u = sincs
     factored = [d for d in dims if d in constant]
     varying_dims = [d for d in dims if d < 3 and d not in constant]
-    scale = None
+    real = terms.decay.dtype
+    scale = None  # [J_g], the constant axes' sincs
     if factored:
         varying = [a for a in range(3) if a not in constant]
         weights = torch.where(group.mask, sinc[varying].prod(0), 0.0)
         fixed = {a: sinc[a, 0] for a in constant}  # [J_g] each
-        scale = math.prod(fixed.values()).to(terms.decay.dtype)[:, None]
+        scale = math.prod(fixed.values()).to(real)
     left = torch.cat([weights.to(gy.dtype), *(dw[d].to(gy.dtype) for d in varying_dims)], 1)
-    products = _transposed_mm(left, gy).split(group.rows.shape[0])
-    decayed = products[0] * terms.decay  # B E
-    contribution = decayed if scale is None else decayed * scale  # dF
-    if g_f is not None:
-        add_rows(g_f, group.rows, contribution)
-    states = None
-    if need_states:
-        states = products[0] if scale is None else products[0] * scale
-    if not dims:
-        return states
+    j_g = group.rows.shape[0]
+    products = _transposed_mm(left, gy)
+    # per dual: dG_d = B_p E a r with B_p one of the products, a per state, r per voxel (None: 1)
+    spec: list[tuple[int, torch.Tensor | None, torch.Tensor | None]] = []
     size = vox.size.double()
-    parts = contribution.new_empty(len(dims), *contribution.shape)
-    for p, d in enumerate(dims):
+    for d in dims:
         if d in factored:
             factor = _sinc_slope(u[d, 0], sinc[d, 0]) * size[d]
-            factor = math.prod((fixed[a] for a in constant if a != d), start=factor)
-            torch.mul(decayed, factor.to(terms.decay.dtype)[:, None], out=parts[p])
+            spec.append((0, math.prod((fixed[a] for a in constant if a != d), start=factor).to(real), None))
         elif d < 3:
-            torch.mul(products[1 + varying_dims.index(d)], terms.decay, out=parts[p])
+            spec.append((1 + varying_dims.index(d), None, None))
         else:  # (W^T dY) dE/dtau = dF (-sign r2'), zero where the exponent was clamped
-            torch.mul(contribution, (-group.sign) * vox.r2dash, out=parts[p])
-            if terms.unclamped is not None:
-                parts[p].masked_fill_(~terms.unclamped, 0.0)
+            spec.append((0, scale, (-group.sign) * vox.r2dash))
+    states = None
+    if need_states:
+        states = products[:j_g] if scale is None else products[:j_g] * scale[:, None]
+    if g_f is None and not dims:
+        return states
+    outputs = [x for x in (g_f, g_g if dims else None) if x is not None]
+    if (
+        terms.unclamped is None
+        and all(x.is_contiguous() for x in outputs)
+        and native.usable(products, *outputs)
+    ):
+        ones_j, ones_v = terms.decay.new_ones(j_g), terms.decay.new_ones(terms.decay.shape[1])
+        row_factor = torch.stack([ones_j if a is None else a for a in (scale, *(a for _, a, _ in spec))])
+        voxel_factor = torch.stack([ones_v if r is None else r for _, _, r in spec]) if spec else ones_v[None]
+        native.readout_duals(
+            group.rows,
+            products.reshape(-1, j_g, products.shape[1]),
+            [p for p, _, _ in spec],
+            terms.decay,
+            row_factor,
+            voxel_factor,
+            g_f,
+            g_g if dims else None,
+        )
+        return states
+    products = products.split(j_g)
+    decayed = products[0] * terms.decay  # B E
+    if g_f is not None:
+        add_rows(g_f, group.rows, decayed if scale is None else decayed * scale[:, None])  # dF
+    if not dims:
+        return states
+    parts = decayed.new_empty(len(dims), *decayed.shape)
+    for part, d, (p, a, r) in zip(parts, dims, spec, strict=True):
+        if p:
+            torch.mul(products[p], terms.decay, out=part)
+        elif a is not None:
+            torch.mul(decayed, a[:, None], out=part)
+        else:
+            part.copy_(decayed)
+        if r is not None:
+            part.mul_(r)
+        if d == 3 and terms.unclamped is not None:
+            part.masked_fill_(~terms.unclamped, 0.0)
     add_rows(g_g, group.rows, parts, dim=1)
     return states
 
