@@ -45,16 +45,16 @@ SOURCE = r"""
 void dual_h_##SUFFIX(int64_t d, int64_t j_f, int64_t k, int64_t v, int64_t j0, int64_t j1,      \
                      const T *gf, const T *gz, const int64_t *i_f, const int64_t *i_c,          \
                      const T *w, const T *f, const T *zero, T *gh, double *moved) {             \
-    const T *w0 = w, *w1 = w + 2 * v, *w3 = w + 6 * v, *w4 = w + 8 * v;                        \
-    for (int64_t e = 0; e < d; e++) {                                                           \
-        double acc = 0.0;                                                                       \
-        for (int64_t j = j0; j < j1; j++) {                                                     \
-            int64_t kf = i_f[j], kc = i_c[j];                                                   \
+    const T *restrict w0 = w, *restrict w1 = w + 2 * v;                                         \
+    const T *restrict w3 = w + 6 * v, *restrict w4 = w + 8 * v;                                 \
+    for (int64_t j = j0; j < j1; j++) {                                                         \
+        int64_t kf = i_f[j], kc = i_c[j];                                                       \
+        const T *restrict fj = f + j * v * 2;                                                   \
+        for (int64_t e = 0; e < d; e++) {                                                       \
             const T *restrict a = (gf && kf < k) ? ROW(gf, e, k, kf, v) : zero;                 \
             const T *restrict b = (gz && kf < k) ? ROW(gz, e, k, kf, v) : zero;                 \
             const T *restrict c = (gf && kc < k) ? ROW(gf, e, k, kc, v) : zero;                 \
             const T *restrict g = (gz && kc < k) ? ROW(gz, e, k, kc, v) : zero;                 \
-            const T *restrict fj = f + j * v * 2;                                               \
             T *restrict out = ROW(gh, e, j_f, j, v);                                            \
             T sum = 0;                                                                          \
             _Pragma("omp simd reduction(+:sum)")                                                \
@@ -70,19 +70,18 @@ void dual_h_##SUFFIX(int64_t d, int64_t j_f, int64_t k, int64_t v, int64_t j0, i
                 out[2*x+1] = hi;                                                                \
                 sum += fj[2*x] * hr + fj[2*x+1] * hi;                                           \
             }                                                                                   \
-            acc += sum;                                                                         \
+            if (moved) moved[e] += sum;                                                         \
         }                                                                                       \
-        if (moved) moved[e] += acc;                                                             \
     }                                                                                           \
 }                                                                                               \
                                                                                                 \
 void dual_z_##SUFFIX(int64_t d, int64_t j_z, int64_t k, int64_t v, int64_t j0, int64_t j1,      \
                      const T *gf, const T *gz, const int64_t *i_z, const T *w, const T *zero,   \
                      T *go) {                                                                   \
-    const T *w2 = w + 4 * v, *w5 = w + 10 * v;                                                  \
-    for (int64_t e = 0; e < d; e++) {                                                           \
-        for (int64_t j = j0; j < j1; j++) {                                                     \
-            int64_t kz = i_z[j];                                                                \
+    const T *restrict w2 = w + 4 * v, *restrict w5 = w + 10 * v;                                \
+    for (int64_t j = j0; j < j1; j++) {                                                         \
+        int64_t kz = i_z[j];                                                                    \
+        for (int64_t e = 0; e < d; e++) {                                                       \
             const T *restrict a = (gf && kz < k) ? ROW(gf, e, k, kz, v) : zero;                 \
             const T *restrict b = (gz && kz < k) ? ROW(gz, e, k, kz, v) : zero;                 \
             T *restrict out = ROW(go, e, j_z, j, v);                                            \

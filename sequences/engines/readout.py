@@ -147,6 +147,14 @@ def _gradient_columns(vox: VoxelSet) -> torch.Tensor:
     return cached
 
 
+def _r2dash_pairs(vox: VoxelSet) -> torch.Tensor:
+    """``[2V]``: every voxel's T2' rate twice, to contract a real view of ``[J, V]`` complex. Cached."""
+    cached = vox.derived.get("r2dash_pairs")
+    if cached is None:
+        cached = vox.derived["r2dash_pairs"] = vox.r2dash.repeat_interleave(2)
+    return cached
+
+
 def _transposed_mm(a: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
     """``a^T dY``, complex ``[J, V]``, for real ``a`` ``[n, J]`` and ``dY`` ``[n, 2V]`` (a real view)."""
     j, v = a.shape[1], gy.shape[1] // 2
@@ -157,7 +165,8 @@ def _add_state_gradients(
     group: Group,
     dims: tuple[int, ...],
     constant: tuple[int, ...],
-    sincs: tuple[torch.Tensor, torch.Tensor],
+    sinc: torch.Tensor,
+    slope: torch.Tensor | None,
     dw: torch.Tensor | None,
     weights: torch.Tensor,
     gy: torch.Tensor,
@@ -165,18 +174,17 @@ def _add_state_gradients(
     vox: VoxelSet,
     g_f: torch.Tensor | None,
     g_g: torch.Tensor | None,
-    need_states: bool,
-) -> torch.Tensor | None:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Add a group's ``dF = (W^T dY) E`` to ``g_f`` and its dual gradients to ``g_g``
     (``[d, J, V]``): ``((dW/dk_d)^T dY) E`` for a moment column (``dw`` ``[3, n, J_g]``),
-    ``(W^T dY) dE/dtau`` for tau. Returns ``dA = W^T dY`` when ``need_states``.
+    ``(W^T dY) dE/dtau`` for tau (``slope``: the sincs' slopes ``[3, n, J_g]``, given whenever
+    ``dims`` has a moment column). Returns ``dA = W^T dY`` as ``B`` and a per-state factor (None: 1).
 
     An axis in ``constant`` has the same sample moment at every sample, so its sinc and slope
     are per-state factors: ``dF`` and the dual gradients of such axes come from one product
     ``B = (W / prod_constant sinc)^T dY`` (a Cartesian readout: one instead of three). All
     products of the group are one matrix product.
     """
-    sinc, u = sincs
     factored = [d for d in dims if d in constant]
     varying_dims = [d for d in dims if d < 3 and d not in constant]
     real = terms.decay.dtype
@@ -194,15 +202,13 @@ def _add_state_gradients(
     size = vox.size.double()
     for d in dims:
         if d in factored:
-            factor = _sinc_slope(u[d, 0], sinc[d, 0]) * size[d]
+            factor = slope[d, 0] * size[d]
             spec.append((0, math.prod((fixed[a] for a in constant if a != d), start=factor).to(real), None))
         elif d < 3:
             spec.append((1 + varying_dims.index(d), None, None))
         else:  # (W^T dY) dE/dtau = dF (-sign r2'), zero where the exponent was clamped
             spec.append((0, scale, (-group.sign) * vox.r2dash))
-    states = None
-    if need_states:
-        states = products[:j_g] if scale is None else products[:j_g] * scale[:, None]
+    states = products[:j_g], scale
     if g_f is None and not dims:
         return states
     outputs = [x for x in (g_f, g_g if dims else None) if x is not None]
@@ -311,7 +317,7 @@ class Readout(torch.autograd.Function):
         moments = need[2] or any(gn[3] for gn in group_need)  # sample or state moments
         # moment axes equal at every sample (a Cartesian readout's phase and slice axes)
         constant = tuple(a for a in range(3) if bool((moment[:, a] == moment[0, a]).all())) if dims else ()
-        slopes = moments or any(d < 3 and d not in constant for d in dims)  # the [3, n, J_g] slopes
+        slopes = moments or any(d < 3 for d in dims)  # the [3, n, J_g] slopes
         # dU = conj(P) dS, with dS = d/dS of sum_v coil S the same for every sample's voxels
         grad_u = (grad_out.T @ vox.coil.conj()) * phase.conj()
         # q_g = conj(dU) M_g Y_g: Re(q_g) is the gradient of log M_g, -Im(sum q_g) that of arg P
@@ -330,13 +336,13 @@ class Readout(torch.autograd.Function):
         for group, q_g, t, w, (sinc, u) in zip(groups, q, terms, weights, sincs, strict=True):
             s = group.sign
             gy = torch.view_as_real(grad_u * t.magnitude).reshape(n, 2 * v)  # dY
-            dw = None
+            slope = dw = None
             if slopes:  # dW/dk_a = dW/dm_a, [3, n, J_g]
                 slope = _sinc_slope(u, sinc)
                 others = torch.stack([sinc[1] * sinc[2], sinc[0] * sinc[2], sinc[0] * sinc[1]])
                 dw = torch.where(group.mask, slope * others, 0.0) * vox.size.double()[:, None, None]
-            g_states = _add_state_gradients(
-                group, dims, constant, (sinc, u), dw, w, gy, t, vox, g_f, g_g, timing
+            g_states, g_scale = _add_state_gradients(
+                group, dims, constant, sinc, slope, dw, w, gy, t, vox, g_f, g_g
             )
             g_tau = g_ref = g_keys = None
             if timing:
@@ -345,10 +351,14 @@ class Readout(torch.autograd.Function):
                 g_ref = s * r2_sums.sum()
                 g_tau = torch.zeros_like(group.tau)
                 if s:  # d/d exponent of E: Re(conj(dA) A), zero where the exponent was clamped
-                    g_exp = (g_states.conj() * t.states).real
-                    if t.unclamped is not None:
-                        g_exp = torch.where(t.unclamped, g_exp, torch.zeros_like(g_exp))
-                    g_tau = (-s) * (g_exp @ vox.r2dash).double()
+                    if t.unclamped is None:  # Re(conj(B) A) r2' summed over voxels, on real views
+                        pairs = torch.view_as_real(g_states) * torch.view_as_real(t.states)
+                        g_exp = pairs.reshape(-1, 2 * v) @ _r2dash_pairs(vox)
+                    else:
+                        g_exp = (g_states.conj() * t.states).real
+                        g_exp = torch.where(t.unclamped, g_exp, torch.zeros_like(g_exp)) @ vox.r2dash
+                    g_exp = g_exp if g_scale is None else g_exp * g_scale  # dA = B scale
+                    g_tau = (-s) * g_exp.double()
                     g_ref = g_ref + g_tau.sum().to(g_ref.dtype)
                 g_ref = g_ref.reshape(group.t_ref.shape)
             if moments:  # W = prod_a sinc(u_a), u_a = (k_a + m_a) w_a: to state keys and sample moments
