@@ -154,7 +154,9 @@ class KeyMix(torch.autograd.Function):
 
     (``H = G_F + F dk_F``; combining over the merged rows first, then gathering, is fewer
     passes over ``[d, J, V]`` than gathering first). Pruned rows have no gradient: they read a
-    zero row appended to ``P``, ``Q``, ``R``.
+    zero row appended to ``P``, ``Q``, ``R``. On the CPU this runs as one compiled loop per
+    output (``sequences/engines/native.py``), elsewhere as the torch operations of
+    :func:`dual_adjoint`.
     """
 
     @staticmethod

@@ -25,6 +25,8 @@ Merged states also bring their dual amplitudes ``G`` (complex ``[d, J, V]``, zer
 ``sequences/engines/mixing.py``), which add ``sum_d (dW_g/dk_d) (G_d E_g)`` (and ``W_g (dE_g/dtau)
 G_tau``) to ``U``: nothing in the forward pass, and in the backward pass
 ``dG_d = ((dW_g/dk_d)^T dY) E_g`` per moment column and ``dG_tau = (W_g^T dY) dE_g/dtau``.
+On the CPU these and ``dF`` are added into their rows by one compiled loop
+(``sequences/engines/native.py``), elsewhere by torch operations.
 """
 
 from __future__ import annotations
