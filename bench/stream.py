@@ -361,6 +361,7 @@ def main() -> None:
             "connections dropped without the server's close (fast senders, all rounds): "
             + ", ".join(f"{name} {count}" for name, count in dropped.items())
         )
+        print(journal_check(work / "mrzero", {LINES, LINES * max(args.sustained, 1)}))
         if not args.skip_latency:
             latency_table(ports["mrzero"], body, args.repeats)
     finally:
@@ -368,6 +369,25 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def journal_check(data_dir: Path, sizes: set[int]) -> str:
+    """What mrzero's journals of the savedataonly scans hold, read back with ``h5py``: every one
+    closed by its client and holding a whole scan (``sizes`` acquisitions)."""
+    import h5py
+
+    counts, bad = [], []
+    for path in sorted(data_dir.glob("*.h5")):
+        with h5py.File(path, "r") as f:
+            group = f["dataset"]
+            if group.attrs.get("pipeline") != "savedataonly":
+                continue
+            counts.append(group["data"].shape[0])
+            if group.attrs.get("ended") != "close" or counts[-1] not in sizes:
+                bad.append(path.name)
+    return f"mrzero journals of the ingest scans: {len(counts)} files, {sum(counts)} acquisitions; " + (
+        f"NOT whole: {', '.join(bad)}" if bad else "each closed and whole"
+    )
 
 
 def latency_table(port: int, body: bytes, repeats: int) -> None:
