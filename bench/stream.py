@@ -13,7 +13,9 @@ so that all see the same machine load):
   (mrzero: ``savedataonly`` pipeline; peer: config ``savedataonly`` with ``-s``), with two
   senders and the same data: the peer's own ``client.py`` (a process reading the MRD file,
   end to end including its start), and a fast sender in this process writing pre-serialised
-  bytes (the servers' own rate); 1 client, and 4 concurrent fast clients (peer ``-m``);
+  bytes (the servers' own rate); 1 client, and 4 concurrent fast clients (peer ``-m``); and
+  one fast sender streaming one scan of ``--sustained`` repetitions (336 MB by default), the
+  rate a connection sustains once it runs (start and close are 10-25 % of a 33.6 MB scan);
 * latency: from the last acquisition sent to the last image received, mrzero with the
   ``cartesian`` pipeline, against the pipeline's own compute time: the same pipeline over the
   same acquisitions in memory, in 1 or 4 separate processes started together (as the server's
@@ -25,7 +27,8 @@ before/after figures of a change measured under the same load. The checkout need
 import-root links of an installed tree (``for d in core server pipelines sequences; do ln -s
 ../$d DIR/mrzero/$d; done``); it runs with ``PYTHONPATH=DIR`` from a neutral directory.
 
-Run: ``.venv/bin/python bench/stream.py [--repeats 3] [--peer DIR] [--skip-latency] [--baseline DIR]``
+Run: ``.venv/bin/python bench/stream.py [--repeats 3] [--peer DIR] [--skip-latency] [--baseline DIR]
+[--sustained N]``
 """
 
 from __future__ import annotations
@@ -69,18 +72,22 @@ HEADER = f"""<?xml version="1.0"?>
 </ismrmrdHeader>"""
 
 
-def acquisitions(seed: int = 0) -> list[ismrmrd.Acquisition]:
+def acquisitions(seed: int = 0, repetitions: int = 1) -> list[ismrmrd.Acquisition]:
+    """The scan's lines, ``repetitions`` times (``idx.repetition`` counting; the same samples)."""
     rng = np.random.default_rng(seed)
+    shape = (LINES, COILS, SAMPLES)
+    lines = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
     acqs = []
-    for ky in range(LINES):
-        data = rng.standard_normal((COILS, SAMPLES)) + 1j * rng.standard_normal((COILS, SAMPLES))
-        acq = ismrmrd.Acquisition.from_array(data.astype(np.complex64))
-        acq.idx.kspace_encode_step_1, acq.scan_counter, acq.center_sample = ky, ky, SAMPLES // 2
-        if ky == 0:
-            acq.set_flag(ismrmrd.ACQ_FIRST_IN_SLICE)
-        if ky == LINES - 1:
-            acq.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
-        acqs.append(acq)
+    for rep in range(repetitions):
+        for ky in range(LINES):
+            acq = ismrmrd.Acquisition.from_array(lines[ky])
+            acq.idx.kspace_encode_step_1, acq.idx.repetition = ky, rep
+            acq.scan_counter, acq.center_sample = rep * LINES + ky, SAMPLES // 2
+            if ky == 0:
+                acq.set_flag(ismrmrd.ACQ_FIRST_IN_SLICE)
+            if ky == LINES - 1:
+                acq.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+            acqs.append(acq)
     return acqs
 
 
@@ -246,6 +253,14 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, default=None, help="checkout of an earlier commit to measure as mrzero@base"
     )
+    parser.add_argument(
+        "--sustained",
+        type=int,
+        default=10,
+        metavar="N",
+        help="also stream one scan of N repetitions (N x 33.6 MB) per server and round: the rate "
+        "sustained once a connection runs (0: skip)",
+    )
     parser.add_argument("--compute", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compute:
@@ -257,6 +272,7 @@ def main() -> None:
     acqs = acquisitions()
     body = b"".join(serialized(a) for a in acqs)
     raw_mb = sum(a.data.nbytes for a in acqs) / 1e6
+    long_body = b"".join(serialized(a) for a in acquisitions(repetitions=args.sustained or 1))
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     source = work / "scan.h5"
     write_raw_file(source, HEADER, acqs)
@@ -292,10 +308,14 @@ def main() -> None:
     try:
         for name, proc in servers.items():
             wait_listening(ports[name], proc)
+        # not counted: a server's first connection may wait until it is ready (mrzero accepts
+        # into the backlog while its fork server imports the pipelines)
+        ingest_round(ports, body, raw_mb, 1, {})
         print(
             f"command: .venv/bin/python bench/stream.py --repeats {args.repeats}"
             + (" --skip-latency" if args.skip_latency else "")
             + (f" --baseline {args.baseline}" if args.baseline else "")
+            + f" --sustained {args.sustained}"
         )
         print(f"dataset: {COILS} coils x {SAMPLES} samples x {LINES} lines = {raw_mb:.1f} MB raw per scan")
         print(
@@ -305,23 +325,31 @@ def main() -> None:
         fast: dict[str, list[float]] = {name: [] for name in ports}
         fast4: dict[str, list[float]] = {name: [] for name in ports if name != "peer -s"}
         client: dict[str, list[float]] = {name: [] for name in ports}
+        sustained: dict[str, list[float]] = {name: [] for name in ports}
         dropped: dict[str, int] = {}
         for k in range(args.repeats):
             for name, rate in ingest_round(ports, body, raw_mb, 1, dropped).items():
                 fast[name].append(rate)
+            if args.sustained:
+                for name, rate in ingest_round(ports, long_body, args.sustained * raw_mb, 1, dropped).items():
+                    sustained[name].append(rate)
             for name, port in ports.items():
                 client[name].append(raw_mb / peer_client(args.peer, port, source, work / f"out-{k}.h5"))
             for name, rate in ingest_round({n: ports[n] for n in fast4}, body, raw_mb, 4, dropped).items():
                 fast4[name].append(rate)
         med = {
             label: {name: statistics.median(v) for name, v in table.items()}
-            for label, table in (("fast", fast), ("client", client), ("fast4", fast4))
+            for label, table in (("fast", fast), ("client", client), ("fast4", fast4), ("long", sustained))
+            if all(table.values())
         }
         for label, title in (
             ("client", "1 client, the peer's client.py (end to end)"),
             ("fast", "1 client, fast pre-serialised sender"),
+            ("long", f"1 fast sender, one scan of {args.sustained} x {raw_mb:.1f} MB (sustained)"),
             ("fast4", "4 concurrent fast senders (aggregate)"),
         ):
+            if label not in med:
+                continue
             row = med[label]
             best_peer = max(v for name, v in row.items() if name.startswith("peer"))
             print(
@@ -333,6 +361,7 @@ def main() -> None:
             "connections dropped without the server's close (fast senders, all rounds): "
             + ", ".join(f"{name} {count}" for name, count in dropped.items())
         )
+        print(journal_check(work / "mrzero", {LINES, LINES * max(args.sustained, 1)}))
         if not args.skip_latency:
             latency_table(ports["mrzero"], body, args.repeats)
     finally:
@@ -340,6 +369,25 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def journal_check(data_dir: Path, sizes: set[int]) -> str:
+    """What mrzero's journals of the savedataonly scans hold, read back with ``h5py``: every one
+    closed by its client and holding a whole scan (``sizes`` acquisitions)."""
+    import h5py
+
+    counts, bad = [], []
+    for path in sorted(data_dir.glob("*.h5")):
+        with h5py.File(path, "r") as f:
+            group = f["dataset"]
+            if group.attrs.get("pipeline") != "savedataonly":
+                continue
+            counts.append(group["data"].shape[0])
+            if group.attrs.get("ended") != "close" or counts[-1] not in sizes:
+                bad.append(path.name)
+    return f"mrzero journals of the ingest scans: {len(counts)} files, {sum(counts)} acquisitions; " + (
+        f"NOT whole: {', '.join(bad)}" if bad else "each closed and whole"
+    )
 
 
 def latency_table(port: int, body: bytes, repeats: int) -> None:

@@ -26,6 +26,8 @@ class PipelineSpec:
     run: Stage
     #: The frozen dataclass of the JSON parameters the pipeline accepts.
     parameters: type = PipelineParameters
+    #: Nothing to reconstruct: a server keeps the raw data and starts no worker for it.
+    journal_only: bool = False
 
     def parse(self, raw: dict[str, Any]) -> Any:
         """The client's JSON parameters, validated (``ParameterError`` naming the parameter)."""
@@ -46,13 +48,18 @@ class UnknownPipelineError(KeyError):
 _REGISTRY: dict[str, PipelineSpec] = {}
 
 
-def register(name: str, description: str, parameters: type = PipelineParameters) -> Callable[[Stage], Stage]:
-    """Decorator: make ``run`` reachable under ``name``, accepting the JSON ``parameters`` declared."""
+def register(
+    name: str, description: str, parameters: type = PipelineParameters, journal_only: bool = False
+) -> Callable[[Stage], Stage]:
+    """Decorator: make ``run`` reachable under ``name``, accepting the JSON ``parameters`` declared;
+    ``journal_only``: the pipeline makes nothing of the data (see :class:`PipelineSpec`)."""
 
     def add(run: Stage) -> Stage:
         if name in _REGISTRY:
             raise ValueError(f"pipeline {name!r} registered twice")
-        _REGISTRY[name] = PipelineSpec(name, description, _validating(run, name, parameters), parameters)
+        _REGISTRY[name] = PipelineSpec(
+            name, description, _validating(run, name, parameters), parameters, journal_only
+        )
         return run
 
     return add

@@ -259,7 +259,7 @@ class Connection(WorkerSession):
             return
         if params is None:
             self.log.info("client text: %s", text[:200])
-        elif self.worker is not None:
+        elif self.pipeline is not None:
             self.log.warning("JSON parameters after the data started are journaled but not used")
         else:
             self.parameters.update(params)
@@ -302,7 +302,9 @@ class Connection(WorkerSession):
             except InvalidData as exc:
                 self.fail(str(exc), "invalid_data")
                 return
-        if self.worker is None and not self._start_pipeline():
+        if self.pipeline is None and not self._start_pipeline():
+            return
+        if self.worker is None:  # a journal-only pipeline: the journal is all it needs
             return
         try:
             self.worker.send(msg.wire)
@@ -332,9 +334,13 @@ class Connection(WorkerSession):
         self.pipeline = spec.name
         self._journal().set_attribute("pipeline", spec.name)
         self.log.info(
-            "pipeline %r (%s)", spec.name, f"config {name!r}" if name else "default: the client named none"
+            "pipeline %r (%s)%s",
+            spec.name,
+            f"config {name!r}" if name else "default: the client named none",
+            "; journal only, no worker" if spec.journal_only else "",
         )
-        self._start_worker(spec.name, self.parameters, self.settings.device)
+        if not spec.journal_only:
+            self._start_worker(spec.name, self.parameters, self.settings.device)
         return True
 
     def _image_sent(self) -> None:
@@ -350,7 +356,7 @@ class Connection(WorkerSession):
 
     def _finish(self, ended: str) -> None:
         if (
-            self.worker is None
+            self.pipeline is None
             and self.failure is None
             and self.header_xml is not None
             and self.checker is not None

@@ -33,6 +33,7 @@ from mrzero.server.limits import Settings
 from mrzero.server.memory_budget import cgroup_memory_limit, over_budget
 from mrzero.server.metrics import Metrics, free_bytes
 from mrzero.server.processes import forkserver_alive, warm_up
+from mrzero.server.recovery import recover_all
 from mrzero.server.retention import JournalDirectory
 from mrzero.server.session import DRAIN_TIMEOUT_S, WorkerSession, drain_and_close
 from mrzero.server.tls_bridge import tls_bridge
@@ -90,6 +91,21 @@ class Server:
         #: Connections accepted so far (served or refused).
         self.accepted = 0
 
+    def _recover_journals(self) -> None:
+        """Before accepting connections: recover this server's journals that an earlier run did
+        not close, from their write-ahead logs (``mrzero.server.recovery``); logged and counted."""
+        recovered, failed = recover_all(self.settings.data_dir, self.settings.journal_prefix)
+        for result in recovered:
+            self.metrics.journals_recovered.labels(result.how).inc()
+        self.metrics.journals_recovered.labels("failed").inc(len(failed))
+        if recovered or failed:
+            log.warning(
+                "journals left open by an earlier run: %d recovered from their write-ahead logs, "
+                "%d could not be (`mrzero journal recover` retries)",
+                len(recovered),
+                len(failed),
+            )
+
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port); the port is the real one when 0 was asked for."""
@@ -113,6 +129,7 @@ class Server:
             self._tls.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
         if self.settings.fallback_pipeline is not None:
             registry.get(self.settings.fallback_pipeline)  # an unknown fallback fails at start, not at a scan
+        self._recover_journals()
         self.journals.prune()
         journal = self.settings.journal_buffer_bytes
         if problem := over_budget(self.settings.limits, cgroup_memory_limit(), journal):

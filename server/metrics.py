@@ -99,6 +99,15 @@ class Metrics:
             "Closed journals removed by retention (--journal-max-gb, --journal-keep-days)",
             registry=r,
         )
+        self.journals_recovered = Counter(
+            "mrzero_journals_recovered",
+            "Journals an earlier run left open, recovered at start from their write-ahead logs, "
+            "by outcome (marked: the file held everything; rebuilt; failed: files left as they were)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("marked", "rebuilt", "failed"):
+            self.journals_recovered.labels(outcome)
         if data_dir is not None:
             free = Gauge("mrzero_data_dir_free_bytes", "Free bytes on the journal's file system", registry=r)
             free.set_function(lambda: free_bytes(data_dir))

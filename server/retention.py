@@ -43,6 +43,8 @@ class JournalDirectory:
         self._on_removed = on_removed
         self._open: set[Path] = set()
         self._lock = threading.Lock()
+        #: One prune at a time: connections that end together would race to remove the same files.
+        self._pruning = threading.Lock()
 
     def opened(self, path: Path) -> None:
         with self._lock:
@@ -56,7 +58,10 @@ class JournalDirectory:
         """Remove what the retention rules say (nothing without rules); returns what was removed."""
         if not self.max_bytes and not self.keep_days:
             return []
-        now = time.time() if now is None else now
+        with self._pruning:
+            return self._prune(time.time() if now is None else now)
+
+    def _prune(self, now: float) -> list[Path]:
         with self._lock:  # a journal opened meanwhile is in the set before its file exists
             files = []
             kept_bytes = 0  # journals that are open or have a write-ahead log: never removed
@@ -83,6 +88,9 @@ class JournalDirectory:
                 continue
             try:
                 path.unlink()
+            except FileNotFoundError:  # removed by someone else meanwhile (an operator)
+                total -= size
+                continue
             except OSError as exc:
                 log.warning("retention: cannot remove journal %s: %s", path, exc)
                 continue

@@ -304,21 +304,6 @@ def _check_device(name: str) -> str | None:
     return None if name == "auto" else str(select_device(name, source="--device / MRZERO_DEVICE"))
 
 
-def _recover_journals(settings: Settings) -> None:
-    """Before accepting connections: recover this server's journals that a previous run did not
-    close, from their write-ahead logs (``mrzero.server.recovery``); each is logged."""
-    from mrzero.server.recovery import recover_all
-
-    recovered, failed = recover_all(settings.data_dir, settings.journal_prefix)
-    if recovered or failed:
-        logging.getLogger("mrzero.serve").warning(
-            "journals left open by a previous run: %d recovered from their write-ahead logs, "
-            "%d could not be (`mrzero journal recover` retries)",
-            len(recovered),
-            len(failed),
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     import ssl
 
@@ -374,7 +359,6 @@ def run(args: argparse.Namespace) -> int:
         fallback_pipeline=args.fallback_pipeline,
         dicom_dir=args.dicom_dir,
     )
-    _recover_journals(settings)
     try:
         clean = Server(settings).serve_forever()
     except (OSError, ssl.SSLError, UnknownPipelineError) as exc:  # ports taken, bad certificate...

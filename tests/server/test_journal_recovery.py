@@ -221,3 +221,32 @@ def test_disk_full_closes_the_journal_readable_and_removes_its_log(tmp_path):
                 assert dset.read_acquisition(i).to_bytes() == acqs[i].to_bytes()
         with h5py.File(path, "r") as f:
             assert f["dataset"].attrs["journal"].startswith("incomplete: writing the journal")
+
+
+def test_a_server_started_over_leftover_logs_recovers_and_counts_them(tmp_path):
+    """``mrzero serve`` recovers before it listens: one journal torn (rebuilt), one whole
+    (marked), one with a log that does not parse (failed, files kept); /metrics counts each."""
+    acqs = scan(seed=16)
+    torn, whole, broken = (_journal_as_of_a_flush(tmp_path / name, acqs) for name in ("a", "b", "c"))
+    _tear(torn, "truncated")
+    with open(wal_path(broken), "ab") as log:
+        log.write(struct.pack("<H", 999) + bytes(5000))
+    _tear(broken, "truncated")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for path in (torn, whole, broken):
+        for source in (path, wal_path(path), sidecar_path(path)):
+            shutil.move(source, data_dir / source.name.replace("scan", path.parent.parent.name))
+    server = server_harness.start_server(data_dir)
+    try:
+        counted = {
+            line.split('"')[1]: float(line.split()[-1])
+            for line in server.metrics.render().decode().splitlines()
+            if line.startswith("mrzero_journals_recovered_total{")
+        }
+    finally:
+        server.stop()
+    assert counted == {"marked": 1.0, "rebuilt": 1.0, "failed": 1.0}
+    _assert_holds(data_dir / "a.h5", acqs)
+    _assert_holds(data_dir / "b.h5", acqs)
+    assert wal_path(data_dir / "c.h5").exists()

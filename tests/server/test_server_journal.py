@@ -71,3 +71,20 @@ def test_images_sent_to_the_server_are_journaled(server, tmp_path):
         assert np.array_equal(back.data, images[2].data)
         assert back.image_index == 2
         assert ismrmrd.Meta.deserialize(back.attribute_string)["ImageComments"] == "n=2"
+
+
+def test_savedataonly_keeps_every_acquisition_without_a_worker(server, caplog):
+    """A journal-only pipeline starts no worker process: the journal is the whole result."""
+    acqs, xml = scan(seed=12), header_xml()
+    host, port = server.address
+    with caplog.at_level("INFO", logger="mrzero.server"):
+        result = stream(acqs, xml, host=host, port=port, config="savedataonly")
+    assert result.errors == [] and result.images == []
+    assert any("pipeline savedataonly: 32 acquisitions" in text for text in result.texts)
+    assert "pipeline 'savedataonly' (config 'savedataonly'); journal only, no worker" in caplog.text
+    path = only_journal(server)
+    with h5py.File(path, "r") as f:
+        assert f["dataset"].attrs["pipeline"] == "savedataonly" and f["dataset"].attrs["ended"] == "close"
+    with ismrmrd.Dataset(str(path), "dataset", create_if_needed=False) as dset:
+        assert dset.number_of_acquisitions() == 32
+        assert np.array_equal(dset.read_acquisition(17).data, acqs[17].data)

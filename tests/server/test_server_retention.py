@@ -4,6 +4,7 @@ another server's files never."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +45,24 @@ def test_a_prefix_limits_pruning_to_this_servers_files(tmp_path):
     theirs = journal(tmp_path, "pod-b-1.h5", 10, 40)
     assert JournalDirectory(tmp_path, prefix="pod-a", keep_days=30).prune() == [mine]
     assert theirs.exists()
+
+
+def test_connections_that_end_together_prune_each_file_once_without_warnings(tmp_path, caplog):
+    files = [journal(tmp_path, f"{n:03d}.h5", 10, 40) for n in range(300)]
+    journals, removed = JournalDirectory(tmp_path, keep_days=30), []
+    start = threading.Barrier(4)
+
+    def prune() -> None:
+        start.wait()
+        removed.extend(journals.prune())
+
+    threads = [threading.Thread(target=prune) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(removed) == files and not any(f.exists() for f in files)
+    assert "cannot remove" not in caplog.text
 
 
 def test_no_rules_no_removal(tmp_path):
