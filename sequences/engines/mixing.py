@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import torch
 
+from mrzero.sequences.engines import native
 from mrzero.sequences.engines.rf import RfCoefficients
 from mrzero.sequences.engines.rows import add_rows
 
@@ -153,7 +154,9 @@ class KeyMix(torch.autograd.Function):
 
     (``H = G_F + F dk_F``; combining over the merged rows first, then gathering, is fewer
     passes over ``[d, J, V]`` than gathering first). Pruned rows have no gradient: they read a
-    zero row appended to ``P``, ``Q``, ``R``.
+    zero row appended to ``P``, ``Q``, ``R``. On the CPU this runs as one compiled loop per
+    output (``sequences/engines/native.py``), elsewhere as the torch operations of
+    :func:`dual_adjoint`.
     """
 
     @staticmethod
@@ -176,10 +179,11 @@ class KeyMix(torch.autograd.Function):
             position[kept] = torch.arange(kept.shape[0], device=i_f.device)
             i_f, i_c, i_z = position[i_f], position[i_c], position[i_z]
         ctx.save_for_backward(f, i_f, i_c, i_z)
-        # the weights of dG_F' and dG_Z' in P, Q, R (class docstring), [3, 1, 1, V]
+        # the weights of dG_F' in P, Q, R, then those of dG_Z' (class docstring), [6, V]
         c = coefs
-        ctx.w_f = torch.stack([c.keep.conj(), c.conj.conj(), c.excite.conj()])[:, None, None]
-        ctx.w_z = torch.stack([c.store.conj(), c.store, c.cos.to(c.store.dtype)])[:, None, None]
+        ctx.weights = torch.stack(
+            [c.keep.conj(), c.conj.conj(), c.excite.conj(), c.store.conj(), c.store, c.cos.to(c.store.dtype)]
+        )
         ctx.pruned = kept is not None
         # zero values need no memory: expanded views of one zero
         shape = (moved.shape[0], rows if kept is None else kept.shape[0], f.shape[1])
@@ -189,27 +193,55 @@ class KeyMix(torch.autograd.Function):
     def backward(ctx, g_gf: torch.Tensor | None, g_gz: torch.Tensor | None):
         f, i_f, i_c, i_z = ctx.saved_tensors
         need = ctx.needs_input_grad
-        terms = [(g, w) for g, w in ((g_gf, ctx.w_f), (g_gz, ctx.w_z)) if g is not None]
-        if not terms:
+        if g_gf is None and g_gz is None:
             return (None,) * 10
-        d, k, v = terms[0][0].shape
-        # P, Q, R over the kept rows in one tensor, and a zero row when some were pruned
-        pqr = terms[0][0].new_empty(3, d, k + ctx.pruned, v)
-        torch.mul(terms[0][0], terms[0][1], out=pqr[:, :, :k])
-        for g, w in terms[1:]:
-            pqr[:, :, :k].addcmul_(g, w)
-        if ctx.pruned:
-            pqr[:, :, k].zero_()
-        p, q, r = pqr.unbind(0)
+        need_h, need_z = need[0] or need[2], need[3]
+        if native.usable(g_gf, g_gz, f, ctx.weights):
+            g_h, g_z, g_moved = native.dual_adjoint(g_gf, g_gz, ctx.weights, f, i_f, i_c, i_z, need_h, need_z)
+        else:
+            g_h, g_z, g_moved = dual_adjoint(
+                g_gf, g_gz, ctx.weights, f, i_f, i_c, i_z, ctx.pruned, need_h, need_z
+            )
+        g_moved = g_moved if need[0] else None
+        return g_moved, None, g_h if need[2] else None, g_z, None, None, None, None, None, None
+
+
+def dual_adjoint(
+    g_gf: torch.Tensor | None,
+    g_gz: torch.Tensor | None,
+    weights: torch.Tensor,
+    f: torch.Tensor,
+    i_f: torch.Tensor,
+    i_c: torch.Tensor,
+    i_z: torch.Tensor,
+    pruned: bool,
+    need_h: bool,
+    need_z: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(dH, dZ, d moved)`` of :class:`KeyMix`'s backward pass as torch operations (the
+    reference and fallback of ``sequences/engines/native.py``, which takes the same arguments
+    but ``pruned``: whether the indices address a zero row after the ``k`` incoming rows)."""
+    terms = [(g, w) for g, w in ((g_gf, weights[:3]), (g_gz, weights[3:])) if g is not None]
+    d, k, v = terms[0][0].shape
+    # P, Q, R over the kept rows in one tensor, and a zero row when some were pruned
+    pqr = terms[0][0].new_empty(3, d, k + pruned, v)
+    torch.mul(terms[0][0], terms[0][1][:, None, None], out=pqr[:, :, :k])
+    for g, w in terms[1:]:
+        pqr[:, :, :k].addcmul_(g, w[:, None, None])
+    if pruned:
+        pqr[:, :, k].zero_()
+    p, q, r = pqr.unbind(0)
+    g_h = g_moved = g_z = None
+    if need_h:
         g_h = p.index_select(1, i_f)
         # subtracted on real views (torch 2.13's complex sub_ is slower on CPU)
         torch.view_as_real(g_h).sub_(torch.view_as_real(q.index_select(1, i_c).conj_physical_()))
-        g_moved = None
-        if need[0]:  # Re(sum_jv conj(F) dH) per column
-            g_moved = torch.view_as_real(g_h).reshape(g_h.shape[0], -1) @ torch.view_as_real(f).reshape(-1)
-            g_moved = g_moved.double()
-        g_z = r.index_select(1, i_z) if need[3] else None
-        return g_moved, None, g_h if need[2] else None, g_z, None, None, None, None, None, None
+        # Re(sum_jv conj(F) dH) per column
+        g_moved = torch.view_as_real(g_h).reshape(d, -1) @ torch.view_as_real(f).reshape(-1)
+        g_moved = g_moved.double()
+    if need_z:
+        g_z = r.index_select(1, i_z)
+    return g_h, g_z, g_moved
 
 
 def key_mix(

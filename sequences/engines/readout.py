@@ -25,6 +25,8 @@ Merged states also bring their dual amplitudes ``G`` (complex ``[d, J, V]``, zer
 ``sequences/engines/mixing.py``), which add ``sum_d (dW_g/dk_d) (G_d E_g)`` (and ``W_g (dE_g/dtau)
 G_tau``) to ``U``: nothing in the forward pass, and in the backward pass
 ``dG_d = ((dW_g/dk_d)^T dY) E_g`` per moment column and ``dG_tau = (W_g^T dY) dE_g/dtau``.
+On the CPU these and ``dF`` are added into their rows by one compiled loop
+(``sequences/engines/native.py``), elsewhere by torch operations.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mrzero.sequences.engines import native
 from mrzero.sequences.engines.rows import add_rows
 from mrzero.sequences.engines.voxels import VoxelSet
 
@@ -146,6 +149,14 @@ def _gradient_columns(vox: VoxelSet) -> torch.Tensor:
     return cached
 
 
+def _r2dash_pairs(vox: VoxelSet) -> torch.Tensor:
+    """``[2V]``: every voxel's T2' rate twice, to contract a real view of ``[J, V]`` complex. Cached."""
+    cached = vox.derived.get("r2dash_pairs")
+    if cached is None:
+        cached = vox.derived["r2dash_pairs"] = vox.r2dash.repeat_interleave(2)
+    return cached
+
+
 def _transposed_mm(a: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
     """``a^T dY``, complex ``[J, V]``, for real ``a`` ``[n, J]`` and ``dY`` ``[n, 2V]`` (a real view)."""
     j, v = a.shape[1], gy.shape[1] // 2
@@ -156,7 +167,8 @@ def _add_state_gradients(
     group: Group,
     dims: tuple[int, ...],
     constant: tuple[int, ...],
-    sincs: tuple[torch.Tensor, torch.Tensor],
+    sinc: torch.Tensor,
+    slope: torch.Tensor | None,
     dw: torch.Tensor | None,
     weights: torch.Tensor,
     gy: torch.Tensor,
@@ -164,50 +176,81 @@ def _add_state_gradients(
     vox: VoxelSet,
     g_f: torch.Tensor | None,
     g_g: torch.Tensor | None,
-    need_states: bool,
-) -> torch.Tensor | None:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Add a group's ``dF = (W^T dY) E`` to ``g_f`` and its dual gradients to ``g_g``
     (``[d, J, V]``): ``((dW/dk_d)^T dY) E`` for a moment column (``dw`` ``[3, n, J_g]``),
-    ``(W^T dY) dE/dtau`` for tau. Returns ``dA = W^T dY`` when ``need_states``.
+    ``(W^T dY) dE/dtau`` for tau (``slope``: the sincs' slopes ``[3, n, J_g]``, given whenever
+    ``dims`` has a moment column). Returns ``dA = W^T dY`` as ``B`` and a per-state factor (None: 1).
 
     An axis in ``constant`` has the same sample moment at every sample, so its sinc and slope
     are per-state factors: ``dF`` and the dual gradients of such axes come from one product
     ``B = (W / prod_constant sinc)^T dY`` (a Cartesian readout: one instead of three). All
     products of the group are one matrix product.
     """
-    sinc, u = sincs
     factored = [d for d in dims if d in constant]
     varying_dims = [d for d in dims if d < 3 and d not in constant]
-    scale = None
+    real = terms.decay.dtype
+    scale = None  # [J_g], the constant axes' sincs
     if factored:
         varying = [a for a in range(3) if a not in constant]
         weights = torch.where(group.mask, sinc[varying].prod(0), 0.0)
         fixed = {a: sinc[a, 0] for a in constant}  # [J_g] each
-        scale = math.prod(fixed.values()).to(terms.decay.dtype)[:, None]
+        scale = math.prod(fixed.values()).to(real)
     left = torch.cat([weights.to(gy.dtype), *(dw[d].to(gy.dtype) for d in varying_dims)], 1)
-    products = _transposed_mm(left, gy).split(group.rows.shape[0])
+    j_g = group.rows.shape[0]
+    products = _transposed_mm(left, gy)
+    # per dual: dG_d = B_p E a r with B_p one of the products, a per state, r per voxel (None: 1)
+    spec: list[tuple[int, torch.Tensor | None, torch.Tensor | None]] = []
+    size = vox.size.double()
+    for d in dims:
+        if d in factored:
+            factor = slope[d, 0] * size[d]
+            spec.append((0, math.prod((fixed[a] for a in constant if a != d), start=factor).to(real), None))
+        elif d < 3:
+            spec.append((1 + varying_dims.index(d), None, None))
+        else:  # (W^T dY) dE/dtau = dF (-sign r2'), zero where the exponent was clamped
+            spec.append((0, scale, (-group.sign) * vox.r2dash))
+    states = products[:j_g], scale
+    if g_f is None and not dims:
+        return states
+    outputs = [x for x in (g_f, g_g if dims else None) if x is not None]
+    if (
+        terms.unclamped is None
+        and all(x.is_contiguous() for x in outputs)
+        and native.usable(products, *outputs)
+    ):
+        ones_j, ones_v = terms.decay.new_ones(j_g), terms.decay.new_ones(terms.decay.shape[1])
+        row_factor = torch.stack([ones_j if a is None else a for a in (scale, *(a for _, a, _ in spec))])
+        voxel_factor = torch.stack([ones_v if r is None else r for _, _, r in spec]) if spec else ones_v[None]
+        native.readout_duals(
+            group.rows,
+            products.reshape(-1, j_g, products.shape[1]),
+            [p for p, _, _ in spec],
+            terms.decay,
+            row_factor,
+            voxel_factor,
+            g_f,
+            g_g if dims else None,
+        )
+        return states
+    products = products.split(j_g)
     decayed = products[0] * terms.decay  # B E
-    contribution = decayed if scale is None else decayed * scale  # dF
     if g_f is not None:
-        add_rows(g_f, group.rows, contribution)
-    states = None
-    if need_states:
-        states = products[0] if scale is None else products[0] * scale
+        add_rows(g_f, group.rows, decayed if scale is None else decayed * scale[:, None])  # dF
     if not dims:
         return states
-    size = vox.size.double()
-    parts = contribution.new_empty(len(dims), *contribution.shape)
-    for p, d in enumerate(dims):
-        if d in factored:
-            factor = _sinc_slope(u[d, 0], sinc[d, 0]) * size[d]
-            factor = math.prod((fixed[a] for a in constant if a != d), start=factor)
-            torch.mul(decayed, factor.to(terms.decay.dtype)[:, None], out=parts[p])
-        elif d < 3:
-            torch.mul(products[1 + varying_dims.index(d)], terms.decay, out=parts[p])
-        else:  # (W^T dY) dE/dtau = dF (-sign r2'), zero where the exponent was clamped
-            torch.mul(contribution, (-group.sign) * vox.r2dash, out=parts[p])
-            if terms.unclamped is not None:
-                parts[p].masked_fill_(~terms.unclamped, 0.0)
+    parts = decayed.new_empty(len(dims), *decayed.shape)
+    for part, d, (p, a, r) in zip(parts, dims, spec, strict=True):
+        if p:
+            torch.mul(products[p], terms.decay, out=part)
+        elif a is not None:
+            torch.mul(decayed, a[:, None], out=part)
+        else:
+            part.copy_(decayed)
+        if r is not None:
+            part.mul_(r)
+        if d == 3 and terms.unclamped is not None:
+            part.masked_fill_(~terms.unclamped, 0.0)
     add_rows(g_g, group.rows, parts, dim=1)
     return states
 
@@ -276,7 +319,7 @@ class Readout(torch.autograd.Function):
         moments = need[2] or any(gn[3] for gn in group_need)  # sample or state moments
         # moment axes equal at every sample (a Cartesian readout's phase and slice axes)
         constant = tuple(a for a in range(3) if bool((moment[:, a] == moment[0, a]).all())) if dims else ()
-        slopes = moments or any(d < 3 and d not in constant for d in dims)  # the [3, n, J_g] slopes
+        slopes = moments or any(d < 3 for d in dims)  # the [3, n, J_g] slopes
         # dU = conj(P) dS, with dS = d/dS of sum_v coil S the same for every sample's voxels
         grad_u = (grad_out.T @ vox.coil.conj()) * phase.conj()
         # q_g = conj(dU) M_g Y_g: Re(q_g) is the gradient of log M_g, -Im(sum q_g) that of arg P
@@ -295,13 +338,13 @@ class Readout(torch.autograd.Function):
         for group, q_g, t, w, (sinc, u) in zip(groups, q, terms, weights, sincs, strict=True):
             s = group.sign
             gy = torch.view_as_real(grad_u * t.magnitude).reshape(n, 2 * v)  # dY
-            dw = None
+            slope = dw = None
             if slopes:  # dW/dk_a = dW/dm_a, [3, n, J_g]
                 slope = _sinc_slope(u, sinc)
                 others = torch.stack([sinc[1] * sinc[2], sinc[0] * sinc[2], sinc[0] * sinc[1]])
                 dw = torch.where(group.mask, slope * others, 0.0) * vox.size.double()[:, None, None]
-            g_states = _add_state_gradients(
-                group, dims, constant, (sinc, u), dw, w, gy, t, vox, g_f, g_g, timing
+            g_states, g_scale = _add_state_gradients(
+                group, dims, constant, sinc, slope, dw, w, gy, t, vox, g_f, g_g
             )
             g_tau = g_ref = g_keys = None
             if timing:
@@ -310,10 +353,14 @@ class Readout(torch.autograd.Function):
                 g_ref = s * r2_sums.sum()
                 g_tau = torch.zeros_like(group.tau)
                 if s:  # d/d exponent of E: Re(conj(dA) A), zero where the exponent was clamped
-                    g_exp = (g_states.conj() * t.states).real
-                    if t.unclamped is not None:
-                        g_exp = torch.where(t.unclamped, g_exp, torch.zeros_like(g_exp))
-                    g_tau = (-s) * (g_exp @ vox.r2dash).double()
+                    if t.unclamped is None:  # Re(conj(B) A) r2' summed over voxels, on real views
+                        pairs = torch.view_as_real(g_states) * torch.view_as_real(t.states)
+                        g_exp = pairs.reshape(-1, 2 * v) @ _r2dash_pairs(vox)
+                    else:
+                        g_exp = (g_states.conj() * t.states).real
+                        g_exp = torch.where(t.unclamped, g_exp, torch.zeros_like(g_exp)) @ vox.r2dash
+                    g_exp = g_exp if g_scale is None else g_exp * g_scale  # dA = B scale
+                    g_tau = (-s) * g_exp.double()
                     g_ref = g_ref + g_tau.sum().to(g_ref.dtype)
                 g_ref = g_ref.reshape(group.t_ref.shape)
             if moments:  # W = prod_a sinc(u_a), u_a = (k_a + m_a) w_a: to state keys and sample moments
