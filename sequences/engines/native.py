@@ -203,6 +203,10 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mrzero-duals")
 
 
+# a forked child has none of the parent's pool threads: it starts its own pools
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _address(x: torch.Tensor | None) -> int | None:
     return None if x is None else x.data_ptr()
 

@@ -4,6 +4,8 @@ torch operations it replaces, and the engine's gradients with and without it."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 from dataclasses import replace
 
 import pytest
@@ -104,3 +106,30 @@ def test_kernels_build_once_and_are_skipped_without_a_compiler(monkeypatch, tmp_
     monkeypatch.setenv("CC", "cc")
     monkeypatch.setenv("MRZERO_NATIVE", "0")
     assert build() is None
+
+
+@needs_compiler
+def test_a_forked_child_splits_rows_over_threads_of_its_own():
+    """The parent's pool threads do not exist in a forked child; the child must not wait on them."""
+    case = _case(torch.complex64, pruned=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        expected = native.dual_adjoint(*case, True, True)  # the parent's pool now has threads
+        pid = os.fork()
+        if pid == 0:  # child: exit 0 only when the result is right
+            try:
+                got = native.dual_adjoint(*case, True, True)
+                os._exit(0 if all(torch.equal(a, b) for a, b in zip(got, expected, strict=True)) else 1)
+            finally:
+                os._exit(2)
+        deadline = time.monotonic() + 30
+        while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if status[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the parent's thread pool")
+        assert os.waitstatus_to_exitcode(status[1]) == 0
+    finally:
+        torch.set_num_threads(before)
