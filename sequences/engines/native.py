@@ -135,6 +135,8 @@ INJECT(double, f64)
 
 FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC")
 _SUFFIX = {torch.complex64: "f32", torch.complex128: "f64"}
+#: The real type the loops use for the real factors of each complex type.
+_REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64}
 
 
 def _cpu_identity() -> str:
@@ -306,12 +308,12 @@ def readout_duals(
     ``g_g`` is None without duals (``which`` empty)."""
     lib = library()
     d, j_g, v = len(which), rows.shape[0], decay.shape[1]
-    real = decay.dtype
+    real = _REAL[products.dtype]  # the loops read the real factors in the products' precision
     suffix = _SUFFIX[products.dtype]
     prod = torch.view_as_real(products.resolve_conj().contiguous())
     which_t = torch.tensor(which, dtype=torch.int64)
     rows = rows.to(torch.int64).contiguous()
-    decay = decay.contiguous()
+    decay = decay.to(real).contiguous()
     row_factor = row_factor.to(real).contiguous()
     voxel_factor = voxel_factor.to(real).contiguous()
     gf = None if g_f is None else torch.view_as_real(g_f)

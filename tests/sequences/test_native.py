@@ -133,3 +133,35 @@ def test_a_forked_child_splits_rows_over_threads_of_its_own():
         assert os.waitstatus_to_exitcode(status[1]) == 0
     finally:
         torch.set_num_threads(before)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_readout_gradients_add_into_their_rows(dtype, threads):
+    """``g_f[rows] += B_0 E a_0`` and ``g_g[e, rows] += B_which[e] E a_(e+1) r_e``, written out;
+    the T2' factors come in float64 whatever the products' precision."""
+    g = torch.Generator().manual_seed(8)
+    j, j_g, v, which = 9, 5, 23, [0, 2, 0]
+    rows = torch.tensor([7, 1, 4, 0, 8])
+    products = torch.randn(3, j_g, v, dtype=dtype, generator=g)
+    decay = torch.rand(j_g, v, dtype=torch.float64, generator=g)
+    row_factor = torch.randn(1 + len(which), j_g, dtype=torch.float64, generator=g)
+    voxel_factor = torch.randn(len(which), v, dtype=torch.float64, generator=g)
+    g_f = torch.randn(j, v, dtype=dtype, generator=g)
+    g_g = torch.randn(len(which), j, v, dtype=dtype, generator=g)
+    expected_f, expected_g = g_f.clone(), g_g.clone()
+    real = decay.to(products.real.dtype)
+    expected_f[rows] += products[0] * real * row_factor[0, :, None].to(real.dtype)
+    for e, p in enumerate(which):
+        factor = real * row_factor[e + 1, :, None].to(real.dtype) * voxel_factor[e].to(real.dtype)
+        expected_g[e, rows] += products[p] * factor
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        native.readout_duals(rows, products, which, decay, row_factor, voxel_factor, g_f, g_g)
+    finally:
+        torch.set_num_threads(before)
+    rounding = 1e-5 if dtype == torch.complex64 else 1e-13
+    assert torch.allclose(g_f, expected_f, rtol=rounding, atol=rounding)
+    assert torch.allclose(g_g, expected_g, rtol=rounding, atol=rounding)
