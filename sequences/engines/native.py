@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -31,6 +32,8 @@ from functools import cache
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 #: ``dual_h``: ``dH[e, j] = P(i_f[j]) - conj(Q(i_c[j]))`` and ``moved[e] += Re sum conj(F[j]) dH[e, j]``;
 #: ``dual_z``: ``dZ[e, j] = R(i_z[j])``, with ``P = w0 gF + w3 gZ``, ``Q = w1 gF + w4 gZ``,
@@ -181,6 +184,7 @@ def library() -> ctypes.CDLL | None:
         return None
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
+        log.info("no C compiler (%s): the dual loops run as torch operations", os.environ.get("CC", "cc"))
         return None
     key = hashlib.sha256("\0".join([SOURCE, *FLAGS, compiler, _cpu_identity()]).encode()).hexdigest()[:20]
     lib = None
@@ -191,6 +195,7 @@ def library() -> ctypes.CDLL | None:
         except (OSError, subprocess.CalledProcessError):
             continue
     if lib is None:
+        log.warning("the dual loops could not be compiled or loaded: they run as torch operations (slower)")
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for suffix in _SUFFIX.values():
