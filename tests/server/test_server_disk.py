@@ -4,6 +4,7 @@ its images, the client is told, the journal is readable and says what it holds."
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,7 +141,11 @@ def test_another_process_filling_the_disk_mid_scan_leaves_a_readable_marked_jour
 
             def items() -> Iterator[ismrmrd.Acquisition]:
                 for i, acq in enumerate(acqs):
-                    if i == 200:
+                    if i == 200:  # once the journal has flushed some of the scan (a loaded machine is slow)
+                        deadline = time.monotonic() + 30
+                        while not server.metrics.registry.get_sample_value("mrzero_journal_bytes_total"):
+                            assert time.monotonic() < deadline, "the journal flushed nothing"
+                            time.sleep(0.01)
                         fill_from_another_process(mount)
                     yield acq
 
