@@ -269,10 +269,11 @@ def main() -> None:
 
     from mrzero.core.mrd_file import write_raw_file
 
-    acqs = acquisitions()
+    every = acquisitions(repetitions=max(args.sustained, 1))  # its first repetition is the scan
+    acqs = every[:LINES]
     body = b"".join(serialized(a) for a in acqs)
     raw_mb = sum(a.data.nbytes for a in acqs) / 1e6
-    long_body = b"".join(serialized(a) for a in acquisitions(repetitions=args.sustained or 1))
+    long_body = body + b"".join(serialized(a) for a in every[LINES:]) if args.sustained else b""
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     source = work / "scan.h5"
     write_raw_file(source, HEADER, acqs)
