@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train on synthetic subjects from a YAML config",
         description="Train on synthetic subjects. CONFIG is YAML with keys mode "
         "(self|denoise|supervised), output, epochs, batch, lr, seed, device, "
-        "data {size, subjects, val, test, seed, copies, snr}, "
+        "data {size, subjects, val, test, seed, copies, snr, f}, "
         "model {width, depth, ...}; see docs/roar.md.",
     )
     t.add_argument("config", type=Path, help="YAML training configuration")
@@ -129,9 +129,11 @@ def run_eval(args: argparse.Namespace) -> int:
         if paths
     }
     data = loaded["RoAR"][0][2]["config"]["data"]
+    # what makes the test subjects; the SNR range, copies and F of training do not
+    split_keys = ("size", "subjects", "val", "test", "seed")
     for name, models in loaded.items():
         for _, _, info in models:
-            if info["config"]["data"] != data:
+            if any(info["config"]["data"].get(k) != data.get(k) for k in split_keys):
                 raise SystemExit(
                     f"{name} weights were trained on different synthetic data ({info['config']['data']}) "
                     f"than the first RoAR weights ({data}): the test split would differ"

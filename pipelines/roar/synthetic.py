@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -324,6 +325,7 @@ def make_slice_set(
     seed: int = 0,
     noise_seed: int = 0,
     made: dict[int, Subject] | None = None,
+    f: Literal["vsf", "generating"] = "vsf",
 ) -> SliceSet:
     """Slices of ``copies`` noisy versions of each subject.
 
@@ -331,7 +333,9 @@ def make_slice_set(
     an interval ``(low, high)`` from which each copy's SNR is drawn uniformly (denoising
     training in the paper: four copies, SNR in [5, 20]). Noise is drawn per whole volume.
     ``made`` (index -> subject of this anatomy and ``seed``) keeps subjects between calls, so that
-    evaluating many noise draws builds each subject (and its VSF F) once.
+    evaluating many noise draws builds each subject (and its VSF F) once. ``f`` picks the F the
+    slices carry: each subject's VSF estimate (what a method may know), or the F that made the data
+    (an oracle, only for the diagnostic that separates the VSF's error from the rest).
     """
     if not subjects:
         raise SyntheticError("no subjects given")
@@ -355,7 +359,7 @@ def make_slice_set(
             for name, value in (
                 ("noisy", noisy.transpose(0, 1)),
                 ("clean", (clean / scale).transpose(0, 1)),
-                ("f", s.f_vsf.transpose(0, 1)),
+                ("f", (s.f_vsf if f == "vsf" else s.f).transpose(0, 1)),
                 ("mask", s.mask),
                 ("s0", s.s0 / scale),
                 ("r2s", s.r2s),

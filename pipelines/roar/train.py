@@ -58,6 +58,9 @@ class DataConfig:
     snr: tuple[float, float] = setting(
         (5.0, 20.0), "range of the first-echo SNR", rule=("0 < low <= high", lambda v: 0 < v[0] <= v[1])
     )
+    #: F in the echo-domain losses: the VSF estimate (the paper's), or "generating", the F that made
+    #: the data: an oracle no scan has, for the diagnostic in docs/roar.md only
+    f: Literal["vsf", "generating"] = "vsf"
 
 
 @dataclass
@@ -157,10 +160,22 @@ class RoarTraining(TrainingLoop):
         anatomy = brain_anatomy(cfg.data.size)
         split = split_indices(cfg.data.subjects, cfg.data.val, cfg.data.test, cfg.data.seed)
         self.train_set = make_slice_set(
-            anatomy, split["train"], cfg.data.snr, cfg.data.copies, seed=cfg.data.seed, noise_seed=cfg.seed
+            anatomy,
+            split["train"],
+            cfg.data.snr,
+            cfg.data.copies,
+            seed=cfg.data.seed,
+            noise_seed=cfg.seed,
+            f=cfg.data.f,
         )
         self.val_set = make_slice_set(
-            anatomy, split["val"], cfg.data.snr, 1, seed=cfg.data.seed, noise_seed=10_000 + cfg.seed
+            anatomy,
+            split["val"],
+            cfg.data.snr,
+            1,
+            seed=cfg.data.seed,
+            noise_seed=10_000 + cfg.seed,
+            f=cfg.data.f,
         )
         self.per_epoch = math.ceil(len(self.train_set) / cfg.batch)
         every = self.per_epoch

@@ -93,3 +93,24 @@ def test_network_method_masks_its_map(anatomy):
     data = make_slice_set(anatomy, [0], [10.0])
     r2 = network_method([RoarUNet(UNetConfig(width=4, depth=2))])(data, 0)
     assert r2.shape == data.r2s.shape and (r2[~data.mask] == 0).all()
+
+
+def test_mrzero_roar_eval_compares_networks_on_one_test_split_only(tmp_path):
+    """Weights trained with another F or SNR range are tested on the same subjects and are accepted;
+    weights whose split differs (another data seed) would be scored on other subjects: refused."""
+    import pytest
+
+    def weights(name: str, data: DataConfig) -> str:
+        cfg = TrainConfig(data=data, model=UNetConfig(width=4, depth=2))
+        path = tmp_path / f"{name}.safetensors"
+        save_weights(RoarUNet(cfg.model), path, echo_times(), {"mode": "denoise", "config": _jsonable(cfg)})
+        return str(path)
+
+    base = weights("vsf", DataConfig(size=32, subjects=3, val=1, test=1))
+    oracle = weights("oracle", DataConfig(size=32, subjects=3, val=1, test=1, f="generating", snr=(8.0, 9.0)))
+    other = weights("other", DataConfig(size=32, subjects=3, val=1, test=1, seed=5))
+    common = ["--seeds", "1", "--snr", "10", "--no-progress"]
+    args = ["roar", "eval", "--roar", base, "--supervised", oracle, *common, "--out", str(tmp_path / "a")]
+    assert main(args) == 0
+    with pytest.raises(SystemExit, match="the test split would differ"):
+        main(["roar", "eval", "--roar", base, "--supervised", other, *common, "--out", str(tmp_path / "b")])

@@ -66,3 +66,30 @@ def test_heldout_anatomy_is_other_brain_than_the_training_slab():
             assert min(float((a[:, k] - train[:, j]).abs().mean()) for j in range(train.shape[1])) > 0.02
     with pytest.raises(SyntheticError, match="slab"):
         heldout_anatomy(32, "cerebellum")
+
+
+def test_slice_sets_carry_the_vsf_estimate_unless_the_oracle_is_asked_for(anatomy):
+    """Training sees each subject's VSF F (what a scan allows); ``f="generating"`` (the diagnostic
+    of docs/roar.md) carries the F that made the data instead. The two differ: the VSF F is an
+    estimate from the noisy complex scan."""
+    from mrzero.pipelines.roar.synthetic import make_slice_set
+
+    s = make_subject(anatomy, 0)
+    default = make_slice_set(anatomy, [0], [10.0])
+    oracle = make_slice_set(anatomy, [0], [10.0], f="generating")
+    assert torch.equal(default.f, s.f_vsf.transpose(0, 1))
+    assert torch.equal(oracle.f, s.f.transpose(0, 1))
+    assert not torch.equal(default.f, oracle.f)
+    assert torch.equal(default.noisy, oracle.noisy)  # only F changes, not the data
+
+
+def test_training_config_names_a_wrong_f_choice(tmp_path):
+    from mrzero.core.config import ConfigError
+    from mrzero.pipelines.roar.train import load_config
+
+    path = tmp_path / "roar.yaml"
+    path.write_text("data: {f: generating}\n")
+    assert load_config(path).data.f == "generating"
+    path.write_text("data: {f: true_f}\n")
+    with pytest.raises(ConfigError, match="data.f"):
+        load_config(path)
