@@ -117,7 +117,7 @@ def brain_scores(recipe_file: str, run: Path, slices: list[int]) -> dict[str, ob
     recipe = load_recipe(recipe_file)
     if recipe.head is not None or recipe.target.kind != "sequence":
         raise ValueError(f"{recipe_file}: brain scores need a sequence target and no head")
-    trained_on = recipe.phantom.slice if recipe.phantom.kind == "brain" else None
+    trained_on = recipe.phantom.slices if recipe.phantom.kind == "brain" else []
     forward = ForwardModel.from_recipe(recipe)
     t = recipe.target
     ref = build_sequence(
@@ -132,14 +132,14 @@ def brain_scores(recipe_file: str, run: Path, slices: list[int]) -> dict[str, ob
             "error": float(relative_error(pred, target, None, recipe.loss.compare)),
             **band_errors(pred, target, None, recipe.loss.compare),
         }
-    shown = next(s for s in slices if s != trained_on)
+    shown = next(s for s in slices if s not in trained_on)
     phantom = brain_phantom((recipe.matrix, recipe.matrix), slice=shown)
     images = {"target": forward(ref, phantom)[0].abs(), "learned": forward(seq, phantom)[0].abs()}
-    unseen = [per_slice[s] for s in slices if s != trained_on]
+    unseen = [per_slice[s] for s in slices if s not in trained_on]
     mean = {k: sum(p[k] for p in unseen) / len(unseen) for k in unseen[0]} if unseen else {}
     return {
         "recipe": recipe.name,
-        "trained_on_slice": trained_on,
+        "trained_on_slices": trained_on,
         "slices": per_slice,
         "unseen_mean": mean,
         "shown_slice": shown,
@@ -215,13 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
         m = res["unseen_mean"]
         print(
-            f"{res['recipe']}: trained on slice {res['trained_on_slice']}; unseen slices mean "
+            f"{res['recipe']}: trained on slices {res['trained_on_slices']}; unseen slices mean "
             + ", ".join(f"{k} {100 * v:.1f} %" for k, v in m.items())
         )
         for s, e in res["slices"].items():
             print(f"  slice {s}: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in e.items()))
     if args.json:
-        keep = ("recipe", "trained_on_slice", "slices", "unseen_mean")
+        keep = ("recipe", "trained_on_slices", "slices", "unseen_mean")
         args.json.write_text(json.dumps([{k: r[k] for k in keep} for r in results], indent=1))
     if args.png:
         brain_plot(results, args.png)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import tomllib
 import yaml
 
+from mrzero.core.brain_atlas import N_BRAIN_SLICES
 from mrzero.core.config import ConfigError, load, setting
 from mrzero.core.heads.mlp import FEATURES
 
@@ -77,7 +78,7 @@ class PhantomSpec:
     """The training phantoms: the embedded brain or the seed's sparse synthetic samples."""
 
     kind: Literal["brain", "sparse"] = "brain"
-    slice: int = 3
+    slice: int | list[int] = 3  # brain: a slice, or a list of them (one phantom each)
     samples: int = setting(1, "phantoms per batch", ge=1)
     block: list[int] = field(default_factory=lambda: [12, 12])
     n_blocks: int = 1
@@ -85,6 +86,11 @@ class PhantomSpec:
     spread: float | None = setting(
         None, "sparse: None = independent voxels; a number = one tissue per block", ge=0
     )
+
+    @property
+    def slices(self) -> list[int]:
+        """The brain slices as a list (``slice`` may be one or several)."""
+        return [self.slice] if isinstance(self.slice, int) else list(self.slice)
 
 
 @dataclass
@@ -294,6 +300,15 @@ def validate(recipe: Recipe) -> Recipe:
             continue
         if ph.kind == "sparse" and (len(ph.block) != 2 or not all(0 < b <= r.matrix for b in ph.block)):
             raise RecipeError(f"{key}.block: must be [by, bx] within the matrix {r.matrix}, got {ph.block}")
+        if ph.kind == "brain" and (
+            not ph.slices
+            or len(set(ph.slices)) != len(ph.slices)
+            or not all(0 <= s < N_BRAIN_SLICES for s in ph.slices)
+        ):
+            raise RecipeError(
+                f"{key}.slice: the brain has slices 0..{N_BRAIN_SLICES - 1}; give one or a list of "
+                f"distinct ones, got {ph.slice}"
+            )
     _choice("engine.name", r.engine.name, tuple(ENGINES))
     if r.head is not None:
         _choice("head.features", r.head.features, FEATURES)

@@ -63,7 +63,7 @@ def make_phantoms(spec: PhantomSpec, matrix: int, device: torch.device | str) ->
     """The phantom set of a recipe section (``phantom`` or ``held_out``)."""
     size = (matrix, matrix)
     if spec.kind == "brain":
-        return [brain_phantom(size, slice=spec.slice, device=device)]
+        return [brain_phantom(size, slice=s, device=device) for s in spec.slices]
     return [
         sparse_synthetic(
             size,

@@ -74,6 +74,9 @@ def test_unknown_keys_fail_naming_the_key(data, named):
             "sequence.learn.flip.reps",
         ),
         ({"sequence": {"builder": "gre", "learn": {}}}, "sequence.learn"),
+        ({"phantom": {"kind": "brain", "slice": 8}}, "phantom.slice"),
+        ({"held_out": {"kind": "brain", "slice": [2, 2]}}, "held_out.slice"),
+        ({"phantom": {"kind": "brain", "slice": []}}, "phantom.slice"),
     ],
 )
 def test_impossible_values_fail_naming_the_key(data, named):
@@ -122,3 +125,20 @@ def test_types_ranges_and_choices_fail_with_the_dotted_path(data, message):
 def test_every_recipe_in_the_repository_loads(path):
     """The shipped recipes and those the shipped bundles were trained from (globbed, not listed)."""
     assert load_recipe(path).name
+
+
+def test_brain_phantoms_of_several_slices_are_those_slices():
+    """``slice: [1, 4, 6]`` gives one phantom per slice, each the brain phantom of that slice
+    (compared with the phantom module's own slices, which a wrap-around would not match)."""
+    import torch
+
+    from mrzero.sequences.phantoms import brain_phantom
+    from mrzero.sequences.training.targets import make_phantoms
+
+    r = parse_recipe(recipe(FROM_ZERO, phantom={"kind": "brain", "slice": [1, 4, 6]}))
+    assert r.phantom.slices == [1, 4, 6] and parse_recipe(recipe(FROM_ZERO)).phantom.slices == [3]
+    made = make_phantoms(r.phantom, 16, "cpu")
+    assert len(made) == 3
+    for phantom, s in zip(made, (1, 4, 6), strict=True):
+        assert torch.equal(phantom.pd, brain_phantom((16, 16), slice=s).pd)
+    assert not torch.equal(made[0].pd, made[1].pd)
