@@ -18,7 +18,7 @@ from typing import Any, Literal
 import tomllib
 import yaml
 
-from mrzero.core.brain_atlas import N_BRAIN_SLICES
+from mrzero.core.brain_atlas import N_BRAIN_SLICES, check_slice
 from mrzero.core.config import ConfigError, load, setting
 from mrzero.core.heads.mlp import FEATURES
 
@@ -300,15 +300,14 @@ def validate(recipe: Recipe) -> Recipe:
             continue
         if ph.kind == "sparse" and (len(ph.block) != 2 or not all(0 < b <= r.matrix for b in ph.block)):
             raise RecipeError(f"{key}.block: must be [by, bx] within the matrix {r.matrix}, got {ph.block}")
-        if ph.kind == "brain" and (
-            not ph.slices
-            or len(set(ph.slices)) != len(ph.slices)
-            or not all(0 <= s < N_BRAIN_SLICES for s in ph.slices)
-        ):
-            raise RecipeError(
-                f"{key}.slice: the brain has slices 0..{N_BRAIN_SLICES - 1}; give one or a list of "
-                f"distinct ones, got {ph.slice}"
-            )
+        if ph.kind == "brain":
+            try:  # the phantom's own range rule, named by the recipe key before training starts
+                for s in ph.slices:
+                    check_slice((r.matrix, r.matrix), s)
+            except IndexError as exc:
+                raise RecipeError(f"{key}.slice: {exc}") from exc
+            if not ph.slices or len({s % N_BRAIN_SLICES for s in ph.slices}) != len(ph.slices):
+                raise RecipeError(f"{key}.slice: give one slice or a list of distinct ones, got {ph.slice}")
     _choice("engine.name", r.engine.name, tuple(ENGINES))
     if r.head is not None:
         _choice("head.features", r.head.features, FEATURES)

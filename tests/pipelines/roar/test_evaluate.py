@@ -3,6 +3,7 @@
 import json
 import math
 
+import pytest
 import torch
 
 from mrzero.cli import main
@@ -98,7 +99,6 @@ def test_network_method_masks_its_map(anatomy):
 def test_mrzero_roar_eval_compares_networks_on_one_test_split_only(tmp_path):
     """Weights trained with another F or SNR range are tested on the same subjects and are accepted;
     weights whose split differs (another data seed) would be scored on other subjects: refused."""
-    import pytest
 
     def weights(name: str, data: DataConfig) -> str:
         cfg = TrainConfig(data=data, model=UNetConfig(width=4, depth=2))
