@@ -32,6 +32,8 @@ from mrzero.pipelines.roar.fitting import fit_nlls
 from mrzero.pipelines.roar.signal_model import echo_times
 from mrzero.pipelines.roar.synthetic import (
     HELDOUT_SLABS,
+    SCANS,
+    Scan,
     brain_anatomy,
     heldout_anatomy,
     make_slice_set,
@@ -123,21 +125,22 @@ def bench_nlls(scipy_voxels: int, size: int) -> dict[str, float]:
     return {"nlls_ours_s": ours_s, "nlls_scipy_s": scipy_s, "speedup": scipy_s / ours_s}
 
 
-def bench_f(subjects: int, size: int) -> None:
-    """Quantiles of F(40 ms) in the brain (the data's and the VSF estimate) and their difference."""
+def bench_f(subjects: int, size: int, scan: Scan = "slice") -> None:
+    """Quantiles of F(40 ms) in the brain (the data's and the VSF estimate) and their difference,
+    for subjects scanned as ``scan`` (``synthetic.make_subject``)."""
     levels = torch.tensor([0.01, 0.05, 0.1, 0.25, 0.5])
     anatomies = {"training slab": brain_anatomy(size)}
     anatomies.update({f"held-out {s}": heldout_anatomy(size, s) for s in HELDOUT_SLABS})
     for name, anatomy in anatomies.items():
         true, est, diff = [], [], []
         for index in range(subjects):
-            s = make_subject(anatomy, index)
+            s = make_subject(anatomy, index, scan=scan)
             true.append(s.f[-1][s.mask])
             est.append(s.f_vsf[-1][s.mask])
             diff.append((s.f_vsf - s.f)[:, s.mask].abs().flatten())
         t, e, d = torch.cat(true), torch.cat(est), torch.cat(diff)
         print(
-            f"{name}, {subjects} subjects, {t.numel()} brain voxels: F(40 ms) quantiles "
+            f"{name}, {scan} scan, {subjects} subjects, {t.numel()} brain voxels: F(40 ms) quantiles "
             f"{[round(v, 3) for v in t.quantile(levels).tolist()]} at {levels.tolist()}; "
             + ", ".join(f"F < {c} in {100 * float((t < c).float().mean()):.1f} %" for c in (0.9, 0.5, 0.2))
         )
@@ -160,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         "--parts", nargs="+", choices=("f", "nlls", "inference"), default=["f", "nlls", "inference"]
     )
     parser.add_argument("--f-subjects", type=int, default=35, help="subjects per anatomy for the F part")
+    parser.add_argument(
+        "--scan", choices=SCANS, default="slice", help="how the F part's subjects are scanned (docs/roar.md)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print("command:", " ".join(["python", "bench/roar.py", *(argv if argv is not None else sys.argv[1:])]))
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "compare ratios, not absolute times"
     )
     if "f" in args.parts:
-        bench_f(args.f_subjects, 64)
+        bench_f(args.f_subjects, 64, args.scan)
     if "nlls" in args.parts:
         bench_nlls(args.scipy_voxels, args.size)
     if "inference" in args.parts:

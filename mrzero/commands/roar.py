@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train on synthetic subjects from a YAML config",
         description="Train on synthetic subjects. CONFIG is YAML with keys mode "
         "(self|denoise|supervised), output, epochs, batch, lr, seed, device, "
-        "data {size, subjects, val, test, seed, copies, snr, f}, "
+        "data {size, subjects, val, test, seed, copies, snr, f, scan}, "
         "model {width, depth, ...}; see docs/roar.md.",
     )
     t.add_argument("config", type=Path, help="YAML training configuration")
@@ -129,16 +129,22 @@ def run_eval(args: argparse.Namespace) -> int:
         if paths
     }
     data = loaded["RoAR"][0][2]["config"]["data"]
-    # what makes the test subjects; the SNR range, copies and F of training do not
-    split_keys = ("size", "subjects", "val", "test", "seed")
+    # what makes the test subjects; the SNR range, copies and F of training do not (weights from
+    # before the scan choice were trained on the slice scan)
+    split_keys = ("size", "subjects", "val", "test", "seed", "scan")
+
+    def split_of(d: dict) -> tuple:
+        return tuple(d.get(k, "slice" if k == "scan" else None) for k in split_keys)
+
     for name, models in loaded.items():
         for _, _, info in models:
-            if any(info["config"]["data"].get(k) != data.get(k) for k in split_keys):
+            if split_of(info["config"]["data"]) != split_of(data):
                 raise SystemExit(
                     f"{name} weights were trained on different synthetic data ({info['config']['data']}) "
                     f"than the first RoAR weights ({data}): the test split would differ"
                 )
     te = loaded["RoAR"][0][1]
+    scan = split_of(data)[-1]
     split = split_indices(data["subjects"], data["val"], data["test"], data["seed"])
     anatomy = brain_anatomy(data["size"])
     half = max(1, len(split["test"]) // 2)
@@ -171,7 +177,13 @@ def run_eval(args: argparse.Namespace) -> int:
             args.seeds,
         )
         result = table(
-            cohorts[which], methods, tuple(args.snr), args.seeds, data["seed"], progress=not args.no_progress
+            cohorts[which],
+            methods,
+            tuple(args.snr),
+            args.seeds,
+            data["seed"],
+            progress=not args.no_progress,
+            scan=scan,
         )
         texts.append(f"### {TEST_SETS[which]}\n\n{result.markdown()}\n")
         values[which] = json.loads(result.to_json())
@@ -183,6 +195,7 @@ def run_eval(args: argparse.Namespace) -> int:
         methods_for_figure(methods),
         args.out / "figure4.png",
         data_seed=data["seed"],
+        scan=scan,
     )
     print("\n".join(texts))
     print(f"wrote {args.out / 'table1.md'}, {args.out / 'table1.json'}, {args.out / 'figure4.png'}")

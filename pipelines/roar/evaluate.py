@@ -25,7 +25,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from mrzero.pipelines.roar.fitting import fit_arlo, fit_nlls
-from mrzero.pipelines.roar.synthetic import Anatomy, SliceSet, make_slice_set, make_subject
+from mrzero.pipelines.roar.synthetic import Anatomy, Scan, SliceSet, make_slice_set, make_subject
 from mrzero.pipelines.roar.train import relative_error
 from mrzero.pipelines.roar.unet import RoarUNet
 
@@ -80,7 +80,7 @@ def training_maps(anatomy: Anatomy, subjects: list[int], data_seed: int = 0) -> 
     tissue_sum, tissue_n = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
     slice_sum = slice_n = None
     for index in subjects:
-        s = make_subject(anatomy, index, data_seed)
+        s = make_subject(anatomy, index, data_seed)  # the truth, which does not depend on the scan
         r2, m = s.r2s.double(), s.mask
         for k in range(3):
             sel = m & (s.tissue == k)
@@ -185,10 +185,12 @@ def table(
     seeds: int = 3,
     data_seed: int = 0,
     progress: bool = True,
+    scan: Scan = "slice",
 ) -> TableResult:
     """RE of every method at every SNR for ``seeds`` noise draws of the test subjects.
 
-    ``cohorts`` are (anatomy, subject indices) pairs; the RE is the mean over all their slices."""
+    ``cohorts`` are (anatomy, subject indices) pairs; the RE is the mean over all their slices;
+    ``scan`` is how the subjects are scanned (the networks' training data's)."""
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     if not cohorts:
@@ -206,6 +208,7 @@ def table(
                 seed=data_seed,
                 noise_seed=1_000 + 97 * seed + int(snr),
                 made=cache,
+                scan=scan,
             )
             for name, method in methods.items():
                 errors[name].append(relative_error(method(data, seed), data.r2s, data.mask))
@@ -223,6 +226,7 @@ def figure(
     snrs: tuple[float, ...] = (10, 5),
     data_seed: int = 0,
     r2s_max: float = 50.0,
+    scan: Scan = "slice",
 ) -> None:
     """Like the paper's Fig. 4: echo 1 and true R2*, each method's R2* and |difference| per SNR."""
     import matplotlib
@@ -230,7 +234,10 @@ def figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sets = {snr: make_slice_set(anatomy, [subject], [snr], seed=data_seed, noise_seed=7) for snr in snrs}
+    sets = {
+        snr: make_slice_set(anatomy, [subject], [snr], seed=data_seed, noise_seed=7, scan=scan)
+        for snr in snrs
+    }
     maps = {(snr, name): method(sets[snr], 0) for snr in snrs for name, method in methods.items()}
     cols = 1 + len(snrs) * len(methods)
     fig, axes = plt.subplots(2 * len(slices), cols, figsize=(2.1 * cols, 4.3 * len(slices)), squeeze=False)

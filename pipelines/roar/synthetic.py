@@ -5,8 +5,11 @@ deformation, per-subject tissue R2* (about 15 grey, 20 white, 5 CSF per second) 
 spatial variation and iron-rich deep-grey regions, S0 from tissue proton density with a smooth
 receive bias, and a B0 field of air-tissue-like sources (sinuses below the frontal lobe, ear
 canals at the sides) scaled to the in vivo through-slice gradients at 3 T (100-200 Hz/cm at the
-strongest point), from which the data's F(t) = |sinc(df t)| follows. The methods never see that
-F: each subject also has a complex scan (echo phases from the field, noise at SNR 50) from which
+strongest point). How the scan sees that field is the ``scan`` choice: ``slice`` dephases each
+voxel only through the slice, F(t) = |sinc(df t)|; ``encoded`` is a 2D Fourier-encoded scan, in
+which in-plane field gradients also move each echo in k-space (``_encoded_scan``), as in a real
+scan and as the voxel spread function assumes. The methods never see the F that made the data:
+each subject also has a complex scan (echo phases from the field, noise at SNR 50) from which
 F is estimated by the voxel spread function (``vsf.py``), as the paper did. Noise is N(0, mean S0
 / SNR) added to the magnitudes, as in the paper. Everything is seeded by the subject index, so a
 subject-wise train/validation/test split is a split of indices. Training uses warps of the
@@ -57,6 +60,14 @@ SOURCE_DEPTH = 0.4
 F_REFERENCE_SNR = 50.0
 #: Fraction of tissue (grey + white + CSF) above which a voxel is in the brain mask.
 MASK_THRESHOLD = 0.5
+#: In-plane refinement of the encoded scan's grid (object band-limited, fields evaluated on it):
+#: field gradients up to half this many cycles per voxel at an echo time stay unaliased (the
+#: brain's strongest is about 0.9 at 40 ms).
+ENCODED_REFINE = 4
+
+#: How the synthetic scan sees the field: through the slice only, or 2D Fourier-encoded.
+Scan = Literal["slice", "encoded"]
+SCANS: tuple[Scan, ...] = ("slice", "encoded")
 
 
 class SyntheticError(ValueError):
@@ -87,7 +98,8 @@ class Anatomy:
 class Subject:
     """One synthetic subject: truth maps ``[z, y, x]``, F ``[E, z, y, x]``, echo times ``[E]`` (s).
 
-    ``f`` is the F that made the data (``|sinc|`` of the field across each slice); ``f_vsf`` is F
+    ``f`` is the F that made the data (``|sinc|`` of the field across each slice for the ``slice``
+    scan; the encoded scan's magnitude over S0 exp(-R2* t) for ``encoded``); ``f_vsf`` is F
     estimated from the subject's complex scan by the voxel spread function method, the only F
     the methods see; ``b0`` is the field (Hz) at the slice centres; ``tissue`` the dominant
     tissue of each voxel (0 grey, 1 white, 2 CSF; a segmentation, for the per-tissue baseline).
@@ -195,49 +207,127 @@ def _iron(gm: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return extra.expand(nz, ny, nx) * gm
 
 
-def _b0_fields(
-    shape: tuple[int, ...], g: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """Unscaled air-source field at the slice centres and across each slice (``[z, y, x]`` each),
-    a unit smooth in-plane shim residual ``[y, x]`` and a unit through-slice residual slope.
+@dataclass
+class _FieldModel:
+    """A subject's B0 sources, unscaled: dipole-like air sources below the brain ``(x, y, depth,
+    weight)`` (frontal sinus, ear canals, one random extra), the coarse noise of a smooth in-plane
+    shim residual and a unit through-slice residual slope. Coordinates are normalised to the
+    in-plane half-FOV (10 cm)."""
 
-    Dipole-like air sources below the brain: frontal sinus, ear canals, one random extra. The
-    difference across a slice is the field on its upper face minus the field on its lower face
-    (what dephases the slice, ``f_sinc``); the field at the centre is what a B0 map (the echo
-    phases) shows. Coordinates are normalised to the in-plane half-FOV (10 cm).
+    sources: list[tuple[float, float, float, float]]
+    shim_base: torch.Tensor
+    shim_z: float
+
+    @classmethod
+    def draw(cls, g: torch.Generator) -> _FieldModel:
+        """Random source positions and strengths, shim noise and slope from ``g``."""
+        jitter = torch.empty(8).uniform_(-0.08, 0.08, generator=g).tolist()
+        sources = [
+            (jitter[0], -0.6 + jitter[1], SOURCE_DEPTH, 1.0),  # frontal sinus (image top is anterior)
+            (-0.75 + jitter[2], 0.1 + jitter[3], SOURCE_DEPTH + 0.05, 0.7),  # ear canals
+            (0.75 + jitter[4], 0.1 + jitter[5], SOURCE_DEPTH + 0.05, 0.7),
+            (
+                float(torch.empty(1).uniform_(-0.6, 0.6, generator=g)),
+                float(torch.empty(1).uniform_(-0.8, 0.8, generator=g)),
+                SOURCE_DEPTH + 0.15,
+                float(torch.empty(1).uniform_(0.2, 0.6, generator=g)),
+            ),
+        ]
+        shim_base = torch.randn(1, 1, 4, 4, generator=g)
+        return cls(sources, shim_base, float(torch.randn(1, generator=g)))
+
+    def sample(
+        self, shape: tuple[int, ...], refine: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The source field at the slice centres and across each slice (``[z, Y, X]`` each) and the
+        unit shim residual ``[Y, X]``, at in-plane positions ``i / refine`` voxels (``i < refine n``:
+        the voxels for ``refine = 1``, the grid of ``_fourier_refine`` otherwise), evaluated there
+        rather than interpolated, so that a linear field stays linear.
+
+        The difference across a slice is the field on its upper face minus the field on its lower
+        face (what dephases the slice, ``f_sinc``); the field at the centre is what a B0 map (the
+        echo phases) shows.
+        """
+        nz, ny, nx = shape
+
+        def positions(n: int) -> torch.Tensor:
+            return -1.0 + 2.0 * torch.arange(refine * n) / (refine * (n - 1))
+
+        yy, xx = torch.meshgrid(positions(ny), positions(nx), indexing="ij")
+        grid = torch.stack([xx, yy], dim=-1).unsqueeze(0)
+        shim = F.grid_sample(self.shim_base, grid, mode="bicubic", padding_mode="border", align_corners=True)
+
+        def field(z: float) -> torch.Tensor:
+            total = torch.zeros_like(xx)
+            for sx, sy, sz, w in self.sources:
+                rx, ry, rz = xx - sx, yy - sy, sz + z
+                r2 = rx**2 + ry**2 + rz**2
+                total += w * (3 * rz**2 - r2) / r2**2.5  # z component of a z-oriented dipole
+            return total
+
+        centre = torch.stack([field(k * SLICE_UNITS) for k in range(nz)])
+        across = torch.stack(
+            [field((k + 0.5) * SLICE_UNITS) - field((k - 0.5) * SLICE_UNITS) for k in range(nz)]
+        )
+        return centre, across, shim[0, 0]
+
+
+def _fourier_refine(x: torch.Tensor, refine: int) -> torch.Tensor:
+    """Band-limited interpolation of ``[..., n, n]`` onto a ``refine`` times finer grid (zero-padded
+    centred k-space; the identity on the original samples)."""
+    n = x.shape[-1]
+    pad = (refine - 1) * n // 2
+    k = torch.fft.fftshift(torch.fft.fft2(x), dim=(-2, -1))
+    k = F.pad(k, (pad, pad, pad, pad))
+    return torch.fft.ifft2(torch.fft.ifftshift(k, dim=(-2, -1))) * refine**2
+
+
+def _fourier_crop(x: torch.Tensor, refine: int) -> torch.Tensor:
+    """The image of the central ``1 / refine`` of the k-space of ``[..., N, N]`` (what an encoding of
+    that window reconstructs), on the coarse grid."""
+    big = x.shape[-1]
+    n = big // refine
+    lo = (big - n) // 2
+    k = torch.fft.fftshift(torch.fft.fft2(x), dim=(-2, -1))[..., lo : lo + n, lo : lo + n]
+    return torch.fft.ifft2(torch.fft.ifftshift(k, dim=(-2, -1))) / refine**2
+
+
+def _encoded_scan(
+    magnitude: torch.Tensor, rx: torch.Tensor, b0: torch.Tensor, df: torch.Tensor, te: torch.Tensor
+) -> torch.Tensor:
+    """The complex images ``[E, z, y, x]`` of a 2D Fourier-encoded multi-echo scan in the field.
+
+    ``magnitude`` (``[E, z, y, x]``, S0 exp(-R2* t)) times the receive phase ``exp(i rx)`` is
+    interpolated band-limited onto the grid ``ENCODED_REFINE`` times finer in-plane on which the
+    fields are given (``b0`` at the slice centres and ``df`` across the slice, Hz, ``[z, Y, X]``,
+    ``_FieldModel.sample``); there each sub-voxel gets its through-slice dephasing sinc(df t) and
+    field phase exp(2 pi i b0 t), and the k-space of the result is cropped back to the matrix. A
+    field with no in-plane variation gives the slice model exactly; an in-plane gradient moves the
+    echo in k-space, so the signal lost is the part moved out of the encoded window (the readout's
+    duration is neglected: each echo is encoded at its echo time).
     """
-    nz, ny, nx = shape
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, ny), torch.linspace(-1, 1, nx), indexing="ij")
-    jitter = torch.empty(8).uniform_(-0.08, 0.08, generator=g).tolist()
-    sources = [
-        (jitter[0], -0.6 + jitter[1], SOURCE_DEPTH, 1.0),  # frontal sinus (image top is anterior)
-        (-0.75 + jitter[2], 0.1 + jitter[3], SOURCE_DEPTH + 0.05, 0.7),  # ear canals
-        (0.75 + jitter[4], 0.1 + jitter[5], SOURCE_DEPTH + 0.05, 0.7),
-        (
-            float(torch.empty(1).uniform_(-0.6, 0.6, generator=g)),
-            float(torch.empty(1).uniform_(-0.8, 0.8, generator=g)),
-            SOURCE_DEPTH + 0.15,
-            float(torch.empty(1).uniform_(0.2, 0.6, generator=g)),
-        ),
-    ]
-    shim = _smooth_noise(shape, 4, g)[0]
-    shim_z = float(torch.randn(1, generator=g))
-
-    def field(z: float) -> torch.Tensor:
-        total = torch.zeros(ny, nx)
-        for sx, sy, sz, w in sources:
-            rx, ry, rz = xx - sx, yy - sy, sz + z
-            r2 = rx**2 + ry**2 + rz**2
-            total += w * (3 * rz**2 - r2) / r2**2.5  # z component of a z-oriented dipole
-        return total
-
-    centre = torch.stack([field(k * SLICE_UNITS) for k in range(nz)])
-    across = torch.stack([field((k + 0.5) * SLICE_UNITS) - field((k - 0.5) * SLICE_UNITS) for k in range(nz)])
-    return centre, across, shim, shim_z
+    up = ENCODED_REFINE
+    if b0.shape[-2:] != (up * magnitude.shape[-2], up * magnitude.shape[-1]) or df.shape != b0.shape:
+        raise SyntheticError(f"the fields must be given {up} times finer than the images")
+    obj = magnitude.double() * torch.exp(1j * rx.double())
+    echoes = []
+    for e, t in enumerate(te.double().tolist()):
+        fine = (
+            _fourier_refine(obj[e], up)
+            * torch.sinc(df.double() * t)
+            * torch.exp(2j * math.pi * b0.double() * t)
+        )
+        echoes.append(_fourier_crop(fine, up))
+    return torch.stack(echoes).to(torch.complex64)
 
 
-def make_subject(anatomy: Anatomy, index: int, seed: int = 0, te: torch.Tensor | None = None) -> Subject:
-    """The synthetic subject ``index`` of the series ``seed`` (deterministic)."""
+def make_subject(
+    anatomy: Anatomy, index: int, seed: int = 0, te: torch.Tensor | None = None, scan: Scan = "slice"
+) -> Subject:
+    """The synthetic subject ``index`` of the series ``seed`` (deterministic), scanned as ``scan``
+    says; the truth maps do not depend on ``scan``."""
+    if scan not in SCANS:
+        raise SyntheticError(f"unknown synthetic scan {scan!r}; choose one of {', '.join(SCANS)}")
     g = torch.Generator().manual_seed(seed * 1_000_003 + index)
     te = echo_times(te)
     frac = _deform(anatomy.stack(), g).clamp(0.0, 1.0)
@@ -254,22 +344,35 @@ def make_subject(anatomy: Anatomy, index: int, seed: int = 0, te: torch.Tensor |
     # normalise partial volume with the background so that S0/R2* are tissue properties in the mask
     s0 = torch.where(mask, s0 / tissue.clamp_min(1e-6), torch.zeros_like(s0))
     r2s = torch.where(mask, r2s / tissue.clamp_min(1e-6), torch.zeros_like(r2s)).clamp_min(1.0) * mask
-    centre, across, shim, shim_z = _b0_fields(shape, g)
+    sources = _FieldModel.draw(g)
+    centre, across, shim = sources.sample(shape)
     peak_hz_cm = float(torch.empty(1).uniform_(*B0_PEAK_GRADIENT_HZ_CM, generator=g))
     scale = peak_hz_cm * SLICE_CM / across[mask].abs().amax().clamp_min(1e-12)
-    slope_hz_cm = SHIM_RESIDUAL_HZ_CM * shim_z
+    slope_hz_cm = SHIM_RESIDUAL_HZ_CM * sources.shim_z
     z_cm = torch.arange(shape[0], dtype=torch.float32).reshape(-1, 1, 1) * SLICE_CM
-    b0 = centre * scale + SHIM_RESIDUAL_HZ * shim + slope_hz_cm * z_cm
-    df = across * scale + slope_hz_cm * SLICE_CM
-    f = f_sinc(df, te)
-    # the complex scan F is estimated from: signed sinc (the echo phase flips where it is negative),
-    # the field's phase, a smooth receive phase, complex noise at F_REFERENCE_SNR
-    t = te.reshape(-1, 1, 1, 1)
-    phase = 2 * math.pi * b0 * t + _smooth_noise(shape, 3, g)
-    scan = mgre_magnitude(s0, r2s, te) * torch.sinc(df * t) * torch.exp(1j * phase)
+
+    def hertz(
+        centre: torch.Tensor, across: torch.Tensor, shim: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The field at the slice centres and across the slices (Hz) of the sampled sources."""
+        b0 = centre * scale + SHIM_RESIDUAL_HZ * shim + slope_hz_cm * z_cm
+        return b0, across * scale + slope_hz_cm * SLICE_CM
+
+    b0, df = hertz(centre, across, shim)
+    # the complex scan F is estimated from: the field's dephasing (the echo phase flips where the
+    # sinc is negative) and phase, a smooth receive phase, complex noise at F_REFERENCE_SNR
+    rx = _smooth_noise(shape, 3, g)
+    magnitude = mgre_magnitude(s0, r2s, te)
+    if scan == "slice":
+        f = f_sinc(df, te)
+        t = te.reshape(-1, 1, 1, 1)
+        images = magnitude * torch.sinc(df * t) * torch.exp(1j * (2 * math.pi * b0 * t + rx))
+    else:
+        images = _encoded_scan(magnitude, rx, *hertz(*sources.sample(shape, ENCODED_REFINE)), te)
+        f = torch.where(mask, images.abs() / magnitude.clamp_min(1e-12), torch.ones_like(magnitude))
     sigma = s0[mask].mean() / F_REFERENCE_SNR
-    noise = torch.complex(torch.randn(scan.shape, generator=g), torch.randn(scan.shape, generator=g))
-    f_est = f_vsf((scan + sigma * noise) * mask, te, mask)
+    noise = torch.complex(torch.randn(images.shape, generator=g), torch.randn(images.shape, generator=g))
+    f_est = f_vsf((images + sigma * noise) * mask, te, mask)
     tissue = frac.argmax(0)
     return Subject(s0=s0, r2s=r2s, f=f, f_vsf=f_est, b0=b0, mask=mask, tissue=tissue, te=te, index=index)
 
@@ -326,13 +429,15 @@ def make_slice_set(
     noise_seed: int = 0,
     made: dict[int, Subject] | None = None,
     f: Literal["vsf", "generating"] = "vsf",
+    scan: Scan = "slice",
 ) -> SliceSet:
     """Slices of ``copies`` noisy versions of each subject.
 
     ``snrs`` is either a list of fixed SNRs (each gives its own copy set) or, with ``copies``,
     an interval ``(low, high)`` from which each copy's SNR is drawn uniformly (denoising
     training in the paper: four copies, SNR in [5, 20]). Noise is drawn per whole volume.
-    ``made`` (index -> subject of this anatomy and ``seed``) keeps subjects between calls, so that
+    ``scan`` is how the subjects are scanned (``make_subject``).
+    ``made`` (index -> subject of this anatomy, ``seed`` and ``scan``) keeps subjects between calls, so that
     evaluating many noise draws builds each subject (and its VSF F) once. ``f`` picks the F the
     slices carry: each subject's VSF estimate (what a method may know), or the F that made the data
     (an oracle, only for the diagnostic that separates the VSF's error from the rest).
@@ -342,7 +447,11 @@ def make_slice_set(
     g = torch.Generator().manual_seed(noise_seed)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in SliceSet.__dataclass_fields__}
     for index in subjects:
-        s = made[index] if made is not None and index in made else make_subject(anatomy, index, seed)
+        s = (
+            made[index]
+            if made is not None and index in made
+            else make_subject(anatomy, index, seed, scan=scan)
+        )
         if made is not None:
             made[index] = s
         if isinstance(snrs, tuple):

@@ -32,7 +32,7 @@ from mrzero.core.config import ConfigError, load, setting
 from mrzero.core.device import select_device
 from mrzero.core.training import LoopSettings, Ranks, Share, StepLoss, TrainingLoop
 from mrzero.pipelines.roar.signal_model import echo_times, mgre_magnitude
-from mrzero.pipelines.roar.synthetic import SliceSet, brain_anatomy, make_slice_set, split_indices
+from mrzero.pipelines.roar.synthetic import Scan, SliceSet, brain_anatomy, make_slice_set, split_indices
 from mrzero.pipelines.roar.unet import RoarUNet, UNetConfig
 from mrzero.pipelines.roar.weights_file import save_weights
 
@@ -61,6 +61,9 @@ class DataConfig:
     #: F in the echo-domain losses: the VSF estimate (the paper's), or "generating", the F that made
     #: the data: an oracle no scan has, for the diagnostic in docs/roar.md only
     f: Literal["vsf", "generating"] = "vsf"
+    #: how the synthetic subjects are scanned (``synthetic.make_subject``): through the slice only,
+    #: or 2D Fourier-encoded (in-plane field gradients move the echoes in k-space)
+    scan: Scan = "slice"
 
 
 @dataclass
@@ -167,6 +170,7 @@ class RoarTraining(TrainingLoop):
             seed=cfg.data.seed,
             noise_seed=cfg.seed,
             f=cfg.data.f,
+            scan=cfg.data.scan,
         )
         self.val_set = make_slice_set(
             anatomy,
@@ -176,6 +180,7 @@ class RoarTraining(TrainingLoop):
             seed=cfg.data.seed,
             noise_seed=10_000 + cfg.seed,
             f=cfg.data.f,
+            scan=cfg.data.scan,
         )
         self.per_epoch = math.ceil(len(self.train_set) / cfg.batch)
         every = self.per_epoch

@@ -98,12 +98,17 @@ def test_network_method_masks_its_map(anatomy):
 
 def test_mrzero_roar_eval_compares_networks_on_one_test_split_only(tmp_path):
     """Weights trained with another F or SNR range are tested on the same subjects and are accepted;
-    weights whose split differs (another data seed) would be scored on other subjects: refused."""
+    weights whose split differs (another data seed, another scan of the subjects) would be scored on
+    other data: refused. Weights from before the scan choice (no ``scan`` key) were trained on the
+    slice scan; encoded weights are evaluated on the encoded scan."""
 
-    def weights(name: str, data: DataConfig) -> str:
+    def weights(name: str, data: DataConfig, drop_scan: bool = False) -> str:
         cfg = TrainConfig(data=data, model=UNetConfig(width=4, depth=2))
+        config = _jsonable(cfg)
+        if drop_scan:
+            del config["data"]["scan"]
         path = tmp_path / f"{name}.safetensors"
-        save_weights(RoarUNet(cfg.model), path, echo_times(), {"mode": "denoise", "config": _jsonable(cfg)})
+        save_weights(RoarUNet(cfg.model), path, echo_times(), {"mode": "denoise", "config": config})
         return str(path)
 
     base = weights("vsf", DataConfig(size=32, subjects=3, val=1, test=1))
@@ -114,3 +119,17 @@ def test_mrzero_roar_eval_compares_networks_on_one_test_split_only(tmp_path):
     assert main(args) == 0
     with pytest.raises(SystemExit, match="the test split would differ"):
         main(["roar", "eval", "--roar", base, "--supervised", other, *common, "--out", str(tmp_path / "b")])
+    legacy = weights("legacy", DataConfig(size=32, subjects=3, val=1, test=1), drop_scan=True)
+    assert (
+        main(["roar", "eval", "--roar", legacy, "--supervised", base, *common, "--out", str(tmp_path / "c")])
+        == 0
+    )
+    encoded = weights("encoded", DataConfig(size=32, subjects=3, val=1, test=1, scan="encoded"))
+    with pytest.raises(SystemExit, match="the test split would differ"):
+        main(["roar", "eval", "--roar", base, "--supervised", encoded, *common, "--out", str(tmp_path / "d")])
+    assert main(["roar", "eval", "--roar", encoded, *common, "--out", str(tmp_path / "e")]) == 0
+    nlls = {
+        name: json.loads((tmp_path / name / "table1.json").read_text())["held-out"]["NLLS with F"]
+        for name in ("a", "c", "e")
+    }
+    assert nlls["a"] == nlls["c"] and nlls["a"] != nlls["e"]
