@@ -1,12 +1,14 @@
 """RoAR on digital-twin mGRE scans: the ``roar`` pipeline's R2* against voxel-wise NLLS, both
 scored against the brain phantom's R2* = 1/T2 + 1/T2'.
 
-The twin runs the shipped bundle's mGRE ``.seq`` file (64 x 64, 10 echoes, TE 4..40 ms) on the
-brain phantom (slice 3, its B0 and T2') with the fast simulation engine and 4 loop coils, at
-each ``--snr`` (twin definition: RMS k-space signal over noise std); the raw data go through the
-``roar`` pipeline (offline, the same code the server runs), and NLLS (``fit_nlls``, no F) is
-fitted to the pipeline's own echo images. Relative error ||r - r_true|| / ||r_true|| over the
-voxels that are at least half tissue; a constant map at the true median is the floor any map
+The twin runs a RoAR bundle's (``--bundle``, default the shipped one) mGRE ``.seq`` file (64 x 64,
+10 echoes, TE 4..40 ms) on the brain phantom (slice 3, its B0 and T2') with the fast simulation
+engine and 4 loop coils, at each ``--snr`` (twin definition: RMS k-space signal over noise std);
+the raw data go through the ``roar`` pipeline (offline, the same code the server runs, with the
+bundle deployed in a temporary store so that the scan's signature finds its network), and NLLS
+(``fit_nlls``, no F) is fitted to the pipeline's own echo images. Relative error
+||r - r_true|| / ||r_true|| over the voxels that are at least half tissue; a constant map at the
+true median is the floor any map
 must beat. Writes a figure (echo 1, truth, RoAR, NLLS, |RoAR - truth|, one row per SNR).
 
     .venv/bin/python bench/roar_twin.py --snr 100 2 --figure docs/roar_twin.png
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from mrzero.pipelines.base import Context
 from mrzero.pipelines.registry import get
 from mrzero.pipelines.roar.bundle import SHIPPED_BUNDLE
 from mrzero.pipelines.roar.fitting import fit_nlls
+from mrzero.sequences.bundle import deploy_bundle
 from mrzero.sequences.digital_twin import twin_scan
 from mrzero.sequences.phantoms.brain import brain_tissue_fractions
 
@@ -34,13 +38,14 @@ def relative_error(estimate: np.ndarray, truth: np.ndarray, where: np.ndarray) -
     return float(np.linalg.norm(estimate[where] - truth[where]) / np.linalg.norm(truth[where]))
 
 
-def run(snr: float, coils: int) -> dict:
-    """One twin scan at ``snr``: maps, truth and errors."""
+def run(snr: float, coils: int, bundle: Path, store: Path) -> dict:
+    """One twin scan of ``bundle`` at ``snr`` (its network deployed in ``store``): maps, truth, errors."""
     start = time.perf_counter()
-    scan = twin_scan(SHIPPED_BUNDLE, "brain", n_coils=coils, snr=snr, seed=3)
+    scan = twin_scan(bundle, "brain", n_coils=coils, snr=snr, seed=3)
     simulated = time.perf_counter() - start
     start = time.perf_counter()
-    images = list(get("roar").run(iter(scan.acquisitions), Context(header=scan.header)))
+    context = Context(header=scan.header, bundle_store=store, pipeline_name="roar")
+    images = list(get("roar").run(iter(scan.acquisitions), context))
     pipeline = time.perf_counter() - start
     echoes = np.stack([im.data[0, 0] for im in images if im.image_series_index == 1])
     r2 = next(im for im in images if im.image_series_index == 3).data[0, 0]
@@ -103,10 +108,15 @@ def main() -> int:
     p.add_argument("--coils", type=int, default=4, help="receive coils (default 4)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--figure", type=Path, default=None, help="write the figure here")
+    p.add_argument(
+        "--bundle", type=Path, default=SHIPPED_BUNDLE, help="RoAR bundle to scan and map (default: shipped)"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
-    rows = [run(snr, args.coils) for snr in args.snr]
+    with tempfile.TemporaryDirectory() as store:
+        deploy_bundle(args.bundle, Path(store))
+        rows = [run(snr, args.coils, args.bundle, Path(store)) for snr in args.snr]
     columns = (
         "twin SNR",
         "RoAR R2* RE",
