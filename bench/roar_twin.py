@@ -8,8 +8,8 @@ the raw data go through the ``roar`` pipeline (offline, the same code the server
 bundle deployed in a temporary store so that the scan's signature finds its network), and NLLS
 (``fit_nlls``, no F) is fitted to the pipeline's own echo images. Relative error
 ||r - r_true|| / ||r_true|| over the voxels that are at least half tissue; a constant map at the
-true median is the floor any map
-must beat. Writes a figure (echo 1, truth, RoAR, NLLS, |RoAR - truth|, one row per SNR).
+true median is the floor any map must beat. Writes a figure (echo 1, truth, RoAR, NLLS,
+|RoAR - truth|, one row per SNR).
 
     .venv/bin/python bench/roar_twin.py --snr 100 2 --figure docs/roar_twin.png
 """

@@ -89,8 +89,10 @@ class PhantomSpec:
 
     @property
     def slices(self) -> list[int]:
-        """The brain slices as a list (``slice`` may be one or several)."""
-        return [self.slice] if isinstance(self.slice, int) else list(self.slice)
+        """The brain slices as indices 0..7 (``slice`` may be one or several, negative ones counting
+        from the end as in ``brain_phantom``), so that slices compare as the phantoms they make."""
+        given = [self.slice] if isinstance(self.slice, int) else self.slice
+        return [s % N_BRAIN_SLICES for s in given]
 
 
 @dataclass
@@ -302,11 +304,11 @@ def validate(recipe: Recipe) -> Recipe:
             raise RecipeError(f"{key}.block: must be [by, bx] within the matrix {r.matrix}, got {ph.block}")
         if ph.kind == "brain":
             try:  # the phantom's own range rule, named by the recipe key before training starts
-                for s in ph.slices:
+                for s in [ph.slice] if isinstance(ph.slice, int) else ph.slice:
                     check_slice((r.matrix, r.matrix), s)
             except IndexError as exc:
                 raise RecipeError(f"{key}.slice: {exc}") from exc
-            if not ph.slices or len({s % N_BRAIN_SLICES for s in ph.slices}) != len(ph.slices):
+            if not ph.slices or len(set(ph.slices)) != len(ph.slices):
                 raise RecipeError(f"{key}.slice: give one slice or a list of distinct ones, got {ph.slice}")
     _choice("engine.name", r.engine.name, tuple(ENGINES))
     if r.head is not None:

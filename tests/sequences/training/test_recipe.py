@@ -137,6 +137,12 @@ def test_brain_phantoms_of_several_slices_are_those_slices():
 
     r = parse_recipe(recipe(FROM_ZERO, phantom={"kind": "brain", "slice": [1, 4, 6]}))
     assert r.phantom.slices == [1, 4, 6] and parse_recipe(recipe(FROM_ZERO)).phantom.slices == [3]
+    # negative slices count from the end, as in brain_phantom: slice -1 is slice 7 (so that a scorer
+    # does not count slice 7 as unseen when the recipe trained on -1)
+    assert parse_recipe(recipe(FROM_ZERO, phantom={"kind": "brain", "slice": [-1, 2]})).phantom.slices == [
+        7,
+        2,
+    ]
     made = make_phantoms(r.phantom, 16, "cpu")
     assert len(made) == 3
     for phantom, s in zip(made, (1, 4, 6), strict=True):
