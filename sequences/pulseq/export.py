@@ -148,6 +148,14 @@ def _ceil_to(x: float, raster: float) -> float:
     return round(math.ceil(x / raster - 1e-6) * raster, 12)
 
 
+def _ramp_time(amplitude: float, slew: float, raster: float) -> float:
+    """The shortest ramp on the raster (at least one raster) that reaches ``amplitude`` within ``slew``.
+
+    Unlike ``_ceil_to`` it forgives only float noise (1e-10 raster), not 1e-6: a ramp 1e-7 too
+    short is a slew 1e-7 too high, and pypulseq refuses anything above its limit by more than 1e-9."""
+    return round(math.ceil(max(amplitude / slew, raster) / raster - 1e-10) * raster, 12)
+
+
 def _round_to(x: float, raster: float) -> float:
     return round(round(x / raster) * raster, 12)
 
@@ -397,8 +405,8 @@ class _Builder:
                 break
         else:
             return False
-        rise = _ceil_to(max(float(np.abs(corners[0]).max()) / max_slew, graster), graster)
-        fall = _ceil_to(max(float(np.abs(corners[-1]).max()) / max_slew, graster), graster)
+        rise = _ramp_time(float(np.abs(corners[0]).max()), max_slew, graster)
+        fall = _ramp_time(float(np.abs(corners[-1]).max()), max_slew, graster)
         lead = _ceil_to(max(limits.adc_dead_time - rise - dwell / 2, 0.0), graster)
         start = lead + rise  # t_{-1}: where the first event's interval begins
         sample_t = start + dwell * np.arange(n + 1)
@@ -438,7 +446,7 @@ class _Builder:
         graster = limits.grad_raster_time
         moving = bool(np.any(np.abs(ro.moment) > AREA_EPS))
         peak = float(np.max(np.abs(amp)))
-        rise = _ceil_to(max(peak / max_slew, graster), graster) if moving else 0.0
+        rise = _ramp_time(peak, max_slew, graster) if moving else 0.0
         lead = _ceil_to(max(limits.adc_dead_time - rise, 0.0), graster)
         # Shift the ADC within the flat top (the prephaser absorbs the extra area) so that the
         # block starts on the block raster exactly when the model's samples are due.

@@ -16,6 +16,7 @@ from mrzero.sequences.bundle import check_bundle, write_bundle
 from mrzero.sequences.checkpoint import load_checkpoint
 from mrzero.sequences.pulseq.export import ExportOptions, export
 from mrzero.sequences.pulseq.import_ import import_seq
+from mrzero.sequences.pulseq.system import hardware
 from mrzero.sequences.simulate import simulate
 from mrzero.sequences.training import Trainer, load_recipe
 
@@ -72,6 +73,27 @@ def test_a_modified_learned_sequence_survives_the_file(tmp_path):
     np.testing.assert_allclose(np.degrees(twin.flip.numpy()), np.degrees(seq.flip.numpy()), atol=1e-3)
     assert twin.sar_proxy().item() == pytest.approx(result.sar_proxy, rel=1e-5)
     assert not math.isnan(result.mean_rf_power)
+
+
+def test_a_readout_starting_a_hair_above_a_whole_ramp_rounds_the_ramp_up(tmp_path):
+    """A 64x64 run from zero crashed in the hardware projection: a shaped readout's first gradient
+    needed 2.0000002 raster times of ramp at the slew limit, the ramp was rounded down to 2 and
+    pypulseq refused the 2e-7 excess (its tolerance is 1e-9). The ramp must round up."""
+    seq = BUILDERS["gre"](matrix=8, dtype=torch.float64)
+    limits = hardware()
+    slew = limits.axis_limits(1)[1]  # Hz/m/s; the readout plays x only
+    dwell = float(seq.duration[0, 1])
+    amplitude = slew * 2 * limits.grad_raster_time * (1 + 2e-7)  # Hz/m
+    moment = seq.moment.clone()
+    ramp = torch.linspace(1.0, 1.05, 8, dtype=torch.float64)  # a different moment per sample: shaped
+    moment[:, 1:9, 0] = amplitude * dwell * seq.fov[0] * ramp
+    seq.moment = moment
+    result = export(seq, tmp_path / "edge.seq")
+    written = pp.Sequence()
+    written.read(str(result.path))
+    waveforms = written.waveforms_and_times()[0]
+    t, g = waveforms[0]  # x: time (s), amplitude (Hz/m)
+    assert np.max(np.abs(np.diff(g) / np.diff(t))) <= slew * (1 + 1e-9)
 
 
 def test_a_trained_gre_from_zero_survives_bundle_and_file(tmp_path):
