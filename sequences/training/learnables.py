@@ -71,20 +71,28 @@ def rep_selection(seq: Sequence, selector: str | list[str]) -> torch.Tensor:
 def free_mask(
     seq: Sequence, name: str, reps: str | list[str] = "all", events: list[int] | str = "all", axes: str = "xy"
 ) -> torch.Tensor:
-    """The boolean mask of field ``name`` selected by repetitions, events and (moment) axes."""
+    """The boolean mask of field ``name`` selected by repetitions, events and (moment) axes.
+
+    ``events``: ``"all"``, ``"encoding"`` (per repetition, every event up to its last ADC event: the
+    moments that place its samples, not the rewinder or spoiler after them) or event indices."""
     r_mask = rep_selection(seq, reps)
     shape = tuple(getattr(seq, name).shape)
     if len(shape) == 1:
         return r_mask.clone()
-    e_mask = torch.zeros(seq.n_event, dtype=torch.bool, device=seq.device)
-    if events == "all":
-        e_mask[:] = True
+    if events == "encoding":
+        index = torch.arange(seq.n_event, device=seq.device)
+        last_adc = torch.where(seq.adc, index, torch.full_like(index, -1)).amax(1)
+        mask = r_mask[:, None] & (index[None, :] <= last_adc[:, None])
     else:
-        for e in events:
-            if not -seq.n_event <= e < seq.n_event:
-                raise ValueError(f"event index {e} out of range for {seq.n_event} events per repetition")
-            e_mask[e] = True
-    mask = r_mask[:, None] & e_mask[None, :]
+        e_mask = torch.zeros(seq.n_event, dtype=torch.bool, device=seq.device)
+        if events == "all":
+            e_mask[:] = True
+        else:
+            for e in events:
+                if not -seq.n_event <= e < seq.n_event:
+                    raise ValueError(f"event index {e} out of range for {seq.n_event} events per repetition")
+                e_mask[e] = True
+        mask = r_mask[:, None] & e_mask[None, :]
     if len(shape) == 3:
         a_mask = torch.tensor([a in axes for a in AXES], dtype=torch.bool, device=seq.device)
         mask = mask[..., None] & a_mask

@@ -27,6 +27,9 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 SEQUENCE_FIELDS = ("flip", "rf_phase", "duration", "moment", "adc_phase")
 REP_SELECTORS = ("all", "excitation", "refocusing", "inversion", "recovery")
+#: ``learn.<field>.events`` by name: every event, or those up to each repetition's last ADC event
+#: (the moments that place its samples; rewinder and spoiler stay as built).
+EVENT_SELECTORS = ("all", "encoding")
 #: How free moments may be tied: "readout" plays one constant gradient during a repetition's ADC.
 TIES = ("none", "readout")
 #: Adam step sizes per field at the start of the schedule: degrees (flip, phases), ms (duration),
@@ -43,7 +46,7 @@ class FreeSpec:
     """Which entries of one sequence field are learnable: repetitions x events (x axes)."""
 
     reps: str | list[str] = "all"  # one of REP_SELECTORS, or a list of them (their union)
-    events: list[int] | str = "all"  # "all" or event indices (negative counts from the end)
+    events: list[int] | str = "all"  # "all", "encoding" (up to each repetition's last ADC event) or indices
     axes: str = "xy"  # moment axes, any of "xyz"
     tie: Literal["none", "readout"] = "none"  # moment: "readout" = one moment for a repetition's ADC events
 
@@ -55,7 +58,7 @@ class SequenceSpec:
     builder: str = "gre"  # mrzero.sequences.builders.BUILDERS name
     options: dict[str, Any] = field(default_factory=dict)  # builder options, degrees and ms
     checkpoint: str | None = None  # start from this training checkpoint's sequence instead
-    zero: list[str] = field(default_factory=list)  # fields set to 0 at the start ("from zero")
+    zero: list[str] = field(default_factory=list)  # learned fields whose free entries start at 0
     zero_flip_deg: float = setting(0.1, 'what "zero" means for flips; see docs/training.md', ge=0)
     learn: dict[str, FreeSpec] = field(default_factory=dict)  # field -> free entries
 
@@ -127,12 +130,18 @@ class HeadSpec:
 @dataclass
 class LossSpec:
     """``image`` (relative L2 or L1 of prediction vs target) + ``sar`` x relative SAR
-    + ``time`` x relative scan time."""
+    + ``time`` x relative scan time (+ the annealed ``encoding`` prior while training)."""
 
     image: Literal["l2", "l1"] = "l2"
     compare: Literal["magnitude", "complex"] = "magnitude"
     sar: float = setting(0.0, "lambda_SAR on sum(flip^2) / the reference sequence's", ge=0)
     time: float = setting(0.0, "lambda on scan time / the reference sequence's", ge=0)
+    encoding: float = setting(
+        0.0, "weight of the encoding prior (frame potential of the ADC samples, encoding_prior.py)", ge=0
+    )
+    encoding_until: float = setting(
+        0.7, "fraction of the iterations at which the encoding prior's weight has fallen to 0", gt=0, le=1
+    )
 
 
 @dataclass
@@ -282,6 +291,10 @@ def validate(recipe: Recipe) -> Recipe:
         _choice("target.builder", r.target.builder, tuple(BUILDERS))
     for name in r.sequence.zero:
         _choice("sequence.zero", name, SEQUENCE_FIELDS)
+        if name not in r.sequence.learn:
+            raise RecipeError(
+                f"sequence.zero: {name} is not in sequence.learn; only learnable entries start at zero"
+            )
     if not r.sequence.learn and r.head is None:
         raise RecipeError("sequence.learn: nothing is learnable (no sequence field and no head)")
     for name, spec in r.sequence.learn.items():
@@ -289,7 +302,7 @@ def validate(recipe: Recipe) -> Recipe:
         for selector in [spec.reps] if isinstance(spec.reps, str) else spec.reps:
             _choice(f"sequence.learn.{name}.reps", selector, REP_SELECTORS)
         if isinstance(spec.events, str):
-            _choice(f"sequence.learn.{name}.events", spec.events, ("all",))
+            _choice(f"sequence.learn.{name}.events", spec.events, EVENT_SELECTORS)
         if not spec.axes or set(spec.axes) - set("xyz"):
             raise RecipeError(f"sequence.learn.{name}.axes: use letters of 'xyz', got {spec.axes!r}")
         _choice(f"sequence.learn.{name}.tie", spec.tie, TIES)

@@ -44,6 +44,7 @@ from mrzero.sequences.pulseq.export import ExportError
 from mrzero.sequences.pulseq.system import hardware
 from mrzero.sequences.sequence import Sequence
 from mrzero.sequences.simulate import simulate
+from mrzero.sequences.training.encoding_prior import EncodingPrior
 from mrzero.sequences.training.forward import ForwardModel, repetition_groups
 from mrzero.sequences.training.hardware import HardwareCheck, HardwareModel
 from mrzero.sequences.training.learnables import Bounds, Learnables, free_mask, readout_ties
@@ -126,10 +127,12 @@ class Trainer(TrainingLoop):
                 ties[name] = readout_ties(built, masks[name])
         start = built.clone()
         for name in spec.zero:
-            # flips start at a tiny angle: the fast engine prunes states of exactly zero amplitude,
-            # which would also remove the gradient that lets the flips grow
+            # only the free entries start at zero (a fixed spoiler stays as built); flips start at a
+            # tiny angle: the fast engine prunes states of exactly zero amplitude, which would also
+            # remove the gradient that lets the flips grow
             value = math.radians(spec.zero_flip_deg) if name == "flip" else 0.0
-            setattr(start, name, torch.full_like(getattr(start, name), value))
+            field = getattr(start, name)
+            setattr(start, name, torch.where(masks[name], torch.full_like(field, value), field))
         try:
             self.limits = hardware(r.hardware.preset, **r.hardware.overrides())
         except ValueError as exc:
@@ -173,6 +176,9 @@ class Trainer(TrainingLoop):
             r.loss.time,
             sar_ref,
             float(reference.total_duration()) or 1.0,
+        )
+        self.encoding_prior = (
+            EncodingPrior(r.loss.encoding, r.loss.encoding_until, r.matrix) if r.loss.encoding else None
         )
         self.n_images = len(repetition_groups(start)) if r.recon.split == "repetition" else 1
         self.head = self.head_config = None
@@ -317,12 +323,18 @@ class Trainer(TrainingLoop):
         return self._cache[idx]
 
     def _share_loss(
-        self, share: Share, seq: Sequence, images: Callable[[int], torch.Tensor], evaluating: bool
+        self, share: Share, seq: Sequence, images: Callable[[int], torch.Tensor], step: int | None
     ) -> StepLoss:
         """The loss of ``share``: its part of the batch mean of the image term plus its part of the
-        SAR and time penalties; metrics are additive over ranks. A training step keeps its first
-        prediction for the report; an evaluation adds the k-space band errors."""
+        SAR and time penalties; metrics are additive over ranks. A training step (``step`` given)
+        adds the encoding prior at its weight of the moment and keeps its first prediction for the
+        report; an evaluation (``step`` None) scores the recipe's objective without the prior (a
+        guide that is gone by its end) and adds the k-space band errors."""
+        evaluating = step is None
         sar, time = self.loss_fn.penalties(seq)
+        guide = None
+        if self.encoding_prior is not None and not evaluating:
+            guide = self.encoding_prior(seq.trajectory(), step / self.iterations)
         image = torch.zeros((), device=self.device)
         error, bands = 0.0, {}
         for idx in share.indices:
@@ -343,6 +355,9 @@ class Trainer(TrainingLoop):
             "time": float(share.shared(time).detach()),
             "error": error / share.batch,
         }
+        if guide is not None:
+            penalty = penalty + share.shared(guide)
+            metrics["encoding"] = float(share.shared(guide).detach())
         if evaluating:
             metrics.update(
                 {name: bands.get(name, 0.0) / share.batch for name in band_names(self.recipe.matrix)}
@@ -353,7 +368,7 @@ class Trainer(TrainingLoop):
         seq = self.sequence()
         head_step = self.phase(step) == "head"
         try:
-            return self._share_loss(share, seq, lambda idx: self._images(seq, idx, head_step), False)
+            return self._share_loss(share, seq, lambda idx: self._images(seq, idx, head_step), step)
         except ValueError as exc:  # a non-finite sequence is refused by Sequence.validate
             if "not finite" in str(exc):
                 self.stop_on_nan(step, "a NaN or inf sequence value")
@@ -364,7 +379,7 @@ class Trainer(TrainingLoop):
 
     def evaluation_loss(self, share: Share) -> StepLoss:
         seq = self.sequence()
-        return self._share_loss(share, seq, lambda idx: self.forward(seq, self.phantoms[idx]), True)
+        return self._share_loss(share, seq, lambda idx: self.forward(seq, self.phantoms[idx]), None)
 
     def after_step(self, step: int) -> None:
         if self.learn is not None:
@@ -405,9 +420,10 @@ class Trainer(TrainingLoop):
         }
 
     def log_step(self, record: dict[str, float]) -> str:
+        guide = f", encoding prior {record['encoding']:.5f}" if "encoding" in record else ""
         return (
             f"loss {record['loss']:.5f} (image {record['image']:.5f}, SAR {record['sar']:.5f}, time "
-            f"{record['time']:.5f}), error {100 * record['error']:.2f} %, relative SAR "
+            f"{record['time']:.5f}{guide}), error {100 * record['error']:.2f} %, relative SAR "
             f"{100 * record['sar_rel']:.1f} %"
         )
 

@@ -32,6 +32,16 @@ def test_moment_mask_selects_axes():
     assert bool(mask[..., 1].all()) and not bool(mask[..., 0].any()) and not bool(mask[..., 2].any())
 
 
+def test_encoding_events_are_those_up_to_the_last_adc_of_each_repetition():
+    seq = flash(matrix=8)  # per repetition: prewinder, 8 ADC events, rewinder + spoiler
+    mask = free_mask(seq, "moment", events="encoding", axes="xy")
+    assert bool(mask[:, :9, :2].all()) and not bool(mask[:, 9:].any()) and not bool(mask[..., 2].any())
+    t1 = inversion_gre(matrix=4, ti=[0.1], trec=0.2)  # the inversion repetition has no ADC: none of it
+    enc = free_mask(t1, "moment", events="encoding")
+    no_adc = ~t1.adc.any(1)
+    assert not bool(enc[no_adc].any()) and bool(enc[~no_adc].any())
+
+
 def test_gradients_reach_only_free_entries():
     seq = rare(matrix=8)
     learn = Learnables(seq, {"flip": free_mask(seq, "flip", reps="refocusing")}, Bounds())

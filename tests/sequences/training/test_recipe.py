@@ -77,6 +77,17 @@ def test_unknown_keys_fail_naming_the_key(data, named):
         ({"phantom": {"kind": "brain", "slice": 8}}, "phantom.slice"),
         ({"held_out": {"kind": "brain", "slice": [2, 2]}}, "held_out.slice"),
         ({"phantom": {"kind": "brain", "slice": []}}, "phantom.slice"),
+        (
+            {"sequence": {"builder": "gre", "zero": ["duration"], "learn": {"flip": "all"}}},
+            "sequence.zero",
+        ),
+        (
+            {"sequence": {"builder": "gre", "learn": {"moment": {"events": "readout"}}}},
+            "sequence.learn.moment.events",
+        ),
+        ({"loss": {"encoding": -1}}, "loss.encoding"),
+        ({"loss": {"encoding_until": 0}}, "loss.encoding_until"),
+        ({"loss": {"encoding_until": 1.5}}, "loss.encoding_until"),
     ],
 )
 def test_impossible_values_fail_naming_the_key(data, named):

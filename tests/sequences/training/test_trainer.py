@@ -187,3 +187,40 @@ def test_a_head_only_run_records_a_finite_best(tmp_path, single_torch_thread):
     assert all(h["phase_head"] == 1.0 for h in result.history)
     provenance = load_checkpoint(result.final_checkpoint).metadata["provenance"]
     assert math.isfinite(provenance["best_error"]) and provenance["best_iteration"] in (0, 2, 4)
+
+
+def test_zero_starts_only_the_free_entries_at_zero_and_keeps_the_spoiler(tmp_path):
+    """Encoding learned from zero with the built spoiling kept: the moments up to each line's last
+    sample start at 0, the rewinder + spoiler after it and the RF-spoiling phases stay as built."""
+    rec = recipe(
+        FROM_ZERO,
+        sequence={
+            **FROM_ZERO["sequence"],
+            "zero": ["flip", "moment"],
+            "learn": {"flip": "all", "moment": {"axes": "xy", "events": "encoding"}},
+        },
+    )
+    trainer = Trainer(parse_recipe(rec), tmp_path, progress=False)
+    built = trainer.reference  # the target: the builder's own sequence
+    seq = trainer.sequence()
+    assert _spread(seq) == 0.0
+    spoiler = seq.moment[:, -1].detach()
+    assert torch.equal(spoiler, built.moment[:, -1]) and float(spoiler.abs().max()) > 8
+    assert torch.equal(seq.rf_phase, built.rf_phase)
+    assert bool((seq.flip == math.radians(0.1)).all())
+
+
+def test_the_encoding_prior_guides_training_and_is_left_out_of_evaluations(tmp_path):
+    rec = recipe(
+        FROM_ZERO,
+        loss={"encoding": 2.0, "encoding_until": 0.5},
+        optimizer={**FROM_ZERO["optimizer"], "iterations": 4},
+    )
+    result = Trainer(parse_recipe(rec), tmp_path, progress=False).run()
+    guide = [h["encoding"] for h in result.history]
+    assert guide[0] > 0 and guide[1] > 0 and guide[2:] == [0.0, 0.0]  # weight 2, 1, then 0 from half-way
+    for h in result.history:
+        assert h["loss"] == pytest.approx(h["image"] + h["sar"] + h["time"] + h["encoding"], rel=1e-5)
+    evaluations = json.loads((tmp_path / "evaluations.json").read_text())
+    assert all("encoding" not in e for e in evaluations)
+    assert all(e["loss"] == pytest.approx(e["image"] + e["sar"] + e["time"], rel=1e-5) for e in evaluations)
