@@ -3,7 +3,7 @@
 A bundle is a directory::
 
     protocol.json             name, Pulseq signature, pipeline, encoding, TE/TR, units, provenance,
-                              head config and output (quantity, units), recon settings (optional)
+                              head config and output (quantity, units), recon settings (training's; or null)
     sequence.seq              the Pulseq file the scanner runs
     sequence.testreport.txt   pypulseq's test report of that file
     trajectory.npy            k-space position of every ADC sample, float32 [n_samples, 3], cycles/FOV
@@ -98,6 +98,12 @@ def write_bundle(
         )
     if pipeline not in BUNDLE_PIPELINES:
         raise BundleError(f"unknown pipeline {pipeline!r}; known pipelines: {', '.join(BUNDLE_PIPELINES)}")
+    trained = (meta.get("recon") or {}).get("method")
+    if trained in ("iterative", "cg") and pipeline in ("adjoint", "mrzero_head"):
+        raise BundleError(
+            f"sequence {seq.name!r} was trained through the {trained} reconstruction, but the {pipeline} "
+            "pipeline computes the adjoint: its images would not be the trained ones; use iterative_adjoint"
+        )
     name = bundle_name(name or meta.get("name") or seq.name)
     out.mkdir(parents=True, exist_ok=True)
     result = export(seq, out / SEQ_FILE, limits=limits, options=options)

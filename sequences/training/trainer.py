@@ -472,6 +472,10 @@ class Trainer(TrainingLoop):
         }
         if self.head_config is not None:
             meta["head_config"] = self.head_config
+        # the reconstruction trained through, in the server's terms (pipelines/learned/recon.py): a
+        # bundle's protocol carries it, so that its pipeline reconstructs as training did
+        rec = self.recipe.recon
+        meta["recon"] = {"method": rec.method, "iterations": rec.iterations, "density": rec.density or "none"}
         return meta
 
     def _save_checkpoint(self, path: Path, note: str, figure: bytes | None = None) -> Path:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import ismrmrd
 import numpy as np
 import pypulseq as pp
 import pytest
 import torch
 from pulseq_samples import disc_phantom
 
+from mrzero.core.bundles import BundleError, DeployedBundle
+from mrzero.pipelines.base import Context
+from mrzero.pipelines.learned.recon import ReconSettings
 from mrzero.sequences.builders import BUILDERS
 from mrzero.sequences.bundle import check_bundle, write_bundle
 from mrzero.sequences.checkpoint import load_checkpoint
@@ -19,6 +23,7 @@ from mrzero.sequences.pulseq.import_ import import_seq
 from mrzero.sequences.pulseq.system import hardware
 from mrzero.sequences.simulate import simulate
 from mrzero.sequences.training import Trainer, load_recipe
+from mrzero.sequences.training.recipe import ReconSpec as RecipeRecon
 
 #: Each builder at a test size; the sinc variants need pulses the default B1 limit allows.
 CASES = [
@@ -94,6 +99,26 @@ def test_a_readout_starting_a_hair_above_a_whole_ramp_rounds_the_ramp_up(tmp_pat
     waveforms = written.waveforms_and_times()[0]
     t, g = waveforms[0]  # x: time (s), amplitude (Hz/m)
     assert np.max(np.abs(np.diff(g) / np.diff(t))) <= slew * (1 + 1e-9)
+
+
+def test_a_bundle_reconstructs_as_its_training_did(tmp_path):
+    """A sequence trained through CG with Pipe-Menon weights: its bundle's protocol carries that
+    reconstruction, the server's iterative-adjoint settings read it back, and the adjoint pipeline,
+    which would reconstruct something else, is refused."""
+    recipe = dataclasses.replace(
+        load_recipe("gre_from_zero"), matrix=8, recon=RecipeRecon(method="cg", iterations=7, density="pipe")
+    )
+    trained = Trainer(recipe, tmp_path / "run", iterations=1, progress=False).run()
+    checkpoint = load_checkpoint(trained.final_checkpoint)
+    with pytest.raises(BundleError, match="trained through the cg reconstruction.*use iterative_adjoint"):
+        write_bundle(checkpoint, tmp_path / "adjoint", pipeline="adjoint")
+    protocol = write_bundle(checkpoint, tmp_path / "bundle", pipeline="iterative_adjoint")
+    assert protocol["recon"] == {"method": "cg", "iterations": 7, "density": "pipe"}
+    conditions = ismrmrd.xsd.experimentalConditionsType(H1resonanceFrequency_Hz=123200000)
+    header = ismrmrd.xsd.ismrmrdHeader(experimentalConditions=conditions)
+    deployed = DeployedBundle(tmp_path / "bundle", protocol, "now")
+    settings = ReconSettings.from_context(Context(header, device="cpu"), deployed, iterative=True)
+    assert (settings.method, settings.iterations, settings.density) == ("cg", 7, "pipe")
 
 
 def test_a_trained_gre_from_zero_survives_bundle_and_file(tmp_path):
