@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="digital-twin scans of the shipped bundles through the server; images to demo-output/",
-        description="Deploy the shipped bundles (a learned GRE, the T1-mapping sequence with its MLP and a "
-        "SAR-reduced 96x96 RARE) "
+        description="Deploy the shipped bundles (a 16x16 GRE with learned flips, a 64x64 GRE learned from "
+        "zero, the T1-mapping sequence with its MLP and a SAR-reduced 96x96 RARE) "
         "to a temporary store, start the server on a free 127.0.0.1 port, scan the brain "
         "phantom with each bundle's .seq file in the digital twin, stream the raw data, and "
         "write raw data, returned images (MRD HDF5) and PNGs per bundle. With --shepp-logan: "
