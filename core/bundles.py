@@ -43,6 +43,9 @@ TRAJECTORY_TOLERANCE = 1e-3
 #: The reconstruction pipelines a bundle may name (``mrzero.pipelines.registry`` registers each of them;
 #: a test keeps the two in step).
 BUNDLE_PIPELINES = ("cartesian", "adjoint", "iterative_adjoint", "mrzero_head", "roar")
+#: ``protocol.json`` ``recon.method`` values that only the ``iterative_adjoint`` pipeline computes:
+#: a sequence trained through them gives its trained images nowhere else.
+ITERATIVE_RECON_METHODS = ("iterative", "cg")
 #: MRD header user parameter string that carries the Pulseq signature of the file a scan ran.
 SIGNATURE_PARAMETER = "PulseqSignature"
 

@@ -45,6 +45,7 @@ from mrzero.core.bundles import (
     FIGURE_FILE,
     FORMAT,
     HEAD_FILE,
+    ITERATIVE_RECON_METHODS,
     NAME_PATTERN,
     PROTOCOL_FILE,
     REPORT_FILE,
@@ -99,7 +100,7 @@ def write_bundle(
     if pipeline not in BUNDLE_PIPELINES:
         raise BundleError(f"unknown pipeline {pipeline!r}; known pipelines: {', '.join(BUNDLE_PIPELINES)}")
     trained = (meta.get("recon") or {}).get("method")
-    if trained in ("iterative", "cg") and pipeline in ("adjoint", "mrzero_head"):
+    if trained in ITERATIVE_RECON_METHODS and pipeline in ("adjoint", "mrzero_head"):
         raise BundleError(
             f"sequence {seq.name!r} was trained through the {trained} reconstruction, but the {pipeline} "
             "pipeline computes the adjoint: its images would not be the trained ones; use iterative_adjoint"

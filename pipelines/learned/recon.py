@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mrzero.core.bundles import DeployedBundle
+from mrzero.core.bundles import ITERATIVE_RECON_METHODS, DeployedBundle
 from mrzero.core.device import DeviceError, select_device
 from mrzero.core.ops.encoding import EncodingError
 from mrzero.core.ops.reconstruct import reconstruct
@@ -34,7 +34,6 @@ from mrzero.pipelines.learned.samples import ImageSamples
 from mrzero.pipelines.stages.buffer import ReconBuffer
 
 DENSITIES = ("none", "pipe")
-ITERATIVE_METHODS = ("iterative", "cg")
 SETTING_KEYS = ("method", "iterations", "tikhonov", "density", "device")
 #: Torch devices a client or a bundle may name.
 DEVICE_PATTERN = r"cpu|cuda(:\d{1,2})?"
@@ -60,18 +59,26 @@ class ReconSettings:
     @classmethod
     def from_context(cls, ctx: Context, bundle: DeployedBundle | None, iterative: bool) -> ReconSettings:
         """Settings of the adjoint (``iterative=False``) or iterative-adjoint pipeline; see the module
-        docstring. The adjoint pipeline always runs the adjoint; the iterative one ``iterative``
-        (the seed's gradient steps, default) or ``cg``."""
+        docstring. The adjoint pipeline always runs the adjoint, and refuses a bundle whose sequence
+        was trained through an iterative reconstruction; the iterative one runs ``iterative`` (the
+        seed's gradient steps, default) or ``cg``."""
         stored = bundle.protocol.get("recon") if bundle is not None else None
         given = {k: getattr(ctx.params, k, None) for k in SETTING_KEYS}  # None: not declared or not sent
         merged = {
             **(stored if isinstance(stored, dict) else {}),
             **{k: v for k, v in given.items() if v is not None},
         }
+        trained = stored.get("method") if isinstance(stored, dict) else None
+        if not iterative and trained in ITERATIVE_RECON_METHODS:
+            raise PipelineError(
+                f"bundle {bundle.name!r} was trained through the {trained} reconstruction, but the "
+                f"{ctx.pipeline_name or 'adjoint'} pipeline computes the adjoint: its image would not be "
+                "the trained one; scan it with iterative_adjoint"
+            )
         method = "adjoint"
         if iterative:
             method = given["method"] or "iterative"
-            if given["method"] is None and merged.get("method") in ITERATIVE_METHODS:
+            if given["method"] is None and merged.get("method") in ITERATIVE_RECON_METHODS:
                 method = merged["method"]
         density = merged.get("density") or "none"
         if density not in DENSITIES:

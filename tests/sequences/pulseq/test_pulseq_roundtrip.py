@@ -13,7 +13,7 @@ import torch
 from pulseq_samples import disc_phantom
 
 from mrzero.core.bundles import BundleError, DeployedBundle
-from mrzero.pipelines.base import Context
+from mrzero.pipelines.base import Context, PipelineError
 from mrzero.pipelines.learned.recon import ReconSettings
 from mrzero.sequences.builders import BUILDERS
 from mrzero.sequences.bundle import check_bundle, write_bundle
@@ -104,7 +104,7 @@ def test_a_readout_starting_a_hair_above_a_whole_ramp_rounds_the_ramp_up(tmp_pat
 def test_a_bundle_reconstructs_as_its_training_did(tmp_path):
     """A sequence trained through CG with Pipe-Menon weights: its bundle's protocol carries that
     reconstruction, the server's iterative-adjoint settings read it back, and the adjoint pipeline,
-    which would reconstruct something else, is refused."""
+    which would reconstruct something else, is refused at export and at the server."""
     recipe = dataclasses.replace(
         load_recipe("gre_from_zero"), matrix=8, recon=RecipeRecon(method="cg", iterations=7, density="pipe")
     )
@@ -119,6 +119,9 @@ def test_a_bundle_reconstructs_as_its_training_did(tmp_path):
     deployed = DeployedBundle(tmp_path / "bundle", protocol, "now")
     settings = ReconSettings.from_context(Context(header, device="cpu"), deployed, iterative=True)
     assert (settings.method, settings.iterations, settings.density) == ("cg", 7, "pipe")
+    adjoint = Context(header, device="cpu", pipeline_name="adjoint")  # a client naming the wrong pipeline
+    with pytest.raises(PipelineError, match="trained through the cg reconstruction.*adjoint pipeline"):
+        ReconSettings.from_context(adjoint, deployed, iterative=False)
 
 
 def test_a_trained_gre_from_zero_survives_bundle_and_file(tmp_path):
