@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mrzero.core.ops.fft import fftc, ifftc
+from mrzero.core.ops.oversampling import crop_center
 from mrzero.pipelines.roar.signal_model import echo_times, f_sinc, mgre_magnitude
 from mrzero.pipelines.roar.vsf import f_vsf
 
@@ -275,21 +277,15 @@ class _FieldModel:
 def _fourier_refine(x: torch.Tensor, refine: int) -> torch.Tensor:
     """Band-limited interpolation of ``[..., n, n]`` onto a ``refine`` times finer grid (zero-padded
     centred k-space; the identity on the original samples)."""
-    n = x.shape[-1]
-    pad = (refine - 1) * n // 2
-    k = torch.fft.fftshift(torch.fft.fft2(x), dim=(-2, -1))
-    k = F.pad(k, (pad, pad, pad, pad))
-    return torch.fft.ifft2(torch.fft.ifftshift(k, dim=(-2, -1))) * refine**2
+    pad = (refine - 1) * x.shape[-1] // 2
+    return ifftc(F.pad(fftc(x), (pad, pad, pad, pad))) * refine
 
 
 def _fourier_crop(x: torch.Tensor, refine: int) -> torch.Tensor:
     """The image of the central ``1 / refine`` of the k-space of ``[..., N, N]`` (what an encoding of
     that window reconstructs), on the coarse grid."""
-    big = x.shape[-1]
-    n = big // refine
-    lo = (big - n) // 2
-    k = torch.fft.fftshift(torch.fft.fft2(x), dim=(-2, -1))[..., lo : lo + n, lo : lo + n]
-    return torch.fft.ifft2(torch.fft.ifftshift(k, dim=(-2, -1))) / refine**2
+    n = x.shape[-1] // refine
+    return ifftc(crop_center(crop_center(fftc(x), n, -1), n, -2)) / refine
 
 
 def _encoded_scan(
