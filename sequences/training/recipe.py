@@ -308,6 +308,11 @@ def validate(recipe: Recipe) -> Recipe:
         _choice(f"sequence.learn.{name}.tie", spec.tie, TIES)
         if spec.tie != "none" and name != "moment":
             raise RecipeError(f"sequence.learn.{name}.tie: only moments can be tied, not {name}")
+    if r.loss.encoding and r.recon.split != "none":
+        raise RecipeError(
+            "loss.encoding: the encoding prior scores all samples as one image's; with recon.split "
+            f"{r.recon.split!r} each image has its own samples, and repeats would count as overlaps"
+        )
     if r.target.kind == "image" and not r.target.path:
         raise RecipeError("target.path: an image target needs a .npy file of shape [matrix, matrix]")
     for key, ph in (("phantom", r.phantom), ("held_out", r.held_out)):

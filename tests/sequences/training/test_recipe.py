@@ -88,6 +88,7 @@ def test_unknown_keys_fail_naming_the_key(data, named):
         ({"loss": {"encoding": -1}}, "loss.encoding"),
         ({"loss": {"encoding_until": 0}}, "loss.encoding_until"),
         ({"loss": {"encoding_until": 1.5}}, "loss.encoding_until"),
+        ({"loss": {"encoding": 1.0}, "recon": {"split": "repetition"}}, "loss.encoding"),
     ],
 )
 def test_impossible_values_fail_naming_the_key(data, named):
