@@ -25,6 +25,12 @@ B0. The same keys serve all voxels.
   after their T2' echo, so that ``|tau|`` splits into factors of state and of sample;
   ``sequences/engines/readout.py``).
 
+* Ideal spoiling (``ideal_spoiling=True``, the textbook "perfect spoiling" of a spoiled GRE): at
+  the end of every repetition every transverse state and every dephased longitudinal state is
+  dropped, so each pulse sees only the recovered longitudinal magnetisation. What a spoiled GRE
+  is meant to image; a real spoiler and RF spoiling leave echo pathways that this removes.
+  Refused for sequences with refocusing pulses, whose echoes are the signal.
+
 * Diffusion (phantoms with an ADC map): each state is damped by its own dephasing history
   within the repetition (EPG with diffusion, Weigel 2015), before the samples and at the
   repetition's end, its dual amplitudes (below) with it (``sequences/engines/diffusion.py``);
@@ -57,7 +63,7 @@ from mrzero.sequences.engines.readout import Group, readout, voxel_phase
 from mrzero.sequences.engines.rf import RfCoefficients, sequence_coefficients
 from mrzero.sequences.engines.timeline import Repetition, repetitions
 from mrzero.sequences.engines.voxels import VoxelSet
-from mrzero.sequences.sequence import Sequence
+from mrzero.sequences.sequence import REFOCUSING, Sequence
 
 #: Grid on which keys count as equal: cycles/FOV for moments, seconds for tau.
 KEY_GRID = (1e-3, 1e-3, 1e-3, 1e-7)
@@ -288,8 +294,10 @@ def _repetition(
     keep_floor: float,
     max_states: int,
     diffusion: RepetitionDiffusion | None = None,
+    ideal_spoiling: bool = False,
 ) -> tuple[torch.Tensor | None, States]:
-    """One repetition: pulse, its samples (None without ADC), free evolution to its end."""
+    """One repetition: pulse, its samples (None without ADC), free evolution to its end (and, with
+    ``ideal_spoiling``, only the zero longitudinal state kept)."""
     st = _pulse(st, pf, keep_floor, max_states)
     read = st
     if diffusion is not None:  # damping up to the readout and to the end (amplitude bounds stay bounds)
@@ -302,7 +310,27 @@ def _repetition(
         samples, g_f = _samples(read, rep, vox, keep_floor)
         if read is st:  # the next pulse takes the duals through the readout (readout())
             st = replace(st, g_f=g_f)
-    return samples, _relax(st, rep, pf)
+    st = _relax(st, rep, pf)
+    return samples, _spoil(st) if ideal_spoiling else st
+
+
+def _spoil(st: States) -> States:
+    """Ideal spoiling: no transverse state, and of the longitudinal ones only the zero key's."""
+    row = slice(st.zero, st.zero + 1)
+    g_z = None if st.g_z is None else st.g_z[:, row]
+    g_f = None if st.g_f is None else st.g_f[:, :0]
+    return replace(
+        st,
+        key_f=st.key_f[:0],
+        f=st.f[:0],
+        f_amp=st.f_amp[:0],
+        key_z=st.key_z[row],
+        z=st.z[row],
+        z_amp=st.z_amp[row],
+        zero=0,
+        g_f=g_f,
+        g_z=g_z,
+    )
 
 
 def _kept_bytes(st: States, rep: Repetition) -> int:
@@ -320,6 +348,7 @@ def simulate_configurations(
     *,
     tolerance: float = 1e-5,
     max_states: int = 4096,
+    ideal_spoiling: bool = False,
     checkpointing: bool | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -327,7 +356,8 @@ def simulate_configurations(
 
     ``tolerance``: states whose amplitude is below ``tolerance * max(pd)`` in every voxel are
     dropped (and skipped at readouts where they contribute less); ``max_states``: hard bound on
-    the state count (the largest are kept); ``checkpointing``: keep only each repetition's
+    the state count (the largest are kept); ``ideal_spoiling``: keep only the zero longitudinal
+    state at the end of every repetition (module docstring); ``checkpointing``: keep only each repetition's
     starting states for the backward pass and recompute the rest (less memory, a second forward
     pass in the backward); ``None`` keeps everything of the first repetitions until about
     ``AUTO_CHECKPOINT_BYTES`` are kept and recomputes the repetitions after them (the brain GRE
@@ -335,6 +365,11 @@ def simulate_configurations(
     """
     if tolerance < 0 or max_states < 1:
         raise ValueError(f"tolerance must be >= 0 and max_states >= 1, got {tolerance}, {max_states}")
+    if ideal_spoiling and bool((seq.rf_kind == REFOCUSING).any()):
+        raise ValueError(
+            "ideal_spoiling drops every transverse state after each repetition; a sequence with "
+            "refocusing pulses lives on those echoes"
+        )
     keep_floor = tolerance * float(vox.pd.detach().max())
     n_vox, dtype = vox.n_voxels, vox.coil.dtype
     # keys are float64 whatever the sequence's precision: float32 sums of durations along
@@ -366,10 +401,19 @@ def simulate_configurations(
     for rep, pf, diffusion in bar:
         if grad and checkpointing is not False and held > AUTO_CHECKPOINT_BYTES:
             samples, st = checkpoint(
-                _repetition, st, rep, pf, vox, keep_floor, max_states, diffusion, use_reentrant=False
+                _repetition,
+                st,
+                rep,
+                pf,
+                vox,
+                keep_floor,
+                max_states,
+                diffusion,
+                ideal_spoiling,
+                use_reentrant=False,
             )
         else:
-            samples, st = _repetition(st, rep, pf, vox, keep_floor, max_states, diffusion)
+            samples, st = _repetition(st, rep, pf, vox, keep_floor, max_states, diffusion, ideal_spoiling)
             held += _kept_bytes(st, rep)
         if samples is not None:
             out.append(samples)
