@@ -72,6 +72,7 @@ class TargetSpec:
     options: dict[str, Any] = field(default_factory=dict)
     path: str | None = None  # image: a .npy file of shape [ny, nx]
     dummies: int = setting(0, "steady_state: repetitions played (ADC off) before the scan", ge=0)
+    spoiling: Literal["as_played", "ideal"] = "as_played"  # sequence/steady_state (engine fast)
     threshold: float = 0.0  # mask: pd above this is 1; t1: pd above this is the tissue compared
     relative: bool = False  # t1: weight each pixel by 1/T1 (error = RMS of per-pixel relative errors)
 
@@ -129,8 +130,9 @@ class HeadSpec:
 
 @dataclass
 class LossSpec:
-    """``image`` (relative L2 or L1 of prediction vs target) + ``sar`` x relative SAR
-    + ``time`` x relative scan time (+ the annealed ``encoding`` prior while training)."""
+    """``image`` (relative L2 or L1 of prediction vs target) + ``high_k`` x the squared relative
+    error at |k| >= ``high_k_from`` + ``sar`` x relative SAR + ``time`` x relative scan time
+    (+ the annealed ``encoding`` prior while training)."""
 
     image: Literal["l2", "l1"] = "l2"
     compare: Literal["magnitude", "complex"] = "magnitude"
@@ -142,6 +144,10 @@ class LossSpec:
     encoding_until: float = setting(
         0.7, "fraction of the iterations at which the encoding prior's weight has fallen to 0", gt=0, le=1
     )
+    high_k: float = setting(
+        0.0, "lambda on the squared relative error at |k| >= high_k_from (losses.py: blur's weight)", ge=0
+    )
+    high_k_from: float = setting(12.0, "inner edge of the high_k ring, cycles/FOV", gt=0)
 
 
 @dataclass
@@ -308,6 +314,19 @@ def validate(recipe: Recipe) -> Recipe:
         _choice(f"sequence.learn.{name}.tie", spec.tie, TIES)
         if spec.tie != "none" and name != "moment":
             raise RecipeError(f"sequence.learn.{name}.tie: only moments can be tied, not {name}")
+    if r.target.spoiling == "ideal" and (
+        r.target.kind not in ("sequence", "steady_state") or r.engine.name != "fast"
+    ):
+        raise RecipeError(
+            "target.spoiling: ideal spoiling is a fast-engine option for sequence and steady_state "
+            f"targets, not for a {r.target.kind} target on the {r.engine.name} engine"
+        )
+    k_corner = r.matrix / 2 * 2**0.5
+    if r.loss.high_k and r.loss.high_k_from >= k_corner:
+        raise RecipeError(
+            f"loss.high_k_from: {r.loss.high_k_from:g} cycles/FOV lies beyond every k-space point of "
+            f"a {r.matrix}x{r.matrix} image (|k| <= {k_corner:.1f}); the ring would be empty"
+        )
     if r.loss.encoding and r.recon.split != "none":
         raise RecipeError(
             "loss.encoding: the encoding prior scores all samples as one image's; with recon.split "

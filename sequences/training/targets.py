@@ -4,7 +4,9 @@
   each drawn with its own seed so a sample is the same in every run and on every device.
 * Targets per phantom: ``sequence`` (the images a builder's target sequence produces through the
   same forward model), ``steady_state`` (the same, after ``dummies`` repetitions with the ADC off,
-  so no transient is left), ``image`` (a user ``.npy`` image, the same for every phantom),
+  so no transient is left; both with ``spoiling: ideal`` simulated with ideal spoiling, what a
+  spoiled GRE is meant to image, without the echo pathways its played spoiling leaves),
+  ``image`` (a user ``.npy`` image, the same for every phantom),
   ``mask`` (1 where ``pd > threshold``) and ``t1`` (the phantom's T1 map in seconds, weighted to
   its tissue, ``pd > threshold``, and with ``relative`` by ``1 / T1`` so that every pixel counts
   by its relative error, not a long-T1 pixel more than a short one). Each target comes with a
@@ -169,7 +171,10 @@ class Targets:
             seq = self.reference
             if kind == "steady_state":
                 seq = with_dummies(seq, self.spec.dummies)
-            return Target(self.forward(seq, phantom), ones)
+            forward = self.forward
+            if self.spec.spoiling == "ideal":
+                forward = replace(forward, engine_options={**forward.engine_options, "ideal_spoiling": True})
+            return Target(forward(seq, phantom), ones)
         if kind == "image":
             return Target(self._image, ones)
         if kind == "mask":

@@ -176,6 +176,8 @@ class Trainer(TrainingLoop):
             r.loss.time,
             sar_ref,
             float(reference.total_duration()) or 1.0,
+            r.loss.high_k,
+            r.loss.high_k_from,
         )
         self.encoding_prior = (
             EncodingPrior(r.loss.encoding, r.loss.encoding_until, r.matrix) if r.loss.encoding else None
@@ -336,21 +338,26 @@ class Trainer(TrainingLoop):
         if self.encoding_prior is not None and not evaluating:
             guide = self.encoding_prior(seq.trajectory(), step / self.iterations)
         image = torch.zeros((), device=self.device)
+        high_k = torch.zeros((), device=self.device)
         error, bands = 0.0, {}
         for idx in share.indices:
             t = self.targets.get(idx, self.phantoms[idx])
             pred = self.predict(images(idx))
             parts = self.loss_fn(pred, t.image, t.weight, seq)
             image = image + parts.image
+            if parts.high_k is not None:
+                high_k = high_k + parts.high_k
             error += parts.error
             if not evaluating and idx == share.indices[0]:
                 self._last_pred = pred.detach()
             if evaluating:
                 for name, value in band_errors(pred, t.image, t.weight, self.loss_fn.compare).items():
                     bands[name] = bands.get(name, 0.0) + value
-        image, penalty = share.per_sample(image), share.shared(sar + time)
+        image, high_k = share.per_sample(image), share.per_sample(high_k)
+        penalty = share.shared(sar + time)
         metrics = {
             "image": float(image.detach()),
+            **({"high_k": float(high_k.detach())} if self.loss_fn.high_k else {}),
             "sar": float(share.shared(sar).detach()),
             "time": float(share.shared(time).detach()),
             "error": error / share.batch,
@@ -362,7 +369,7 @@ class Trainer(TrainingLoop):
             metrics.update(
                 {name: bands.get(name, 0.0) / share.batch for name in band_names(self.recipe.matrix)}
             )
-        return StepLoss(image + penalty, metrics)
+        return StepLoss(image + high_k + penalty, metrics)
 
     def loss(self, step: int, share: Share) -> StepLoss:
         seq = self.sequence()
@@ -421,8 +428,9 @@ class Trainer(TrainingLoop):
 
     def log_step(self, record: dict[str, float]) -> str:
         guide = f", encoding prior {record['encoding']:.5f}" if "encoding" in record else ""
+        high_k = f", high |k| {record['high_k']:.5f}" if "high_k" in record else ""
         return (
-            f"loss {record['loss']:.5f} (image {record['image']:.5f}, SAR {record['sar']:.5f}, time "
+            f"loss {record['loss']:.5f} (image {record['image']:.5f}{high_k}, SAR {record['sar']:.5f}, time "
             f"{record['time']:.5f}{guide}), error {100 * record['error']:.2f} %, relative SAR "
             f"{100 * record['sar_rel']:.1f} %"
         )

@@ -105,3 +105,26 @@ def test_band_errors_show_an_error_that_lives_at_high_k_only():
     assert max(bands["err_k0-4"], bands["err_k4-8"], bands["err_k12+"]) < 1e-6
     assert float(relative_error(pred, target, compare="complex")) == pytest.approx(0.05, rel=1e-4)
     assert band_names(8) == ["err_k0-4", "err_k4-8"]  # |k| <= 4 sqrt(2) at 8x8
+
+
+def test_high_k_term_is_the_squared_outer_ring_error_and_pulls_towards_it():
+    """The same four cosines (closed form: each ring holds one of them, of equal energy): a 20 %
+    error on the 14-cycle cosine is 20 % at |k| >= 12, so ``high_k`` = lambda * 0.04 and the total is
+    image + high_k. Its gradient with respect to that cosine's amplitude in the prediction points
+    towards the target's; from 8 cycles/FOV the ring holds two cosines, and the term halves."""
+    x = torch.arange(32) / 32
+    waves = {k: torch.cos(2 * math.pi * k * x)[None, :].expand(32, 32) for k in (2, 6, 10, 14)}
+    target = sum(waves.values())[None].to(torch.complex64)
+    amp = torch.tensor(0.8, requires_grad=True)
+    pred = target + (amp - 1.0) * waves[14][None]
+    seq = flash(matrix=4)
+    parts = Loss(compare="complex", high_k=2.0)(pred, target, torch.ones(32, 32), seq)
+    assert float(parts.high_k) == pytest.approx(2.0 * 0.2**2, rel=1e-4)
+    assert float(parts.image) == pytest.approx(0.1**2, rel=1e-4)  # one of four equal cosines
+    assert float(parts.total) == pytest.approx(0.01 + 0.08, rel=1e-4)
+    assert parts.as_dict()["high_k"] == pytest.approx(0.08, rel=1e-4)
+    parts.high_k.backward()
+    assert float(amp.grad) < 0  # raising the amplitude towards 1 lowers the term
+    wider = Loss(compare="complex", high_k=2.0, high_k_from=8.0)(pred.detach(), target, None, seq)
+    assert float(wider.high_k) == pytest.approx(2.0 * 0.2**2 / 2, rel=1e-4)
+    assert Loss()(pred.detach(), target, None, seq).high_k is None

@@ -89,6 +89,11 @@ def test_unknown_keys_fail_naming_the_key(data, named):
         ({"loss": {"encoding_until": 0}}, "loss.encoding_until"),
         ({"loss": {"encoding_until": 1.5}}, "loss.encoding_until"),
         ({"loss": {"encoding": 1.0}, "recon": {"split": "repetition"}}, "loss.encoding"),
+        ({"loss": {"high_k": -1}}, "loss.high_k"),
+        ({"target": {"kind": "sequence", "spoiling": "perfect"}}, "target.spoiling"),
+        ({"target": {"kind": "mask", "spoiling": "ideal"}}, "target.spoiling"),
+        ({"target": {"spoiling": "ideal"}, "engine": {"name": "isochromat"}}, "target.spoiling"),
+        ({"loss": {"high_k": 1.0, "high_k_from": 6}}, "loss.high_k_from"),  # 8x8: |k| <= 5.7
     ],
 )
 def test_impossible_values_fail_naming_the_key(data, named):

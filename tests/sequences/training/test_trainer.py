@@ -210,6 +210,19 @@ def test_zero_starts_only_the_free_entries_at_zero_and_keeps_the_spoiler(tmp_pat
     assert bool((seq.flip == math.radians(0.1)).all())
 
 
+def test_the_high_k_term_is_trained_and_evaluated_as_the_squared_outer_ring_error(tmp_path):
+    """With one phantom the evaluation's ``high_k`` is lambda times the square of the band error the
+    report computes separately (``band_errors`` at 8x8: the ring |k| >= 4), and the loss sums it."""
+    rec = recipe(FROM_ZERO, loss={"high_k": 3.0, "high_k_from": 4.0})
+    result = Trainer(parse_recipe(rec), tmp_path, progress=False).run()
+    for h in result.history:
+        assert h["high_k"] > 0
+        assert h["loss"] == pytest.approx(h["image"] + h["high_k"] + h["sar"] + h["time"], rel=1e-5)
+    for e in json.loads((tmp_path / "evaluations.json").read_text()):
+        assert e["high_k"] == pytest.approx(3.0 * e["err_k4-8"] ** 2, rel=1e-4)
+        assert e["loss"] == pytest.approx(e["image"] + e["high_k"] + e["sar"] + e["time"], rel=1e-5)
+
+
 def test_the_encoding_prior_guides_training_and_is_left_out_of_evaluations(tmp_path):
     rec = recipe(
         FROM_ZERO,
@@ -224,3 +237,21 @@ def test_the_encoding_prior_guides_training_and_is_left_out_of_evaluations(tmp_p
     evaluations = json.loads((tmp_path / "evaluations.json").read_text())
     assert all("encoding" not in e for e in evaluations)
     assert all(e["loss"] == pytest.approx(e["image"] + e["sar"] + e["time"], rel=1e-5) for e in evaluations)
+
+
+def test_an_ideally_spoiled_target_is_the_target_sequence_simulated_with_ideal_spoiling(tmp_path):
+    """The target of ``spoiling: ideal`` is the engine's ideally spoiled simulation of the target
+    sequence (the engine's closed-form test: test_engines_physics.py), not the played one."""
+    from mrzero.sequences.simulate import simulate
+
+    played = Trainer(parse_recipe(FROM_ZERO), tmp_path / "a", progress=False)
+    rec = recipe(FROM_ZERO, target={"kind": "sequence", "spoiling": "ideal"})
+    ideal = Trainer(parse_recipe(rec), tmp_path / "b", progress=False)
+    phantom = ideal.phantoms[0]
+    fm = ideal.forward
+    signal = simulate(ideal.reference, phantom, engine=fm.engine, ideal_spoiling=True, **fm.engine_options)
+    expected = fm.reconstruct(ideal.reference, signal)
+    got = ideal.targets.get(0, phantom).image
+    assert torch.allclose(got, expected, atol=1e-6)
+    other = played.targets.get(0, played.phantoms[0]).image
+    assert float((other - got).abs().max()) > 1e-3 * float(got.abs().max())
