@@ -89,7 +89,7 @@ def scan_truth(scan: TwinScan, brain_slice: int | None = DEFAULT_SLICE) -> Truth
     ``brain_slice``: the brain slice the twin scanned (per-tissue errors of maps), None for no brain."""
     from mrzero.sequences.training.forward import ForwardModel
     from mrzero.sequences.training.recipe import load_recipe
-    from mrzero.sequences.training.targets import target_sequence
+    from mrzero.sequences.training.targets import target_forward, target_sequence
 
     path = RECIPES / f"{scan.protocol['name']}.yaml"
     if not path.is_file():
@@ -104,7 +104,7 @@ def scan_truth(scan: TwinScan, brain_slice: int | None = DEFAULT_SLICE) -> Truth
     target = target_sequence(
         recipe.target, recipe.sequence.builder, recipe.sequence.options, recipe.matrix, "cpu"
     )
-    forward = ForwardModel.from_recipe(recipe)
+    forward = target_forward(recipe.target, ForwardModel.from_recipe(recipe))
     with torch.no_grad():  # the target seen through the same coils, root-sum-of-squares combined
         signal = simulate(target, phantom, engine=forward.engine, **forward.engine_options)
         per_coil = torch.stack([forward.reconstruct(target, coil[None]) for coil in signal])

@@ -114,6 +114,14 @@ def target_sequence(
     return build_sequence(name, options, matrix, device, key="target")
 
 
+def target_forward(spec: TargetSpec, forward: ForwardModel) -> ForwardModel:
+    """The forward model a ``sequence``/``steady_state`` target is simulated through: the recipe's,
+    with ideal spoiling when ``spec.spoiling`` asks for it."""
+    if spec.spoiling != "ideal":
+        return forward
+    return replace(forward, engine_options={**forward.engine_options, "ideal_spoiling": True})
+
+
 class Targets:
     """Targets of a recipe, computed once per phantom (no gradient) and cached."""
 
@@ -171,10 +179,7 @@ class Targets:
             seq = self.reference
             if kind == "steady_state":
                 seq = with_dummies(seq, self.spec.dummies)
-            forward = self.forward
-            if self.spec.spoiling == "ideal":
-                forward = replace(forward, engine_options={**forward.engine_options, "ideal_spoiling": True})
-            return Target(forward(seq, phantom), ones)
+            return Target(target_forward(self.spec, self.forward)(seq, phantom), ones)
         if kind == "image":
             return Target(self._image, ones)
         if kind == "mask":

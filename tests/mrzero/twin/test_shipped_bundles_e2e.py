@@ -21,7 +21,7 @@ from mrzero.sequences.digital_twin import SHIPPED_BUNDLES
 from mrzero.sequences.training.forward import ForwardModel
 from mrzero.sequences.training.losses import relative_error
 from mrzero.sequences.training.recipe import load_recipe
-from mrzero.sequences.training.targets import target_sequence
+from mrzero.sequences.training.targets import target_forward, target_sequence
 from mrzero.twin_demo import save_scan, stream_scan
 
 RECIPES = SHIPPED_BUNDLES / "recipes"
@@ -52,7 +52,7 @@ def target_of(name: str, scan) -> tuple[torch.Tensor, torch.Tensor | None]:
     target_seq = target_sequence(
         recipe.target, recipe.sequence.builder, recipe.sequence.options, recipe.matrix, "cpu"
     )
-    forward = ForwardModel.from_recipe(recipe)
+    forward = target_forward(recipe.target, ForwardModel.from_recipe(recipe))
     with torch.no_grad():
         return forward(target_seq, phantom), None
 
