@@ -42,6 +42,7 @@ class Truth:
     mask: np.ndarray | None
     label: str
     tissues: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = "the recipe's target"  # what the image truth is, for the figure's title
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def scan_truth(scan: TwinScan, brain_slice: int | None = DEFAULT_SLICE) -> Truth
         signal = simulate(target, phantom, engine=forward.engine, **forward.engine_options)
         per_coil = torch.stack([forward.reconstruct(target, coil[None]) for coil in signal])
         values = rss(per_coil).cpu().numpy()
-    return Truth(values.reshape(-1, *values.shape[-2:]), None, IMAGE_LABEL)
+    source = "the recipe's target" + (", ideal spoiling" if recipe.target.spoiling == "ideal" else "")
+    return Truth(values.reshape(-1, *values.shape[-2:]), None, IMAGE_LABEL, source=source)
 
 
 def rms_relative(result: np.ndarray, truth: np.ndarray, keep: np.ndarray) -> float:
@@ -167,7 +169,7 @@ def overview_figure(name: str, images: list[ismrmrd.Image], truth: Truth, path: 
             (
                 axes[row, 1],
                 wanted,
-                "truth: the recipe's target" if mask is None else "truth (mask: the recipe's tissue)",
+                f"truth: {truth.source}" if mask is None else "truth (mask: the recipe's tissue)",
             ),
         ):
             picture = show_plane(ax, plane, low, high, None if mask is None else label, title, mask)

@@ -144,6 +144,7 @@ def brain_scores(recipe_file: str, run: Path, slices: list[int]) -> dict[str, ob
         "slices": per_slice,
         "unseen_mean": mean,
         "shown_slice": shown,
+        "ideal_spoiling": recipe.target.spoiling == "ideal",
         "images": images,
         "flips": (torch.rad2deg(seq.flip).abs(), torch.rad2deg(ref.flip).abs()),
     }
@@ -163,12 +164,13 @@ def brain_plot(results: list[dict[str, object]], png: Path) -> None:
         scale = float(im["target"].max())
         s = res["shown_slice"]
         err = 100 * res["slices"][s]["error"]
-        for a, img, title in (
-            (row[1], im["learned"], f"learned, brain slice {s}: {err:.1f} %"),
-            (row[2], im["target"], "target"),
-            (row[3], (im["learned"] - im["target"]).abs(), "|learned - target|"),
+        target_title = "target" + (" (ideal spoiling)" if res["ideal_spoiling"] else "")
+        for a, img, title, gain in (
+            (row[1], im["learned"], f"learned, brain slice {s}: {err:.1f} %", 1),
+            (row[2], im["target"], target_title, 1),
+            (row[3], (im["learned"] - im["target"]).abs(), "|learned - target| x 10", 10),
         ):
-            a.imshow(img.numpy(), cmap="gray", vmin=0, vmax=scale)
+            a.imshow(img.numpy(), cmap="gray", vmin=0, vmax=scale / gain)
             a.set_title(title, fontsize=9)
             a.axis("off")
     fig.tight_layout()
