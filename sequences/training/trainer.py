@@ -29,7 +29,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,7 @@ class Trainer(TrainingLoop):
         )
         self.n_images = len(repetition_groups(start)) if r.recon.split == "repetition" else 1
         self.head = self.head_config = None
+        self.held_result: dict[str, float] | None = None  # the final held-out errors, for checkpoints
         if r.head is not None:
             self.head_config = self._head_config(r)
             self.head = build_head(self.head_config).to(self.device)
@@ -478,6 +479,9 @@ class Trainer(TrainingLoop):
                 "best": best,
             }
         }
+        if self.held_result is not None:  # the held-out phantoms' errors, in the final checkpoint
+            meta["provenance"]["held_out"] = {"spec": asdict(self.recipe.held_out), **self.held_result}
+            meta["provenance"]["held_out_error"] = self.held_result["error"]
         if self.head_config is not None:
             meta["head_config"] = self.head_config
         # the reconstruction trained through, in the server's terms (pipelines/learned/recon.py): a
@@ -526,6 +530,7 @@ class Trainer(TrainingLoop):
         )
         self.train()
         held = self.errors() if self.held_out and self.ranks.main else None
+        self.held_result = held
         final = self.out / "final.pt"
         if self.ranks.main:
             if held is not None and self.recipe.target.kind == "t1":

@@ -255,3 +255,20 @@ def test_an_ideally_spoiled_target_is_the_target_sequence_simulated_with_ideal_s
     assert torch.allclose(got, expected, atol=1e-6)
     other = played.targets.get(0, played.phantoms[0]).image
     assert float((other - got).abs().max()) > 1e-3 * float(got.abs().max())
+
+
+def test_the_final_checkpoint_states_its_held_out_errors(tmp_path):
+    """A bundle exported from the final checkpoint states its error on phantoms training never saw
+    (the shipped-bundle scans compare against it); intermediate checkpoints do not have it yet."""
+    rec = recipe(
+        FROM_ZERO,
+        held_out={"kind": "brain", "slice": 5},
+        optimizer={**FROM_ZERO["optimizer"], "iterations": 2},
+    )
+    result = Trainer(parse_recipe(rec), tmp_path, progress=False).run()
+    provenance = load_checkpoint(result.final_checkpoint).metadata["provenance"]
+    assert provenance["held_out_error"] == pytest.approx(result.held_out_error)
+    held = provenance["held_out"]
+    assert held["spec"]["kind"] == "brain" and held["spec"]["slice"] == 5
+    assert held["error"] == pytest.approx(result.held_out_error) and "err_k0-4" in held
+    assert "held_out" not in load_checkpoint(tmp_path / "checkpoint.pt").metadata["provenance"]
