@@ -314,6 +314,11 @@ def validate(recipe: Recipe) -> Recipe:
         _choice(f"sequence.learn.{name}.tie", spec.tie, TIES)
         if spec.tie != "none" and name != "moment":
             raise RecipeError(f"sequence.learn.{name}.tie: only moments can be tied, not {name}")
+    if "ideal_spoiling" in r.engine.options:
+        raise RecipeError(
+            "engine.options.ideal_spoiling: the trained sequence is simulated as it is played; "
+            "ideal spoiling belongs to the target (target.spoiling: ideal)"
+        )
     if r.target.spoiling == "ideal" and (
         r.target.kind not in ("sequence", "steady_state") or r.engine.name != "fast"
     ):

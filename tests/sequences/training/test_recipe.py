@@ -93,6 +93,7 @@ def test_unknown_keys_fail_naming_the_key(data, named):
         ({"target": {"kind": "sequence", "spoiling": "perfect"}}, "target.spoiling"),
         ({"target": {"kind": "mask", "spoiling": "ideal"}}, "target.spoiling"),
         ({"target": {"spoiling": "ideal"}, "engine": {"name": "isochromat"}}, "target.spoiling"),
+        ({"engine": {"name": "fast", "options": {"ideal_spoiling": True}}}, "engine.options.ideal_spoiling"),
         ({"loss": {"high_k": 1.0, "high_k_from": 6}}, "loss.high_k_from"),  # 8x8: |k| <= 5.7
     ],
 )
