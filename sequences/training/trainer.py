@@ -184,7 +184,6 @@ class Trainer(TrainingLoop):
         )
         self.n_images = len(repetition_groups(start)) if r.recon.split == "repetition" else 1
         self.head = self.head_config = None
-        self.held_result: dict[str, float] | None = None  # the final held-out errors, for checkpoints
         if r.head is not None:
             self.head_config = self._head_config(r)
             self.head = build_head(self.head_config).to(self.device)
@@ -463,7 +462,7 @@ class Trainer(TrainingLoop):
             )
         return replace(seq, name=f"{self.recipe.name} (trained)")
 
-    def _metadata(self, note: str) -> dict[str, Any]:
+    def _metadata(self, note: str, held: dict[str, float] | None = None) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
         best = self.best["metrics"]
         meta: dict[str, Any] = {
@@ -479,9 +478,9 @@ class Trainer(TrainingLoop):
                 "best": best,
             }
         }
-        if self.held_result is not None:  # the held-out phantoms' errors, in the final checkpoint
-            meta["provenance"]["held_out"] = {"spec": asdict(self.recipe.held_out), **self.held_result}
-            meta["provenance"]["held_out_error"] = self.held_result["error"]
+        if held is not None:  # the held-out phantoms' errors, in the final checkpoint
+            meta["provenance"]["held_out"] = {"spec": asdict(self.recipe.held_out), **held}
+            meta["provenance"]["held_out_error"] = held["error"]
         if self.head_config is not None:
             meta["head_config"] = self.head_config
         # the reconstruction trained through, in the server's terms (pipelines/learned/recon.py): a
@@ -490,8 +489,11 @@ class Trainer(TrainingLoop):
         meta["recon"] = {"method": rec.method, "iterations": rec.iterations, "density": rec.density or "none"}
         return meta
 
-    def _save_checkpoint(self, path: Path, note: str, figure: bytes | None = None) -> Path:
-        return save_checkpoint(path, self.final_sequence(), self.head, self._metadata(note), figure)
+    def _save_checkpoint(
+        self, path: Path, note: str, figure: bytes | None = None, held: dict[str, float] | None = None
+    ) -> Path:
+        meta = self._metadata(note, held)
+        return save_checkpoint(path, self.final_sequence(), self.head, meta, figure)
 
     # ------------------------------------------------------------------ evaluation and run
     @torch.no_grad()
@@ -530,7 +532,6 @@ class Trainer(TrainingLoop):
         )
         self.train()
         held = self.errors() if self.held_out and self.ranks.main else None
-        self.held_result = held
         final = self.out / "final.pt"
         if self.ranks.main:
             if held is not None and self.recipe.target.kind == "t1":
@@ -540,7 +541,7 @@ class Trainer(TrainingLoop):
             figure = self.report.summary(
                 self.history, held, self.recipe.name, self.evaluations, self.best, self.hardware_check
             )
-            self._save_checkpoint(final, "final", figure)
+            self._save_checkpoint(final, "final", figure, held)
             (self.out / "history.json").write_text(json.dumps(self.history))
             (self.out / "evaluations.json").write_text(json.dumps(self.evaluations))
             log.info(
