@@ -34,7 +34,7 @@ from mrzero.sequences.phantoms import brain_phantom  # noqa: E402
 from mrzero.sequences.training.forward import ForwardModel  # noqa: E402
 from mrzero.sequences.training.losses import band_errors, relative_error  # noqa: E402
 from mrzero.sequences.training.recipe import load_recipe, recipe_path  # noqa: E402
-from mrzero.sequences.training.targets import build_sequence, target_forward  # noqa: E402
+from mrzero.sequences.training.targets import build_sequence, target_forward, target_sequence  # noqa: E402
 
 
 def sweep(recipe: str, weights: list[float], out: Path, iterations: int | None) -> list[Path]:
@@ -120,12 +120,12 @@ def brain_scores(recipe_file: str, run: Path, slices: list[int]) -> dict[str, ob
     trained_on = recipe.phantom.slices if recipe.phantom.kind == "brain" else []
     forward = ForwardModel.from_recipe(recipe)
     target_model = target_forward(recipe.target, forward)
-    t = recipe.target
-    ref = build_sequence(
-        t.builder or recipe.sequence.builder, t.options or recipe.sequence.options, recipe.matrix, "cpu"
+    ref = target_sequence(
+        recipe.target, recipe.sequence.builder, recipe.sequence.options, recipe.matrix, "cpu"
     )
     seq = load_checkpoint(run / "final.pt").sequence
-    per_slice = {}
+    shown = next(s for s in slices if s not in trained_on)
+    per_slice, images = {}, {}
     for s in slices:
         phantom = brain_phantom((recipe.matrix, recipe.matrix), slice=s)
         target, pred = target_model(ref, phantom), forward(seq, phantom)
@@ -133,9 +133,8 @@ def brain_scores(recipe_file: str, run: Path, slices: list[int]) -> dict[str, ob
             "error": float(relative_error(pred, target, None, recipe.loss.compare)),
             **band_errors(pred, target, None, recipe.loss.compare),
         }
-    shown = next(s for s in slices if s not in trained_on)
-    phantom = brain_phantom((recipe.matrix, recipe.matrix), slice=shown)
-    images = {"target": target_model(ref, phantom)[0].abs(), "learned": forward(seq, phantom)[0].abs()}
+        if s == shown:
+            images = {"target": target[0].abs(), "learned": pred[0].abs()}
     unseen = [per_slice[s] for s in slices if s not in trained_on]
     mean = {k: sum(p[k] for p in unseen) / len(unseen) for k in unseen[0]} if unseen else {}
     return {
